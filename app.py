@@ -1,0 +1,5 @@
+"""WSGI entry point: `gunicorn app:app`, `flask --app app ...`."""
+
+from carbon_credits import create_app
+
+app = create_app()

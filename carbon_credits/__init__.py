@@ -1,0 +1,62 @@
+"""Personal low-carbon credit (碳普惠) backend: the Flask application factory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import redis
+from flask import Flask
+
+from carbon_credits import cli
+from carbon_credits.api import register_blueprints
+from carbon_credits.auth import TokenCodec
+from carbon_credits.catalog import Catalog
+from carbon_credits.config import Config
+from carbon_credits.db import Database
+from carbon_credits.errors import register_error_handlers
+from carbon_credits.extensions import JsonErrorApi, Runtime
+from carbon_credits.ratelimit import Limiter, LocalLimiter, RedisLimiter
+from carbon_credits.services.setup import init_db
+
+REDIS_TIMEOUT_S = 0.5
+"""Redis calls sit on the ingest path: fail fast and apply the failure policy."""
+
+
+def create_app(config: Config | None = None) -> Flask:
+    app = Flask(__name__, instance_path=str(Path.cwd() / "instance"),
+                instance_relative_config=False)
+    config = config or Config.from_env(Path(app.instance_path))
+    register_extensions(app, config)
+    register_error_handlers(app)
+    cli.register(app)
+    if config.auto_init_db:
+        init_db(app.extensions["carbon_credits"].db, config.default_city)
+    return app
+
+
+def register_extensions(app: Flask, config: Config) -> None:
+    app.config.update(
+        TESTING=config.testing,
+        MAX_CONTENT_LENGTH=config.max_content_length,
+        API_TITLE="Carbon credits (碳普惠) API",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="/docs",
+        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        API_SPEC_OPTIONS={"components": {"securitySchemes": {
+            "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}}},
+    )
+    db = Database()
+    db.configure(config.database_url)
+    client = (redis.Redis.from_url(config.redis_url, socket_timeout=REDIS_TIMEOUT_S,
+                                   socket_connect_timeout=REDIS_TIMEOUT_S)
+              if config.redis_url else None)
+    limiter: Limiter = RedisLimiter(client) if client is not None else LocalLimiter()
+    app.extensions["carbon_credits"] = Runtime(
+        config=config, db=db, catalog=Catalog(), limiter=limiter,
+        codec=TokenCodec(config), redis=client)
+    # One Api per app: flask-smorest keeps the OpenAPI spec on the Api object.
+    api = JsonErrorApi(app)
+    register_blueprints(api)

@@ -1,0 +1,17 @@
+"""HTTP handlers: parse with a schema, call one service function, dump with a schema."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from carbon_credits.api import events, health, me, methodologies
+from carbon_credits.schemas import EVENT_SCHEMAS
+
+
+def register_blueprints(api: Any) -> None:
+    for schema in EVENT_SCHEMAS.values():
+        # Named so that the oneOf request body of POST /v1/events can refer to them.
+        api.spec.components.schema(type(schema).__name__.removesuffix("Schema"),
+                                   schema=type(schema))
+    for module in (events, me, methodologies, health):
+        api.register_blueprint(module.blp)

@@ -1,0 +1,52 @@
+"""POST /v1/events and GET /v1/events/{event_id}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from carbon_credits.api.requests import json_body, limit_rate
+from carbon_credits.auth import current_principal, requires
+from carbon_credits.extensions import runtime
+from carbon_credits.schemas import EVENT_SCHEMAS, EventResultSchema, load_event
+from carbon_credits.services import events
+
+blp = Blueprint("events", __name__, url_prefix="/v1/events",
+                description="Trips and steps in; grams and points out")
+
+_EVENT_BODY = {
+    "required": True,
+    "content": {"application/json": {"schema": {"oneOf": [
+        {"$ref": f"#/components/schemas/{type(schema).__name__.removesuffix('Schema')}"}
+        for schema in EVENT_SCHEMAS.values()
+    ]}}},
+}
+
+
+@blp.route("")
+class EventCollection(MethodView):
+    @requires("user")
+    @blp.doc(requestBody=_EVENT_BODY, security=[{"bearerAuth": []}])
+    @blp.response(201, EventResultSchema, description="new event applied")
+    @blp.alt_response(200, schema=EventResultSchema,
+                      description="replay of an event_id already applied")
+    def post(self) -> tuple[dict[str, Any], int]:
+        """Post one bus ride, metro trip or day's step count."""
+        rt = runtime()
+        principal = current_principal()
+        limit_rate("events", f"user:{principal.sub}", rt.config.events_per_minute)
+        data = load_event(json_body())
+        result = events.ingest(rt, principal, data)
+        return result.event, 201 if result.created else 200
+
+
+@blp.route("/<string:event_id>")
+class EventItem(MethodView):
+    @requires("user")
+    @blp.doc(security=[{"bearerAuth": []}])
+    @blp.response(200, EventResultSchema)
+    def get(self, event_id: str) -> dict[str, Any]:
+        """Show one of your events with its full explanation."""
+        return events.get_event(runtime(), current_principal(), event_id)

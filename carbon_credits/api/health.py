@@ -1,0 +1,39 @@
+"""Liveness and readiness for load balancers and orchestrators."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, jsonify
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from carbon_credits.errors import RETRY_AFTER_S
+from carbon_credits.extensions import runtime
+from carbon_credits.schemas import HealthSchema
+from carbon_credits.services import health
+
+blp = Blueprint("health", __name__, description="Operations")
+
+
+@blp.route("/healthz")
+class Liveness(MethodView):
+    @blp.response(200, HealthSchema)
+    def get(self) -> dict[str, Any]:
+        """Answer if the process is alive (checks nothing else)."""
+        return {"status": "ok", "checks": {}}
+
+
+@blp.route("/readyz")
+class Readiness(MethodView):
+    @blp.response(200, HealthSchema)
+    @blp.alt_response(503, schema=HealthSchema, description="a dependency is down")
+    def get(self) -> Response | dict[str, Any]:
+        """Answer 200 when the database (and Redis, if configured) respond."""
+        checks = health.check(runtime())
+        if all(v == "ok" for v in checks.values()):
+            return {"status": "ok", "checks": checks}
+        response = jsonify({"status": "unavailable", "checks": checks})
+        response.status_code = 503
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return response

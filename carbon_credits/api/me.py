@@ -1,0 +1,37 @@
+"""GET /v1/me/account and /v1/me/ledger."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from carbon_credits.auth import current_principal, requires
+from carbon_credits.extensions import runtime
+from carbon_credits.schemas import AccountSchema, LedgerPageSchema, LedgerQuerySchema
+from carbon_credits.services import accounts
+
+blp = Blueprint("me", __name__, url_prefix="/v1/me", description="Your points")
+
+
+@blp.route("/account")
+class AccountView(MethodView):
+    @requires("user")
+    @blp.doc(security=[{"bearerAuth": []}])
+    @blp.response(200, AccountSchema)
+    def get(self) -> dict[str, Any]:
+        """Show your balance, lifetime totals and today's use of each daily cap."""
+        return accounts.account_view(runtime(), current_principal())
+
+
+@blp.route("/ledger")
+class LedgerView(MethodView):
+    @requires("user")
+    @blp.doc(security=[{"bearerAuth": []}])
+    @blp.arguments(LedgerQuerySchema, location="query")
+    @blp.response(200, LedgerPageSchema)
+    def get(self, query: dict[str, Any]) -> dict[str, Any]:
+        """List your ledger entries, newest first (cursor pagination)."""
+        return accounts.ledger_page(runtime(), current_principal(), query["limit"],
+                                    query["cursor"])

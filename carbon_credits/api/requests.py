@@ -1,0 +1,40 @@
+"""Request helpers shared by handlers: JSON bodies and rate limits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, after_this_request, request
+from werkzeug.exceptions import BadRequest, UnsupportedMediaType
+
+from carbon_credits.errors import RateLimited, ServiceError
+from carbon_credits.extensions import runtime
+
+
+def json_body() -> Any:
+    """The parsed JSON body, or a 400/415 naming what is wrong with it."""
+    try:
+        return request.get_json()
+    except UnsupportedMediaType:
+        raise ServiceError("send the body as application/json", code="unsupported_media_type",
+                           fields={"Content-Type": ["expected application/json"]}) from None
+    except BadRequest:
+        # Covers syntax errors and bodies that are not UTF-8.
+        raise ServiceError("the request body is not valid JSON", code="malformed_json",
+                           fields={"body": ["malformed JSON"]}) from None
+
+
+def limit_rate(route: str, subject: str, limit: int, window_s: int = 60) -> None:
+    """Count one request of ``subject`` on ``route``; 429 with Retry-After when over."""
+    decision = runtime().limiter.hit(f"{route}:{subject}", limit, window_s)
+    headers = {"RateLimit-Limit": str(decision.limit),
+               "RateLimit-Remaining": str(decision.remaining),
+               "RateLimit-Reset": str(decision.reset_s)}
+    if not decision.allowed:
+        raise RateLimited(f"more than {limit} requests in {window_s} s; retry later",
+                          headers={**headers, "Retry-After": str(decision.reset_s)})
+
+    @after_this_request
+    def _headers(response: Response) -> Response:
+        response.headers.update(headers)
+        return response

@@ -1,0 +1,111 @@
+"""JWT bearer authentication (PyJWT) and role checks.
+
+The algorithm is pinned by configuration (never read from the token): HS256 with a shared
+secret by default, RS256/ES256 with a public key as an option. ``exp``, ``iat``, ``iss``,
+``aud``, ``sub`` and ``role`` are required and verified.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar, cast
+
+import jwt
+from flask import current_app, g, request
+
+from carbon_credits.config import Config
+from carbon_credits.errors import Forbidden, Unauthorized
+
+Role = Literal["user", "partner", "admin"]
+ROLES: tuple[Role, ...] = ("user", "partner", "admin")
+REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub", "role"]
+LEEWAY_S = 30
+"""Clock skew tolerated between the identity service and this one, seconds (policy)."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    sub: str
+    role: Role
+    city: str | None
+
+
+class TokenCodec:
+    def __init__(self, config: Config) -> None:
+        self.algorithm = config.jwt_algorithm
+        self.issuer = config.jwt_issuer
+        self.audience = config.jwt_audience
+        self._verify_key = config.jwt_public_key or config.signing_secret()
+        self._signing_key = None if config.jwt_public_key else self._verify_key
+
+    def encode(self, sub: str, role: Role, city: str | None, ttl_s: int) -> str:
+        if self._signing_key is None:
+            raise RuntimeError("this instance only verifies tokens (JWT_PUBLIC_KEY is set)")
+        now = int(time.time())
+        claims: dict[str, Any] = {"sub": sub, "role": role, "iat": now, "exp": now + ttl_s,
+                                  "iss": self.issuer, "aud": self.audience}
+        if city:
+            claims["city"] = city
+        return jwt.encode(claims, self._signing_key, algorithm=self.algorithm)
+
+    def decode(self, token: str) -> Principal:
+        try:
+            claims = jwt.decode(
+                token,
+                self._verify_key,
+                algorithms=[self.algorithm],
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=LEEWAY_S,
+                options={"require": REQUIRED_CLAIMS},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("token expired", code="token_expired") from None
+        except jwt.InvalidTokenError as exc:
+            raise Unauthorized(f"invalid token: {exc}", code="invalid_token") from None
+        role, sub, city = claims.get("role"), claims.get("sub"), claims.get("city")
+        if role not in ROLES:
+            raise Unauthorized("invalid token: unknown role", code="invalid_token")
+        if not isinstance(sub, str) or not 0 < len(sub) <= 128:
+            raise Unauthorized("invalid token: bad sub", code="invalid_token")
+        if city is not None and not isinstance(city, str):
+            raise Unauthorized("invalid token: bad city", code="invalid_token")
+        return Principal(sub=sub, role=cast(Role, role), city=city)
+
+
+def authenticate() -> Principal:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("missing bearer token", code="missing_token",
+                           headers={"WWW-Authenticate": 'Bearer realm="carbon-credits"'})
+    codec: TokenCodec = current_app.extensions["carbon_credits"].codec
+    return codec.decode(token.strip())
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def requires(*roles: Role) -> Callable[[F], F]:
+    """Allow a view only to tokens carrying one of ``roles``; sets ``g.principal``."""
+
+    def decorator(view: F) -> F:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            principal = authenticate()
+            if principal.role not in roles:
+                raise Forbidden(f"role {principal.role!r} may not call this endpoint")
+            g.principal = principal
+            return view(*args, **kwargs)
+
+        return cast(F, wrapper)
+
+    return decorator
+
+
+def current_principal() -> Principal:
+    principal: Principal = g.principal
+    return principal

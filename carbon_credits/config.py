@@ -1,0 +1,134 @@
+"""Configuration: the only place the environment is read."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+DEFAULT_DAILY_CAPS_G: Mapping[str, Decimal] = {"total": Decimal(5000)}
+"""Operator policy, no published source: 5 kg CO2 per user per local day over all modes.
+
+A heavy commuter (four 15 km metro rides) avoids about 2.8 kg a day, so honest riders stay
+well below it while a farmed account is bounded. Per-mode caps may be added with
+DAILY_CAP_G="total=5000,metro=4000"; the steps methodology carries its own 296 g cap.
+"""
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used; raised at start-up, not at the first request."""
+
+
+def parse_caps(text: str) -> dict[str, Decimal]:
+    caps: dict[str, Decimal] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        try:
+            grams = Decimal(value)
+        except InvalidOperation:
+            grams = Decimal(-1)
+        if not sep or grams < 0:
+            raise ConfigError(f"DAILY_CAP_G: expected mode=grams, got {part!r}")
+        caps[name.strip()] = grams
+    return caps
+
+
+@dataclass
+class Config:
+    """Settings of one app instance. Tests build it directly or via ``from_env``."""
+
+    instance_path: Path
+    database_url: str = ""
+    redis_url: str | None = None
+    jwt_secret: str | None = None
+    jwt_public_key: str | None = None
+    jwt_algorithm: str = "HS256"
+    jwt_issuer: str = "carbon-credits"
+    jwt_audience: str = "carbon-credits-api"
+    city_timezone: str = "Asia/Shanghai"
+    default_city: str = "shenzhen"
+    auto_init_db: bool = False
+    daily_caps_g: Mapping[str, Decimal] = field(default_factory=lambda: dict(DEFAULT_DAILY_CAPS_G))
+    events_per_minute: int = 120
+    """Request rate limit per user on event ingestion; operator policy."""
+    max_content_length: int = 1 << 20
+    testing: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.instance_path / 'carbon_credits.sqlite3'}"
+            # With no configuration at all, a new user gets a ready database on start.
+            self.auto_init_db = True
+        try:
+            ZoneInfo(self.city_timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ConfigError(f"CITY_TIMEZONE: unknown time zone {self.city_timezone!r}") from exc
+        if self.jwt_public_key:
+            if self.jwt_algorithm == "HS256":
+                self.jwt_algorithm = "RS256"
+        elif self.jwt_algorithm != "HS256":
+            raise ConfigError("JWT_ALGORITHM other than HS256 needs JWT_PUBLIC_KEY")
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.city_timezone)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def signing_secret(self) -> str:
+        """The HS256 secret: configured, or a random one kept in instance/ for development."""
+        if self.jwt_secret:
+            return self.jwt_secret
+        path = self.instance_path / "jwt-secret"
+        self.instance_path.mkdir(parents=True, exist_ok=True)
+        try:
+            # O_EXCL: two workers starting at once agree on one secret.
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path.read_text().strip()
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+        return path.read_text().strip()
+
+    @classmethod
+    def from_env(cls, instance_path: Path, env: Mapping[str, str] | None = None) -> Config:
+        env = os.environ if env is None else env
+        caps = parse_caps(env["DAILY_CAP_G"]) if env.get("DAILY_CAP_G") else None
+        auto = env.get("AUTO_INIT_DB")
+        cfg = cls(
+            instance_path=instance_path,
+            database_url=env.get("DATABASE_URL", ""),
+            redis_url=env.get("REDIS_URL") or None,
+            jwt_secret=env.get("JWT_SECRET") or None,
+            jwt_public_key=env.get("JWT_PUBLIC_KEY") or None,
+            jwt_algorithm=env.get("JWT_ALGORITHM", "HS256"),
+            jwt_issuer=env.get("JWT_ISSUER", "carbon-credits"),
+            jwt_audience=env.get("JWT_AUDIENCE", "carbon-credits-api"),
+            city_timezone=env.get("CITY_TIMEZONE", "Asia/Shanghai"),
+            default_city=env.get("DEFAULT_CITY", "shenzhen"),
+            events_per_minute=_int(env, "RATE_LIMIT_EVENTS_PER_MINUTE", 120),
+        )
+        if caps is not None:
+            cfg.daily_caps_g = caps
+        if auto is not None:
+            cfg.auto_init_db = auto.lower() in ("1", "true", "yes")
+        return cfg
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: expected an integer, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name}: must be positive")
+    return value

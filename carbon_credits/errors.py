@@ -1,0 +1,143 @@
+"""Domain errors and the one JSON error shape every response uses.
+
+``{"error": {"code": "...", "message": "...", "fields": {...}}}``
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, jsonify
+from marshmallow import ValidationError
+from redis.exceptions import RedisError
+from sqlalchemy.exc import DBAPIError
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_S = 5
+"""How long a client should wait after a dependency failure before retrying (seconds)."""
+
+
+class ServiceError(Exception):
+    """A refusal the client can act on; each subclass carries its status."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        fields: dict[str, Any] | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fields = fields or {}
+        if code:
+            self.code = code
+        self.headers = headers or {}
+
+
+class InvalidInput(ServiceError):
+    status = 422
+    code = "invalid_input"
+
+
+class Unauthorized(ServiceError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(ServiceError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(ServiceError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(ServiceError):
+    status = 409
+    code = "conflict"
+
+
+class RateLimited(ServiceError):
+    status = 429
+    code = "rate_limited"
+
+
+class Unavailable(ServiceError):
+    status = 503
+    code = "unavailable"
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    fields: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if fields:
+        body["fields"] = fields
+    response = jsonify({"error": body})
+    response.status_code = status
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def http_exception_response(exc: HTTPException) -> Response:
+    """Werkzeug and flask-smorest/webargs aborts in our shape (``exc.data`` holds fields)."""
+    status = exc.code or 500
+    data = getattr(exc, "data", None) or {}
+    fields: dict[str, Any] | None = None
+    messages = data.get("messages") if isinstance(data, dict) else None
+    if isinstance(messages, dict):
+        # webargs nests by location ("json", "query"); clients want the field names.
+        fields = {}
+        for value in messages.values():
+            if isinstance(value, dict):
+                fields.update(value)
+    code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
+            413: "payload_too_large", 415: "unsupported_media_type",
+            422: "invalid_input"}.get(status, (exc.name or "error").lower().replace(" ", "_"))
+    message = exc.description or exc.name or "error"
+    return error_response(status, code, message, fields)
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ServiceError)
+    def _service(exc: ServiceError) -> Response:
+        return error_response(exc.status, exc.code, exc.message, exc.fields, exc.headers)
+
+    @app.errorhandler(ValidationError)
+    def _validation(exc: ValidationError) -> Response:
+        fields = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
+        return error_response(422, "invalid_input", "the request has invalid fields", fields)
+
+    @app.errorhandler(DBAPIError)
+    def _database(exc: DBAPIError) -> Response:
+        # Connection loss, restart, lock timeout: the unit of work was rolled back whole.
+        log.error("database unavailable: %s", type(exc.orig).__name__ if exc.orig else exc)
+        return error_response(503, "database_unavailable", "the database is unavailable; "
+                              "retry with the same event_id", None,
+                              {"Retry-After": str(RETRY_AFTER_S)})
+
+    @app.errorhandler(RedisError)
+    def _redis(exc: RedisError) -> Response:
+        log.error("redis unavailable: %s", type(exc).__name__)
+        return error_response(503, "cache_unavailable", "a dependency is unavailable; retry",
+                              None, {"Retry-After": str(RETRY_AFTER_S)})
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error")
+        return error_response(500, "internal_error", "internal error")

@@ -1,0 +1,42 @@
+"""Extensions created once without an app and bound in ``create_app``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+from flask import Response, current_app
+from flask_smorest import Api
+from werkzeug.exceptions import HTTPException
+
+from carbon_credits.auth import TokenCodec
+from carbon_credits.catalog import Catalog
+from carbon_credits.config import Config
+from carbon_credits.db import Database
+from carbon_credits.errors import http_exception_response
+from carbon_credits.ratelimit import Limiter
+
+
+class JsonErrorApi(Api):  # type: ignore[misc]
+    """flask-smorest's Api, answering HTTP errors in this service's one error shape."""
+
+    def handle_http_exception(self, error: HTTPException) -> Response:
+        return http_exception_response(error)
+
+
+
+@dataclass
+class Runtime:
+    """Everything a service needs from the running app, passed explicitly."""
+
+    config: Config
+    db: Database
+    catalog: Catalog
+    limiter: Limiter
+    codec: TokenCodec
+    redis: redis.Redis | None
+
+
+def runtime() -> Runtime:
+    rt: Runtime = current_app.extensions["carbon_credits"]
+    return rt

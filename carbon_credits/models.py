@@ -1,0 +1,244 @@
+"""Typed SQLAlchemy 2.x models. Amounts are integers: micrograms of CO2 and whole points."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on every backend (SQLite has no tz)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: store aware datetimes only")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+JsonType = JSON().with_variant(JSONB(), "postgresql")
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets 64-bit ids.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JsonType}
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    city: Mapped[str] = mapped_column(String(64))
+    frozen: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Account(Base):
+    """A user's points. Changed only together with a ledger entry, in one transaction."""
+
+    __tablename__ = "accounts"
+    __table_args__ = (
+        CheckConstraint("balance_points >= 0", name="balance_not_negative"),
+        CheckConstraint("carry_ug >= 0 AND carry_ug < 1000000", name="carry_below_a_point"),
+    )
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    balance_points: Mapped[int] = mapped_column(BigInteger, default=0)
+    lifetime_points: Mapped[int] = mapped_column(BigInteger, default=0)
+    lifetime_ug: Mapped[int] = mapped_column(BigInteger, default=0)
+    carry_ug: Mapped[int] = mapped_column(BigInteger, default=0)
+    """Micrograms credited but not yet worth a whole point (see ledger.points_for)."""
+    entry_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_hash: Mapped[str] = mapped_column(String(64), default="0" * 64)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FactorVersion(Base):
+    """An immutable factor set for one city and mode, in force from ``effective_from``."""
+
+    __tablename__ = "factor_versions"
+    __table_args__ = (
+        UniqueConstraint("city", "mode", "version"),
+        UniqueConstraint("city", "mode", "effective_from"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    city: Mapped[str] = mapped_column(String(64))
+    mode: Mapped[str] = mapped_column(String(32))
+    version: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    factors: Mapped[dict[str, Any]] = mapped_column()
+    effective_from: Mapped[datetime] = mapped_column()
+    created_by: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Network(Base):
+    """One imported version of a city's transit network; the newest is in use."""
+
+    __tablename__ = "networks"
+    __table_args__ = (UniqueConstraint("city", "version"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    city: Mapped[str] = mapped_column(String(64), index=True)
+    version: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class NetworkStop(Base):
+    __tablename__ = "network_stops"
+
+    network_id: Mapped[int] = mapped_column(ForeignKey("networks.id"), primary_key=True)
+    stop_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    lat: Mapped[float] = mapped_column(Float)
+    lon: Mapped[float] = mapped_column(Float)
+    parent_stop_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class NetworkLine(Base):
+    __tablename__ = "network_lines"
+
+    network_id: Mapped[int] = mapped_column(ForeignKey("networks.id"), primary_key=True)
+    line_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    mode: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(200))
+    avg_trip_m: Mapped[int | None] = mapped_column(Integer)
+
+
+class NetworkLineStop(Base):
+    __tablename__ = "network_line_stops"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["network_id", "line_id"], ["network_lines.network_id", "network_lines.line_id"]
+        ),
+        ForeignKeyConstraint(
+            ["network_id", "stop_id"], ["network_stops.network_id", "network_stops.stop_id"]
+        ),
+    )
+
+    network_id: Mapped[int] = mapped_column(primary_key=True)
+    line_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    stop_id: Mapped[str] = mapped_column(String(64))
+    dist_m: Mapped[int] = mapped_column(Integer)
+
+
+class Event(Base):
+    """One posted event, with its result and the explanation of how it was found."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        # The idempotency guarantee: one row per client event id per user, by constraint.
+        UniqueConstraint("user_id", "event_id"),
+        Index("ix_events_city_local_date", "city", "local_date"),
+        CheckConstraint("credited_ug >= 0 AND credited_ug <= avoided_ug", name="credited_le"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    event_id: Mapped[str] = mapped_column(String(64))
+    mode: Mapped[str] = mapped_column(String(32))
+    city: Mapped[str] = mapped_column(String(64))
+    occurred_at: Mapped[datetime] = mapped_column()
+    local_date: Mapped[date] = mapped_column(Date)
+    payload: Mapped[dict[str, Any]] = mapped_column()
+    payload_hash: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(64))
+    avoided_ug: Mapped[int] = mapped_column(BigInteger)
+    credited_ug: Mapped[int] = mapped_column(BigInteger)
+    points: Mapped[int] = mapped_column(BigInteger)
+    factor_version_id: Mapped[int] = mapped_column(ForeignKey("factor_versions.id"))
+    methodology_version: Mapped[str] = mapped_column(String(64))
+    network_id: Mapped[int | None] = mapped_column(ForeignKey("networks.id"))
+    explanation: Mapped[dict[str, Any]] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LedgerEntry(Base):
+    """Append-only: never updated or deleted (a trigger refuses it). Hash-chained per account."""
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (
+        UniqueConstraint("user_id", "seq"),
+        # At most one entry of each kind per event: one earn, one reversal.
+        UniqueConstraint("event_pk", "kind"),
+        CheckConstraint("kind IN ('earn', 'redeem', 'reversal', 'adjustment')", name="kind"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("accounts.user_id"))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(16))
+    points: Mapped[int] = mapped_column(BigInteger)
+    ug: Mapped[int] = mapped_column(BigInteger)
+    event_pk: Mapped[int | None] = mapped_column(ForeignKey("events.id"))
+    mode: Mapped[str | None] = mapped_column(String(32))
+    factor_version_id: Mapped[int | None] = mapped_column(ForeignKey("factor_versions.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class DailyUsage(Base):
+    """What a user was credited per local day and mode: the state daily caps read."""
+
+    __tablename__ = "daily_usage"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    local_date: Mapped[date] = mapped_column(Date, primary_key=True)
+    mode: Mapped[str] = mapped_column(String(32), primary_key=True)
+    events: Mapped[int] = mapped_column(Integer, default=0)
+    credited_ug: Mapped[int] = mapped_column(BigInteger, default=0)
+    points: Mapped[int] = mapped_column(BigInteger, default=0)
+    max_quantity: Mapped[int] = mapped_column(BigInteger, default=0)
+    """For cumulative modes: the highest count posted that day (steps)."""

@@ -1,0 +1,168 @@
+"""Request and response schemas; the OpenAPI document is generated from these."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+ID = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,63}$",
+                     error="1-64 characters: letters, digits and . _ : @ / -")
+MAX_DISTANCE_M = 500_000
+MAX_STEPS = 1_000_000
+"""Sanity bounds on the shape of input; plausibility rules are stricter."""
+
+
+class EventBaseSchema(Schema):
+    event_id = fields.String(required=True, validate=ID,
+                             metadata={"description": "client id, unique per user"})
+    mode = fields.String(required=True)
+    city = fields.String(required=True, validate=ID)
+
+
+class TripSchema(EventBaseSchema):
+    started_at = fields.AwareDateTime(required=True, format="iso",
+                                      metadata={"description": "ISO 8601 with offset"})
+
+    @validates_schema
+    def _ends_after_start(self, data: Mapping[str, Any], **_: Any) -> None:
+        started, ended = data.get("started_at"), data.get("ended_at")
+        if started is not None and ended is not None and ended < started:
+            raise ValidationError("must not be before started_at", "ended_at")
+
+
+class BusEventSchema(TripSchema):
+    mode = fields.String(required=True, validate=validate.Equal("bus"))
+    line_id = fields.String(required=True, validate=ID, metadata={"description": "route_id"})
+    board_stop_id = fields.String(required=True, validate=ID)
+    alight_stop_id = fields.String(load_default=None, validate=ID)
+    distance_m = fields.Integer(strict=True, load_default=None,
+                                validate=validate.Range(min=0, max=MAX_DISTANCE_M))
+    ended_at = fields.AwareDateTime(load_default=None, format="iso")
+
+
+class MetroEventSchema(TripSchema):
+    mode = fields.String(required=True, validate=validate.Equal("metro"))
+    entry_station_id = fields.String(required=True, validate=ID)
+    exit_station_id = fields.String(required=True, validate=ID)
+    ended_at = fields.AwareDateTime(required=True, format="iso")
+
+
+class StepsEventSchema(EventBaseSchema):
+    mode = fields.String(required=True, validate=validate.Equal("steps"))
+    date = fields.Date(required=True, metadata={"description": "local date (city time zone)"})
+    steps = fields.Integer(strict=True, required=True,
+                           validate=validate.Range(min=0, max=MAX_STEPS),
+                           metadata={"description": "cumulative count for that day"})
+
+
+EVENT_SCHEMAS: Mapping[str, Schema] = {
+    "bus": BusEventSchema(),
+    "metro": MetroEventSchema(),
+    "steps": StepsEventSchema(),
+}
+
+
+def load_event(body: Any) -> dict[str, Any]:
+    """Validate an event body with the schema of its mode; ValidationError names fields."""
+    if not isinstance(body, dict):
+        raise ValidationError({"_schema": ["expected a JSON object"]})
+    mode = body.get("mode")
+    if mode is None:
+        raise ValidationError({"mode": ["Missing data for required field."]})
+    schema = EVENT_SCHEMAS.get(mode) if isinstance(mode, str) else None
+    if schema is None:
+        raise ValidationError({"mode": [f"unknown mode; one of {sorted(EVENT_SCHEMAS)}"]})
+    loaded: dict[str, Any] = schema.load(body)
+    return loaded
+
+
+class MethodologyRefSchema(Schema):
+    mode = fields.String()
+    version = fields.String()
+
+
+class EventResultSchema(Schema):
+    event_id = fields.String()
+    mode = fields.String()
+    city = fields.String()
+    status = fields.String(metadata={"description": "credited | held | rejected | capped"})
+    grams = fields.Integer(metadata={"description": "whole grams CO2 credited for this event"})
+    points = fields.Integer()
+    reason = fields.String(allow_none=True)
+    occurred_at = fields.DateTime()
+    local_date = fields.Date()
+    created_at = fields.DateTime()
+    methodology = fields.Nested(MethodologyRefSchema)
+    explanation = fields.Dict()
+
+
+class DayUsageSchema(Schema):
+    points = fields.Integer()
+    grams = fields.Integer()
+    events = fields.Integer()
+    cap = fields.Integer(allow_none=True, metadata={"description": "daily cap, grams"})
+
+
+class AccountSchema(Schema):
+    user_id = fields.String()
+    balance = fields.Integer()
+    lifetime_points = fields.Integer()
+    lifetime_grams = fields.Integer()
+    local_date = fields.Date()
+    today = fields.Dict(keys=fields.String(), values=fields.Nested(DayUsageSchema))
+
+
+class LedgerEntrySchema(Schema):
+    id = fields.Integer()
+    kind = fields.String()
+    points = fields.Integer()
+    grams = fields.Integer()
+    ug = fields.Integer(metadata={"description": "exact micrograms CO2 of the entry"})
+    event_id = fields.String(allow_none=True)
+    mode = fields.String(allow_none=True)
+    created_at = fields.DateTime()
+
+
+class LedgerPageSchema(Schema):
+    items = fields.List(fields.Nested(LedgerEntrySchema))
+    next_cursor = fields.String(allow_none=True)
+
+
+class LedgerQuerySchema(Schema):
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    cursor = fields.String(load_default=None, validate=validate.Length(max=64))
+
+
+class FactorSchema(Schema):
+    name = fields.String()
+    value = fields.String()
+    unit = fields.String()
+    source = fields.String()
+    policy = fields.Boolean()
+
+
+class MethodologySchema(Schema):
+    mode = fields.String()
+    title = fields.String()
+    city = fields.String()
+    version = fields.String()
+    kind = fields.String()
+    effective_from = fields.DateTime()
+    net_g_per_pkm = fields.String(allow_none=True)
+    factors = fields.List(fields.Nested(FactorSchema))
+
+
+class MethodologyQuerySchema(Schema):
+    city = fields.String(load_default=None, validate=ID)
+
+
+class MethodologyListSchema(Schema):
+    city = fields.String()
+    methodologies = fields.List(fields.Nested(MethodologySchema))
+
+
+class HealthSchema(Schema):
+    status = fields.String()
+    checks = fields.Dict(keys=fields.String(), values=fields.String())

@@ -1,0 +1,102 @@
+"""What a user sees of their own points: account summary and ledger pages."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from carbon_credits.auth import Principal
+from carbon_credits.errors import InvalidInput
+from carbon_credits.extensions import Runtime
+from carbon_credits.models import Account, DailyUsage, Event, LedgerEntry, utcnow
+from carbon_credits.services.events import daily_caps_ug
+from methodology import METHODOLOGIES
+from methodology.quantity import whole_grams
+
+
+def account_view(rt: Runtime, principal: Principal, now: datetime | None = None
+                 ) -> dict[str, Any]:
+    today = (now or utcnow()).astimezone(rt.config.tz).date()
+    city = principal.city or rt.config.default_city
+    with rt.db.transaction() as session:
+        account = session.get(Account, principal.sub)
+        usage = {u.mode: u for u in session.scalars(
+            select(DailyUsage).where(DailyUsage.user_id == principal.sub,
+                                     DailyUsage.local_date == today))}
+        per_mode: dict[str, dict[str, Any]] = {}
+        total_cap: int | None = None
+        for mode, method in METHODOLOGIES.items():
+            versioned = rt.catalog.factors_at(session, city, mode, now or utcnow())
+            mode_cap, total_cap = (daily_caps_ug(rt.config, method, versioned.factors)
+                                   if versioned else (None, total_cap))
+            per_mode[mode] = _day(usage.get(mode), mode_cap)
+        per_mode["total"] = {
+            "points": sum(u.points for u in usage.values()),
+            "grams": whole_grams(sum(u.credited_ug for u in usage.values())),
+            "events": sum(u.events for u in usage.values()),
+            "cap": None if total_cap is None else whole_grams(total_cap),
+        }
+    return {
+        "user_id": principal.sub,
+        "balance": account.balance_points if account else 0,
+        "lifetime_points": account.lifetime_points if account else 0,
+        "lifetime_grams": whole_grams(account.lifetime_ug) if account else 0,
+        "local_date": today,
+        "today": per_mode,
+    }
+
+
+def _day(usage: DailyUsage | None, cap_ug: int | None) -> dict[str, Any]:
+    return {
+        "points": usage.points if usage else 0,
+        "grams": whole_grams(usage.credited_ug) if usage else 0,
+        "events": usage.events if usage else 0,
+        "cap": None if cap_ug is None else whole_grams(cap_ug),
+    }
+
+
+def encode_cursor(entry_id: int) -> str:
+    return base64.urlsafe_b64encode(f"le:{entry_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        prefix, _, raw = text.partition(":")
+        if prefix != "le":
+            raise ValueError(prefix)
+        return int(raw)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidInput("invalid cursor", fields={"cursor": ["not a cursor from this API"]}
+                           ) from None
+
+
+def ledger_page(rt: Runtime, principal: Principal, limit: int, cursor: str | None
+                ) -> dict[str, Any]:
+    """Entries newest first; ``next_cursor`` continues after the last one returned."""
+    with rt.db.transaction() as session:
+        rows = _entries(session, principal.sub, limit + 1,
+                        None if cursor is None else decode_cursor(cursor))
+    items = [
+        {"id": e.id, "kind": e.kind, "points": e.points, "grams": whole_grams(e.ug),
+         "ug": e.ug, "event_id": event_id, "mode": e.mode, "created_at": e.created_at}
+        for e, event_id in rows[:limit]
+    ]
+    more = len(rows) > limit
+    return {"items": items, "next_cursor": encode_cursor(rows[limit - 1][0].id) if more else None}
+
+
+def _entries(session: Session, user_id: str, n: int, before_id: int | None
+             ) -> list[tuple[LedgerEntry, str | None]]:
+    query = (select(LedgerEntry, Event.event_id)
+             .outerjoin(Event, Event.id == LedgerEntry.event_pk)
+             .where(LedgerEntry.user_id == user_id))
+    if before_id is not None:
+        query = query.where(LedgerEntry.id < before_id)
+    return [(e, eid) for e, eid in session.execute(
+        query.order_by(LedgerEntry.id.desc()).limit(n))]

@@ -1,0 +1,56 @@
+"""Gunicorn settings (`gunicorn -c gunicorn.conf.py app:app`).
+
+Sizing comes from the environment so the same image fits any host.
+"""
+
+import os
+
+
+def _cpu_count() -> int:
+    # sched_getaffinity respects CPU pinning (cpusets), unlike os.cpu_count(). Neither sees a
+    # CFS quota (docker --cpus, k8s limits), so set WEB_CONCURRENCY explicitly there.
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not available on macOS
+        return os.cpu_count() or 1
+
+
+bind = f"0.0.0.0:{int(os.environ.get('PORT', '8000'))}"
+
+workers = int(os.environ.get("WEB_CONCURRENCY", 2 * _cpu_count() + 1))
+# Threads only pay off for I/O-bound requests; sync workers are simplest and the default.
+threads = int(os.environ.get("GUNICORN_THREADS", "1"))
+worker_class = "gthread" if threads > 1 else "sync"
+
+# A worker silent for 30 s is killed and replaced, so one stuck request can't hold a slot forever.
+timeout = 30
+# On SIGTERM, in-flight requests get 30 s to finish. Let the orchestrator wait at least as long
+# (k8s terminationGracePeriodSeconds defaults to 30; `docker stop` only waits 10 unless -t is set).
+graceful_timeout = 30
+# Idle keep-alive for connections from a proxy/LB; used by gthread only (sync workers close
+# after every response).
+keepalive = 5
+
+# Recycle each worker after ~10k requests so slow leaks/fragmentation can't grow memory without
+# bound; the jitter staggers restarts so workers don't all recycle at once.
+max_requests = 10000
+max_requests_jitter = 1000
+
+# Log to stdout/stderr; the container runtime collects them.
+accesslog = "-"
+errorlog = "-"
+
+# False: the app is imported in every worker after fork, not once in the master. With preload,
+# SQLAlchemy/psycopg and Redis connection pools created at import time would be inherited by all
+# workers, and several processes sharing one socket corrupt each other's protocol streams.
+# Loading per worker gives each its own connections (and lets HUP reload pick up new code).
+preload_app = False
+
+# The worker heartbeat file lives in tmpfs: on a container's overlay filesystem, writes to it
+# can block and trigger false worker timeouts.
+if os.path.isdir("/dev/shm"):
+    worker_tmp_dir = "/dev/shm"
+
+# gunicorn >= 25 opens a control socket under $HOME/.gunicorn by default; in the container $HOME
+# is not writable for the app user and nothing uses gunicornc. (Older versions ignore the name.)
+control_socket_disable = True
