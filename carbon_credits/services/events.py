@@ -208,7 +208,7 @@ def event_view(event: Event) -> dict[str, Any]:
         "grams": whole_grams(event.credited_ug),
         "points": event.points,
         "reason": event.reason,
-        "occurred_at": event.occurred_at,
+        "occurred_at": event.occurred_at.astimezone(UTC),
         "local_date": event.local_date,
         "created_at": event.created_at,
         "methodology": {"mode": event.mode, "version": event.methodology_version},

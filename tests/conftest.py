@@ -1,0 +1,128 @@
+"""Shared fixtures.
+
+The backend comes from the environment, as in production: DATABASE_URL pointing at a
+PostgreSQL server makes the suite create a fresh database on that server for this run (and
+drop it afterwards); without it the suite uses a temporary SQLite file. REDIS_URL, when set,
+puts the rate limiter on that Redis. CI runs the suite both ways.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy.engine import make_url
+
+from carbon_credits import create_app
+from carbon_credits.config import Config
+from carbon_credits.extensions import Runtime
+from carbon_credits.services.setup import init_db
+
+JWT_SECRET = "test-secret-" + "x" * 32
+
+
+def _fresh_postgres(url: str) -> tuple[str, Callable[[], None]]:
+    parsed = make_url(url)
+    name = f"cc_test_{uuid.uuid4().hex[:12]}"
+    admin = parsed.set(drivername="postgresql", database="postgres").render_as_string(
+        hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return parsed.set(database=name).render_as_string(hide_password=False), drop
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url = os.environ.get("DATABASE_URL")
+    if url and url.startswith("postgresql"):
+        fresh, drop = _fresh_postgres(url)
+        yield fresh
+        drop()
+    else:
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
+
+
+@pytest.fixture(scope="session")
+def make_config(database_url: str, tmp_path_factory: pytest.TempPathFactory
+                ) -> Callable[..., Config]:
+    instance = tmp_path_factory.mktemp("instance")
+
+    def make(**overrides: Any) -> Config:
+        settings: dict[str, Any] = dict(
+            instance_path=Path(instance), database_url=database_url,
+            redis_url=os.environ.get("REDIS_URL") or None, jwt_secret=JWT_SECRET,
+            testing=True, events_per_minute=10_000)
+        settings.update(overrides)
+        return Config(**settings)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def app(make_config: Callable[..., Config]) -> Iterator[Flask]:
+    application = create_app(make_config())
+    init_db(application.extensions["carbon_credits"].db, "shenzhen")
+    yield application
+    application.extensions["carbon_credits"].db.dispose()
+
+
+@pytest.fixture
+def make_app(make_config: Callable[..., Config]) -> Iterator[Callable[..., Flask]]:
+    """Build extra apps on the same database with other settings; disposed after the test."""
+    made: list[Flask] = []
+
+    def make(**overrides: Any) -> Flask:
+        application = create_app(make_config(**overrides))
+        made.append(application)
+        return application
+
+    yield make
+    for application in made:
+        application.extensions["carbon_credits"].db.dispose()
+
+
+@pytest.fixture
+def rt(app: Flask) -> Runtime:
+    runtime: Runtime = app.extensions["carbon_credits"]
+    return runtime
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def token(rt: Runtime) -> Callable[..., str]:
+    def make(sub: str, role: str = "user", city: str | None = "shenzhen", ttl: int = 600) -> str:
+        return rt.codec.encode(sub, role, city, ttl)  # type: ignore[arg-type]
+
+    return make
+
+
+@pytest.fixture
+def user_id() -> str:
+    """A user nobody else in this run uses, so tests never share accounts or caps."""
+    return f"u-{uuid.uuid4().hex[:16]}"
+
+
+@pytest.fixture
+def auth(token: Callable[..., str], user_id: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token(user_id)}"}
+
+
+@pytest.fixture
+def is_postgres(database_url: str) -> bool:
+    return database_url.startswith("postgresql")
