@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import click
 from flask import Flask
+from flask.cli import with_appcontext
 
 from carbon_credits.auth import ROLES
 from carbon_credits.extensions import runtime
 from carbon_credits.services.setup import init_db
+from carbon_credits.services.verification import Report, verify
 
 
 def register(app: Flask) -> None:
     app.cli.add_command(init_db_command)
     app.cli.add_command(token_command)
+    app.cli.add_command(verify_ledger_command)
 
 
 @click.command("init-db")
+@with_appcontext
 def init_db_command() -> None:
     """Create or upgrade the schema; seed default factors and the demo network."""
     rt = runtime()
@@ -29,9 +33,25 @@ def init_db_command() -> None:
 @click.option("--city", default=None, help="home city (users) or the city a partner may see")
 @click.option("--ttl", type=click.IntRange(1, 366 * 86400), default=3600, show_default=True,
               help="lifetime in seconds")
+@with_appcontext
 def token_command(sub: str, role: str, city: str | None, ttl: int) -> None:
     """Print a signed JWT for development and operations."""
     rt = runtime()
     if role == "partner" and not city:
         raise click.UsageError("a partner token needs --city")
     click.echo(rt.codec.encode(sub, role, city or rt.config.default_city, ttl))  # type: ignore[arg-type]
+
+
+@click.command("verify-ledger")
+@with_appcontext
+def verify_ledger_command() -> None:
+    """Check the hash chains and every ledger invariant; exit 1 naming each problem."""
+    report = Report()
+    problems = 0
+    for problem in verify(runtime().db, report):
+        problems += 1
+        click.echo(f"FAIL {problem}", err=True)
+    click.echo(f"checked {report.accounts} accounts, {report.entries} entries: "
+               + ("OK" if not problems else f"{problems} problem(s)"))
+    if problems:
+        raise SystemExit(1)

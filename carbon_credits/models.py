@@ -84,12 +84,12 @@ class Account(Base):
 
     __tablename__ = "accounts"
     __table_args__ = (
-        CheckConstraint("balance_points >= 0", name="balance_not_negative"),
         CheckConstraint("carry_ug >= 0 AND carry_ug < 1000000", name="carry_below_a_point"),
     )
 
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), primary_key=True)
     balance_points: Mapped[int] = mapped_column(BigInteger, default=0)
+    """Negative only as a debt left by reversing points already spent (see ledger.reverse)."""
     lifetime_points: Mapped[int] = mapped_column(BigInteger, default=0)
     lifetime_ug: Mapped[int] = mapped_column(BigInteger, default=0)
     carry_ug: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -202,6 +202,9 @@ class Event(Base):
     network_id: Mapped[int | None] = mapped_column(ForeignKey("networks.id"))
     explanation: Mapped[dict[str, Any]] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    reversed_at: Mapped[datetime | None] = mapped_column()
+    reversed_by: Mapped[str | None] = mapped_column(String(128))
+    reversal_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class LedgerEntry(Base):
@@ -213,6 +216,10 @@ class LedgerEntry(Base):
         # At most one entry of each kind per event: one earn, one reversal.
         UniqueConstraint("event_pk", "kind"),
         CheckConstraint("kind IN ('earn', 'redeem', 'reversal', 'adjustment')", name="kind"),
+        # Spending can never overdraw an account, whatever the code above the database does.
+        CheckConstraint("kind <> 'redeem' OR (balance_after >= 0 AND points < 0)",
+                        name="redeem_covered"),
+        CheckConstraint("kind <> 'earn' OR (points >= 0 AND ug >= 0)", name="earn_positive"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -221,12 +228,49 @@ class LedgerEntry(Base):
     kind: Mapped[str] = mapped_column(String(16))
     points: Mapped[int] = mapped_column(BigInteger)
     ug: Mapped[int] = mapped_column(BigInteger)
+    balance_after: Mapped[int] = mapped_column(BigInteger)
+    """The account balance right after this entry: a running total auditors can re-add."""
     event_pk: Mapped[int | None] = mapped_column(ForeignKey("events.id"))
+    redemption_pk: Mapped[int | None] = mapped_column(ForeignKey("redemptions.id"))
     mode: Mapped[str | None] = mapped_column(String(32))
     factor_version_id: Mapped[int | None] = mapped_column(ForeignKey("factor_versions.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class Redemption(Base):
+    """Points spent by a user, idempotent by the client's redemption id."""
+
+    __tablename__ = "redemptions"
+    __table_args__ = (
+        UniqueConstraint("user_id", "redemption_id"),
+        CheckConstraint("points > 0", name="points_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("accounts.user_id"))
+    redemption_id: Mapped[str] = mapped_column(String(64))
+    points: Mapped[int] = mapped_column(BigInteger)
+    description: Mapped[str | None] = mapped_column(String(200))
+    payload_hash: Mapped[str] = mapped_column(String(64))
+    balance_after: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditRecord(Base):
+    """Who changed what, when and why: every admin action. Append-only."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(200))
+    before: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
 class DailyUsage(Base):

@@ -78,6 +78,67 @@ def load_event(body: Any) -> dict[str, Any]:
     return loaded
 
 
+MAX_BATCH = 500
+
+
+class BatchSchema(Schema):
+    events = fields.List(fields.Raw(), required=True,
+                         validate=validate.Length(min=1, max=MAX_BATCH),
+                         metadata={"description": f"1-{MAX_BATCH} events, each as for "
+                                                  "POST /v1/events"})
+
+
+class BatchItemSchema(Schema):
+    index = fields.Integer()
+    status = fields.Integer(metadata={"description": "the HTTP status this item alone "
+                                                     "would have had"})
+    result = fields.Dict(allow_none=True)
+    error = fields.Dict(allow_none=True)
+
+
+class BatchResultSchema(Schema):
+    results = fields.List(fields.Nested(BatchItemSchema))
+
+
+class RedemptionInSchema(Schema):
+    redemption_id = fields.String(required=True, validate=ID)
+    points = fields.Integer(strict=True, required=True,
+                            validate=validate.Range(min=1, max=10**9))
+    description = fields.String(load_default=None, validate=validate.Length(max=200))
+
+
+class RedemptionSchema(Schema):
+    redemption_id = fields.String()
+    points = fields.Integer()
+    description = fields.String(allow_none=True)
+    balance_after = fields.Integer()
+    created_at = fields.DateTime()
+
+
+class ReversalInSchema(Schema):
+    reason = fields.String(required=True, validate=validate.Length(min=3, max=2000))
+
+
+class AuditQuerySchema(Schema):
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    before_id = fields.Integer(load_default=None, validate=validate.Range(min=1))
+
+
+class AuditRecordSchema(Schema):
+    id = fields.Integer()
+    actor = fields.String()
+    action = fields.String()
+    target = fields.String()
+    before = fields.Dict(allow_none=True)
+    after = fields.Dict(allow_none=True)
+    reason = fields.String()
+    created_at = fields.DateTime()
+
+
+class AuditPageSchema(Schema):
+    items = fields.List(fields.Nested(AuditRecordSchema))
+
+
 class MethodologyRefSchema(Schema):
     mode = fields.String()
     version = fields.String()
@@ -87,7 +148,8 @@ class EventResultSchema(Schema):
     event_id = fields.String()
     mode = fields.String()
     city = fields.String()
-    status = fields.String(metadata={"description": "credited | held | rejected | capped"})
+    status = fields.String(
+        metadata={"description": "credited | held | rejected | capped | reversed"})
     grams = fields.Integer(metadata={"description": "whole grams CO2 credited for this event"})
     points = fields.Integer()
     reason = fields.String(allow_none=True)
@@ -96,6 +158,8 @@ class EventResultSchema(Schema):
     created_at = fields.DateTime()
     methodology = fields.Nested(MethodologyRefSchema)
     explanation = fields.Dict()
+    reversal = fields.Dict(allow_none=True, metadata={
+        "description": "who reversed the credit, when and why; null if never reversed"})
 
 
 class DayUsageSchema(Schema):

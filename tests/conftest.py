@@ -94,6 +94,23 @@ def make_app(make_config: Callable[..., Config]) -> Iterator[Callable[..., Flask
 
 
 @pytest.fixture
+def isolated_app(make_config: Callable[..., Config], tmp_path: Path) -> Iterator[Flask]:
+    """An app on a database of its own, for tests that damage data on purpose."""
+    url = os.environ.get("DATABASE_URL")
+    drop: Callable[[], None] | None = None
+    if url and url.startswith("postgresql"):
+        fresh, drop = _fresh_postgres(url)
+    else:
+        fresh = f"sqlite:///{tmp_path / 'isolated.sqlite3'}"
+    application = create_app(make_config(database_url=fresh))
+    init_db(application.extensions["carbon_credits"].db, "shenzhen")
+    yield application
+    application.extensions["carbon_credits"].db.dispose()
+    if drop is not None:
+        drop()
+
+
+@pytest.fixture
 def rt(app: Flask) -> Runtime:
     runtime: Runtime = app.extensions["carbon_credits"]
     return runtime

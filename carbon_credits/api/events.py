@@ -10,7 +10,13 @@ from flask_smorest import Blueprint
 from carbon_credits.api.requests import json_body, limit_rate
 from carbon_credits.auth import current_principal, requires
 from carbon_credits.extensions import runtime
-from carbon_credits.schemas import EVENT_SCHEMAS, EventResultSchema, load_event
+from carbon_credits.schemas import (
+    EVENT_SCHEMAS,
+    BatchResultSchema,
+    BatchSchema,
+    EventResultSchema,
+    load_event,
+)
 from carbon_credits.services import events
 
 blp = Blueprint("events", __name__, url_prefix="/v1/events",
@@ -40,6 +46,20 @@ class EventCollection(MethodView):
         data = load_event(json_body())
         result = events.ingest(rt, principal, data)
         return result.event, 201 if result.created else 200
+
+
+@blp.route("/batch")
+class EventBatch(MethodView):
+    @requires("user")
+    @blp.doc(security=[{"bearerAuth": []}])
+    @blp.arguments(BatchSchema)
+    @blp.response(200, BatchResultSchema)
+    def post(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Post up to 500 events; each item succeeds or fails on its own."""
+        rt = runtime()
+        principal = current_principal()
+        limit_rate("events", f"user:{principal.sub}", rt.config.events_per_minute)
+        return {"results": events.ingest_batch(rt, principal, batch["events"])}
 
 
 @blp.route("/<string:event_id>")

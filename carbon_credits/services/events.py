@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+from marshmallow import ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -16,9 +17,10 @@ from sqlalchemy.orm import Session
 from carbon_credits.auth import Principal
 from carbon_credits.catalog import Catalog
 from carbon_credits.config import Config
-from carbon_credits.errors import Conflict, InvalidInput, NotFound
+from carbon_credits.errors import Conflict, InvalidInput, NotFound, ServiceError
 from carbon_credits.extensions import Runtime
 from carbon_credits.models import DailyUsage, Event
+from carbon_credits.schemas import load_event
 from carbon_credits.services import ledger
 from methodology import Methodology, MethodologyInputError, QuantifyContext, get_methodology
 from methodology.quantity import g_to_ug, whole_grams
@@ -70,6 +72,32 @@ def ingest(rt: Runtime, principal: Principal, data: dict[str, Any]) -> Ingested:
             if attempt == IDEMPOTENCY_ATTEMPTS - 1:
                 raise
     raise AssertionError("unreachable")
+
+
+def ingest_batch(rt: Runtime, principal: Principal, items: list[Any]) -> list[dict[str, Any]]:
+    """Apply each item on its own (own transaction, own idempotency); per-item results."""
+    results: list[dict[str, Any]] = []
+    for index, body in enumerate(items):
+        try:
+            outcome = ingest(rt, principal, load_event(body))
+        except ValidationError as exc:
+            fields = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
+            results.append(_item_error(index, 422, "invalid_input",
+                                       "the event has invalid fields", fields))
+        except ServiceError as exc:
+            results.append(_item_error(index, exc.status, exc.code, exc.message, exc.fields))
+        else:
+            results.append({"index": index, "status": 201 if outcome.created else 200,
+                            "result": outcome.event, "error": None})
+    return results
+
+
+def _item_error(index: int, status: int, code: str, message: str, fields: dict[str, Any]
+                ) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if fields:
+        error["fields"] = fields
+    return {"index": index, "status": status, "result": None, "error": error}
 
 
 def _ingest(session: Session, config: Config, catalog: Catalog, principal: Principal,
@@ -213,6 +241,9 @@ def event_view(event: Event) -> dict[str, Any]:
         "created_at": event.created_at,
         "methodology": {"mode": event.mode, "version": event.methodology_version},
         "explanation": event.explanation,
+        "reversal": None if event.reversed_at is None else {
+            "reversed_at": event.reversed_at, "by": event.reversed_by,
+            "reason": event.reversal_reason},
     }
 
 

@@ -4,6 +4,12 @@ Every change to an account happens with the account row locked (``SELECT ... FOR
 on PostgreSQL; SQLite's BEGIN IMMEDIATE locks the database), so per-account work is
 serialised: balances, the hash chain and the daily caps cannot race.
 
+Reversal policy: reversing an event removes everything it earned (points and grams), even
+when the points were already spent; the balance may then go negative. That debt is repaid
+by later earnings before anything can be redeemed (a redemption needs balance >= points),
+so a fraudster cannot keep spent points. Only a reversal can make a balance negative: a
+database CHECK refuses a redeem entry whose balance_after is below zero.
+
 Points: 1 point per gram avoided (Wuhan's rule; policy). Grams are credited in exact
 micrograms; an event earns the whole points contained in the account's carried remainder
 plus its own micrograms, and the rest (< 1 point) is carried to the next event, so over any
@@ -13,7 +19,6 @@ sequence of events points == floor(total micrograms / 10^6): no gram is lost to 
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -43,12 +48,15 @@ def points_for(carry_ug: int, ug: int) -> tuple[int, int]:
     return divmod(carry_ug + ug, UG_PER_POINT)
 
 
-def entry_hash(prev_hash: str, user_id: str, seq: int, kind: str, points: int, ug: int,
-               event_pk: int | None, created_at: datetime) -> str:
+def entry_hash(entry: LedgerEntry) -> str:
     """SHA-256 over the entry's facts and its predecessor's hash (tamper evidence)."""
-    material = "|".join([prev_hash, user_id, str(seq), kind, str(points), str(ug),
-                         "" if event_pk is None else str(event_pk),
-                         created_at.isoformat(timespec="microseconds")])
+    material = "|".join(
+        "" if v is None else str(v)
+        for v in (entry.prev_hash, entry.user_id, entry.seq, entry.kind, entry.points,
+                  entry.ug, entry.balance_after, entry.event_pk, entry.redemption_pk,
+                  entry.mode, entry.factor_version_id,
+                  entry.created_at.isoformat(timespec="microseconds"))
+    )
     return hashlib.sha256(material.encode()).hexdigest()
 
 
@@ -64,19 +72,36 @@ def earn(session: Session, account: Account, *, ug: int, event_pk: int, mode: st
     return entry, points
 
 
+def redeem(session: Session, account: Account, *, points: int, redemption_pk: int
+           ) -> LedgerEntry:
+    """Spend points from a locked account; the caller checked the balance covers them."""
+    return _append(session, account, kind="redeem", points=-points, ug=0,
+                   redemption_pk=redemption_pk)
+
+
+def reverse(session: Session, account: Account, *, points: int, ug: int, event_pk: int,
+            mode: str, factor_version_id: int) -> LedgerEntry:
+    """Take back what an event earned (see the reversal policy above)."""
+    entry = _append(session, account, kind="reversal", points=-points, ug=-ug,
+                    event_pk=event_pk, mode=mode, factor_version_id=factor_version_id)
+    account.lifetime_points -= points
+    account.lifetime_ug -= ug
+    return entry
+
+
 def _append(session: Session, account: Account, *, kind: str, points: int, ug: int,
-            event_pk: int | None, mode: str | None, factor_version_id: int | None
-            ) -> LedgerEntry:
+            event_pk: int | None = None, redemption_pk: int | None = None,
+            mode: str | None = None, factor_version_id: int | None = None) -> LedgerEntry:
     now = utcnow()
-    seq = account.entry_count + 1
-    digest = entry_hash(account.last_hash, account.user_id, seq, kind, points, ug, event_pk,
-                        now)
-    entry = LedgerEntry(user_id=account.user_id, seq=seq, kind=kind, points=points, ug=ug,
-                        event_pk=event_pk, mode=mode, factor_version_id=factor_version_id,
-                        created_at=now, prev_hash=account.last_hash, hash=digest)
+    entry = LedgerEntry(user_id=account.user_id, seq=account.entry_count + 1, kind=kind,
+                        points=points, ug=ug, balance_after=account.balance_points + points,
+                        event_pk=event_pk, redemption_pk=redemption_pk, mode=mode,
+                        factor_version_id=factor_version_id, created_at=now,
+                        prev_hash=account.last_hash)
+    entry.hash = entry_hash(entry)
     session.add(entry)
-    account.entry_count = seq
-    account.last_hash = digest
-    account.balance_points += points
+    account.entry_count = entry.seq
+    account.last_hash = entry.hash
+    account.balance_points = entry.balance_after
     account.updated_at = now
     return entry

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: (none)
-Create Date: 2026-11-24 15:50:24.763727
+Create Date: 2026-11-24 15:58:17.822703
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-APPEND_ONLY = ("ledger_entries", "factor_versions")
+APPEND_ONLY = ("ledger_entries", "factor_versions", "audit_log")
 """Tables whose rows are facts: corrections are new rows, never edits."""
 
 revision = '0001'
@@ -21,6 +21,18 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.create_table('audit_log',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('actor', sa.String(length=128), nullable=False),
+    sa.Column('action', sa.String(length=64), nullable=False),
+    sa.Column('target', sa.String(length=200), nullable=False),
+    sa.Column('before', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=True),
+    sa.Column('after', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=True),
+    sa.Column('reason', sa.Text(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_audit_log'))
+    )
+    op.create_index(op.f('ix_audit_log_created_at'), 'audit_log', ['created_at'], unique=False)
     op.create_table('factor_versions',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('city', sa.String(length=64), nullable=False),
@@ -62,7 +74,6 @@ def upgrade() -> None:
     sa.Column('entry_count', sa.BigInteger(), nullable=False),
     sa.Column('last_hash', sa.String(length=64), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
-    sa.CheckConstraint('balance_points >= 0', name=op.f('ck_accounts_balance_not_negative')),
     sa.CheckConstraint('carry_ug >= 0 AND carry_ug < 1000000', name=op.f('ck_accounts_carry_below_a_point')),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_accounts_user_id_users')),
     sa.PrimaryKeyConstraint('user_id', name=op.f('pk_accounts'))
@@ -98,6 +109,9 @@ def upgrade() -> None:
     sa.Column('network_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('explanation', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('reversed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('reversed_by', sa.String(length=128), nullable=True),
+    sa.Column('reversal_reason', sa.Text(), nullable=True),
     sa.CheckConstraint('credited_ug >= 0 AND credited_ug <= avoided_ug', name=op.f('ck_events_credited_le')),
     sa.ForeignKeyConstraint(['factor_version_id'], ['factor_versions.id'], name=op.f('fk_events_factor_version_id_factor_versions')),
     sa.ForeignKeyConstraint(['network_id'], ['networks.id'], name=op.f('fk_events_network_id_networks')),
@@ -125,27 +139,6 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['network_id'], ['networks.id'], name=op.f('fk_network_stops_network_id_networks')),
     sa.PrimaryKeyConstraint('network_id', 'stop_id', name=op.f('pk_network_stops'))
     )
-    op.create_table('ledger_entries',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
-    sa.Column('user_id', sa.String(length=128), nullable=False),
-    sa.Column('seq', sa.BigInteger(), nullable=False),
-    sa.Column('kind', sa.String(length=16), nullable=False),
-    sa.Column('points', sa.BigInteger(), nullable=False),
-    sa.Column('ug', sa.BigInteger(), nullable=False),
-    sa.Column('event_pk', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
-    sa.Column('mode', sa.String(length=32), nullable=True),
-    sa.Column('factor_version_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('prev_hash', sa.String(length=64), nullable=False),
-    sa.Column('hash', sa.String(length=64), nullable=False),
-    sa.CheckConstraint("kind IN ('earn', 'redeem', 'reversal', 'adjustment')", name=op.f('ck_ledger_entries_kind')),
-    sa.ForeignKeyConstraint(['event_pk'], ['events.id'], name=op.f('fk_ledger_entries_event_pk_events')),
-    sa.ForeignKeyConstraint(['factor_version_id'], ['factor_versions.id'], name=op.f('fk_ledger_entries_factor_version_id_factor_versions')),
-    sa.ForeignKeyConstraint(['user_id'], ['accounts.user_id'], name=op.f('fk_ledger_entries_user_id_accounts')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_ledger_entries')),
-    sa.UniqueConstraint('event_pk', 'kind', name=op.f('uq_ledger_entries_event_pk_kind')),
-    sa.UniqueConstraint('user_id', 'seq', name=op.f('uq_ledger_entries_user_id_seq'))
-    )
     op.create_table('network_line_stops',
     sa.Column('network_id', sa.Integer(), nullable=False),
     sa.Column('line_id', sa.String(length=64), nullable=False),
@@ -155,6 +148,46 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['network_id', 'line_id'], ['network_lines.network_id', 'network_lines.line_id'], name=op.f('fk_network_line_stops_network_id_network_lines')),
     sa.ForeignKeyConstraint(['network_id', 'stop_id'], ['network_stops.network_id', 'network_stops.stop_id'], name=op.f('fk_network_line_stops_network_id_network_stops')),
     sa.PrimaryKeyConstraint('network_id', 'line_id', 'seq', name=op.f('pk_network_line_stops'))
+    )
+    op.create_table('redemptions',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('user_id', sa.String(length=128), nullable=False),
+    sa.Column('redemption_id', sa.String(length=64), nullable=False),
+    sa.Column('points', sa.BigInteger(), nullable=False),
+    sa.Column('description', sa.String(length=200), nullable=True),
+    sa.Column('payload_hash', sa.String(length=64), nullable=False),
+    sa.Column('balance_after', sa.BigInteger(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.CheckConstraint('points > 0', name=op.f('ck_redemptions_points_positive')),
+    sa.ForeignKeyConstraint(['user_id'], ['accounts.user_id'], name=op.f('fk_redemptions_user_id_accounts')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_redemptions')),
+    sa.UniqueConstraint('user_id', 'redemption_id', name=op.f('uq_redemptions_user_id_redemption_id'))
+    )
+    op.create_table('ledger_entries',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('user_id', sa.String(length=128), nullable=False),
+    sa.Column('seq', sa.BigInteger(), nullable=False),
+    sa.Column('kind', sa.String(length=16), nullable=False),
+    sa.Column('points', sa.BigInteger(), nullable=False),
+    sa.Column('ug', sa.BigInteger(), nullable=False),
+    sa.Column('balance_after', sa.BigInteger(), nullable=False),
+    sa.Column('event_pk', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('redemption_pk', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('mode', sa.String(length=32), nullable=True),
+    sa.Column('factor_version_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('prev_hash', sa.String(length=64), nullable=False),
+    sa.Column('hash', sa.String(length=64), nullable=False),
+    sa.CheckConstraint("kind <> 'earn' OR (points >= 0 AND ug >= 0)", name=op.f('ck_ledger_entries_earn_positive')),
+    sa.CheckConstraint("kind <> 'redeem' OR (balance_after >= 0 AND points < 0)", name=op.f('ck_ledger_entries_redeem_covered')),
+    sa.CheckConstraint("kind IN ('earn', 'redeem', 'reversal', 'adjustment')", name=op.f('ck_ledger_entries_kind')),
+    sa.ForeignKeyConstraint(['event_pk'], ['events.id'], name=op.f('fk_ledger_entries_event_pk_events')),
+    sa.ForeignKeyConstraint(['factor_version_id'], ['factor_versions.id'], name=op.f('fk_ledger_entries_factor_version_id_factor_versions')),
+    sa.ForeignKeyConstraint(['redemption_pk'], ['redemptions.id'], name=op.f('fk_ledger_entries_redemption_pk_redemptions')),
+    sa.ForeignKeyConstraint(['user_id'], ['accounts.user_id'], name=op.f('fk_ledger_entries_user_id_accounts')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_ledger_entries')),
+    sa.UniqueConstraint('event_pk', 'kind', name=op.f('uq_ledger_entries_event_pk_kind')),
+    sa.UniqueConstraint('user_id', 'seq', name=op.f('uq_ledger_entries_user_id_seq'))
     )
 
     _append_only_triggers()
@@ -195,8 +228,9 @@ def downgrade() -> None:
             op.execute(f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}")
             op.execute(f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {table}")
         op.execute("DROP FUNCTION IF EXISTS refuse_change()")
-    op.drop_table('network_line_stops')
     op.drop_table('ledger_entries')
+    op.drop_table('redemptions')
+    op.drop_table('network_line_stops')
     op.drop_table('network_stops')
     op.drop_table('network_lines')
     op.drop_index('ix_events_city_local_date', table_name='events')
@@ -207,3 +241,5 @@ def downgrade() -> None:
     op.drop_index(op.f('ix_networks_city'), table_name='networks')
     op.drop_table('networks')
     op.drop_table('factor_versions')
+    op.drop_index(op.f('ix_audit_log_created_at'), table_name='audit_log')
+    op.drop_table('audit_log')

@@ -1,0 +1,44 @@
+"""/v1/admin: reversals and the audit log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from carbon_credits.auth import current_principal, requires
+from carbon_credits.extensions import runtime
+from carbon_credits.schemas import (
+    AuditPageSchema,
+    AuditQuerySchema,
+    EventResultSchema,
+    ReversalInSchema,
+)
+from carbon_credits.services import audit, reversals
+
+blp = Blueprint("admin", __name__, url_prefix="/v1/admin", description="Administration")
+
+
+@blp.route("/users/<string:user_id>/events/<string:event_id>/reversal")
+class Reversal(MethodView):
+    @requires("admin")
+    @blp.doc(security=[{"bearerAuth": []}])
+    @blp.arguments(ReversalInSchema)
+    @blp.response(201, EventResultSchema)
+    def post(self, data: dict[str, Any], user_id: str, event_id: str) -> tuple[dict[str, Any],
+                                                                               int]:
+        """Reverse an event's credit with a reason (fraud found later); audited."""
+        return reversals.reverse_event(runtime(), current_principal(), user_id, event_id,
+                                       data["reason"]), 201
+
+
+@blp.route("/audit")
+class AuditLog(MethodView):
+    @requires("admin")
+    @blp.doc(security=[{"bearerAuth": []}])
+    @blp.arguments(AuditQuerySchema, location="query")
+    @blp.response(200, AuditPageSchema)
+    def get(self, query: dict[str, Any]) -> dict[str, Any]:
+        """List admin actions, newest first."""
+        return {"items": audit.page(runtime(), query["limit"], query["before_id"])}

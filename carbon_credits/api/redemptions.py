@@ -1,0 +1,32 @@
+"""POST /v1/me/redemptions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from carbon_credits.auth import current_principal, requires
+from carbon_credits.extensions import runtime
+from carbon_credits.schemas import RedemptionInSchema, RedemptionSchema
+from carbon_credits.services import redemptions
+
+blp = Blueprint("redemptions", __name__, url_prefix="/v1/me/redemptions",
+                description="Spend points")
+
+
+@blp.route("")
+class RedemptionCollection(MethodView):
+    @requires("user")
+    @blp.doc(security=[{"bearerAuth": []}])
+    @blp.arguments(RedemptionInSchema)
+    @blp.response(201, RedemptionSchema, description="points spent")
+    @blp.alt_response(200, schema=RedemptionSchema,
+                      description="replay of a redemption_id already applied")
+    @blp.alt_response(409, description="insufficient points, or redemption_id reused with "
+                                       "another payload")
+    def post(self, data: dict[str, Any]) -> tuple[dict[str, Any], int]:
+        """Spend points, once per redemption_id; never more than the balance."""
+        result, created = redemptions.redeem(runtime(), current_principal(), data)
+        return result, 201 if created else 200

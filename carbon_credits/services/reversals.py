@@ -1,0 +1,45 @@
+"""Reverse an event's credit (fraud found later): a new ledger entry, never an edit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from carbon_credits.auth import Principal
+from carbon_credits.errors import Conflict, NotFound
+from carbon_credits.extensions import Runtime
+from carbon_credits.models import Event, User, utcnow
+from carbon_credits.services import audit, ledger
+from carbon_credits.services.events import event_view
+
+
+def reverse_event(rt: Runtime, admin: Principal, user_id: str, event_id: str, reason: str
+                  ) -> dict[str, Any]:
+    """Take back everything an event earned, with a reason; audited. 409 if already done."""
+    with rt.db.transaction() as session:
+        user = session.get(User, user_id)
+        if user is None:
+            raise NotFound(f"no user {user_id!r}")
+        account = ledger.lock_account(session, user_id, user.city)
+        event = session.scalars(select(Event).where(
+            Event.user_id == user_id, Event.event_id == event_id)).one_or_none()
+        if event is None:
+            raise NotFound(f"no event {event_id!r} for user {user_id!r}")
+        if event.reversed_at is not None:
+            raise Conflict("event already reversed", code="already_reversed")
+        before = {"status": event.status, "credited_ug": event.credited_ug,
+                  "points": event.points, "balance": account.balance_points}
+        if event.credited_ug > 0:
+            ledger.reverse(session, account, points=event.points, ug=event.credited_ug,
+                           event_pk=event.id, mode=event.mode,
+                           factor_version_id=event.factor_version_id)
+        event.status = "reversed"
+        event.reason = "reversed"
+        event.reversed_at = utcnow()
+        event.reversed_by = admin.sub
+        event.reversal_reason = reason
+        audit.record(session, actor=admin.sub, action="event.reverse",
+                     target=f"event:{user_id}/{event_id}", reason=reason, before=before,
+                     after={"status": event.status, "balance": account.balance_points})
+        return event_view(event)

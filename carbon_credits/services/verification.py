@@ -1,0 +1,108 @@
+"""verify-ledger: re-check every invariant and the hash chain from the stored rows.
+
+Streams the ledger in (account, seq) order with bounded memory, so it runs on a full
+production ledger: per account, the chain of hashes, the sequence, the running balance and
+the account's stored totals; per entry, agreement with the event it credits or reverses;
+and, by anti-join, credited events without an earn entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import groupby
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session, aliased
+
+from carbon_credits.db import Database
+from carbon_credits.models import Account, Event, LedgerEntry
+from carbon_credits.services.ledger import GENESIS_HASH, UG_PER_POINT, entry_hash
+
+
+@dataclass(frozen=True)
+class Problem:
+    where: str
+    what: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.what}"
+
+
+@dataclass
+class Report:
+    accounts: int = 0
+    entries: int = 0
+
+
+def verify(db: Database, report: Report | None = None) -> Iterator[Problem]:
+    """Yield every broken invariant; a clean ledger yields nothing."""
+    report = report if report is not None else Report()
+    with db.transaction() as session:
+        rows = session.execute(
+            select(LedgerEntry, Event)
+            .outerjoin(Event, Event.id == LedgerEntry.event_pk)
+            .order_by(LedgerEntry.user_id, LedgerEntry.seq)
+            .execution_options(yield_per=1000))
+        for user_id, group in groupby(rows, key=lambda row: row[0].user_id):
+            report.accounts += 1
+            yield from _account(session, user_id, [(e, ev) for e, ev in group], report)
+            session.expunge_all()  # bounded memory over millions of entries
+        report.accounts += _count_empty(session)
+        for account in session.scalars(select(Account).where(
+                or_(Account.entry_count != 0, Account.balance_points != 0,
+                    Account.lifetime_ug != 0, Account.carry_ug != 0),
+                ~select(LedgerEntry.id).where(LedgerEntry.user_id == Account.user_id)
+                .exists())):
+            yield Problem(f"account {account.user_id}", "has totals but no ledger entries")
+        earn = aliased(LedgerEntry)
+        for event in session.scalars(
+                select(Event).outerjoin(earn, and_(earn.event_pk == Event.id,
+                                                   earn.kind == "earn"))
+                .where(Event.credited_ug > 0, earn.id.is_(None))):
+            yield Problem(f"event {event.id} ({event.user_id}/{event.event_id})",
+                          "credited but has no earn entry")
+
+
+def _account(session: Session, user_id: str, entries: list[tuple[LedgerEntry, Event | None]],
+             report: Report) -> Iterator[Problem]:
+    expected_prev, balance, ug_sum = GENESIS_HASH, 0, 0
+    for seq, (entry, event) in enumerate(entries, start=1):
+        report.entries += 1
+        where = f"ledger entry {entry.id} (user {entry.user_id}, seq {entry.seq})"
+        if entry.seq != seq:
+            yield Problem(where, f"sequence gap: expected seq {seq}")
+        if entry.prev_hash != expected_prev:
+            yield Problem(where, "prev_hash does not match the previous entry's hash")
+        if entry.hash != entry_hash(entry):
+            yield Problem(where, "hash does not match the entry's contents (altered)")
+        balance += entry.points
+        ug_sum += entry.ug
+        if entry.balance_after != balance:
+            yield Problem(where, f"balance_after {entry.balance_after} but the running sum "
+                                 f"of points is {balance}")
+        if entry.kind in ("earn", "reversal"):
+            sign = 1 if entry.kind == "earn" else -1
+            if event is None:
+                yield Problem(where, f"{entry.kind} entry without its event")
+            elif (entry.points, entry.ug) != (sign * event.points, sign * event.credited_ug):
+                yield Problem(where, f"points/ug differ from event {event.event_id}")
+        expected_prev = entry.hash
+    account = session.get(Account, user_id)
+    where = f"account {user_id}"
+    if account is None:
+        yield Problem(where, "has ledger entries but no account row")
+        return
+    if account.balance_points != balance:
+        yield Problem(where, f"balance {account.balance_points} != sum of entries {balance}")
+    if account.last_hash != expected_prev or account.entry_count != len(entries):
+        yield Problem(where, "head of the hash chain or entry count does not match entries")
+    if account.lifetime_ug != ug_sum:
+        yield Problem(where, f"lifetime_ug {account.lifetime_ug} != sum of entries {ug_sum}")
+    if not 0 <= account.carry_ug < UG_PER_POINT:
+        yield Problem(where, f"carry {account.carry_ug} outside [0, 1 point)")
+
+
+def _count_empty(session: Session) -> int:
+    return int(session.scalar(select(func.count()).select_from(Account).where(
+        Account.entry_count == 0)) or 0)
