@@ -1,0 +1,62 @@
+"""POST /v1/events/batch: per-item results, partial success, per-item idempotency."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask.testing import FlaskClient
+
+from tests import factories
+
+
+def test_one_bad_item_does_not_sink_the_others(client: FlaskClient,
+                                               auth: dict[str, str]) -> None:
+    good = factories.metro()
+    items = [
+        good,
+        {**factories.metro(), "exit_station_id": "atlantis"},
+        {"event_id": "x", "mode": "plane"},
+        "not an object",
+        good,  # the same event twice in one batch: the second is a replay
+        factories.steps(1000),
+    ]
+    r = client.post("/v1/events/batch", json={"events": items}, headers=auth)
+    assert r.status_code == 200, r.json
+    results = r.json["results"]
+    assert [x["status"] for x in results] == [201, 422, 422, 422, 200, 201]
+    assert results[1]["error"]["fields"] == {
+        "exit_station_id": ["unknown metro station 'atlantis' in shenzhen network"]}
+    assert "mode" in results[2]["error"]["fields"]
+    assert results[4]["result"] == results[0]["result"]
+    account = client.get("/v1/me/account", headers=auth).json
+    assert account["balance"] == results[0]["result"]["points"] + results[5]["result"]["points"]
+
+
+def test_a_replayed_batch_credits_nothing_more(client: FlaskClient,
+                                               auth: dict[str, str]) -> None:
+    items = [factories.metro(start=factories.today_at(6) + timedelta(minutes=i))
+             for i in range(5)]
+    first = client.post("/v1/events/batch", json={"events": items}, headers=auth).json
+    balance = client.get("/v1/me/account", headers=auth).json["balance"]
+    again = client.post("/v1/events/batch", json={"events": items}, headers=auth).json
+    assert [x["status"] for x in again["results"]] == [200] * 5
+    assert [x["result"] for x in again["results"]] == [x["result"] for x in first["results"]]
+    assert client.get("/v1/me/account", headers=auth).json["balance"] == balance
+
+
+def test_a_full_batch_of_500_is_accepted(client: FlaskClient, auth: dict[str, str]) -> None:
+    items = [factories.steps(100 * (i + 1)) for i in range(500)]
+    r = client.post("/v1/events/batch", json={"events": items}, headers=auth)
+    assert r.status_code == 200
+    assert all(x["status"] == 201 for x in r.json["results"])
+    # Cumulative steps: 50,000 in all = 1000 g, capped at the 296 g steps cap.
+    assert client.get("/v1/me/account", headers=auth).json["balance"] == 296
+
+
+def test_batches_over_500_or_empty_are_refused_whole(client: FlaskClient,
+                                                     auth: dict[str, str]) -> None:
+    for items in ([factories.steps(i) for i in range(501)], []):
+        r = client.post("/v1/events/batch", json={"events": items}, headers=auth)
+        assert r.status_code == 422
+        assert "events" in r.json["error"]["fields"]
+    assert client.get("/v1/me/account", headers=auth).json["balance"] == 0
