@@ -184,7 +184,9 @@ class LedgerEntrySchema(Schema):
     points = fields.Integer()
     grams = fields.Integer()
     ug = fields.Integer(metadata={"description": "exact micrograms CO2 of the entry"})
+    balance_after = fields.Integer(metadata={"description": "balance right after this entry"})
     event_id = fields.String(allow_none=True)
+    redemption_id = fields.String(allow_none=True)
     mode = fields.String(allow_none=True)
     created_at = fields.DateTime()
 

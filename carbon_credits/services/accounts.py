@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from carbon_credits.auth import Principal
 from carbon_credits.errors import InvalidInput
 from carbon_credits.extensions import Runtime
-from carbon_credits.models import Account, DailyUsage, Event, LedgerEntry, utcnow
+from carbon_credits.models import Account, DailyUsage, Event, LedgerEntry, Redemption, utcnow
 from carbon_credits.services.events import daily_caps_ug
 from methodology import METHODOLOGIES
 from methodology.quantity import whole_grams
@@ -83,20 +83,27 @@ def ledger_page(rt: Runtime, principal: Principal, limit: int, cursor: str | Non
         rows = _entries(session, principal.sub, limit + 1,
                         None if cursor is None else decode_cursor(cursor))
     items = [
-        {"id": e.id, "kind": e.kind, "points": e.points, "grams": whole_grams(e.ug),
-         "ug": e.ug, "event_id": event_id, "mode": e.mode, "created_at": e.created_at}
-        for e, event_id in rows[:limit]
+        {"id": e.id, "kind": e.kind, "points": e.points, "grams": _grams(e.ug),
+         "ug": e.ug, "balance_after": e.balance_after, "event_id": event_id,
+         "redemption_id": redemption_id, "mode": e.mode, "created_at": e.created_at}
+        for e, event_id, redemption_id in rows[:limit]
     ]
     more = len(rows) > limit
     return {"items": items, "next_cursor": encode_cursor(rows[limit - 1][0].id) if more else None}
 
 
+def _grams(ug: int) -> int:
+    """Whole grams, rounded toward zero so a reversal shows minus what the earn showed."""
+    return whole_grams(ug) if ug >= 0 else -whole_grams(-ug)
+
+
 def _entries(session: Session, user_id: str, n: int, before_id: int | None
-             ) -> list[tuple[LedgerEntry, str | None]]:
-    query = (select(LedgerEntry, Event.event_id)
+             ) -> list[tuple[LedgerEntry, str | None, str | None]]:
+    query = (select(LedgerEntry, Event.event_id, Redemption.redemption_id)
              .outerjoin(Event, Event.id == LedgerEntry.event_pk)
+             .outerjoin(Redemption, Redemption.id == LedgerEntry.redemption_pk)
              .where(LedgerEntry.user_id == user_id))
     if before_id is not None:
         query = query.where(LedgerEntry.id < before_id)
-    return [(e, eid) for e, eid in session.execute(
+    return [(e, eid, rid) for e, eid, rid in session.execute(
         query.order_by(LedgerEntry.id.desc()).limit(n))]
