@@ -71,17 +71,26 @@ class FactorSet:
     factors: Mapping[str, Factor] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.kind not in ("net", "baseline"):
+            raise FactorError(f"unknown factor set kind {self.kind!r}")
         for f in self.factors.values():
+            if not f.value.is_finite():  # NaN would raise InvalidOperation on comparison
+                raise FactorError(f"factor {f.name} is not a finite number ({f.value})")
             if f.value < 0:
                 raise FactorError(f"factor {f.name} is negative ({f.value})")
         if self.kind == "baseline":
-            shares = [
-                f.value
-                for name, f in self.factors.items()
+            share_names = [
+                name
+                for name in self.factors
                 if name.startswith(BASELINE_PREFIX) and name.endswith("_share")
             ]
+            shares = [self.factors[name].value for name in share_names]
             if not shares or sum(shares) != 1:
                 raise FactorError("baseline shares must be present and sum to exactly 1")
+            for name in share_names:
+                ef_name = name[: -len("_share")] + "_g_per_pkm"
+                if ef_name not in self.factors:
+                    raise FactorError(f"baseline share {name} needs {ef_name}")
             if PROJECT_FACTOR not in self.factors:
                 raise FactorError(f"baseline set needs {PROJECT_FACTOR}")
 

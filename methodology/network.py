@@ -41,6 +41,8 @@ class Line:
             raise ValueError(f"line {self.line_id}: needs >= 2 stops, one distance per stop")
         if any(b < a for a, b in zip(self.cumulative_m, self.cumulative_m[1:], strict=False)):
             raise ValueError(f"line {self.line_id}: cumulative distances must not decrease")
+        if self.avg_trip_m is not None and self.avg_trip_m < 0:
+            raise ValueError(f"line {self.line_id}: average trip length must not be negative")
 
     @property
     def length_m(self) -> int:
@@ -70,6 +72,8 @@ class TransitNetwork:
         self.city = city
         self.version = version
         self.stations: Mapping[str, Station] = {s.stop_id: s for s in stations}
+        # parent_station ids are valid station ids even when the feed lists only platforms.
+        self._parents = frozenset(s.parent for s in self.stations.values() if s.parent)
         self.lines: Mapping[str, Line] = {ln.line_id: ln for ln in lines}
         for line in self.lines.values():
             for stop in line.stops:
@@ -81,6 +85,8 @@ class TransitNetwork:
         """The node a stop stands for: its parent station when it has one."""
         station = self.stations.get(stop_id)
         if station is None:
+            if stop_id in self._parents:
+                return stop_id
             raise UnknownStation(stop_id)
         return station.parent or station.stop_id
 
@@ -124,8 +130,10 @@ class TransitNetwork:
     def along_line_m(self, line_id: str, board_stop: str, alight_stop: str) -> int:
         """Distance along a line's pattern between two of its stops, metres."""
         line = self.line(line_id)
-        i, j = self._on_line(line, board_stop), self._on_line(line, alight_stop)
-        return abs(line.cumulative_m[j] - line.cumulative_m[i])
+        boards, alights = self._positions(line, board_stop), self._positions(line, alight_stop)
+        c = line.cumulative_m
+        # A loop pattern lists its terminus twice: take the shortest reading, never the longest.
+        return min(abs(c[j] - c[i]) for i in boards for j in alights)
 
     def farthest_from_m(self, line_id: str, board_stop: str) -> int:
         """The longest ride possible from a stop along its line, either direction."""
@@ -135,12 +143,15 @@ class TransitNetwork:
         return max(c[i] - c[0], c[-1] - c[i])
 
     def _on_line(self, line: Line, stop_id: str) -> int:
+        return self._positions(line, stop_id)[0]
+
+    def _positions(self, line: Line, stop_id: str) -> list[int]:
         # Riders may name the station while the pattern lists one of its platforms.
         key = self.station_key(stop_id)
-        for k, s in enumerate(line.stops):
-            if s == stop_id or self.station_key(s) == key:
-                return k
-        raise UnknownStation(stop_id)
+        found = [k for k, s in enumerate(line.stops) if s == stop_id or self.station_key(s) == key]
+        if not found:
+            raise UnknownStation(stop_id)
+        return found
 
 
 def _all_pairs(graph: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str, int]]:
