@@ -89,7 +89,7 @@ def load_network(session: Session, network_id: int) -> TransitNetwork:
         Line(line_id=ln.line_id, mode=ln.mode, name=ln.name,
              stops=tuple(p.stop_id for p in patterns.get(ln.line_id, [])),
              cumulative_m=tuple(p.dist_m for p in patterns.get(ln.line_id, [])),
-             avg_trip_m=ln.avg_trip_m)
+             avg_trip_m=ln.avg_trip_m, route_id=ln.route_id)
         for ln in session.scalars(select(NetworkLine).where(NetworkLine.network_id == network_id))
     ]
     return TransitNetwork(net.city, net.version, stations, lines)
@@ -111,8 +111,8 @@ def store_network(
     )
     session.flush()
     for ln in lines:
-        session.add(NetworkLine(network_id=net.id, line_id=ln.line_id, mode=ln.mode,
-                                name=ln.name, avg_trip_m=ln.avg_trip_m))
+        session.add(NetworkLine(network_id=net.id, line_id=ln.line_id, route_id=ln.route_id,
+                                mode=ln.mode, name=ln.name, avg_trip_m=ln.avg_trip_m))
     session.flush()
     session.add_all(
         NetworkLineStop(network_id=net.id, line_id=ln.line_id, seq=i, stop_id=stop, dist_m=d)

@@ -145,10 +145,13 @@ class NetworkStop(Base):
 
 
 class NetworkLine(Base):
+    """One stop pattern of a route (see methodology.network.Line)."""
+
     __tablename__ = "network_lines"
 
     network_id: Mapped[int] = mapped_column(ForeignKey("networks.id"), primary_key=True)
     line_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    route_id: Mapped[str] = mapped_column(String(64))
     mode: Mapped[str] = mapped_column(String(32))
     name: Mapped[str] = mapped_column(String(200))
     avg_trip_m: Mapped[int | None] = mapped_column(Integer)

@@ -59,25 +59,26 @@ class BusMethodology:
         board: str = event["board_stop_id"]
         alight: str | None = event.get("alight_stop_id")
         reported: int | None = event.get("distance_m")
-        line = network.lines.get(line_id)
-        if line is None or line.mode != "bus":
+        patterns = network.routes.get(line_id, ())
+        if not patterns or patterns[0].mode != "bus":
             raise MethodologyInputError("line_id", f"unknown bus line {line_id!r}")
         inputs: dict[str, Any] = {"line_id": line_id, "board_stop_id": board,
                                   "alight_stop_id": alight, "distance_m": reported}
         try:
             if alight is not None:
-                along = network.along_line_m(line_id, board, alight)
+                along = network.route_distance_m(line_id, board, alight)
                 limit_source = "line_between_stops"
             else:
-                along = network.farthest_from_m(line_id, board)
+                along = network.route_farthest_from_m(line_id, board)
                 limit_source = "line_farthest_from_board"
         except UnknownStation as exc:
             fld = "board_stop_id" if exc.args[0] == board else "alight_stop_id"
             raise MethodologyInputError(
                 fld, f"stop {exc.args[0]!r} is not on bus line {line_id!r}"
             ) from None
+        avg_trip_m = next((p.avg_trip_m for p in patterns if p.avg_trip_m is not None), None)
 
-        extra: dict[str, Any] = {"line_length_m": line.length_m}
+        extra: dict[str, Any] = {"line_length_m": network.route_length_m(line_id)}
         if alight is not None and reported is None:
             distance, source = along, "line_between_stops"
         elif reported is not None:
@@ -85,8 +86,8 @@ class BusMethodology:
             distance = min(reported, along)
             source = "reported" if reported <= along else f"reported_capped_at_{limit_source}"
             extra["network_limit_m"] = along
-        elif line.avg_trip_m is not None:
-            distance, source = min(line.avg_trip_m, along), "line_average_trip"
+        elif avg_trip_m is not None:
+            distance, source = min(avg_trip_m, along), "line_average_trip"
         else:
             default = int(factors.value(DEFAULT_TRIP_M))
             distance, source = min(default, along), "city_default_trip"

@@ -26,7 +26,12 @@ class Station:
 
 @dataclass(frozen=True)
 class Line:
-    """One line's stop pattern with the cumulative distance of each stop from the first."""
+    """One stop pattern of a route, with the cumulative distance of each stop from the first.
+
+    A GTFS route (``route_id``, the ``line_id`` riders post) usually has several patterns:
+    one per direction and variant. A pattern's own ``line_id`` is unique in the network; when
+    a route has a single pattern the two ids may be the same.
+    """
 
     line_id: str
     mode: str
@@ -34,9 +39,13 @@ class Line:
     stops: tuple[str, ...]
     cumulative_m: tuple[int, ...]
     avg_trip_m: int | None = None
-    """The line's average trip length (from operator data), for tap-on-only rides."""
+    """The route's average trip length (from operator data), for tap-on-only rides."""
+    route_id: str = ""
+    """The route this pattern belongs to; empty means the pattern is its own route."""
 
     def __post_init__(self) -> None:
+        if not self.route_id:
+            object.__setattr__(self, "route_id", self.line_id)
         if len(self.stops) != len(self.cumulative_m) or len(self.stops) < 2:
             raise ValueError(f"line {self.line_id}: needs >= 2 stops, one distance per stop")
         if any(b < a for a, b in zip(self.cumulative_m, self.cumulative_m[1:], strict=False)):
@@ -75,6 +84,10 @@ class TransitNetwork:
         # parent_station ids are valid station ids even when the feed lists only platforms.
         self._parents = frozenset(s.parent for s in self.stations.values() if s.parent)
         self.lines: Mapping[str, Line] = {ln.line_id: ln for ln in lines}
+        routes: dict[str, list[Line]] = {}
+        for ln in self.lines.values():
+            routes.setdefault(ln.route_id, []).append(ln)
+        self.routes: Mapping[str, tuple[Line, ...]] = {k: tuple(v) for k, v in routes.items()}
         for line in self.lines.values():
             for stop in line.stops:
                 if stop not in self.stations:
@@ -141,6 +154,56 @@ class TransitNetwork:
         i = self._on_line(line, board_stop)
         c = line.cumulative_m
         return max(c[i] - c[0], c[-1] - c[i])
+
+    def route_distance_m(self, route_id: str, board_stop: str, alight_stop: str) -> int:
+        """Distance along a route between two stops, over the patterns that serve both.
+
+        Patterns where the rider travels forward (board before alight) are preferred; a
+        pattern listed in one direction only is read both ways. The shortest candidate is
+        used, so an ambiguous ride is never over-credited.
+        """
+        patterns = self.routes.get(route_id)
+        if not patterns:
+            raise KeyError(route_id)
+        forward: list[int] = []
+        either: list[int] = []
+        board_seen = alight_seen = False
+        for line in patterns:
+            boards = self._positions_or_empty(line, board_stop)
+            alights = self._positions_or_empty(line, alight_stop)
+            board_seen, alight_seen = board_seen or bool(boards), alight_seen or bool(alights)
+            c = line.cumulative_m
+            for i in boards:
+                for j in alights:
+                    (forward if j >= i else either).append(abs(c[j] - c[i]))
+        if not board_seen:
+            raise UnknownStation(board_stop)
+        if not alight_seen or not (forward or either):
+            raise UnknownStation(alight_stop)
+        return min(forward) if forward else min(either)
+
+    def route_farthest_from_m(self, route_id: str, board_stop: str) -> int:
+        """The longest ride possible from a stop on any pattern of the route."""
+        patterns = self.routes.get(route_id)
+        if not patterns:
+            raise KeyError(route_id)
+        best = -1
+        for line in patterns:
+            c = line.cumulative_m
+            for i in self._positions_or_empty(line, board_stop):
+                best = max(best, c[i] - c[0], c[-1] - c[i])
+        if best < 0:
+            raise UnknownStation(board_stop)
+        return best
+
+    def route_length_m(self, route_id: str) -> int:
+        return max(line.length_m for line in self.routes[route_id])
+
+    def _positions_or_empty(self, line: Line, stop_id: str) -> list[int]:
+        try:
+            return self._positions(line, stop_id)
+        except UnknownStation:
+            return []
 
     def _on_line(self, line: Line, stop_id: str) -> int:
         return self._positions(line, stop_id)[0]

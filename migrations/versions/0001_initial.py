@@ -123,6 +123,7 @@ def upgrade() -> None:
     op.create_table('network_lines',
     sa.Column('network_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('line_id', sa.String(length=64), nullable=False),
+    sa.Column('route_id', sa.String(length=64), nullable=False),
     sa.Column('mode', sa.String(length=32), nullable=False),
     sa.Column('name', sa.String(length=200), nullable=False),
     sa.Column('avg_trip_m', sa.Integer(), nullable=True),
