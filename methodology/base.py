@@ -8,6 +8,7 @@ from datetime import datetime, tzinfo
 from typing import Any, Protocol
 
 from methodology.factors import FactorSet
+from methodology.inputs import InputField
 from methodology.network import TransitNetwork
 
 
@@ -52,9 +53,15 @@ class Methodology(Protocol):
     """Which part of the transit network the mode reads ("metro", "bus") or None."""
     cumulative: bool
     """True when events post a running total per local day (steps)."""
+    inputs: tuple[InputField, ...]
+    """The event fields the mode reads, beyond event_id, mode and city."""
 
     def default_factors(self, city: str) -> FactorSet:
         """The sourced default factor set for a city."""
+        ...
+
+    def check_factors(self, factors: FactorSet) -> None:
+        """Raise FactorError unless the set has every factor ``quantify`` reads."""
         ...
 
     def occurred_at(self, event: Mapping[str, Any], tz: tzinfo) -> datetime:

@@ -9,6 +9,7 @@ from typing import Any
 
 from methodology.base import MethodologyInputError, Quantification, QuantifyContext
 from methodology.factors import NET_FACTOR, Factor, FactorSet, factor_set
+from methodology.inputs import InputField, ended_at, started_at
 from methodology.network import UnknownStation
 from methodology.trips import distance_result, require_network, trip_started_at
 
@@ -42,6 +43,20 @@ class BusMethodology:
     title = "Bus ride: net factor x distance along the line between boarding and alighting"
     network_mode: str | None = "bus"
     cumulative = False
+    inputs: tuple[InputField, ...] = (
+        InputField("line_id", "id", description="GTFS route_id"),
+        InputField("board_stop_id", "id", description="GTFS stop_id where the ride began"),
+        InputField("alight_stop_id", "id", required=False,
+                   description="GTFS stop_id where the ride ended (tap-off), if known"),
+        InputField("distance_m", "int", required=False, minimum=0, maximum=500_000,
+                   description="client-measured distance; never trusted above the network's"),
+        started_at(),
+        ended_at(required=False),
+    )
+
+    def check_factors(self, factors: FactorSet) -> None:
+        factors.net_g_per_pkm()
+        factors.value(DEFAULT_TRIP_M)
 
     def default_factors(self, city: str) -> FactorSet:
         if city != "shenzhen":

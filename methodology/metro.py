@@ -9,6 +9,7 @@ from typing import Any
 
 from methodology.base import MethodologyInputError, Quantification, QuantifyContext
 from methodology.factors import NET_FACTOR, Factor, FactorSet, factor_set
+from methodology.inputs import InputField, ended_at, started_at
 from methodology.network import UnknownStation
 from methodology.trips import distance_result, require_network, trip_started_at
 
@@ -32,6 +33,15 @@ class MetroMethodology:
     title = "Metro trip: net factor x shortest network distance entry -> exit"
     network_mode: str | None = "metro"
     cumulative = False
+    inputs: tuple[InputField, ...] = (
+        InputField("entry_station_id", "id", description="GTFS stop_id or parent station id"),
+        InputField("exit_station_id", "id", description="GTFS stop_id or parent station id"),
+        started_at(),
+        ended_at(required=True),
+    )
+
+    def check_factors(self, factors: FactorSet) -> None:
+        factors.net_g_per_pkm()
 
     def default_factors(self, city: str) -> FactorSet:
         if city != "shenzhen":

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from methodology import bus, metro, steps
+from methodology import bikeshare, bus, metro, steps
 from methodology.base import Methodology
 
 METHODOLOGIES: Mapping[str, Methodology] = {
-    m.mode: m for m in (bus.METHOD, metro.METHOD, steps.METHOD)
+    m.mode: m for m in (bus.METHOD, metro.METHOD, steps.METHOD, bikeshare.METHOD)
 }
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from methodology.base import Quantification, QuantifyContext
 from methodology.factors import Factor, FactorSet, factor_set
+from methodology.inputs import InputField
 from methodology.quantity import g_to_ug, ug_for_count, whole_grams
 
 G_PER_STEP = "g_per_step"
@@ -43,6 +44,14 @@ class StepsMethodology:
     title = "Daily steps: grams per step on the increase of the day's cumulative count"
     network_mode: str | None = None
     cumulative = True
+    inputs: tuple[InputField, ...] = (
+        InputField("date", "date", description="local date in the city's time zone"),
+        InputField("steps", "int", minimum=0, maximum=1_000_000,
+                   description="cumulative step count for that day so far"),
+    )
+
+    def check_factors(self, factors: FactorSet) -> None:
+        factors.value(G_PER_STEP)
 
     def default_factors(self, city: str) -> FactorSet:
         if city != "shenzhen":

@@ -128,7 +128,7 @@ def test_factor_round_trip_keeps_the_policy_flag() -> None:
 
 
 def test_every_registered_methodology_is_reachable_by_its_mode() -> None:
-    assert set(METHODOLOGIES) == {"bus", "metro", "steps"}
+    assert set(METHODOLOGIES) == {"bus", "metro", "steps", "bikeshare"}
     for mode, method in METHODOLOGIES.items():
         assert get_methodology(mode) is method
         assert method.mode == mode
