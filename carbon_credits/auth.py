@@ -83,7 +83,14 @@ def authenticate() -> Principal:
         raise Unauthorized("missing bearer token", code="missing_token",
                            headers={"WWW-Authenticate": 'Bearer realm="carbon-credits"'})
     codec: TokenCodec = current_app.extensions["carbon_credits"].codec
-    return codec.decode(token.strip())
+    try:
+        return codec.decode(token.strip())
+    except Unauthorized as exc:
+        # Every 401 carries a challenge (RFC 7235 3.1); RFC 6750 3.1 calls an expired,
+        # malformed or badly signed token "invalid_token".
+        exc.headers.setdefault(
+            "WWW-Authenticate", 'Bearer realm="carbon-credits", error="invalid_token"')
+        raise
 
 
 F = TypeVar("F", bound=Callable[..., Any])

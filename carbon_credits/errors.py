@@ -11,7 +11,7 @@ from typing import Any
 from flask import Flask, Response, jsonify
 from marshmallow import ValidationError
 from redis.exceptions import RedisError
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DataError, DBAPIError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,11 @@ class ServiceError(Exception):
         if code:
             self.code = code
         self.headers = headers or {}
+
+
+class UnsupportedMedia(ServiceError):
+    status = 415
+    code = "unsupported_media_type"
 
 
 class InvalidInput(ServiceError):
@@ -110,7 +115,10 @@ def http_exception_response(exc: HTTPException) -> Response:
             413: "payload_too_large", 415: "unsupported_media_type",
             422: "invalid_input"}.get(status, (exc.name or "error").lower().replace(" ", "_"))
     message = exc.description or exc.name or "error"
-    return error_response(status, code, message, fields)
+    # Keep the exception's own headers (Allow on a 405, Retry-After on a 429/503).
+    headers = {name: value for name, value in exc.get_headers()
+               if name.lower() != "content-type"}
+    return error_response(status, code, message, fields, headers)
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -130,6 +138,14 @@ def register_error_handlers(app: Flask) -> None:
         return error_response(503, "database_unavailable", "the database is unavailable; "
                               "retry with the same event_id", None,
                               {"Retry-After": str(RETRY_AFTER_S)})
+
+    @app.errorhandler(DataError)
+    def _data(exc: DataError) -> Response:
+        # A value the database refuses (out of range, NUL byte): retrying cannot help, so
+        # this is not the 503 of an unavailable database.
+        log.warning("database refused a value: %s", type(exc.orig).__name__ if exc.orig else exc)
+        return error_response(422, "invalid_value", "a value in the request is out of range "
+                              "or cannot be stored")
 
     @app.errorhandler(RedisError)
     def _redis(exc: RedisError) -> Response:

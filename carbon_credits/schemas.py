@@ -2,16 +2,36 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, cast
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-ID = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,63}$",
-                     error="1-64 characters: letters, digits and . _ : @ / -")
+
+class FullMatch(validate.Regexp):
+    """A Regexp that must match the whole value: with ``re.match``, ``$`` also matches
+    before a trailing newline, so "abc\n" passed. The pattern stays portable for OpenAPI."""
+
+    def __call__(self, value: Any) -> Any:
+        regex = cast("re.Pattern[str]", self.regex)
+        if not isinstance(value, str) or regex.fullmatch(value) is None:
+            raise ValidationError(self._format_error(value))
+        return value
+
+
+ID = FullMatch(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,63}$",
+               error="1-64 characters: letters, digits and . _ : @ / -")
 MAX_DISTANCE_M = 500_000
 MAX_STEPS = 1_000_000
 """Sanity bounds on the shape of input; plausibility rules are stricter."""
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+"""Bounds on event times: times near year 1 or 9999 overflow in time-zone conversion."""
+IN_ERA = validate.Range(min=EARLIEST, max=LATEST, error="must be between 2000 and 2100")
+IN_ERA_DATE = validate.Range(min=EARLIEST.date(), max=LATEST.date(),
+                             error="must be between 2000 and 2100")
 
 
 class EventBaseSchema(Schema):
@@ -22,7 +42,7 @@ class EventBaseSchema(Schema):
 
 
 class TripSchema(EventBaseSchema):
-    started_at = fields.AwareDateTime(required=True, format="iso",
+    started_at = fields.AwareDateTime(required=True, format="iso", validate=IN_ERA,
                                       metadata={"description": "ISO 8601 with offset"})
 
     @validates_schema
@@ -39,19 +59,20 @@ class BusEventSchema(TripSchema):
     alight_stop_id = fields.String(load_default=None, validate=ID)
     distance_m = fields.Integer(strict=True, load_default=None,
                                 validate=validate.Range(min=0, max=MAX_DISTANCE_M))
-    ended_at = fields.AwareDateTime(load_default=None, format="iso")
+    ended_at = fields.AwareDateTime(load_default=None, format="iso", validate=IN_ERA)
 
 
 class MetroEventSchema(TripSchema):
     mode = fields.String(required=True, validate=validate.Equal("metro"))
     entry_station_id = fields.String(required=True, validate=ID)
     exit_station_id = fields.String(required=True, validate=ID)
-    ended_at = fields.AwareDateTime(required=True, format="iso")
+    ended_at = fields.AwareDateTime(required=True, format="iso", validate=IN_ERA)
 
 
 class StepsEventSchema(EventBaseSchema):
     mode = fields.String(required=True, validate=validate.Equal("steps"))
-    date = fields.Date(required=True, metadata={"description": "local date (city time zone)"})
+    date = fields.Date(required=True, validate=IN_ERA_DATE,
+                       metadata={"description": "local date (city time zone)"})
     steps = fields.Integer(strict=True, required=True,
                            validate=validate.Range(min=0, max=MAX_STEPS),
                            metadata={"description": "cumulative count for that day"})

@@ -7,19 +7,22 @@ from typing import Any
 from flask import Response, after_this_request, request
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
-from carbon_credits.errors import RateLimited, ServiceError
+from carbon_credits.errors import RateLimited, ServiceError, UnsupportedMedia
 from carbon_credits.extensions import runtime
 
 
 def json_body() -> Any:
     """The parsed JSON body, or a 400/415 naming what is wrong with it."""
     try:
-        return request.get_json()
+        body = request.get_json()
+        # json.loads also guesses UTF-16/32 from bytes; JSON on the wire is UTF-8 (RFC 8259).
+        request.get_data(cache=True).decode("utf-8")
+        return body
     except UnsupportedMediaType:
-        raise ServiceError("send the body as application/json", code="unsupported_media_type",
-                           fields={"Content-Type": ["expected application/json"]}) from None
-    except BadRequest:
-        # Covers syntax errors and bodies that are not UTF-8.
+        raise UnsupportedMedia("send the body as application/json",
+                               fields={"Content-Type": ["expected application/json"]}) from None
+    except (BadRequest, UnicodeDecodeError, RecursionError):
+        # Syntax errors, bodies that are not UTF-8, and nesting too deep to parse.
         raise ServiceError("the request body is not valid JSON", code="malformed_json",
                            fields={"body": ["malformed JSON"]}) from None
 
