@@ -65,13 +65,17 @@ class Catalog:
         )
         if network_id is None:
             return None
+        return network_id, self.network_by_id(session, network_id)
+
+    def network_by_id(self, session: Session, network_id: int) -> TransitNetwork:
+        """A stored network version, whether or not it is still the newest."""
         with self._lock:
             cached = self._networks.get(network_id)
         if cached is None:
             cached = load_network(session, network_id)
             with self._lock:
                 self._networks[network_id] = cached
-        return network_id, cached
+        return cached
 
 
 def load_network(session: Session, network_id: int) -> TransitNetwork:

@@ -55,6 +55,12 @@ class Config:
     daily_caps_g: Mapping[str, Decimal] = field(default_factory=lambda: dict(DEFAULT_DAILY_CAPS_G))
     events_per_minute: int = 120
     """Request rate limit per user on event ingestion; operator policy."""
+    clock_skew_s: int = 300
+    """How far in the future an event may claim to be (client clocks drift); policy."""
+    backfill_days: int = 30
+    """How old an event may be when it arrives (offline clients sync late); policy. Beijing
+    MaaS credits must be claimed within 7 days; 30 leaves room for operator back-office
+    imports."""
     max_content_length: int = 1 << 20
     testing: bool = False
 
@@ -113,6 +119,8 @@ class Config:
             city_timezone=env.get("CITY_TIMEZONE", "Asia/Shanghai"),
             default_city=env.get("DEFAULT_CITY", "shenzhen"),
             events_per_minute=_int(env, "RATE_LIMIT_EVENTS_PER_MINUTE", 120),
+            clock_skew_s=_int(env, "CLOCK_SKEW_SECONDS", 300),
+            backfill_days=_int(env, "BACKFILL_DAYS", 30),
         )
         if caps is not None:
             cfg.daily_caps_g = caps

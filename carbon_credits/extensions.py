@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
 
 import redis
 from flask import Response, current_app
@@ -14,11 +16,15 @@ from carbon_credits.catalog import Catalog
 from carbon_credits.config import Config
 from carbon_credits.db import Database
 from carbon_credits.errors import http_exception_response
+from carbon_credits.models import utcnow
 from carbon_credits.ratelimit import Limiter
+from carbon_credits.schemas import ErrorSchema
 
 
 class JsonErrorApi(Api):  # type: ignore[misc]
     """flask-smorest's Api, answering HTTP errors in this service's one error shape."""
+
+    ERROR_SCHEMA = ErrorSchema
 
     def handle_http_exception(self, error: HTTPException) -> Response:
         return http_exception_response(error)
@@ -35,6 +41,8 @@ class Runtime:
     limiter: Limiter
     codec: TokenCodec
     redis: redis.Redis | None
+    clock: Callable[[], datetime] = field(default=utcnow)
+    """Business time: event windows, 'today', versions in force. Tests pin it."""
 
 
 def runtime() -> Runtime:

@@ -23,6 +23,17 @@ class FullMatch(validate.Regexp):
 
 ID = FullMatch(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,63}$",
                error="1-64 characters: letters, digits and . _ : @ / -")
+
+
+def is_valid_id(value: str) -> bool:
+    """Whether a client id (event_id, redemption_id, ...) has the accepted shape."""
+    try:
+        ID(value)
+    except ValidationError:
+        return False
+    return True
+
+
 MAX_DISTANCE_M = 500_000
 MAX_STEPS = 1_000_000
 """Sanity bounds on the shape of input; plausibility rules are stricter."""
@@ -158,6 +169,17 @@ class AuditRecordSchema(Schema):
 
 class AuditPageSchema(Schema):
     items = fields.List(fields.Nested(AuditRecordSchema))
+
+
+class ErrorBodySchema(Schema):
+    code = fields.String(metadata={"description": "machine-readable error code"})
+    message = fields.String()
+    fields_ = fields.Dict(data_key="fields", metadata={
+        "description": "per-field messages, keyed by the offending field"})
+
+
+class ErrorSchema(Schema):
+    error = fields.Nested(ErrorBodySchema)
 
 
 class MethodologyRefSchema(Schema):

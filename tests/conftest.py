@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,14 @@ from carbon_credits import create_app
 from carbon_credits.config import Config
 from carbon_credits.extensions import Runtime
 from carbon_credits.services.setup import init_db
+from tests import factories
 
 JWT_SECRET = "test-secret-" + "x" * 32
+
+
+def pinned_clock() -> datetime:
+    """The service's business clock in tests: see tests.factories.NOW."""
+    return factories.NOW
 
 
 def _fresh_postgres(url: str) -> tuple[str, Callable[[], None]]:
@@ -74,6 +81,7 @@ def make_config(database_url: str, tmp_path_factory: pytest.TempPathFactory
 def app(make_config: Callable[..., Config]) -> Iterator[Flask]:
     application = create_app(make_config())
     init_db(application.extensions["carbon_credits"].db, "shenzhen")
+    application.extensions["carbon_credits"].clock = pinned_clock
     yield application
     application.extensions["carbon_credits"].db.dispose()
 
@@ -85,6 +93,7 @@ def make_app(make_config: Callable[..., Config]) -> Iterator[Callable[..., Flask
 
     def make(**overrides: Any) -> Flask:
         application = create_app(make_config(**overrides))
+        application.extensions["carbon_credits"].clock = pinned_clock
         made.append(application)
         return application
 
@@ -104,6 +113,7 @@ def isolated_app(make_config: Callable[..., Config], tmp_path: Path) -> Iterator
         fresh = f"sqlite:///{tmp_path / 'isolated.sqlite3'}"
     application = create_app(make_config(database_url=fresh))
     init_db(application.extensions["carbon_credits"].db, "shenzhen")
+    application.extensions["carbon_credits"].clock = pinned_clock
     yield application
     application.extensions["carbon_credits"].db.dispose()
     if drop is not None:

@@ -14,9 +14,13 @@ def new_id() -> str:
     return f"e-{uuid.uuid4().hex[:20]}"
 
 
+NOW = datetime.now(SHENZHEN).replace(hour=23, minute=30, second=0, microsecond=0)
+"""The service's pinned clock in tests (see conftest): late in today's local day, so that a
+test's events of "today" are all in the past and all in one local day, at any hour."""
+
+
 def today_at(hour: int, minute: int = 0) -> datetime:
-    now = datetime.now(SHENZHEN)
-    return now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    return NOW.replace(hour=hour, minute=minute)
 
 
 def metro(**overrides: Any) -> dict[str, Any]:
@@ -44,7 +48,7 @@ def bus(**overrides: Any) -> dict[str, Any]:
 def steps(count: int, **overrides: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "event_id": new_id(), "mode": "steps", "city": "shenzhen",
-        "date": datetime.now(SHENZHEN).date().isoformat(), "steps": count,
+        "date": NOW.date().isoformat(), "steps": count,
     }
     body.update(overrides)
     return body

@@ -6,8 +6,8 @@ from typing import Any
 
 from flask import Response, jsonify
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
+from carbon_credits.api.requests import Blueprint
 from carbon_credits.errors import RETRY_AFTER_S
 from carbon_credits.extensions import runtime
 from carbon_credits.schemas import HealthSchema

@@ -1,30 +1,50 @@
-"""Request helpers shared by handlers: JSON bodies and rate limits."""
+"""Request helpers shared by handlers: JSON bodies, argument parsing and rate limits."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from flask import Response, after_this_request, request
-from werkzeug.exceptions import BadRequest, UnsupportedMediaType
+import flask_smorest
+from flask import Request, Response, after_this_request, request
+from webargs import core
+from webargs.flaskparser import FlaskParser, is_json_request
 
 from carbon_credits.errors import RateLimited, ServiceError, UnsupportedMedia
 from carbon_credits.extensions import runtime
 
 
-def json_body() -> Any:
-    """The parsed JSON body, or a 400/415 naming what is wrong with it."""
+def decode_json(raw: bytes) -> Any:
+    """Strict JSON: UTF-8 only (RFC 8259; json.loads would guess UTF-16/32), bounded nesting."""
     try:
-        body = request.get_json()
-        # json.loads also guesses UTF-16/32 from bytes; JSON on the wire is UTF-8 (RFC 8259).
-        request.get_data(cache=True).decode("utf-8")
-        return body
-    except UnsupportedMediaType:
-        raise UnsupportedMedia("send the body as application/json",
-                               fields={"Content-Type": ["expected application/json"]}) from None
-    except (BadRequest, UnicodeDecodeError, RecursionError):
-        # Syntax errors, bodies that are not UTF-8, and nesting too deep to parse.
+        return json.loads(raw.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        # ValueError covers JSONDecodeError; RecursionError is nesting too deep to parse.
         raise ServiceError("the request body is not valid JSON", code="malformed_json",
                            fields={"body": ["malformed JSON"]}) from None
+
+
+def json_body() -> Any:
+    """The parsed JSON body, or a 400/415 naming what is wrong with it."""
+    if not request.is_json:
+        raise UnsupportedMedia("send the body as application/json",
+                               fields={"Content-Type": ["expected application/json"]})
+    return decode_json(request.get_data(cache=True))
+
+
+class StrictJsonParser(FlaskParser):
+    """webargs' parser with the same strict JSON decoding as ``json_body``."""
+
+    def _raw_load_json(self, req: Request) -> Any:
+        if not is_json_request(req):
+            return core.missing
+        return decode_json(req.get_data(cache=True))
+
+
+class Blueprint(flask_smorest.Blueprint):  # type: ignore[misc]
+    """flask-smorest's Blueprint parsing arguments with ``StrictJsonParser``."""
+
+    ARGUMENTS_PARSER = StrictJsonParser()
 
 
 def limit_rate(route: str, subject: str, limit: int, window_s: int = 60) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -13,15 +12,15 @@ from sqlalchemy.orm import Session
 from carbon_credits.auth import Principal
 from carbon_credits.errors import InvalidInput
 from carbon_credits.extensions import Runtime
-from carbon_credits.models import Account, DailyUsage, Event, LedgerEntry, Redemption, utcnow
+from carbon_credits.models import Account, DailyUsage, Event, LedgerEntry, Redemption
 from carbon_credits.services.events import daily_caps_ug
 from methodology import METHODOLOGIES
 from methodology.quantity import whole_grams
 
 
-def account_view(rt: Runtime, principal: Principal, now: datetime | None = None
-                 ) -> dict[str, Any]:
-    today = (now or utcnow()).astimezone(rt.config.tz).date()
+def account_view(rt: Runtime, principal: Principal) -> dict[str, Any]:
+    now = rt.clock()
+    today = now.astimezone(rt.config.tz).date()
     city = principal.city or rt.config.default_city
     with rt.db.transaction() as session:
         account = session.get(Account, principal.sub)
@@ -31,7 +30,7 @@ def account_view(rt: Runtime, principal: Principal, now: datetime | None = None
         per_mode: dict[str, dict[str, Any]] = {}
         total_cap: int | None = None
         for mode, method in METHODOLOGIES.items():
-            versioned = rt.catalog.factors_at(session, city, mode, now or utcnow())
+            versioned = rt.catalog.factors_at(session, city, mode, now)
             mode_cap, total_cap = (daily_caps_ug(rt.config, method, versioned.factors)
                                    if versioned else (None, total_cap))
             per_mode[mode] = _day(usage.get(mode), mode_cap)
@@ -68,9 +67,10 @@ def decode_cursor(cursor: str) -> int:
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         prefix, _, raw = text.partition(":")
-        if prefix != "le":
+        entry_id = int(raw)
+        if prefix != "le" or not 0 < entry_id < 2**63:
             raise ValueError(prefix)
-        return int(raw)
+        return entry_id
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise InvalidInput("invalid cursor", fields={"cursor": ["not a cursor from this API"]}
                            ) from None

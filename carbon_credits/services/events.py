@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -20,7 +20,7 @@ from carbon_credits.config import Config
 from carbon_credits.errors import Conflict, InvalidInput, NotFound, ServiceError
 from carbon_credits.extensions import Runtime
 from carbon_credits.models import DailyUsage, Event
-from carbon_credits.schemas import load_event
+from carbon_credits.schemas import is_valid_id, load_event
 from carbon_credits.services import ledger
 from methodology import Methodology, MethodologyInputError, QuantifyContext, get_methodology
 from methodology.quantity import g_to_ug, whole_grams
@@ -58,6 +58,7 @@ def ingest(rt: Runtime, principal: Principal, data: dict[str, Any]) -> Ingested:
     tz = rt.config.tz
     occurred_at = method.occurred_at(data, tz)
     local_date = occurred_at.astimezone(tz).date()
+    _check_time_window(rt.config, data, occurred_at, local_date, rt.clock())
     payload = canonical_payload(data)
     digest = payload_hash(payload)
     for attempt in range(IDEMPOTENCY_ATTEMPTS):
@@ -180,6 +181,28 @@ def _ingest(session: Session, config: Config, catalog: Catalog, principal: Princ
     return Ingested(event_view(event), created=True)
 
 
+def _check_time_window(config: Config, data: dict[str, Any], occurred_at: datetime,
+                       local_date: date, now: datetime) -> None:
+    """Refuse events from the future (beyond clock skew) or older than the backfill window.
+
+    A future-dated event would open a fresh day of caps for nobody's real trip.
+    """
+    field = _time_field(data)
+    latest = now + timedelta(seconds=config.clock_skew_s)
+    instants = [v for v in data.values() if isinstance(v, datetime)]
+    future = (local_date > latest.astimezone(config.tz).date() if field == "date"
+              else any(t > latest for t in instants))
+    if future:
+        raise InvalidInput("the event is in the future", code="event_in_future",
+                           fields={field: [f"later than now + {config.clock_skew_s} s"]})
+    earliest = now - timedelta(days=config.backfill_days)
+    if (local_date < earliest.astimezone(config.tz).date() if field == "date"
+            else occurred_at < earliest):
+        raise InvalidInput(f"the event is older than the {config.backfill_days}-day backfill "
+                           "window", code="event_too_old",
+                           fields={field: [f"older than {config.backfill_days} days"]})
+
+
 def _time_field(data: dict[str, Any]) -> str:
     return "date" if "date" in data else "started_at"
 
@@ -248,6 +271,8 @@ def event_view(event: Event) -> dict[str, Any]:
 
 
 def get_event(rt: Runtime, principal: Principal, event_id: str) -> dict[str, Any]:
+    if not is_valid_id(event_id):
+        raise NotFound(f"no event {event_id!r} for this user")  # could never have been stored
     with rt.db.transaction() as session:
         event = session.scalars(
             select(Event).where(Event.user_id == principal.sub, Event.event_id == event_id)

@@ -5,13 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from carbon_credits.extensions import Runtime
-from carbon_credits.models import utcnow
 from methodology import METHODOLOGIES
 from methodology.factors import FactorError
 
 
 def current(rt: Runtime, city: str) -> dict[str, Any]:
-    now = utcnow()
+    now = rt.clock()
     items = []
     with rt.db.transaction() as session:
         for mode, method in METHODOLOGIES.items():

@@ -148,9 +148,9 @@ def test_an_event_uses_the_factor_version_in_force_when_it_occurred(
         client: FlaskClient, auth: dict[str, str], rt: Runtime) -> None:
     # A city of its own so this new version cannot affect any other test.
     city = f"testcity-{factories.new_id()[-8:]}"
-    t0 = datetime(2026, 1, 1, tzinfo=factories.SHENZHEN)
+    t0 = factories.today_at(6) - timedelta(days=20)
     with rt.db.transaction() as s:
-        for version, value, start in (("v1", "46.8", t0), ("v2", "50", t0 + timedelta(days=30))):
+        for version, value, start in (("v1", "46.8", t0), ("v2", "50", t0 + timedelta(days=10))):
             fs = factor_set("metro", city, version, "net",
                             Factor(NET_FACTOR, Decimal(value), "g CO2/person-km", "test"))
             s.add(FactorVersion(city=city, mode="metro", version=version, kind="net",
@@ -161,9 +161,9 @@ def test_an_event_uses_the_factor_version_in_force_when_it_occurred(
         from carbon_credits.catalog import store_network
         store_network(s, city, "demo", "test", demo_network.stations(), demo_network.lines())
     late = client.post("/v1/events", headers=auth, json=factories.metro(
-        city=city, start=t0 + timedelta(days=10))).json  # arrives now, occurred before v2
+        city=city, start=t0 + timedelta(days=5))).json  # arrives now, occurred before v2
     new = client.post("/v1/events", headers=auth, json=factories.metro(
-        city=city, start=t0 + timedelta(days=40))).json
+        city=city, start=t0 + timedelta(days=15))).json
     before = client.post("/v1/events", headers=auth, json=factories.metro(
         city=city, start=t0 - timedelta(days=1)))
     assert late["methodology"]["version"] == "v1" and late["grams"] == 376
@@ -189,3 +189,27 @@ def test_factor_versions_are_immutable(rt: Runtime) -> None:
     from sqlalchemy.exc import DatabaseError
     with pytest.raises(DatabaseError, match="append-only"), rt.db.transaction() as s:
         s.execute(update(FactorVersion).values(reason="edited"))
+
+
+def test_events_from_the_future_or_beyond_the_backfill_window_are_refused(
+        client: FlaskClient, auth: dict[str, str], rt: Runtime) -> None:
+    now = factories.NOW
+    skew = timedelta(seconds=rt.config.clock_skew_s)
+    cases = [
+        (factories.metro(start=now + skew + timedelta(minutes=1)), "event_in_future",
+         "started_at"),
+        (factories.metro(start=now - timedelta(days=rt.config.backfill_days, hours=1)),
+         "event_too_old", "started_at"),
+        (factories.steps(100, date=(now + timedelta(days=1)).date().isoformat()),
+         "event_in_future", "date"),
+        (factories.steps(100, date=(now - timedelta(days=rt.config.backfill_days + 1))
+                         .date().isoformat()), "event_too_old", "date"),
+    ]
+    for body, code, field in cases:
+        r = client.post("/v1/events", json=body, headers=auth)
+        assert r.status_code == 422, body
+        assert r.json["error"]["code"] == code and field in r.json["error"]["fields"]
+    ok = client.post("/v1/events", headers=auth,
+                     json=factories.metro(start=now - timedelta(days=rt.config.backfill_days - 1)))
+    assert ok.status_code == 201
+    assert client.get("/v1/me/account", headers=auth).json["balance"] == ok.json["points"]
