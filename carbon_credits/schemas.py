@@ -5,9 +5,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from methodology import METHODOLOGIES, Methodology
+from methodology.inputs import InputField
 
 
 class FullMatch(validate.Regexp):
@@ -34,9 +37,6 @@ def is_valid_id(value: str) -> bool:
     return True
 
 
-MAX_DISTANCE_M = 500_000
-MAX_STEPS = 1_000_000
-"""Sanity bounds on the shape of input; plausibility rules are stricter."""
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 """Bounds on event times: times near year 1 or 9999 overflow in time-zone conversion."""
@@ -46,53 +46,52 @@ IN_ERA_DATE = validate.Range(min=EARLIEST.date(), max=LATEST.date(),
 
 
 class EventBaseSchema(Schema):
+    """Fields every event has; each mode's schema adds the inputs its methodology declares."""
+
     event_id = fields.String(required=True, validate=ID,
                              metadata={"description": "client id, unique per user"})
     mode = fields.String(required=True)
     city = fields.String(required=True, validate=ID)
-
-
-class TripSchema(EventBaseSchema):
-    started_at = fields.AwareDateTime(required=True, format="iso", validate=IN_ERA,
-                                      metadata={"description": "ISO 8601 with offset"})
+    NOT_BEFORE: ClassVar[tuple[tuple[str, str], ...]] = ()
+    """(later, earlier) pairs of datetime fields: ``later`` must not precede ``earlier``."""
 
     @validates_schema
-    def _ends_after_start(self, data: Mapping[str, Any], **_: Any) -> None:
-        started, ended = data.get("started_at"), data.get("ended_at")
-        if started is not None and ended is not None and ended < started:
-            raise ValidationError("must not be before started_at", "ended_at")
+    def _in_order(self, data: Mapping[str, Any], **_: Any) -> None:
+        for later, earlier in self.NOT_BEFORE:
+            if data.get(later) is not None and data.get(earlier) is not None \
+                    and data[later] < data[earlier]:
+                raise ValidationError(f"must not be before {earlier}", later)
 
 
-class BusEventSchema(TripSchema):
-    mode = fields.String(required=True, validate=validate.Equal("bus"))
-    line_id = fields.String(required=True, validate=ID, metadata={"description": "route_id"})
-    board_stop_id = fields.String(required=True, validate=ID)
-    alight_stop_id = fields.String(load_default=None, validate=ID)
-    distance_m = fields.Integer(strict=True, load_default=None,
-                                validate=validate.Range(min=0, max=MAX_DISTANCE_M))
-    ended_at = fields.AwareDateTime(load_default=None, format="iso", validate=IN_ERA)
+def input_field(spec: InputField) -> fields.Field[Any]:
+    """The marshmallow field for a methodology's declared input."""
+    options: dict[str, Any] = {"required": spec.required,
+                               "metadata": {"description": spec.description}}
+    if not spec.required:
+        options["load_default"] = None
+    if spec.kind == "id":
+        return fields.String(validate=ID, **options)
+    if spec.kind == "int":
+        return fields.Integer(strict=True, validate=validate.Range(min=spec.minimum,
+                                                                   max=spec.maximum),
+                              **options)
+    if spec.kind == "datetime":
+        return fields.AwareDateTime(format="iso", validate=IN_ERA, **options)
+    return fields.Date(validate=IN_ERA_DATE, **options)
 
 
-class MetroEventSchema(TripSchema):
-    mode = fields.String(required=True, validate=validate.Equal("metro"))
-    entry_station_id = fields.String(required=True, validate=ID)
-    exit_station_id = fields.String(required=True, validate=ID)
-    ended_at = fields.AwareDateTime(required=True, format="iso", validate=IN_ERA)
-
-
-class StepsEventSchema(EventBaseSchema):
-    mode = fields.String(required=True, validate=validate.Equal("steps"))
-    date = fields.Date(required=True, validate=IN_ERA_DATE,
-                       metadata={"description": "local date (city time zone)"})
-    steps = fields.Integer(strict=True, required=True,
-                           validate=validate.Range(min=0, max=MAX_STEPS),
-                           metadata={"description": "cumulative count for that day"})
+def event_schema(method: Methodology) -> type[Schema]:
+    """A mode's request schema, built from its methodology's declared inputs."""
+    attrs: dict[str, Any] = {spec.name: input_field(spec) for spec in method.inputs}
+    attrs["mode"] = fields.String(required=True, validate=validate.Equal(method.mode))
+    attrs["NOT_BEFORE"] = tuple((spec.name, spec.not_before) for spec in method.inputs
+                                if spec.not_before)
+    name = f"{method.mode.capitalize()}EventSchema"
+    return type(name, (EventBaseSchema,), attrs)
 
 
 EVENT_SCHEMAS: Mapping[str, Schema] = {
-    "bus": BusEventSchema(),
-    "metro": MetroEventSchema(),
-    "steps": StepsEventSchema(),
+    mode: event_schema(method)() for mode, method in METHODOLOGIES.items()
 }
 
 
@@ -169,6 +168,82 @@ class AuditRecordSchema(Schema):
 
 class AuditPageSchema(Schema):
     items = fields.List(fields.Nested(AuditRecordSchema))
+
+
+class FactorInSchema(Schema):
+    name = fields.String(required=True, validate=FullMatch(r"^[a-z][a-z0-9_]{0,63}$",
+                                                           error="snake_case, <= 64 chars"))
+    value = fields.Decimal(required=True, allow_nan=False, validate=validate.Range(min=0),
+                           metadata={"description": "non-negative decimal (string or number)"})
+    unit = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    source = fields.String(required=True, validate=validate.Length(min=3, max=2000),
+                           metadata={"description": "document or scheme and year; or why it is "
+                                                    "an operator policy"})
+    policy = fields.Boolean(load_default=False)
+
+
+class DraftFactorsSchema(Schema):
+    city = fields.String(required=True, validate=ID)
+    mode = fields.String(required=True, validate=validate.OneOf(sorted(METHODOLOGIES)))
+    kind = fields.String(required=True, validate=validate.OneOf(["net", "baseline"]))
+    factors = fields.List(fields.Nested(FactorInSchema), required=True,
+                          validate=validate.Length(min=1, max=50))
+
+
+class FactorVersionInSchema(DraftFactorsSchema):
+    version = fields.String(required=True, validate=ID)
+    effective_from = fields.AwareDateTime(required=True, format="iso", validate=IN_ERA)
+    reason = fields.String(required=True, validate=validate.Length(min=3, max=2000))
+
+
+class PreviewInSchema(DraftFactorsSchema):
+    from_ = fields.Date(required=True, data_key="from", validate=IN_ERA_DATE)
+    to = fields.Date(required=True, validate=IN_ERA_DATE)
+
+
+class FactorVersionSchema(Schema):
+    id = fields.Integer()
+    city = fields.String()
+    mode = fields.String()
+    version = fields.String()
+    kind = fields.String()
+    factors = fields.List(fields.Dict())
+    effective_from = fields.DateTime()
+    created_by = fields.String()
+    reason = fields.String()
+    created_at = fields.DateTime()
+
+
+class FactorVersionListSchema(Schema):
+    items = fields.List(fields.Nested(FactorVersionSchema))
+
+
+class FactorVersionQuerySchema(Schema):
+    city = fields.String(required=True, validate=ID)
+    mode = fields.String(load_default=None, validate=validate.OneOf(sorted(METHODOLOGIES)))
+
+
+class PreviewDaySchema(Schema):
+    date = fields.Date()
+    mode = fields.String()
+    events = fields.Integer()
+    before_grams = fields.Integer(metadata={"description": "avoided, before daily caps"})
+    before_credited_grams = fields.Integer(metadata={"description": "what the ledger holds"})
+    before_points = fields.Integer()
+    after_grams = fields.Integer(metadata={"description": "avoided under the draft, before caps"})
+    after_points = fields.Integer()
+    delta_grams = fields.Integer()
+
+
+class PreviewSchema(Schema):
+    city = fields.String()
+    mode = fields.String()
+    from_ = fields.Date(data_key="from")
+    to = fields.Date()
+    draft = fields.List(fields.Dict())
+    days = fields.List(fields.Nested(PreviewDaySchema))
+    totals = fields.Dict(keys=fields.String(), values=fields.Integer())
+    note = fields.String()
 
 
 class ErrorBodySchema(Schema):

@@ -13,9 +13,15 @@ from carbon_credits.schemas import (
     AuditPageSchema,
     AuditQuerySchema,
     EventResultSchema,
+    FactorVersionInSchema,
+    FactorVersionListSchema,
+    FactorVersionQuerySchema,
+    FactorVersionSchema,
+    PreviewInSchema,
+    PreviewSchema,
     ReversalInSchema,
 )
-from carbon_credits.services import audit, reversals
+from carbon_credits.services import audit, factor_versions, reversals
 
 blp = Blueprint("admin", __name__, url_prefix="/v1/admin", description="Administration")
 
@@ -42,3 +48,34 @@ class AuditLog(MethodView):
     def get(self, query: dict[str, Any]) -> dict[str, Any]:
         """List admin actions, newest first."""
         return {"items": audit.page(runtime(), query["limit"], query["before_id"])}
+
+
+@blp.route("/factor-versions")
+class FactorVersions(MethodView):
+    @requires("admin")
+    @blp.doc(security=[{"bearerAuth": []}])
+    @blp.arguments(FactorVersionQuerySchema, location="query")
+    @blp.response(200, FactorVersionListSchema)
+    def get(self, query: dict[str, Any]) -> dict[str, Any]:
+        """List a city's factor versions per mode, oldest first."""
+        return {"items": factor_versions.list_versions(runtime(), query["city"],
+                                                       query["mode"])}
+
+    @requires("admin")
+    @blp.doc(security=[{"bearerAuth": []}])
+    @blp.arguments(FactorVersionInSchema)
+    @blp.response(201, FactorVersionSchema)
+    def post(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Create an immutable factor version, effective from a future instant; audited."""
+        return factor_versions.create_version(runtime(), current_principal(), data)
+
+
+@blp.route("/factor-versions/preview")
+class FactorPreview(MethodView):
+    @requires("admin")
+    @blp.doc(security=[{"bearerAuth": []}])
+    @blp.arguments(PreviewInSchema)
+    @blp.response(200, PreviewSchema)
+    def post(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Show what draft factors would have given a past window's events; writes nothing."""
+        return factor_versions.preview(runtime(), data)
