@@ -51,6 +51,17 @@ class Catalog:
                 self._factors[row.id] = parsed
         return VersionedFactors(row.id, row.effective_from, parsed)
 
+    def factors_by_id(self, session: Session, version_id: int) -> VersionedFactors:
+        """A stored factor version by id (an event's own, for re-quantifying it)."""
+        row = session.get_one(FactorVersion, version_id)
+        with self._lock:
+            parsed = self._factors.get(row.id)
+        if parsed is None:
+            parsed = FactorSet.from_dict(row.factors)
+            with self._lock:
+                self._factors[row.id] = parsed
+        return VersionedFactors(row.id, row.effective_from, parsed)
+
     def has_factors(self, session: Session, city: str, mode: str) -> bool:
         """Whether any factor version exists for a city and mode."""
         return session.scalar(

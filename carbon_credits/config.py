@@ -10,6 +10,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from carbon_credits.plausibility import Policy
+
 DEFAULT_DAILY_CAPS_G: Mapping[str, Decimal] = {"total": Decimal(5000)}
 """Operator policy, no published source: 5 kg CO2 per user per local day over all modes.
 
@@ -62,6 +64,8 @@ class Config:
     MaaS credits must be claimed within 7 days; 30 leaves room for operator back-office
     imports."""
     max_content_length: int = 1 << 20
+    plausibility: Policy = field(default_factory=Policy)
+    """Fraud rule thresholds and outcomes (see carbon_credits.plausibility)."""
     testing: bool = False
 
     def __post_init__(self) -> None:
@@ -124,9 +128,26 @@ class Config:
         )
         if caps is not None:
             cfg.daily_caps_g = caps
+        try:
+            cfg.plausibility = Policy.from_settings(
+                _pairs(env.get("PLAUSIBILITY_LIMITS", "")),
+                _pairs(env.get("PLAUSIBILITY_OUTCOMES", "")))
+        except ValueError as exc:
+            raise ConfigError(f"PLAUSIBILITY_*: {exc}") from None
         if auto is not None:
             cfg.auto_init_db = auto.lower() in ("1", "true", "yes")
         return cfg
+
+
+def _pairs(text: str) -> dict[str, str]:
+    """"a=1,b=hold" -> {"a": "1", "b": "hold"}."""
+    pairs = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        if not sep:
+            raise ConfigError(f"expected name=value, got {part!r}")
+        pairs[name.strip()] = value.strip()
+    return pairs
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:

@@ -183,6 +183,8 @@ class Event(Base):
         # The idempotency guarantee: one row per client event id per user, by constraint.
         UniqueConstraint("user_id", "event_id"),
         Index("ix_events_city_local_date", "city", "local_date"),
+        Index("ix_events_user_id_occurred_at", "user_id", "occurred_at"),
+        Index("ix_events_status_created_at", "status", "created_at"),
         CheckConstraint("credited_ug >= 0 AND credited_ug <= avoided_ug", name="credited_le"),
     )
 
@@ -192,7 +194,10 @@ class Event(Base):
     mode: Mapped[str] = mapped_column(String(32))
     city: Mapped[str] = mapped_column(String(64))
     occurred_at: Mapped[datetime] = mapped_column()
+    ends_at: Mapped[datetime | None] = mapped_column()
+    """A trip's end, when known: overlapping trips are a fraud signal."""
     local_date: Mapped[date] = mapped_column(Date)
+    device_id: Mapped[str | None] = mapped_column(String(128))
     payload: Mapped[dict[str, Any]] = mapped_column()
     payload_hash: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16))
@@ -205,6 +210,9 @@ class Event(Base):
     network_id: Mapped[int | None] = mapped_column(ForeignKey("networks.id"))
     explanation: Mapped[dict[str, Any]] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    reviewed_at: Mapped[datetime | None] = mapped_column()
+    reviewed_by: Mapped[str | None] = mapped_column(String(128))
+    review_reason: Mapped[str | None] = mapped_column(Text)
     reversed_at: Mapped[datetime | None] = mapped_column()
     reversed_by: Mapped[str | None] = mapped_column(String(128))
     reversal_reason: Mapped[str | None] = mapped_column(Text)
@@ -289,3 +297,15 @@ class DailyUsage(Base):
     points: Mapped[int] = mapped_column(BigInteger, default=0)
     max_quantity: Mapped[int] = mapped_column(BigInteger, default=0)
     """For cumulative modes: the highest count posted that day (steps)."""
+    last_post_at: Mapped[datetime | None] = mapped_column()
+    """When the mode was last posted that day (server time): steps velocity."""
+
+
+class DeviceAccount(Base):
+    """Which accounts a client device (X-Device-Id) has posted for: farms share devices."""
+
+    __tablename__ = "device_accounts"
+
+    device_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    first_seen: Mapped[datetime] = mapped_column(default=utcnow)

@@ -350,3 +350,26 @@ class MethodologyListSchema(Schema):
 class HealthSchema(Schema):
     status = fields.String()
     checks = fields.Dict(keys=fields.String(), values=fields.String())
+
+
+class DecisionInSchema(Schema):
+    reason = fields.String(required=True, validate=validate.Length(min=3, max=2000))
+
+
+class ReviewQuerySchema(Schema):
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    after_id = fields.Integer(load_default=None, validate=validate.Range(min=1, max=2**63 - 1))
+
+
+class HeldEventSchema(EventResultSchema):
+    id = fields.Integer(metadata={"description": "queue position; page with after_id"})
+    user_id = fields.String()
+
+
+class ReviewPageSchema(Schema):
+    items = fields.List(fields.Nested(HeldEventSchema))
+
+
+class FrozenSchema(Schema):
+    user_id = fields.String()
+    frozen = fields.Boolean()

@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 from carbon_credits import create_app
 from carbon_credits.config import Config
 from carbon_credits.extensions import Runtime
+from carbon_credits.plausibility import RULES, Policy
 from carbon_credits.services.setup import init_db
 from tests import factories
 
@@ -118,6 +119,22 @@ def isolated_app(make_config: Callable[..., Config], tmp_path: Path) -> Iterator
     application.extensions["carbon_credits"].db.dispose()
     if drop is not None:
         drop()
+
+
+LENIENT = Policy(outcomes={rule: "credit" for rule in RULES})
+"""Every plausibility rule still runs and is recorded, but only ever flags: for tests of the
+ledger's mechanics that need many trips a day or many posts at one instant."""
+
+
+@pytest.fixture
+def lenient_app(make_app: Callable[..., Flask]) -> Flask:
+    return make_app(plausibility=LENIENT)
+
+
+@pytest.fixture
+def lenient_rt(lenient_app: Flask) -> Runtime:
+    runtime: Runtime = lenient_app.extensions["carbon_credits"]
+    return runtime
 
 
 @pytest.fixture

@@ -12,16 +12,20 @@ from carbon_credits.extensions import runtime
 from carbon_credits.schemas import (
     AuditPageSchema,
     AuditQuerySchema,
+    DecisionInSchema,
     EventResultSchema,
     FactorVersionInSchema,
     FactorVersionListSchema,
     FactorVersionQuerySchema,
     FactorVersionSchema,
+    FrozenSchema,
     PreviewInSchema,
     PreviewSchema,
     ReversalInSchema,
+    ReviewPageSchema,
+    ReviewQuerySchema,
 )
-from carbon_credits.services import audit, factor_versions, reversals
+from carbon_credits.services import audit, factor_versions, reversals, reviews
 
 blp = Blueprint("admin", __name__, url_prefix="/v1/admin", description="Administration")
 
@@ -79,3 +83,39 @@ class FactorPreview(MethodView):
     def post(self, data: dict[str, Any]) -> dict[str, Any]:
         """Show what draft factors would have given a past window's events; writes nothing."""
         return factor_versions.preview(runtime(), data)
+
+
+@blp.route("/reviews")
+class ReviewQueue(MethodView):
+    @requires("admin")
+    @blp.doc(security=[{"bearerAuth": []}])
+    @blp.arguments(ReviewQuerySchema, location="query")
+    @blp.response(200, ReviewPageSchema)
+    def get(self, query: dict[str, Any]) -> dict[str, Any]:
+        """List held events awaiting a decision, oldest first."""
+        return {"items": reviews.queue(runtime(), query["limit"], query["after_id"])}
+
+
+@blp.route("/reviews/<string:user_id>/<string:event_id>/<any(approve, reject):decision>")
+class ReviewDecision(MethodView):
+    @requires("admin")
+    @blp.doc(security=[{"bearerAuth": []}])
+    @blp.arguments(DecisionInSchema)
+    @blp.response(200, EventResultSchema)
+    def post(self, data: dict[str, Any], user_id: str, event_id: str,
+             decision: str) -> dict[str, Any]:
+        """Approve (credit it now, through the ledger) or reject a held event; audited."""
+        return reviews.decide(runtime(), current_principal(), user_id, event_id,
+                              decision == "approve", data["reason"])
+
+
+@blp.route("/users/<string:user_id>/<any(freeze, unfreeze):action>")
+class Freeze(MethodView):
+    @requires("admin")
+    @blp.doc(security=[{"bearerAuth": []}])
+    @blp.arguments(DecisionInSchema)
+    @blp.response(200, FrozenSchema)
+    def post(self, data: dict[str, Any], user_id: str, action: str) -> dict[str, Any]:
+        """Freeze a user (their new events are held) or unfreeze them; audited."""
+        return reviews.set_frozen(runtime(), current_principal(), user_id,
+                                  action == "freeze", data["reason"])

@@ -6,6 +6,7 @@ from typing import Any
 
 from flask.views import MethodView
 
+from carbon_credits.api.device import device_id
 from carbon_credits.api.requests import Blueprint, json_body, limit_rate
 from carbon_credits.auth import current_principal, requires
 from carbon_credits.extensions import runtime
@@ -43,7 +44,7 @@ class EventCollection(MethodView):
         principal = current_principal()
         limit_rate("events", f"user:{principal.sub}", rt.config.events_per_minute)
         data = load_event(json_body())
-        result = events.ingest(rt, principal, data)
+        result = events.ingest(rt, principal, data, device_id())
         return result.event, 201 if result.created else 200
 
 
@@ -58,7 +59,7 @@ class EventBatch(MethodView):
         rt = runtime()
         principal = current_principal()
         limit_rate("events", f"user:{principal.sub}", rt.config.events_per_minute)
-        return {"results": events.ingest_batch(rt, principal, batch["events"])}
+        return {"results": events.ingest_batch(rt, principal, batch["events"], device_id())}
 
 
 @blp.route("/<string:event_id>")

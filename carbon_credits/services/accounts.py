@@ -13,7 +13,7 @@ from carbon_credits.auth import Principal
 from carbon_credits.errors import InvalidInput
 from carbon_credits.extensions import Runtime
 from carbon_credits.models import Account, DailyUsage, Event, LedgerEntry, Redemption
-from carbon_credits.services.events import daily_caps_ug
+from carbon_credits.services.crediting import daily_caps_ug
 from methodology import METHODOLOGIES
 from methodology.quantity import whole_grams
 

@@ -5,25 +5,33 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from marshmallow import ValidationError
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from carbon_credits import plausibility
 from carbon_credits.auth import Principal
 from carbon_credits.catalog import Catalog
 from carbon_credits.config import Config
 from carbon_credits.errors import Conflict, InvalidInput, NotFound, ServiceError
 from carbon_credits.extensions import Runtime
-from carbon_credits.models import DailyUsage, Event
+from carbon_credits.models import DailyUsage, DeviceAccount, Event, User, utcnow
 from carbon_credits.schemas import is_valid_id, load_event
-from carbon_credits.services import ledger
-from methodology import Methodology, MethodologyInputError, QuantifyContext, get_methodology
-from methodology.quantity import g_to_ug, whole_grams
+from carbon_credits.services import crediting, ledger
+from carbon_credits.sql import insert_ignore
+from methodology import (
+    METHODOLOGIES,
+    Methodology,
+    MethodologyInputError,
+    Quantification,
+    QuantifyContext,
+    get_methodology,
+)
+from methodology.quantity import whole_grams
 
 IDEMPOTENCY_ATTEMPTS = 3
 
@@ -52,20 +60,22 @@ def payload_hash(payload: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def ingest(rt: Runtime, principal: Principal, data: dict[str, Any]) -> Ingested:
+def ingest(rt: Runtime, principal: Principal, data: dict[str, Any],
+           device_id: str | None = None) -> Ingested:
     """Apply one validated event for a user, exactly once per (user, event_id)."""
     method = get_methodology(data["mode"])
     tz = rt.config.tz
+    now = rt.clock()
     occurred_at = method.occurred_at(data, tz)
     local_date = occurred_at.astimezone(tz).date()
-    _check_time_window(rt.config, data, occurred_at, local_date, rt.clock())
+    _check_time_window(rt.config, data, occurred_at, local_date, now)
     payload = canonical_payload(data)
-    digest = payload_hash(payload)
+    posted = _Posted(principal, method, data, payload, payload_hash(payload), occurred_at,
+                     local_date, device_id, now)
     for attempt in range(IDEMPOTENCY_ATTEMPTS):
         try:
             with rt.db.transaction() as session:
-                return _ingest(session, rt.config, rt.catalog, principal, method, data,
-                               payload, digest, occurred_at, local_date)
+                return _ingest(session, rt.config, rt.catalog, posted)
         except IntegrityError:
             # The unique (user_id, event_id) constraint caught a concurrent copy that the
             # account lock did not serialise (e.g. the account was being created): the
@@ -75,12 +85,33 @@ def ingest(rt: Runtime, principal: Principal, data: dict[str, Any]) -> Ingested:
     raise AssertionError("unreachable")
 
 
-def ingest_batch(rt: Runtime, principal: Principal, items: list[Any]) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class _Posted:
+    """One posted event with what was derived from it before the transaction."""
+
+    principal: Principal
+    method: Methodology
+    data: dict[str, Any]
+    payload: dict[str, Any]
+    digest: str
+    occurred_at: datetime
+    local_date: date
+    device_id: str | None
+    now: datetime
+
+    @property
+    def ends_at(self) -> datetime | None:
+        ended: datetime | None = self.data.get("ended_at")
+        return ended
+
+
+def ingest_batch(rt: Runtime, principal: Principal, items: list[Any],
+                 device_id: str | None = None) -> list[dict[str, Any]]:
     """Apply each item on its own (own transaction, own idempotency); per-item results."""
     results: list[dict[str, Any]] = []
     for index, body in enumerate(items):
         try:
-            outcome = ingest(rt, principal, load_event(body))
+            outcome = ingest(rt, principal, load_event(body), device_id)
         except ValidationError as exc:
             fields = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
             results.append(_item_error(index, 422, "invalid_input",
@@ -101,15 +132,14 @@ def _item_error(index: int, status: int, code: str, message: str, fields: dict[s
     return {"index": index, "status": status, "result": None, "error": error}
 
 
-def _ingest(session: Session, config: Config, catalog: Catalog, principal: Principal,
-            method: Methodology, data: dict[str, Any], payload: dict[str, Any], digest: str,
-            occurred_at: datetime, local_date: date) -> Ingested:
-    account = ledger.lock_account(session, principal.sub, principal.city or data["city"])
+def _ingest(session: Session, config: Config, catalog: Catalog, p: _Posted) -> Ingested:
+    user_id, method, data = p.principal.sub, p.method, p.data
+    account = ledger.lock_account(session, user_id, p.principal.city or data["city"])
     existing = session.scalars(
-        select(Event).where(Event.user_id == principal.sub, Event.event_id == data["event_id"])
+        select(Event).where(Event.user_id == user_id, Event.event_id == data["event_id"])
     ).one_or_none()
     if existing is not None:
-        if existing.payload_hash != digest:
+        if existing.payload_hash != p.digest:
             raise Conflict(
                 "event_id was already used with a different payload",
                 code="event_id_conflict", fields={"event_id": ["already used"]},
@@ -117,7 +147,7 @@ def _ingest(session: Session, config: Config, catalog: Catalog, principal: Princ
         return Ingested(event_view(existing), created=False)
 
     city, mode = data["city"], method.mode
-    versioned = catalog.factors_at(session, city, mode, occurred_at)
+    versioned = catalog.factors_at(session, city, mode, p.occurred_at)
     if versioned is None:
         field = _time_field(data) if catalog.has_factors(session, city, mode) else "city"
         raise InvalidInput(f"no {mode} methodology is in force for {city!r} at that time",
@@ -130,7 +160,7 @@ def _ingest(session: Session, config: Config, catalog: Catalog, principal: Princ
                                code="no_network", fields={"city": ["no network loaded"]})
         network_id, network = found
 
-    usage = _day_usage(session, principal.sub, local_date)
+    usage = crediting.day_usage(session, user_id, p.local_date)
     mode_usage = usage.get(mode)
     previous = mode_usage.max_quantity if (method.cumulative and mode_usage) else 0
     try:
@@ -140,45 +170,86 @@ def _ingest(session: Session, config: Config, catalog: Catalog, principal: Princ
         raise InvalidInput(exc.message, code="unquantifiable",
                            fields={exc.field: [exc.message]}) from None
 
-    credited, cap = _apply_caps(config, method, versioned.factors, usage, mode,
-                                result.avoided_ug)
-    status = "credited" if credited == result.avoided_ug else "capped"
+    verdict = plausibility.judge(config.plausibility,
+                                 _facts(session, p, result, previous, mode_usage))
     explanation = dict(result.explanation)
     explanation["methodology"] = {"mode": mode, "version": versioned.factors.version,
                                   "kind": versioned.factors.kind,
                                   "effective_from": versioned.effective_from.isoformat()}
     explanation["avoided_grams"] = whole_grams(result.avoided_ug)
-    explanation["credited_ug"] = credited
-    explanation["cap_applied"] = cap
-    points, _carry = ledger.points_for(account.carry_ug, credited)
-    explanation["points_rule"] = ("1 point per gram; whole points of (carried remainder + "
-                                  "this event's micrograms), the rest carried")
-
+    explanation["plausibility"] = [hit.to_dict() for hit in verdict.hits]
+    if verdict.outcome == "credit":
+        credit = crediting.decide(config, method, versioned.factors, account, usage,
+                                  result.avoided_ug)
+        explanation = crediting.explain(explanation, credit)
+    else:
+        credit = crediting.Credit(0, 0, "held" if verdict.outcome == "hold" else "rejected",
+                                  verdict.reason, None)
     event = Event(
-        user_id=principal.sub, event_id=data["event_id"], mode=mode, city=city,
-        occurred_at=occurred_at, local_date=local_date, payload=payload, payload_hash=digest,
-        status=status, reason=None if status == "credited" else "daily_cap",
-        avoided_ug=result.avoided_ug, credited_ug=credited, points=points,
+        user_id=user_id, event_id=data["event_id"], mode=mode, city=city,
+        occurred_at=p.occurred_at, ends_at=p.ends_at, local_date=p.local_date,
+        device_id=p.device_id, payload=p.payload, payload_hash=p.digest,
+        status=credit.status, reason=credit.reason, avoided_ug=result.avoided_ug,
+        credited_ug=credit.credited_ug, points=credit.points,
         factor_version_id=versioned.id, methodology_version=versioned.factors.version,
         network_id=network_id, explanation=explanation,
     )
     session.add(event)
     session.flush()  # the unique (user_id, event_id) constraint speaks here
-    if credited > 0:
-        ledger.earn(session, account, ug=credited, event_pk=event.id, mode=mode,
-                    factor_version_id=versioned.id)
-
-    if mode_usage is None:
-        mode_usage = DailyUsage(user_id=principal.sub, local_date=local_date, mode=mode,
-                                events=0, credited_ug=0, points=0, max_quantity=0)
-        session.add(mode_usage)
-    mode_usage.events += 1
-    mode_usage.credited_ug += credited
-    mode_usage.points += points
-    if method.cumulative:
-        mode_usage.max_quantity = max(mode_usage.max_quantity, result.quantity)
+    if verdict.outcome == "credit":
+        crediting.apply(session, account, event, credit, usage, method, result.quantity, p.now)
     session.flush()
     return Ingested(event_view(event), created=True)
+
+
+TRIP_STATUSES = ("credited", "capped", "held")
+"""Trips that count for overlap and trips-per-day: everything not rejected or reversed."""
+
+
+def _facts(session: Session, p: _Posted, result: Quantification, previous: int,
+           mode_usage: DailyUsage | None) -> plausibility.Facts:
+    """What the plausibility rules need, read under the account lock."""
+    user_id = p.principal.sub
+    user = session.get_one(User, user_id)
+    accounts_on_device = 0
+    if p.device_id:
+        insert_ignore(session, DeviceAccount, {"device_id": p.device_id, "user_id": user_id,
+                                               "first_seen": utcnow()})
+        accounts_on_device = session.scalar(select(func.count()).select_from(DeviceAccount)
+                                            .where(DeviceAccount.device_id == p.device_id)) or 0
+    if p.method.cumulative:
+        if mode_usage is not None and mode_usage.last_post_at is not None:
+            since = mode_usage.last_post_at
+        else:  # the day's first post: the steps accrued since local midnight
+            since = datetime.combine(p.local_date, time(0), tzinfo=p.occurred_at.tzinfo)
+        return plausibility.Facts(
+            mode=p.method.mode, steps=result.quantity,
+            steps_increase=max(0, result.quantity - previous),
+            minutes_since_last_post=max(0.0, (p.now - since).total_seconds() / 60),
+            accounts_on_device=accounts_on_device, user_frozen=user.frozen)
+    start, end = p.occurred_at, p.ends_at or p.occurred_at
+    overlapping = session.scalars(
+        select(Event.event_id).where(
+            Event.user_id == user_id, Event.mode.in_(_trip_modes()),
+            Event.status.in_(TRIP_STATUSES),
+            Event.occurred_at < end, Event.occurred_at > start - timedelta(days=1),
+            func.coalesce(Event.ends_at, Event.occurred_at) > start,
+        ).limit(5)).all()
+    trips_today = session.scalar(
+        select(func.count()).select_from(Event).where(
+            Event.user_id == user_id, Event.local_date == p.local_date,
+            Event.mode.in_(_trip_modes()), Event.status.in_(TRIP_STATUSES))) or 0
+    duration = int((p.ends_at - start).total_seconds()) if p.ends_at is not None else None
+    distance = result.explanation.get("distance_m")
+    return plausibility.Facts(
+        mode=p.method.mode, distance_m=distance if isinstance(distance, int) else None,
+        duration_s=duration, overlapping_event_ids=tuple(overlapping), trips_today=trips_today,
+        accounts_on_device=accounts_on_device, user_frozen=user.frozen)
+
+
+def _trip_modes() -> list[str]:
+    """Modes whose events are trips (not cumulative day counts)."""
+    return [m.mode for m in METHODOLOGIES.values() if not m.cumulative]
 
 
 def _check_time_window(config: Config, data: dict[str, Any], occurred_at: datetime,
@@ -205,48 +276,6 @@ def _check_time_window(config: Config, data: dict[str, Any], occurred_at: dateti
 
 def _time_field(data: dict[str, Any]) -> str:
     return "date" if "date" in data else "started_at"
-
-
-def _day_usage(session: Session, user_id: str, local_date: date) -> dict[str, DailyUsage]:
-    rows = session.scalars(
-        select(DailyUsage).where(DailyUsage.user_id == user_id,
-                                 DailyUsage.local_date == local_date)
-    )
-    return {r.mode: r for r in rows}
-
-
-def daily_caps_ug(config: Config, method: Methodology, factors: Any) -> tuple[int | None,
-                                                                              int | None]:
-    """The (mode cap, total cap) in micrograms for one user-day; None means no cap."""
-    candidates = [method.daily_cap_ug(factors)]
-    configured = config.daily_caps_g.get(method.mode)
-    if configured is not None:
-        candidates.append(g_to_ug(configured))
-    present = [c for c in candidates if c is not None]
-    total = config.daily_caps_g.get("total")
-    return (min(present) if present else None,
-            None if total is None else g_to_ug(Decimal(total)))
-
-
-def _apply_caps(config: Config, method: Methodology, factors: Any,
-                usage: dict[str, DailyUsage], mode: str, avoided_ug: int
-                ) -> tuple[int, dict[str, Any] | None]:
-    """How much of ``avoided_ug`` fits under today's caps (read under the account lock)."""
-    mode_cap, total_cap = daily_caps_ug(config, method, factors)
-    used_mode = usage[mode].credited_ug if mode in usage else 0
-    used_total = sum(u.credited_ug for u in usage.values())
-    credited, which, cap_ug, used = avoided_ug, None, 0, 0
-    if mode_cap is not None and used_mode + credited > mode_cap:
-        credited, which, cap_ug, used = max(0, mode_cap - used_mode), "mode", mode_cap, used_mode
-    if total_cap is not None and used_total + credited > total_cap:
-        credited = max(0, total_cap - used_total)
-        which, cap_ug, used = "total", total_cap, used_total
-    if which is None:
-        return credited, None
-    return credited, {"cap": which, "cap_g": whole_grams(cap_ug),
-                      "used_before_ug": used, "uncapped_ug": avoided_ug,
-                      "rule": "credited = min(avoided, cap - already credited today), "
-                              "per local day in the city time zone"}
 
 
 def event_view(event: Event) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: (none)
-Create Date: 2026-11-24 15:58:17.822703
+Create Date: 2026-11-24 16:16:13.171855
 """
 
 from __future__ import annotations
@@ -86,8 +86,16 @@ def upgrade() -> None:
     sa.Column('credited_ug', sa.BigInteger(), nullable=False),
     sa.Column('points', sa.BigInteger(), nullable=False),
     sa.Column('max_quantity', sa.BigInteger(), nullable=False),
+    sa.Column('last_post_at', sa.DateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_daily_usage_user_id_users')),
     sa.PrimaryKeyConstraint('user_id', 'local_date', 'mode', name=op.f('pk_daily_usage'))
+    )
+    op.create_table('device_accounts',
+    sa.Column('device_id', sa.String(length=128), nullable=False),
+    sa.Column('user_id', sa.String(length=128), nullable=False),
+    sa.Column('first_seen', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_device_accounts_user_id_users')),
+    sa.PrimaryKeyConstraint('device_id', 'user_id', name=op.f('pk_device_accounts'))
     )
     op.create_table('events',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
@@ -96,7 +104,9 @@ def upgrade() -> None:
     sa.Column('mode', sa.String(length=32), nullable=False),
     sa.Column('city', sa.String(length=64), nullable=False),
     sa.Column('occurred_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('ends_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('local_date', sa.Date(), nullable=False),
+    sa.Column('device_id', sa.String(length=128), nullable=True),
     sa.Column('payload', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
     sa.Column('payload_hash', sa.String(length=64), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
@@ -109,6 +119,9 @@ def upgrade() -> None:
     sa.Column('network_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('explanation', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('reviewed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('reviewed_by', sa.String(length=128), nullable=True),
+    sa.Column('review_reason', sa.Text(), nullable=True),
     sa.Column('reversed_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('reversed_by', sa.String(length=128), nullable=True),
     sa.Column('reversal_reason', sa.Text(), nullable=True),
@@ -120,6 +133,8 @@ def upgrade() -> None:
     sa.UniqueConstraint('user_id', 'event_id', name=op.f('uq_events_user_id_event_id'))
     )
     op.create_index('ix_events_city_local_date', 'events', ['city', 'local_date'], unique=False)
+    op.create_index('ix_events_status_created_at', 'events', ['status', 'created_at'], unique=False)
+    op.create_index('ix_events_user_id_occurred_at', 'events', ['user_id', 'occurred_at'], unique=False)
     op.create_table('network_lines',
     sa.Column('network_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('line_id', sa.String(length=64), nullable=False),
@@ -234,8 +249,11 @@ def downgrade() -> None:
     op.drop_table('network_line_stops')
     op.drop_table('network_stops')
     op.drop_table('network_lines')
+    op.drop_index('ix_events_user_id_occurred_at', table_name='events')
+    op.drop_index('ix_events_status_created_at', table_name='events')
     op.drop_index('ix_events_city_local_date', table_name='events')
     op.drop_table('events')
+    op.drop_table('device_accounts')
     op.drop_table('daily_usage')
     op.drop_table('accounts')
     op.drop_table('users')

@@ -13,7 +13,7 @@ def test_ledger_pages_newest_first_without_gaps_or_repeats(
         client: FlaskClient, auth: dict[str, str]) -> None:
     posted = []
     for i in range(7):
-        body = factories.metro(start=factories.today_at(6) + timedelta(minutes=10 * i))
+        body = factories.metro(start=factories.today_at(6) + timedelta(minutes=30 * i))
         client.post("/v1/events", json=body, headers=auth)
         posted.append(body["event_id"])
     seen, cursor, pages = [], None, 0

@@ -24,7 +24,8 @@ def _ingest(rt: Runtime, sub: str, body: dict[str, Any]) -> tuple[bool, dict[str
 
 
 def test_concurrent_copies_of_many_events_credit_each_exactly_once(
-        rt: Runtime, is_postgres: bool, user_id: str) -> None:
+        lenient_rt: Runtime, is_postgres: bool, user_id: str) -> None:
+    rt = lenient_rt
     # The figure on PostgreSQL; SQLite serialises all writers, so fewer there.
     n_events, copies = (200, 50) if is_postgres else (40, 10)
     users = [f"{user_id}-{i}" for i in range(20)]
@@ -61,7 +62,8 @@ def test_concurrent_copies_of_many_events_credit_each_exactly_once(
 
 
 def test_concurrent_events_of_one_user_fill_the_daily_cap_exactly(
-        rt: Runtime, user_id: str) -> None:
+        lenient_rt: Runtime, user_id: str) -> None:
+    rt = lenient_rt  # 50 trips a day would be held as too many: this tests the cap alone
     cap_g = int(rt.config.daily_caps_g["total"])  # 5000 g by default
     bodies = [factories.metro(start=factories.today_at(6) + timedelta(minutes=i))
               for i in range(50)]  # 50 x 376.18 g = 18.8 kg, far over the cap

@@ -29,7 +29,8 @@ STATIONS = ["luohu", "guomao", "laojie", "huaxin", "shaoniangong", "fumin", "che
 
 
 def test_random_earns_redemptions_reversals_and_replays_keep_the_invariants(
-        rt: Runtime) -> None:
+        lenient_rt: Runtime) -> None:
+    rt = lenient_rt  # random trips overlap in time; the rules are tested elsewhere
     class AccountLife(RuleBasedStateMachine):
         earned = Bundle("earned")
 

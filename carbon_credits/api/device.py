@@ -1,0 +1,27 @@
+"""The client device id (X-Device-Id), as far as a client can be trusted to send it."""
+
+from __future__ import annotations
+
+import re
+
+from flask import request
+
+from carbon_credits.errors import InvalidInput
+
+HEADER = "X-Device-Id"
+_SHAPE = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
+
+
+def device_id() -> str | None:
+    """The request's device id, or None; a malformed one is 422 rather than silently dropped.
+
+    Clients choose this value, so it only catches careless farms (one phone, many accounts);
+    it is a signal for review, never proof.
+    """
+    raw = request.headers.get(HEADER)
+    if raw is None or raw == "":
+        return None
+    if not _SHAPE.fullmatch(raw):
+        raise InvalidInput("malformed device id", fields={HEADER: [
+            "1-128 characters: letters, digits and . _ : @ / + = -"]})
+    return raw

@@ -1,0 +1,101 @@
+"""From quantified grams to credited points: daily caps, the carry, the ledger entry.
+
+One path for every credit: new events at ingest and held events an admin approves.
+Callers hold the user's account lock, so the day's usage they read cannot change under them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from carbon_credits.config import Config
+from carbon_credits.models import Account, DailyUsage, Event
+from carbon_credits.services import ledger
+from methodology import FactorSet, Methodology
+from methodology.quantity import g_to_ug, whole_grams
+
+POINTS_RULE = ("1 point per gram; whole points of (carried remainder + this event's "
+               "micrograms), the rest carried")
+
+
+@dataclass(frozen=True)
+class Credit:
+    credited_ug: int
+    points: int
+    status: str
+    reason: str | None
+    cap: dict[str, Any] | None
+
+
+def day_usage(session: Session, user_id: str, local_date: date) -> dict[str, DailyUsage]:
+    rows = session.scalars(select(DailyUsage).where(DailyUsage.user_id == user_id,
+                                                    DailyUsage.local_date == local_date))
+    return {r.mode: r for r in rows}
+
+
+def daily_caps_ug(config: Config, method: Methodology, factors: FactorSet
+                  ) -> tuple[int | None, int | None]:
+    """The (mode cap, total cap) in micrograms for one user-day; None means no cap."""
+    candidates = [method.daily_cap_ug(factors)]
+    configured = config.daily_caps_g.get(method.mode)
+    if configured is not None:
+        candidates.append(g_to_ug(configured))
+    present = [c for c in candidates if c is not None]
+    total = config.daily_caps_g.get("total")
+    return (min(present) if present else None,
+            None if total is None else g_to_ug(Decimal(total)))
+
+
+def decide(config: Config, method: Methodology, factors: FactorSet, account: Account,
+           usage: dict[str, DailyUsage], avoided_ug: int) -> Credit:
+    """How much of ``avoided_ug`` fits under today's caps, and the points it earns."""
+    mode_cap, total_cap = daily_caps_ug(config, method, factors)
+    used_mode = usage[method.mode].credited_ug if method.mode in usage else 0
+    used_total = sum(u.credited_ug for u in usage.values())
+    credited, which, cap_ug, used = avoided_ug, None, 0, 0
+    if mode_cap is not None and used_mode + credited > mode_cap:
+        credited, which, cap_ug, used = max(0, mode_cap - used_mode), "mode", mode_cap, used_mode
+    if total_cap is not None and used_total + credited > total_cap:
+        credited = max(0, total_cap - used_total)
+        which, cap_ug, used = "total", total_cap, used_total
+    points, _carry = ledger.points_for(account.carry_ug, credited)
+    if which is None:
+        return Credit(credited, points, "credited", None, None)
+    return Credit(credited, points, "capped", "daily_cap", {
+        "cap": which, "cap_g": whole_grams(cap_ug), "used_before_ug": used,
+        "uncapped_ug": avoided_ug,
+        "rule": "credited = min(avoided, cap - already credited today), per local day in "
+                "the city time zone"})
+
+
+def explain(explanation: dict[str, Any], credit: Credit) -> dict[str, Any]:
+    """The event's explanation with what the caps and the carry made of it."""
+    return {**explanation, "credited_ug": credit.credited_ug, "cap_applied": credit.cap,
+            "points_rule": POINTS_RULE}
+
+
+def apply(session: Session, account: Account, event: Event, credit: Credit,
+          usage: dict[str, DailyUsage], method: Methodology, quantity: int,
+          posted_at: datetime) -> None:
+    """Write the credit: ledger entry, balance, and the day's usage (event is flushed)."""
+    if credit.credited_ug > 0:
+        ledger.earn(session, account, ug=credit.credited_ug, event_pk=event.id,
+                    mode=method.mode, factor_version_id=event.factor_version_id)
+    row = usage.get(method.mode)
+    if row is None:
+        row = DailyUsage(user_id=account.user_id, local_date=event.local_date,
+                         mode=method.mode, events=0, credited_ug=0, points=0, max_quantity=0)
+        session.add(row)
+        usage[method.mode] = row
+    row.events += 1
+    row.credited_ug += credit.credited_ug
+    row.points += credit.points
+    if method.cumulative:
+        row.max_quantity = max(row.max_quantity, quantity)
+        row.last_post_at = posted_at

@@ -1,0 +1,108 @@
+"""The review queue: held events approved (credited then) or rejected; frozen users."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from carbon_credits.auth import Principal
+from carbon_credits.errors import Conflict, NotFound
+from carbon_credits.extensions import Runtime
+from carbon_credits.models import Account, Event, User, utcnow
+from carbon_credits.schemas import load_event
+from carbon_credits.services import audit, crediting, ledger
+from carbon_credits.services.events import event_view
+from methodology import QuantifyContext, get_methodology
+
+
+def queue(rt: Runtime, limit: int, before_id: int | None) -> list[dict[str, Any]]:
+    """Held events, oldest first within the page, for admins to decide."""
+    with rt.db.transaction() as session:
+        query = select(Event).where(Event.status == "held")
+        if before_id is not None:
+            query = query.where(Event.id > before_id)
+        rows = session.scalars(query.order_by(Event.id).limit(limit))
+        return [{"id": e.id, "user_id": e.user_id, **event_view(e)} for e in rows]
+
+
+def decide(rt: Runtime, admin: Principal, user_id: str, event_id: str, approve: bool,
+           reason: str) -> dict[str, Any]:
+    """Approve (credit through the ordinary path, caps as of now) or reject a held event."""
+    with rt.db.transaction() as session:
+        account, event = _held_event(session, user_id, event_id)
+        before = {"status": event.status, "reason": event.reason}
+        now = rt.clock()
+        if approve:
+            _credit_now(rt, session, account, event, now)
+        else:
+            event.status = "rejected"
+        event.reviewed_at = utcnow()
+        event.reviewed_by = admin.sub
+        event.review_reason = reason
+        audit.record(session, actor=admin.sub,
+                     action="review.approve" if approve else "review.reject",
+                     target=f"event:{user_id}/{event_id}", reason=reason, before=before,
+                     after={"status": event.status, "grams": event.credited_ug // 10**6,
+                            "points": event.points})
+        return event_view(event)
+
+
+def _held_event(session: Any, user_id: str, event_id: str) -> tuple[Account, Event]:
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"no user {user_id!r}")
+    account = ledger.lock_account(session, user_id, user.city)
+    event = session.scalars(select(Event).where(Event.user_id == user_id,
+                                                Event.event_id == event_id)).one_or_none()
+    if event is None:
+        raise NotFound(f"no event {event_id!r} for user {user_id!r}")
+    if event.status != "held":
+        raise Conflict(f"event is {event.status}, not held", code="not_held")
+    return account, event
+
+
+def _credit_now(rt: Runtime, session: Any, account: Account, event: Event,
+                now: datetime) -> None:
+    """Re-quantify with the event's own factors and network, then credit as at ingest.
+
+    Steps are measured against the day's count as it stands now, so a held post and the
+    later posts that were credited meanwhile never count the same steps twice.
+    """
+    method = get_methodology(event.mode)
+    versioned = rt.catalog.factors_by_id(session, event.factor_version_id)
+    network = (rt.catalog.network_by_id(session, event.network_id)
+               if event.network_id is not None else None)
+    usage = crediting.day_usage(session, event.user_id, event.local_date)
+    previous = (usage[event.mode].max_quantity
+                if method.cumulative and event.mode in usage else 0)
+    result = method.quantify(load_event(event.payload), versioned.factors,
+                             QuantifyContext(network=network, previous_quantity=previous))
+    credit = crediting.decide(rt.config, method, versioned.factors, account, usage,
+                              result.avoided_ug)
+    event.explanation = {**crediting.explain(dict(event.explanation), credit),
+                         **({"previous_steps": previous, "increase_steps":
+                             result.explanation.get("increase_steps")}
+                            if method.cumulative else {})}
+    event.avoided_ug = result.avoided_ug
+    event.credited_ug = credit.credited_ug
+    event.points = credit.points
+    event.status = credit.status
+    event.reason = credit.reason
+    crediting.apply(session, account, event, credit, usage, method, result.quantity, now)
+
+
+def set_frozen(rt: Runtime, admin: Principal, user_id: str, frozen: bool, reason: str
+               ) -> dict[str, Any]:
+    """Freeze (hold every new event) or unfreeze a user; audited."""
+    with rt.db.transaction() as session:
+        user = session.get(User, user_id)
+        if user is None:
+            raise NotFound(f"no user {user_id!r}")
+        before = user.frozen
+        user.frozen = frozen
+        audit.record(session, actor=admin.sub, action="user.freeze" if frozen else
+                     "user.unfreeze", target=f"user:{user_id}", reason=reason,
+                     before={"frozen": before}, after={"frozen": frozen})
+        return {"user_id": user_id, "frozen": frozen}
