@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 from flask import Flask
 from flask.cli import with_appcontext
 
 from carbon_credits.auth import ROLES
+from carbon_credits.errors import ServiceError
 from carbon_credits.extensions import runtime
+from carbon_credits.services.networks import import_gtfs
 from carbon_credits.services.setup import init_db
 from carbon_credits.services.verification import Report, verify
 
@@ -16,6 +20,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(init_db_command)
     app.cli.add_command(token_command)
     app.cli.add_command(verify_ledger_command)
+    app.cli.add_command(import_gtfs_command)
 
 
 @click.command("init-db")
@@ -55,3 +60,26 @@ def verify_ledger_command() -> None:
                + ("OK" if not problems else f"{problems} problem(s)"))
     if problems:
         raise SystemExit(1)
+
+
+@click.command("import-gtfs")
+@click.option("--city", required=True, help="city the network serves, e.g. shenzhen")
+@click.option("--version", default=None, help="network version label (default: timestamp)")
+@click.option("--reason", default="network import", show_default=True,
+              help="why, for the audit log")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@with_appcontext
+def import_gtfs_command(city: str, version: str | None, reason: str, path: Path) -> None:
+    """Load a network from a GTFS zip or folder as the city's newest version (all or nothing)."""
+    try:
+        summary = import_gtfs(runtime().db, city, path, version, actor="cli", reason=reason)
+    except ServiceError as exc:
+        for field, messages in exc.fields.items():
+            for message in messages if isinstance(messages, list) else [messages]:
+                click.echo(f"error: {field}: {message}", err=True)
+        raise click.ClickException(exc.message) from None
+    click.echo(f"imported {city} network {summary['version']} (id {summary['network_id']}): "
+               f"{summary['stations']} stations, {summary['metro_stations']} metro stations, "
+               f"{summary['routes']} routes, {summary['patterns']} patterns")
+    for warning in summary["warnings"]:
+        click.echo(f"warning: {warning}", err=True)

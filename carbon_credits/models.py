@@ -168,7 +168,7 @@ class NetworkLineStop(Base):
         ),
     )
 
-    network_id: Mapped[int] = mapped_column(primary_key=True)
+    network_id: Mapped[int] = mapped_column(BigId, primary_key=True)
     line_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     seq: Mapped[int] = mapped_column(Integer, primary_key=True)
     stop_id: Mapped[str] = mapped_column(String(64))

@@ -373,3 +373,23 @@ class ReviewPageSchema(Schema):
 class FrozenSchema(Schema):
     user_id = fields.String()
     frozen = fields.Boolean()
+
+
+class NetworkImportQuerySchema(Schema):
+    version = fields.String(load_default=None, validate=ID)
+    reason = fields.String(required=True, validate=validate.Length(min=3, max=2000))
+
+
+class NetworkImportSchema(Schema):
+    network_id = fields.Integer()
+    city = fields.String()
+    version = fields.String()
+    source = fields.String()
+    stations = fields.Integer()
+    metro_stations = fields.Integer()
+    routes = fields.Integer()
+    routes_by_mode = fields.Dict(keys=fields.String(), values=fields.Integer())
+    patterns = fields.Integer()
+    trips = fields.Integer()
+    warnings = fields.List(fields.String())
+    timings_ms = fields.Dict(keys=fields.String(), values=fields.Float())

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any
 
+from flask import request
 from flask.views import MethodView
+from marshmallow import ValidationError
 
 from carbon_credits.api.requests import Blueprint
 from carbon_credits.auth import current_principal, requires
+from carbon_credits.errors import InvalidInput, UnsupportedMedia
 from carbon_credits.extensions import runtime
 from carbon_credits.schemas import (
+    ID,
     AuditPageSchema,
     AuditQuerySchema,
     DecisionInSchema,
@@ -19,13 +26,15 @@ from carbon_credits.schemas import (
     FactorVersionQuerySchema,
     FactorVersionSchema,
     FrozenSchema,
+    NetworkImportQuerySchema,
+    NetworkImportSchema,
     PreviewInSchema,
     PreviewSchema,
     ReversalInSchema,
     ReviewPageSchema,
     ReviewQuerySchema,
 )
-from carbon_credits.services import audit, factor_versions, reversals, reviews
+from carbon_credits.services import audit, factor_versions, networks, reversals, reviews
 
 blp = Blueprint("admin", __name__, url_prefix="/v1/admin", description="Administration")
 
@@ -119,3 +128,35 @@ class Freeze(MethodView):
         """Freeze a user (their new events are held) or unfreeze them; audited."""
         return reviews.set_frozen(runtime(), current_principal(), user_id,
                                   action == "freeze", data["reason"])
+
+
+MAX_FEED_BYTES = 64 << 20
+"""A city's GTFS zip is tens of MB; larger feeds go through `flask --app app import-gtfs`."""
+
+
+@blp.route("/networks/<string:city>")
+class NetworkImport(MethodView):
+    @requires("admin")
+    @blp.doc(security=[{"bearerAuth": []}], requestBody={
+        "required": True, "description": "a GTFS feed as a zip file",
+        "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}}})
+    @blp.arguments(NetworkImportQuerySchema, location="query")
+    @blp.response(201, NetworkImportSchema)
+    def post(self, query: dict[str, Any], city: str) -> tuple[dict[str, Any], int]:
+        """Import a GTFS zip as the city's newest network version (all or nothing); audited."""
+        try:
+            ID(city)
+        except ValidationError:
+            raise InvalidInput("invalid city", fields={"city": ["not a city id"]}) from None
+        if request.mimetype not in ("application/zip", "application/x-zip-compressed"):
+            raise UnsupportedMedia("send the GTFS feed as application/zip",
+                                   fields={"Content-Type": ["expected application/zip"]})
+        request.max_content_length = MAX_FEED_BYTES
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "feed.zip"
+            with path.open("wb") as out:
+                shutil.copyfileobj(request.stream, out, 1 << 20)
+            summary = networks.import_gtfs(runtime().db, city, path, query["version"],
+                                           actor=current_principal().sub,
+                                           reason=query["reason"])
+        return summary, 201

@@ -156,7 +156,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('network_id', 'stop_id', name=op.f('pk_network_stops'))
     )
     op.create_table('network_line_stops',
-    sa.Column('network_id', sa.Integer(), nullable=False),
+    sa.Column('network_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('line_id', sa.String(length=64), nullable=False),
     sa.Column('seq', sa.Integer(), nullable=False),
     sa.Column('stop_id', sa.String(length=64), nullable=False),
