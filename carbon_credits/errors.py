@@ -11,7 +11,7 @@ from typing import Any
 from flask import Flask, Response, jsonify
 from marshmallow import ValidationError
 from redis.exceptions import RedisError
-from sqlalchemy.exc import DataError, DBAPIError
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -131,9 +131,12 @@ def register_error_handlers(app: Flask) -> None:
         fields = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
         return error_response(422, "invalid_input", "the request has invalid fields", fields)
 
-    @app.errorhandler(DBAPIError)
-    def _database(exc: DBAPIError) -> Response:
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    def _database(exc: OperationalError | InterfaceError) -> Response:
         # Connection loss, restart, lock timeout: the unit of work was rolled back whole.
+        # (A ProgrammingError is a bug of ours, not an outage: it stays a plain 500, so
+        # clients are not told to retry something that cannot succeed.)
         log.error("database unavailable: %s", type(exc.orig).__name__ if exc.orig else exc)
         return error_response(503, "database_unavailable", "the database is unavailable; "
                               "retry with the same event_id", None,

@@ -88,8 +88,12 @@ def app(make_config: Callable[..., Config]) -> Iterator[Flask]:
 
 
 @pytest.fixture
-def make_app(make_config: Callable[..., Config]) -> Iterator[Callable[..., Flask]]:
-    """Build extra apps on the same database with other settings; disposed after the test."""
+def make_app(make_config: Callable[..., Config], app: Flask
+             ) -> Iterator[Callable[..., Flask]]:
+    """Build extra apps on the same database with other settings; disposed after the test.
+
+    Depends on ``app`` so the shared database is migrated and seeded whatever runs first.
+    """
     made: list[Flask] = []
 
     def make(**overrides: Any) -> Flask:

@@ -19,7 +19,7 @@ from carbon_credits.catalog import Catalog
 from carbon_credits.config import Config
 from carbon_credits.errors import Conflict, InvalidInput, NotFound, ServiceError
 from carbon_credits.extensions import Runtime
-from carbon_credits.models import DailyUsage, DeviceAccount, Event, User, utcnow
+from carbon_credits.models import DailyUsage, DeviceAccount, Event, utcnow
 from carbon_credits.schemas import is_valid_id, load_event
 from carbon_credits.services import crediting, ledger
 from carbon_credits.sql import insert_ignore
@@ -171,7 +171,8 @@ def _ingest(session: Session, config: Config, catalog: Catalog, p: _Posted) -> I
                            fields={exc.field: [exc.message]}) from None
 
     verdict = plausibility.judge(config.plausibility,
-                                 _facts(session, p, result, previous, mode_usage))
+                                 _facts(session, p, result, previous, mode_usage,
+                                        account.user.frozen))
     explanation = dict(result.explanation)
     explanation["methodology"] = {"mode": mode, "version": versioned.factors.version,
                                   "kind": versioned.factors.kind,
@@ -207,10 +208,9 @@ TRIP_STATUSES = ("credited", "capped", "held")
 
 
 def _facts(session: Session, p: _Posted, result: Quantification, previous: int,
-           mode_usage: DailyUsage | None) -> plausibility.Facts:
+           mode_usage: DailyUsage | None, frozen: bool) -> plausibility.Facts:
     """What the plausibility rules need, read under the account lock."""
     user_id = p.principal.sub
-    user = session.get_one(User, user_id)
     accounts_on_device = 0
     if p.device_id:
         insert_ignore(session, DeviceAccount, {"device_id": p.device_id, "user_id": user_id,
@@ -226,7 +226,7 @@ def _facts(session: Session, p: _Posted, result: Quantification, previous: int,
             mode=p.method.mode, steps=result.quantity,
             steps_increase=max(0, result.quantity - previous),
             minutes_since_last_post=max(0.0, (p.now - since).total_seconds() / 60),
-            accounts_on_device=accounts_on_device, user_frozen=user.frozen)
+            accounts_on_device=accounts_on_device, user_frozen=frozen)
     start, end = p.occurred_at, p.ends_at or p.occurred_at
     overlapping = session.scalars(
         select(Event.event_id).where(
@@ -244,7 +244,7 @@ def _facts(session: Session, p: _Posted, result: Quantification, previous: int,
     return plausibility.Facts(
         mode=p.method.mode, distance_m=distance if isinstance(distance, int) else None,
         duration_s=duration, overlapping_event_ids=tuple(overlapping), trips_today=trips_today,
-        accounts_on_device=accounts_on_device, user_frozen=user.frozen)
+        accounts_on_device=accounts_on_device, user_frozen=frozen)
 
 
 def _trip_modes() -> list[str]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from carbon_credits.models import Account, LedgerEntry, User, utcnow
 from carbon_credits.sql import insert_ignore
@@ -31,15 +31,24 @@ GENESIS_HASH = "0" * 64
 
 
 def lock_account(session: Session, user_id: str, city: str) -> Account:
-    """The user's account, created on first use, locked until the transaction ends."""
-    insert_ignore(session, User, {"id": user_id, "city": city, "frozen": False,
-                                  "created_at": utcnow()})
-    insert_ignore(session, Account, {
-        "user_id": user_id, "balance_points": 0, "lifetime_points": 0, "lifetime_ug": 0,
-        "carry_ug": 0, "entry_count": 0, "last_hash": GENESIS_HASH, "updated_at": utcnow()})
-    account = session.scalars(
-        select(Account).where(Account.user_id == user_id).with_for_update()
-    ).one()
+    """The user's account, created on first use, locked until the transaction ends.
+
+    The common case (an existing account) is one round trip; the account's user row comes
+    with it (``account.user``), so callers need not fetch it again.
+    """
+    query = (select(Account).where(Account.user_id == user_id)
+             .options(joinedload(Account.user)).with_for_update(of=Account))
+    account = session.scalars(query).one_or_none()
+    if account is None:
+        # First event of this user: create both rows (a concurrent first event may win the
+        # race; ON CONFLICT makes that harmless), then take the lock as usual.
+        insert_ignore(session, User, {"id": user_id, "city": city, "frozen": False,
+                                      "created_at": utcnow()})
+        insert_ignore(session, Account, {
+            "user_id": user_id, "balance_points": 0, "lifetime_points": 0, "lifetime_ug": 0,
+            "carry_ug": 0, "entry_count": 0, "last_hash": GENESIS_HASH,
+            "updated_at": utcnow()})
+        account = session.scalars(query).one()
     return account
 
 

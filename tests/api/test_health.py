@@ -157,3 +157,20 @@ def test_events_are_still_credited_when_redis_is_down(redis_down: Flask,
     replay: Any = client.post("/v1/events", json=event, headers=headers)
     assert replay.status_code == 200
     assert replay.json["points"] == first.json["points"]
+
+
+def test_a_programming_error_is_a_500_not_a_retryable_503(
+        client: FlaskClient, auth: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # A schema bug (e.g. a missing column) cannot succeed on retry: no Retry-After invitation.
+    from sqlalchemy.exc import ProgrammingError
+
+    from carbon_credits.services import accounts
+
+    def broken(*_: object) -> None:
+        raise ProgrammingError("SELECT missing", {}, Exception("UndefinedColumn"))
+
+    monkeypatch.setattr(accounts, "account_view", broken)
+    r = client.get("/v1/me/account", headers=auth)
+    assert r.status_code == 500
+    assert r.json["error"]["code"] == "internal_error"
+    assert "Retry-After" not in r.headers

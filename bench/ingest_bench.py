@@ -1,0 +1,189 @@
+"""Ingest throughput as ratios against baselines measured in the same run.
+
+    .venv/bin/python bench/ingest_bench.py [--duration 15] [--connections 16]
+
+Starts, on this machine: a fresh PostgreSQL database on the local server, the service under
+gunicorn with the repo's gunicorn.conf.py (PostgreSQL + Redis, real JWT auth, rate limits,
+plausibility rules, methodology, ledger), and the minimal baseline handler (bench/minimal_app.py)
+under the same gunicorn settings. wrk (Debian package) loads each with unique, valid events
+for many users (bench/wrk/events.lua). Figures:
+
+  1. ingest / healthz          POST /v1/events vs the same server's GET /healthz (target >= 0.3)
+  1b. minimal / healthz        the calibration baseline's ratio, for the gap to it
+Results print as JSON and are saved under bench/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+SECRET = "bench-secret-" + "k" * 40
+UNLIMITED = "events:user=1000000/60,device=1000000/60,ip=1000000/60"  # far above any load here
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def fresh_database(admin_dsn: str, name: str) -> str:
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return admin_dsn.rsplit("/", 1)[0] + f"/{name}"
+
+
+def start_gunicorn(target: str, env: dict[str, str], port: int, cwd: Path) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [str(VENV_BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), target],
+        cwd=cwd, env={**env, "PORT": str(port)}, stdout=subprocess.DEVNULL,
+        stderr=open(ROOT / "bench" / "results" / f"gunicorn-{port}.log", "wb"))
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            return proc
+        except OSError:
+            time.sleep(0.3)
+    proc.kill()
+    raise SystemExit(f"{target} did not start on port {port}")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def wrk(url: str, args: argparse.Namespace, script: Path | None = None,
+        env: dict[str, str] | None = None) -> dict[str, float]:
+    cmd = ["wrk", "-t", str(args.threads), "-c", str(args.connections), "-d",
+           f"{args.duration}s", "--latency", url]
+    if script is not None:
+        cmd[1:1] = ["-s", str(script)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env,
+                         cwd=ROOT).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+
+    def pct(p: str) -> float:
+        m = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", out)
+        if m is None:
+            return float("nan")
+        scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+        return round(float(m.group(1)) * scale, 2)
+
+    return {"requests_per_s": rps, "requests": total,
+            "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+            "p50_ms": pct("50"), "p99_ms": pct("99")}
+
+
+def write_tokens(path: Path, users: int, base: datetime) -> None:
+    sys.path.insert(0, str(ROOT))
+    from carbon_credits.auth import TokenCodec
+    from carbon_credits.config import Config
+
+    codec = TokenCodec(Config(instance_path=ROOT / "instance", database_url="sqlite://",
+                              jwt_secret=SECRET))
+    tokens = [codec.encode(f"bench-{i}", "user", "shenzhen", 6 * 3600) for i in range(users)]
+    path.write_text("TOKENS = {\n" + ",\n".join(f'"{t}"' for t in tokens)
+                    + f"\n}}\nBASE = {int(base.timestamp())}\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--duration", type=int, default=15)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--users", type=int, default=2000)
+    parser.add_argument("--workers", type=int, default=None,
+                        help="WEB_CONCURRENCY (default: gunicorn.conf.py's 2 x cores + 1)")
+    args = parser.parse_args()
+    (ROOT / "bench" / "results").mkdir(exist_ok=True)
+
+    dsn = fresh_database(args.pg, "cc_bench_ingest")
+    sa_url = dsn.replace("postgresql://", "postgresql+psycopg://", 1)
+    env = {**os.environ, "DATABASE_URL": sa_url, "REDIS_URL": args.redis, "JWT_SECRET": SECRET,
+           "AUTO_INIT_DB": "0", "RATE_LIMITS": UNLIMITED, "MINIMAL_DSN": dsn}
+    if args.workers:
+        env["WEB_CONCURRENCY"] = str(args.workers)
+    subprocess.run([str(VENV_BIN / "flask"), "--app", "app", "init-db"], cwd=ROOT, env=env,
+                   check=True, capture_output=True)
+    today = datetime.now(ZoneInfo("Asia/Shanghai")).replace(hour=0, minute=0, second=0,
+                                                            microsecond=0)
+    tokens = ROOT / "bench" / "wrk" / "tokens.lua"
+    write_tokens(tokens, args.users, (today - timedelta(days=1)).astimezone(UTC))
+    wrk_env = {**os.environ, "BENCH_TOKENS": str(tokens)}
+
+    results: dict[str, object] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cores": os.cpu_count(), "uname": " ".join(os.uname())},
+        "settings": {k: v for k, v in vars(args).items() if k not in ("pg", "redis")},
+    }
+    port = free_port()
+    service = start_gunicorn("app:app", env, port, ROOT)
+    try:
+        wrk(f"http://127.0.0.1:{port}/healthz", argparse.Namespace(**{**vars(args),
+                                                                      "duration": 3}))
+        results["healthz"] = wrk(f"http://127.0.0.1:{port}/healthz", args)
+        results["ingest"] = wrk(f"http://127.0.0.1:{port}", args,
+                                ROOT / "bench" / "wrk" / "events.lua", wrk_env)
+    finally:
+        stop(service)
+    with psycopg.connect(dsn) as conn:
+        results["ingest_db"] = dict(zip(
+            ("events", "credited", "ledger_entries"),
+            conn.execute("SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM events "
+                         "WHERE status IN ('credited', 'capped')), "
+                         "(SELECT count(*) FROM ledger_entries)").fetchone() or (), strict=True))
+    port = free_port()
+    minimal = start_gunicorn("minimal_app:app", env, port, ROOT / "bench")
+    try:
+        results["minimal_healthz"] = wrk(f"http://127.0.0.1:{port}/healthz", args)
+        results["minimal_ingest"] = wrk(f"http://127.0.0.1:{port}", args,
+                                        ROOT / "bench" / "wrk" / "events.lua", wrk_env)
+    finally:
+        stop(minimal)
+
+    def rps(name: str) -> float:
+        figures = results[name]
+        assert isinstance(figures, dict)
+        return float(figures["requests_per_s"])
+
+    results["ratios"] = {
+        "ingest_over_healthz": round(rps("ingest") / rps("healthz"), 3),
+        "minimal_over_minimal_healthz": round(rps("minimal_ingest") / rps("minimal_healthz"), 3),
+        "ingest_over_minimal_ingest": round(rps("ingest") / rps("minimal_ingest"), 3),
+    }
+    out = ROOT / "bench" / "results" / f"ingest-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
+    out.write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+    with psycopg.connect(args.pg, autocommit=True) as conn:
+        conn.execute('DROP DATABASE IF EXISTS "cc_bench_ingest" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""Profile the ingest path in-process (pyinstrument), on the configured database.
+
+    DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/cc_profile \\
+      .venv/bin/python bench/profile_ingest.py [--events 500]
+
+Drives POST /v1/events through Flask's test client (no HTTP server, so the profile is the
+application's own cost: auth, schema, rate limit, rules, methodology, ledger, SQL round trips).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=500)
+    parser.add_argument("--users", type=int, default=200)
+    args = parser.parse_args()
+    from pyinstrument import Profiler
+
+    from carbon_credits import create_app
+    from carbon_credits.config import Config
+    from carbon_credits.services.setup import init_db
+    from tests import factories
+
+    cfg = Config.from_env(ROOT / "instance")
+    cfg.jwt_secret = "profile-secret-" + "p" * 32
+    app = create_app(cfg)
+    rt = app.extensions["carbon_credits"]
+    init_db(rt.db, "shenzhen")
+    rt.clock = lambda: factories.NOW
+    client = app.test_client()
+    tokens = [rt.codec.encode(f"prof-{os.getpid()}-{i}", "user", "shenzhen", 3600)
+              for i in range(args.users)]
+    bodies = []
+    for n in range(args.events):
+        user, k = n % args.users, n // args.users
+        start = factories.today_at(0) + timedelta(minutes=40 * k)
+        bodies.append((tokens[user], factories.metro(start=start)))
+    for token, body in bodies[:20]:  # warm caches (network, factor versions, connections)
+        client.post("/v1/events", json={**body, "event_id": body["event_id"] + "w"},
+                    headers={"Authorization": f"Bearer {token}"})
+    profiler = Profiler(interval=0.0005)
+    profiler.start()
+    for token, body in bodies:
+        r = client.post("/v1/events", json=body, headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 201, r.json
+    profiler.stop()
+    print(profiler.output_text(unicode=False, color=False, show_all=False))
+
+
+if __name__ == "__main__":
+    main()
