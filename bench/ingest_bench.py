@@ -50,7 +50,8 @@ def fresh_database(admin_dsn: str, name: str) -> str:
     return admin_dsn.rsplit("/", 1)[0] + f"/{name}"
 
 
-def start_gunicorn(target: str, env: dict[str, str], port: int, cwd: Path) -> subprocess.Popen[bytes]:
+def start_gunicorn(target: str, env: dict[str, str], port: int, cwd: Path
+                   ) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         [str(VENV_BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), target],
         cwd=cwd, env={**env, "PORT": str(port)}, stdout=subprocess.DEVNULL,
