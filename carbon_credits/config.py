@@ -11,6 +11,12 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from carbon_credits.plausibility import Policy
+from carbon_credits.ratelimit import (
+    DEFAULT_RATE_LIMITS,
+    RateLimits,
+    parse_rate_limits,
+    rate_limits_from_env,
+)
 
 DEFAULT_DAILY_CAPS_G: Mapping[str, Decimal] = {"total": Decimal(5000)}
 """Operator policy, no published source: 5 kg CO2 per user per local day over all modes.
@@ -55,8 +61,9 @@ class Config:
     default_city: str = "shenzhen"
     auto_init_db: bool = False
     daily_caps_g: Mapping[str, Decimal] = field(default_factory=lambda: dict(DEFAULT_DAILY_CAPS_G))
-    events_per_minute: int = 120
-    """Request rate limit per user on event ingestion; operator policy."""
+    rate_limits: RateLimits = field(
+        default_factory=lambda: parse_rate_limits(DEFAULT_RATE_LIMITS))
+    """Request rate limits per route and dimension (RATE_LIMITS; policy, see ratelimit)."""
     clock_skew_s: int = 300
     """How far in the future an event may claim to be (client clocks drift); policy."""
     backfill_days: int = 30
@@ -122,7 +129,7 @@ class Config:
             jwt_audience=env.get("JWT_AUDIENCE", "carbon-credits-api"),
             city_timezone=env.get("CITY_TIMEZONE", "Asia/Shanghai"),
             default_city=env.get("DEFAULT_CITY", "shenzhen"),
-            events_per_minute=_int(env, "RATE_LIMIT_EVENTS_PER_MINUTE", 120),
+            rate_limits=rate_limits_from_env(env, ConfigError),
             clock_skew_s=_int(env, "CLOCK_SKEW_SECONDS", 300),
             backfill_days=_int(env, "BACKFILL_DAYS", 30),
         )

@@ -25,10 +25,14 @@ from carbon_credits import create_app
 from carbon_credits.config import Config
 from carbon_credits.extensions import Runtime
 from carbon_credits.plausibility import RULES, Policy
+from carbon_credits.ratelimit import parse_rate_limits
 from carbon_credits.services.setup import init_db
 from tests import factories
 
 JWT_SECRET = "test-secret-" + "x" * 32
+TEST_RATE_LIMITS = "events:user=10000/60,device=100000/60,ip=1000000/60"
+"""High enough that only the rate-limit tests (which set their own) ever meet a limit: every
+test request comes from one address."""
 
 
 def pinned_clock() -> datetime:
@@ -71,7 +75,7 @@ def make_config(database_url: str, tmp_path_factory: pytest.TempPathFactory
         settings: dict[str, Any] = dict(
             instance_path=Path(instance), database_url=database_url,
             redis_url=os.environ.get("REDIS_URL") or None, jwt_secret=JWT_SECRET,
-            testing=True, events_per_minute=10_000)
+            testing=True, rate_limits=parse_rate_limits(TEST_RATE_LIMITS))
         settings.update(overrides)
         return Config(**settings)
 

@@ -42,7 +42,7 @@ class EventCollection(MethodView):
         """Post one bus ride, metro trip or day's step count."""
         rt = runtime()
         principal = current_principal()
-        limit_rate("events", f"user:{principal.sub}", rt.config.events_per_minute)
+        limit_rate("events")
         data = load_event(json_body())
         result = events.ingest(rt, principal, data, device_id())
         return result.event, 201 if result.created else 200
@@ -58,7 +58,7 @@ class EventBatch(MethodView):
         """Post up to 500 events; each item succeeds or fails on its own."""
         rt = runtime()
         principal = current_principal()
-        limit_rate("events", f"user:{principal.sub}", rt.config.events_per_minute)
+        limit_rate("events", cost=max(1, len(batch["events"])))
         return {"results": events.ingest_batch(rt, principal, batch["events"], device_id())}
 
 

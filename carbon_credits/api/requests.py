@@ -10,8 +10,10 @@ from flask import Request, Response, after_this_request, request
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
 
+from carbon_credits.auth import current_principal
 from carbon_credits.errors import RateLimited, ServiceError, UnsupportedMedia
 from carbon_credits.extensions import runtime
+from carbon_credits.ratelimit import check_for, client_ip, device_subject
 
 
 def decode_json(raw: bytes) -> Any:
@@ -47,17 +49,30 @@ class Blueprint(flask_smorest.Blueprint):  # type: ignore[misc]
     ARGUMENTS_PARSER = StrictJsonParser()
 
 
-def limit_rate(route: str, subject: str, limit: int, window_s: int = 60) -> None:
-    """Count one request of ``subject`` on ``route``; 429 with Retry-After when over."""
-    decision = runtime().limiter.hit(f"{route}:{subject}", limit, window_s)
-    headers = {"RateLimit-Limit": str(decision.limit),
-               "RateLimit-Remaining": str(decision.remaining),
-               "RateLimit-Reset": str(decision.reset_s)}
-    if not decision.allowed:
-        raise RateLimited(f"more than {limit} requests in {window_s} s; retry later",
-                          headers={**headers, "Retry-After": str(decision.reset_s)})
+def limit_rate(route: str, cost: int = 1) -> None:
+    """Count ``cost`` units of ``route`` for this request's user, device and client IP.
 
-    @after_this_request
-    def _headers(response: Response) -> Response:
-        response.headers.update(headers)
-        return response
+    The rates come from ``RATE_LIMITS`` (see carbon_credits.ratelimit); every dimension is
+    checked in one Redis round trip. Over any limit: 429 with Retry-After from the refusing
+    dimension that frees last. Admitted: RateLimit-* headers of the tightest dimension.
+    """
+    rt = runtime()
+    rates = rt.config.rate_limits.for_route(route)
+    subjects = {"user": current_principal().sub,
+                "device": device_subject(request.headers.get("X-Device-Id")),
+                "ip": client_ip(request.remote_addr)}
+    checks = [check_for(route, dim, subject, rate) for dim, rate in rates.items()
+              if (subject := subjects.get(dim)) is not None]
+    decision = rt.limiter.check(checks, cost)
+    headers = decision.headers()
+    if not decision.allowed:
+        v = decision.decisive
+        assert v is not None
+        raise RateLimited(f"more than {v.rate.limit} requests per {v.rate.period_s} s for "
+                          f"this {v.dimension} on {route}; retry after {v.retry_after_s} s",
+                          headers=headers)
+    if headers:
+        @after_this_request
+        def _headers(response: Response) -> Response:
+            response.headers.update(headers)
+            return response
