@@ -92,7 +92,8 @@ class Catalog:
 def load_network(session: Session, network_id: int) -> TransitNetwork:
     net = session.get_one(Network, network_id)
     stops = session.scalars(select(NetworkStop).where(NetworkStop.network_id == network_id))
-    stations = [Station(s.stop_id, s.name, s.lat, s.lon, s.parent_stop_id) for s in stops]
+    stations = [Station(s.stop_id, s.name, s.lat, s.lon, s.parent_stop_id, s.district)
+                for s in stops]
     patterns: dict[str, list[NetworkLineStop]] = {}
     for ls in session.scalars(
         select(NetworkLineStop)
@@ -121,7 +122,7 @@ def store_network(
     session.flush()
     session.add_all(
         NetworkStop(network_id=net.id, stop_id=s.stop_id, name=s.name, lat=s.lat, lon=s.lon,
-                    parent_stop_id=s.parent)
+                    parent_stop_id=s.parent, district=s.district)
         for s in stations
     )
     session.flush()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import click
@@ -11,6 +12,7 @@ from flask.cli import with_appcontext
 from carbon_credits.auth import ROLES
 from carbon_credits.errors import ServiceError
 from carbon_credits.extensions import runtime
+from carbon_credits.services import rollups
 from carbon_credits.services.networks import import_gtfs
 from carbon_credits.services.setup import init_db
 from carbon_credits.services.verification import Report, verify
@@ -21,6 +23,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(token_command)
     app.cli.add_command(verify_ledger_command)
     app.cli.add_command(import_gtfs_command)
+    app.cli.add_command(rebuild_rollups_command)
 
 
 @click.command("init-db")
@@ -83,3 +86,17 @@ def import_gtfs_command(city: str, version: str | None, reason: str, path: Path)
                f"{summary['routes']} routes, {summary['patterns']} patterns")
     for warning in summary["warnings"]:
         click.echo(f"warning: {warning}", err=True)
+
+
+@click.command("rebuild-rollups")
+@click.option("--city", default=None, help="only this city (default: every city)")
+@with_appcontext
+def rebuild_rollups_command(city: str | None) -> None:
+    """Recompute the report rollups from the ledger, in one transaction (ingests wait)."""
+    started = time.perf_counter()
+    with runtime().db.transaction() as session:
+        done = rollups.rebuild(session, city)
+    click.echo(f"rebuilt rollups of {city or 'every city'}: {done.days} city-days, "
+               f"{done.events} live credited events, {done.rollup_rows} rollup rows, "
+               f"{done.participant_rows} participant rows in "
+               f"{time.perf_counter() - started:.1f} s")

@@ -71,6 +71,8 @@ class Config:
     MaaS credits must be claimed within 7 days; 30 leaves room for operator back-office
     imports."""
     max_content_length: int = 1 << 20
+    report_min_participants: int = 10
+    """k: partner report cells with fewer distinct participants are suppressed; policy."""
     plausibility: Policy = field(default_factory=Policy)
     """Fraud rule thresholds and outcomes (see carbon_credits.plausibility)."""
     testing: bool = False
@@ -132,6 +134,7 @@ class Config:
             rate_limits=rate_limits_from_env(env, ConfigError),
             clock_skew_s=_int(env, "CLOCK_SKEW_SECONDS", 300),
             backfill_days=_int(env, "BACKFILL_DAYS", 30),
+            report_min_participants=_int(env, "REPORT_MIN_PARTICIPANTS", 10),
         )
         if caps is not None:
             cfg.daily_caps_g = caps

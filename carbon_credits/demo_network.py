@@ -55,6 +55,16 @@ _BUS = {
     "b-shaoniangong": ("少年宫 Children's Palace", 22.5530, 114.0550),
 }
 
+LUOHU = "luohu"
+FUTIAN = "futian"
+DISTRICTS = {"luohu": "罗湖区 Luohu", "futian": "福田区 Futian"}
+"""District ids used by reports, with their names. The boundary between the two runs
+roughly along 红岭路 Hongling Road: 大剧院 and 红岭 are in Luohu, 科学馆 and 通新岭 in Futian."""
+
+_IN_LUOHU = frozenset({"luohu", "guomao", "laojie", "dajuyuan", "hongling",
+                       "b-luohu", "b-guomao", "b-dajuyuan"})
+"""Demo stops in 罗湖区; every other demo stop is in 福田区."""
+
 # line id -> (mode, name, stops in order, average trip length in metres or None)
 _LINES: dict[str, tuple[str, str, tuple[str, ...], int | None]] = {
     "metro-1": ("metro", "1号线 罗宝线 Line 1",
@@ -78,7 +88,8 @@ _LINES: dict[str, tuple[str, str, tuple[str, ...], int | None]] = {
 
 
 def stations() -> list[Station]:
-    return [Station(stop_id=sid, name=name, lat=lat, lon=lon)
+    return [Station(stop_id=sid, name=name, lat=lat, lon=lon,
+                    district=LUOHU if sid in _IN_LUOHU else FUTIAN)
             for sid, (name, lat, lon) in {**_METRO, **_BUS}.items()]
 
 

@@ -18,7 +18,9 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
+    SmallInteger,
     String,
     Text,
     TypeDecorator,
@@ -143,6 +145,8 @@ class NetworkStop(Base):
     lat: Mapped[float] = mapped_column(Float)
     lon: Mapped[float] = mapped_column(Float)
     parent_stop_id: Mapped[str | None] = mapped_column(String(64))
+    district: Mapped[str | None] = mapped_column(String(64))
+    """The city district the stop lies in, when known: reports group trips by it."""
 
 
 class NetworkLine(Base):
@@ -310,3 +314,55 @@ class DeviceAccount(Base):
     device_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), primary_key=True)
     first_seen: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ReportRollup(Base):
+    """Credited reduction per city, local day, mode, district, methodology version and shard.
+
+    Maintained per credit by ``services.rollups`` (deltas added with an atomic upsert, never
+    read-modify-written in Python on PostgreSQL) and rebuilt from the ledger by
+    ``flask rebuild-rollups``. ``shard`` is the top 4 bits of a hash of the user id, so the
+    events of one cell and day spread over 16 rows: no single row is hot. Reports sum the
+    shards. ``hll`` is this shard's slice of a HyperLogLog sketch of the cell's live
+    participants (256 one-byte registers; see ``services.rollups``).
+    """
+
+    __tablename__ = "report_rollups"
+
+    city: Mapped[str] = mapped_column(String(64), primary_key=True)
+    local_date: Mapped[date] = mapped_column(Date, primary_key=True)
+    mode: Mapped[str] = mapped_column(String(32), primary_key=True)
+    district: Mapped[str] = mapped_column(String(64), primary_key=True)
+    methodology_version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    events: Mapped[int] = mapped_column(BigInteger, default=0)
+    """Live credited events: events with an earn entry and no reversal."""
+    ug: Mapped[int] = mapped_column(BigInteger, default=0)
+    """Credited micrograms CO2: earn minus reversal entries of the ledger."""
+    avoided_ug: Mapped[int] = mapped_column(BigInteger, default=0)
+    """What the methodology computed for those events before daily caps (MRV)."""
+    points: Mapped[int] = mapped_column(BigInteger, default=0)
+    activity: Mapped[int] = mapped_column(BigInteger, default=0)
+    """Metres travelled (trip modes) or steps credited (steps): the quantity a factor
+    multiplies, for the verification export."""
+    hll: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ReportParticipant(Base):
+    """A user's live credited events in one rollup cell: what reversals need to retract them.
+
+    One row per (cell, user) with at least one live credited event; a reversal that takes
+    the count to zero deletes the row and rebuilds the cell's sketch slice from the rows
+    left. Never read by reports (they read ``report_rollups`` only).
+    """
+
+    __tablename__ = "report_participants"
+
+    city: Mapped[str] = mapped_column(String(64), primary_key=True)
+    local_date: Mapped[date] = mapped_column(Date, primary_key=True)
+    mode: Mapped[str] = mapped_column(String(32), primary_key=True)
+    district: Mapped[str] = mapped_column(String(64), primary_key=True)
+    methodology_version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    events: Mapped[int] = mapped_column(Integer, default=0)

@@ -22,6 +22,8 @@ class Station:
     lat: float
     lon: float
     parent: str | None = None
+    district: str | None = None
+    """The city district the stop lies in, when the network says (reports group by it)."""
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from carbon_credits.api import admin, events, health, me, methodologies, redemptions
+from carbon_credits.api import (
+    admin,
+    dashboard,
+    events,
+    health,
+    me,
+    methodologies,
+    redemptions,
+    reports,
+)
 from carbon_credits.schemas import EVENT_SCHEMAS
 
 
@@ -13,5 +22,5 @@ def register_blueprints(api: Any) -> None:
         # Named so that the oneOf request body of POST /v1/events can refer to them.
         api.spec.components.schema(type(schema).__name__.removesuffix("Schema"),
                                    schema=type(schema))
-    for module in (events, me, redemptions, methodologies, admin, health):
+    for module in (events, me, redemptions, methodologies, reports, admin, health, dashboard):
         api.register_blueprint(module.blp)

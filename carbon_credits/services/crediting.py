@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from carbon_credits.config import Config
 from carbon_credits.models import Account, DailyUsage, Event
-from carbon_credits.services import ledger
+from carbon_credits.services import ledger, rollups
 from methodology import FactorSet, Methodology
 from methodology.quantity import g_to_ug, whole_grams
 
@@ -87,6 +87,7 @@ def apply(session: Session, account: Account, event: Event, credit: Credit,
     if credit.credited_ug > 0:
         ledger.earn(session, account, ug=credit.credited_ug, event_pk=event.id,
                     mode=method.mode, factor_version_id=event.factor_version_id)
+        rollups.credit(session, event)  # report rollups, in the same transaction
     row = usage.get(method.mode)
     if row is None:
         row = DailyUsage(user_id=account.user_id, local_date=event.local_date,

@@ -10,7 +10,7 @@ from carbon_credits.auth import Principal
 from carbon_credits.errors import Conflict, NotFound
 from carbon_credits.extensions import Runtime
 from carbon_credits.models import Event, User, utcnow
-from carbon_credits.services import audit, ledger
+from carbon_credits.services import audit, ledger, rollups
 from carbon_credits.services.events import event_view
 
 
@@ -34,6 +34,7 @@ def reverse_event(rt: Runtime, admin: Principal, user_id: str, event_id: str, re
             ledger.reverse(session, account, points=event.points, ug=event.credited_ug,
                            event_pk=event.id, mode=event.mode,
                            factor_version_id=event.factor_version_id)
+            rollups.reverse(session, event)  # take it out of the report rollups
         event.status = "reversed"
         event.reason = "reversed"
         event.reversed_at = utcnow()
