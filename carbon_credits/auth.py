@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, cast
@@ -69,11 +70,22 @@ class TokenCodec:
         role, sub, city = claims.get("role"), claims.get("sub"), claims.get("city")
         if role not in ROLES:
             raise Unauthorized("invalid token: unknown role", code="invalid_token")
-        if not isinstance(sub, str) or not 0 < len(sub) <= 128:
+        if not _claim_text(sub) or not sub:
             raise Unauthorized("invalid token: bad sub", code="invalid_token")
-        if city is not None and not isinstance(city, str):
+        if city is not None and not _claim_text(city):
             raise Unauthorized("invalid token: bad city", code="invalid_token")
         return Principal(sub=sub, role=cast(Role, role), city=city)
+
+
+MAX_CLAIM_CHARS = 128
+
+
+def _claim_text(value: Any) -> bool:
+    """A string claim this service can store, compare and log: at most 128 characters, no
+    control characters (NUL, newlines: log injection, and PostgreSQL refuses NUL in text) and
+    no lone surrogates (JSON can escape one, "\\ud800", but no UTF-8 encoder takes it)."""
+    return (isinstance(value, str) and len(value) <= MAX_CLAIM_CHARS
+            and not any(unicodedata.category(c) in ("Cc", "Cs") for c in value))
 
 
 def authenticate() -> Principal:

@@ -150,6 +150,29 @@ def register_error_handlers(app: Flask) -> None:
         return error_response(422, "invalid_value", "a value in the request is out of range "
                               "or cannot be stored")
 
+    @app.errorhandler(OverflowError)
+    def _overflow(exc: OverflowError) -> Response:
+        # SQLite's driver refuses, while binding it, an integer beyond 64 bits that a client
+        # sent (e.g. a page marker); PostgreSQL refuses the same value with the DataError
+        # above. Any other overflow is a bug of ours and stays a 500.
+        if "too large to convert to SQLite INTEGER" not in str(exc):
+            return _unexpected(exc)
+        log.warning("database refused a value: OverflowError")
+        return error_response(422, "invalid_value", "a value in the request is out of range "
+                              "or cannot be stored")
+
+    @app.errorhandler(UnicodeEncodeError)
+    def _unencodable(exc: UnicodeEncodeError) -> Response:
+        # JSON lets a client escape a lone surrogate ("\ud800"): a Python str, but not text
+        # any database driver or hash can encode. Raised while the unit of work flushes, so
+        # nothing was written, and retrying the same value cannot help. (The message names
+        # no value: it may be anything the client sent.) Any other encoding error is ours.
+        if exc.reason != "surrogates not allowed":
+            return _unexpected(exc)
+        log.warning("refused text that is not valid Unicode: %s", exc.reason)
+        return error_response(422, "invalid_text", "a text value in the request is not valid "
+                              "Unicode (it holds a lone surrogate such as \\ud800)")
+
     @app.errorhandler(RedisError)
     def _redis(exc: RedisError) -> Response:
         log.error("redis unavailable: %s", type(exc).__name__)
