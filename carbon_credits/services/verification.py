@@ -8,12 +8,12 @@ and, by anti-join, credited events without an earn entry.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import groupby
 
-from sqlalchemy import and_, func, or_, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import ColumnElement, and_, func, or_, select, true
+from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
 from carbon_credits.db import Database
 from carbon_credits.models import Account, Event, LedgerEntry
@@ -35,21 +35,41 @@ class Report:
     entries: int = 0
 
 
-def verify(db: Database, report: Report | None = None) -> Iterator[Problem]:
-    """Yield every broken invariant; a clean ledger yields nothing."""
+ACCOUNTS_PER_READ = 500
+"""Accounts whose entries are read in one query; memory is bounded by one batch."""
+
+
+def verify(db: Database, report: Report | None = None,
+           user_ids: Iterable[str] | None = None) -> Iterator[Problem]:
+    """Yield every broken invariant; a clean ledger yields nothing.
+
+    With ``user_ids``, only those accounts and their events are checked (the reliability
+    suites check the accounts they touched). Accounts are read in batches by keyset over
+    ``user_id``, each batch's entries in one query that is fully read before the session
+    lets go of its objects: no cursor stays open across batches (a streamed ``yield_per``
+    result cannot survive ``expunge_all``). On PostgreSQL the whole check reads one
+    REPEATABLE READ snapshot, so entries and account totals are of the same moment even
+    while the service ingests.
+    """
     report = report if report is not None else Report()
+    only = sorted(set(user_ids)) if user_ids is not None else None
     with db.transaction() as session:
-        rows = session.execute(
-            select(LedgerEntry, Event)
-            .outerjoin(Event, Event.id == LedgerEntry.event_pk)
-            .order_by(LedgerEntry.user_id, LedgerEntry.seq)
-            .execution_options(yield_per=1000))
-        for user_id, group in groupby(rows, key=lambda row: row[0].user_id):
-            report.accounts += 1
-            yield from _account(session, user_id, [(e, ev) for e, ev in group], report)
+        if session.get_bind().dialect.name == "postgresql":
+            session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        for batch in _user_batches(session, only):
+            rows = session.execute(
+                select(LedgerEntry, Event)
+                .outerjoin(Event, Event.id == LedgerEntry.event_pk)
+                .where(LedgerEntry.user_id.in_(batch))
+                .order_by(LedgerEntry.user_id, LedgerEntry.seq)).all()
+            for user_id, group in groupby(rows, key=lambda row: row[0].user_id):
+                report.accounts += 1
+                yield from _account(session, user_id, [(e, ev) for e, ev in group], report)
             session.expunge_all()  # bounded memory over millions of entries
-        report.accounts += _count_empty(session)
+        if only is None:
+            report.accounts += _count_empty(session)
         for account in session.scalars(select(Account).where(
+                _in_scope(Account.user_id, only),
                 or_(Account.entry_count != 0, Account.balance_points != 0,
                     Account.lifetime_ug != 0, Account.carry_ug != 0),
                 ~select(LedgerEntry.id).where(LedgerEntry.user_id == Account.user_id)
@@ -59,9 +79,32 @@ def verify(db: Database, report: Report | None = None) -> Iterator[Problem]:
         for event in session.scalars(
                 select(Event).outerjoin(earn, and_(earn.event_pk == Event.id,
                                                    earn.kind == "earn"))
-                .where(Event.credited_ug > 0, earn.id.is_(None))):
+                .where(_in_scope(Event.user_id, only), Event.credited_ug > 0, earn.id.is_(None))):
             yield Problem(f"event {event.id} ({event.user_id}/{event.event_id})",
                           "credited but has no earn entry")
+
+
+def _in_scope(column: InstrumentedAttribute[str], only: list[str] | None
+              ) -> ColumnElement[bool]:
+    return column.in_(only) if only is not None else true()
+
+
+def _user_batches(session: Session, only: list[str] | None) -> Iterator[list[str]]:
+    """Users with ledger entries, ``ACCOUNTS_PER_READ`` at a time, in user_id order."""
+    if only is not None:
+        for i in range(0, len(only), ACCOUNTS_PER_READ):
+            yield only[i:i + ACCOUNTS_PER_READ]
+        return
+    after: str | None = None
+    while True:
+        query = select(LedgerEntry.user_id).distinct().order_by(LedgerEntry.user_id)
+        if after is not None:
+            query = query.where(LedgerEntry.user_id > after)
+        batch = list(session.scalars(query.limit(ACCOUNTS_PER_READ)))
+        if not batch:
+            return
+        yield batch
+        after = batch[-1]
 
 
 def _account(session: Session, user_id: str, entries: list[tuple[LedgerEntry, Event | None]],
