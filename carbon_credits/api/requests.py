@@ -26,12 +26,23 @@ def decode_json(raw: bytes) -> Any:
                            fields={"body": ["malformed JSON"]}) from None
 
 
+def body_bytes(req: Request) -> bytes:
+    """The raw body, refusing with 413 one over ``MAX_CONTENT_LENGTH`` also when it came
+    chunked: with no Content-Length, werkzeug's limited stream stops reading at the limit
+    without raising, and a truncated body would then be reported as malformed JSON."""
+    raw = req.get_data(cache=True)
+    limit = req.max_content_length
+    if req.content_length is None and limit is not None and len(raw) >= limit:
+        req.stream.read(1)  # raises RequestEntityTooLarge if anything lies past the limit
+    return raw
+
+
 def json_body() -> Any:
     """The parsed JSON body, or a 400/415 naming what is wrong with it."""
     if not request.is_json:
         raise UnsupportedMedia("send the body as application/json",
                                fields={"Content-Type": ["expected application/json"]})
-    return decode_json(request.get_data(cache=True))
+    return decode_json(body_bytes(request))
 
 
 class StrictJsonParser(FlaskParser):
@@ -40,7 +51,7 @@ class StrictJsonParser(FlaskParser):
     def _raw_load_json(self, req: Request) -> Any:
         if not is_json_request(req):
             return core.missing
-        return decode_json(req.get_data(cache=True))
+        return decode_json(body_bytes(req))
 
 
 class Blueprint(flask_smorest.Blueprint):  # type: ignore[misc]

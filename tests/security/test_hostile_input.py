@@ -103,13 +103,6 @@ def test_oversized_bodies_are_413_everywhere(client: FlaskClient,
         assert error["code"] == "payload_too_large", path
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG-3: a chunked body (no Content-Length) over MAX_CONTENT_LENGTH is 400 malformed_json, "
-    "not 413: werkzeug's LimitedStream.readall() stops at the limit without raising, so "
-    "api/requests.py json_body()/StrictJsonParser get the first 1 MiB and fail to parse it. "
-    "Fix in api/requests.py: after get_data(), if request.content_length is None and "
-    "len(raw) >= request.max_content_length, raise RequestEntityTooLarge (or read one more "
-    "byte from request.stream, which raises it)."))
 def test_oversized_chunked_bodies_without_a_length_are_413(
         client: FlaskClient, each_json_operation: Iterator[tuple[str, Any]]) -> None:
     """Transfer-Encoding: chunked has no Content-Length to check up front (gunicorn marks
@@ -122,15 +115,16 @@ def test_oversized_chunked_bodies_without_a_length_are_413(
         clean_error(r, 413)
 
 
-def test_oversized_chunked_bodies_are_refused_cleanly_meanwhile(
-        client: FlaskClient, each_json_operation: Iterator[tuple[str, Any]]) -> None:
-    """Whatever the status (BUG-3 above), nothing past the limit is ever parsed or applied."""
-    body = json.dumps({"padding": "x" * (2 * MIB)}).encode()
-    for path, headers in each_json_operation:
-        r = client.post(path, input_stream=io.BytesIO(body),
-                        headers={**headers, "Transfer-Encoding": "chunked"},
-                        environ_overrides={"wsgi.input_terminated": True})
-        clean_error(r, 400, 413)
+def test_chunked_bodies_within_the_limit_are_read_whole(
+        client: FlaskClient, token: Token) -> None:
+    """The 413 above is for bodies past the limit only: a chunked event is ingested."""
+    body = json.dumps(factories.metro()).encode()
+    r = client.post("/v1/events", input_stream=io.BytesIO(body),
+                    headers={"Authorization": f"Bearer {token('chunked-' + uuid.uuid4().hex)}",
+                             "Content-Type": "application/json",
+                             "Transfer-Encoding": "chunked"},
+                    environ_overrides={"wsgi.input_terminated": True})
+    assert r.status_code == 201, r.json
 
 
 @pytest.mark.parametrize("depth", [100_000, 900])
