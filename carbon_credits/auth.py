@@ -81,10 +81,12 @@ MAX_CLAIM_CHARS = 128
 
 
 def _claim_text(value: Any) -> bool:
-    """A string claim this service can store, compare and log: at most 128 characters, no
-    control characters (NUL, newlines: log injection, and PostgreSQL refuses NUL in text) and
-    no lone surrogates (JSON can escape one, "\\ud800", but no UTF-8 encoder takes it)."""
-    return (isinstance(value, str) and len(value) <= MAX_CLAIM_CHARS
+    """A string claim this service can store, compare, log and put in a URL path: at most
+    128 characters, no control characters (NUL, newlines: log injection, and PostgreSQL
+    refuses NUL in text), no lone surrogates (JSON can escape one, "\\ud800", but no UTF-8
+    encoder takes it) and no '/' (admin routes address users as /users/{sub}/..., and
+    werkzeug decodes %2F before routing: such a user could never be reviewed or frozen)."""
+    return (isinstance(value, str) and len(value) <= MAX_CLAIM_CHARS and "/" not in value
             and not any(unicodedata.category(c) in ("Cc", "Cs") for c in value))
 
 

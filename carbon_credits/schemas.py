@@ -24,8 +24,11 @@ class FullMatch(validate.Regexp):
         return value
 
 
-ID = FullMatch(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,63}$",
-               error="1-64 characters: letters, digits and . _ : @ / -")
+ID = FullMatch(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$",
+               error="1-64 characters: letters, digits and . _ : @ -")
+"""Client ids (event_id, redemption_id, city, version). No '/': ids are path segments of
+GET /v1/events/{event_id} and the admin routes, and werkzeug decodes %2F before routing, so
+an id with a slash could be stored but never addressed again."""
 
 
 def is_valid_id(value: str) -> bool:
@@ -152,7 +155,7 @@ class ReversalInSchema(Schema):
 
 class AuditQuerySchema(Schema):
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
-    before_id = fields.Integer(load_default=None, validate=validate.Range(min=1))
+    before_id = fields.Integer(load_default=None, validate=validate.Range(min=1, max=2**63 - 1))
 
 
 class AuditRecordSchema(Schema):
@@ -174,7 +177,10 @@ class FactorInSchema(Schema):
     name = fields.String(required=True, validate=FullMatch(r"^[a-z][a-z0-9_]{0,63}$",
                                                            error="snake_case, <= 64 chars"))
     value = fields.Decimal(required=True, allow_nan=False, validate=validate.Range(min=0),
-                           metadata={"description": "non-negative decimal (string or number)"})
+                           metadata={"description": "non-negative decimal (string or number)",
+                                     # apispec would write the bound as Decimal("0"), which
+                                     # JSON renders as the string "0": not JSON Schema.
+                                     "minimum": 0})
     unit = fields.String(required=True, validate=validate.Length(min=1, max=64))
     source = fields.String(required=True, validate=validate.Length(min=3, max=2000),
                            metadata={"description": "document or scheme and year; or why it is "

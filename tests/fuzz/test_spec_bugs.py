@@ -1,8 +1,8 @@
 """Places where /openapi.json does not describe what the app does, found by the fuzzer.
 
-Each is a strict xfail naming the bug and its fix: when the fix lands the test XPASSes and
-fails the run, as a reminder to drop the xfail and the matching allowance in
-test_schemathesis.py (KNOWN_NONCONFORMANCE, work_around_known_spec_bugs).
+Each was first pinned by a strict xfail naming the bug and its fix, and stays as the
+regression test once fixed (with any allowance in test_schemathesis.py's
+KNOWN_NONCONFORMANCE dropped).
 """
 
 from __future__ import annotations
@@ -44,13 +44,8 @@ def test_reports_document_their_default_json_200(spec: dict[str, Any], path: str
     assert "$ref" in content["application/json"]["schema"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG-2: schemas.py FactorInSchema.value is fields.Decimal(validate=Range(min=0)); apispec "
-    "writes the bound through the field (Decimal('0')) and Flask's JSON writes a Decimal as a "
-    "string, so /openapi.json has \"minimum\": \"0\": not valid JSON Schema, and no client or "
-    "fuzzer can generate a body for POST /v1/admin/factor-versions(/preview) from it. Fix: "
-    "metadata={..., 'minimum': 0} on that field (apispec lets metadata override it)."))
 def test_every_numeric_bound_in_the_document_is_a_number(spec: dict[str, Any]) -> None:
+    """BUG-2, fixed: a Decimal field's bound was written as the string "0"."""
     wrong = [(where, value) for where, value in bounds(spec)
              if isinstance(value, bool) or not isinstance(value, int | float)]
     assert wrong == []

@@ -189,18 +189,31 @@ def test_a_partner_cannot_read_another_city_in_any_format(client: FlaskClient, t
 
 # --- ids with a slash ---------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG-5: ids may contain '/' (schemas.ID allows it; a token's sub may too), but the routes "
-    "use <string:...> converters, which stop at '/', and werkzeug decodes %2F before routing: "
-    "such an event is stored (201) but GET /v1/events/{event_id} is 404, and an admin cannot "
-    "reverse, review or freeze it (404 route not found). Fix: <path:event_id> in api/events.py "
-    "and <path:user_id>/<path:event_id> in api/admin.py (werkzeug backtracks on the fixed "
-    "segments between them), or drop '/' from schemas.ID and refuse it in tokens."))
-@pytest.mark.parametrize("operation", ["read", "reverse", "freeze"])
-def test_events_and_users_with_a_slash_in_their_id_are_reachable(
-        client: FlaskClient, token: Token, operation: str) -> None:
+# BUG-5, fixed: ids with a '/' were accepted (201) but could never be addressed again (GET
+# /v1/events/{event_id} 404, no admin route could reverse, review or freeze them), since
+# werkzeug decodes %2F before routing. Ids and token claims now refuse '/'.
+
+def test_an_event_id_with_a_slash_is_refused_naming_the_field(
+        client: FlaskClient, token: Token) -> None:
     run = uuid.uuid4().hex[:8]
-    user, event_id = f"org/{run}", f"trip/{run}"
+    r = client.post("/v1/events", json=factories.metro(event_id=f"trip/{run}"),
+                    headers=bearer(token(f"slash-{run}")))
+    assert r.status_code == 422, r.json
+    assert "event_id" in r.json["error"]["fields"]
+
+
+def test_a_token_whose_sub_has_a_slash_is_refused(client: FlaskClient, token: Token) -> None:
+    r = client.get("/v1/me/account", headers=bearer(token(f"org/{uuid.uuid4().hex[:8]}")))
+    assert r.status_code == 401, r.json
+    assert r.json["error"]["code"] == "invalid_token"
+
+
+@pytest.mark.parametrize("operation", ["read", "reverse", "freeze"])
+def test_events_and_users_with_any_accepted_id_are_reachable(
+        client: FlaskClient, token: Token, operation: str) -> None:
+    """Every character an id may hold survives the round trip through a URL path."""
+    run = uuid.uuid4().hex[:8]
+    user, event_id = f"org:{run}@x.y-z_", f"trip:{run}@a.b-c_"
     mine = bearer(token(user))
     admin = bearer(token("ops", role="admin"))
     assert client.post("/v1/events", json=factories.metro(event_id=event_id),
