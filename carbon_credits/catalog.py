@@ -10,7 +10,7 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import literal, select
 from sqlalchemy.orm import Session
 
 from carbon_credits.models import FactorVersion, Network, NetworkLine, NetworkLineStop, NetworkStop
@@ -34,26 +34,33 @@ class Catalog:
         self, session: Session, city: str, mode: str, at: datetime
     ) -> VersionedFactors | None:
         """The factor version in force for ``city``/``mode`` at the instant ``at``."""
-        row = session.scalars(
-            select(FactorVersion)
-            .where(FactorVersion.city == city, FactorVersion.mode == mode,
-                   FactorVersion.effective_from <= at)
-            .order_by(FactorVersion.effective_from.desc())
-            .limit(1)
-        ).first()
-        if row is None:
-            return None
-        with self._lock:
-            parsed = self._factors.get(row.id)
-        if parsed is None:
-            parsed = FactorSet.from_dict(row.factors)
-            with self._lock:
-                self._factors[row.id] = parsed
-        return VersionedFactors(row.id, row.effective_from, parsed)
+        return self.factors_and_network(session, city, mode, at, with_network=False)[0]
+
+    def factors_and_network(
+        self, session: Session, city: str, mode: str, at: datetime, *, with_network: bool
+    ) -> tuple[VersionedFactors | None, tuple[int, TransitNetwork] | None]:
+        """The factor version in force at ``at`` and, if asked, the city's newest network,
+        in one round trip (the ingest path needs both for every trip)."""
+        newest = (select(Network.id).where(Network.city == city)
+                  .order_by(Network.id.desc()).limit(1).scalar_subquery())
+        query = (select(FactorVersion, newest if with_network else literal(None))
+                 .where(FactorVersion.city == city, FactorVersion.mode == mode,
+                        FactorVersion.effective_from <= at)
+                 .order_by(FactorVersion.effective_from.desc())
+                 .limit(1))
+        found = session.execute(query).first()
+        if found is None:
+            return None, None
+        row, network_id = found
+        network = None if network_id is None else (
+            network_id, self.network_by_id(session, network_id))
+        return self._versioned(row), network
 
     def factors_by_id(self, session: Session, version_id: int) -> VersionedFactors:
         """A stored factor version by id (an event's own, for re-quantifying it)."""
-        row = session.get_one(FactorVersion, version_id)
+        return self._versioned(session.get_one(FactorVersion, version_id))
+
+    def _versioned(self, row: FactorVersion) -> VersionedFactors:
         with self._lock:
             parsed = self._factors.get(row.id)
         if parsed is None:

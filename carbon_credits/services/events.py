@@ -147,14 +147,14 @@ def _ingest(session: Session, config: Config, catalog: Catalog, p: _Posted) -> I
         return Ingested(event_view(existing), created=False)
 
     city, mode = data["city"], method.mode
-    versioned = catalog.factors_at(session, city, mode, p.occurred_at)
+    versioned, found = catalog.factors_and_network(
+        session, city, mode, p.occurred_at, with_network=method.network_mode is not None)
     if versioned is None:
         field = _time_field(data) if catalog.has_factors(session, city, mode) else "city"
         raise InvalidInput(f"no {mode} methodology is in force for {city!r} at that time",
                            code="no_methodology", fields={field: ["no methodology in force"]})
     network_id, network = None, None
     if method.network_mode is not None:
-        found = catalog.network(session, city)
         if found is None:
             raise InvalidInput(f"no transit network is loaded for {city!r}",
                                code="no_network", fields={"city": ["no network loaded"]})
@@ -228,23 +228,38 @@ def _facts(session: Session, p: _Posted, result: Quantification, previous: int,
             minutes_since_last_post=max(0.0, (p.now - since).total_seconds() / 60),
             accounts_on_device=accounts_on_device, user_frozen=frozen)
     start, end = p.occurred_at, p.ends_at or p.occurred_at
-    overlapping = session.scalars(
-        select(Event.event_id).where(
-            Event.user_id == user_id, Event.mode.in_(_trip_modes()),
-            Event.status.in_(TRIP_STATUSES),
-            Event.occurred_at < end, Event.occurred_at > start - timedelta(days=1),
-            func.coalesce(Event.ends_at, Event.occurred_at) > start,
-        ).limit(5)).all()
-    trips_today = session.scalar(
-        select(func.count()).select_from(Event).where(
-            Event.user_id == user_id, Event.local_date == p.local_date,
-            Event.mode.in_(_trip_modes()), Event.status.in_(TRIP_STATUSES))) or 0
+    overlapping, trips_today = _trips_around(session, user_id, p.local_date, start, end)
     duration = int((p.ends_at - start).total_seconds()) if p.ends_at is not None else None
     distance = result.explanation.get("distance_m")
     return plausibility.Facts(
         mode=p.method.mode, distance_m=distance if isinstance(distance, int) else None,
         duration_s=duration, overlapping_event_ids=tuple(overlapping), trips_today=trips_today,
         accounts_on_device=accounts_on_device, user_frozen=frozen)
+
+
+def _trips_around(session: Session, user_id: str, local_date: date, start: datetime,
+                  end: datetime) -> tuple[tuple[str, ...], int]:
+    """The user's trips overlapping [start, end) (up to 5 ids) and the day's trip count,
+    in one round trip.
+
+    One index range scan on (user_id, occurred_at) covers both: the local day (a trip's
+    local_date is the local date of its start) and the day before ``start`` (no trip lasts
+    longer), so the cost does not grow with the user's history.
+    """
+    tz = start.tzinfo
+    day_start = datetime.combine(local_date, time(0), tzinfo=tz)
+    day_end = datetime.combine(local_date + timedelta(days=1), time(0), tzinfo=tz)
+    rows = session.execute(
+        select(Event.event_id, Event.local_date, Event.occurred_at, Event.ends_at)
+        .where(Event.user_id == user_id,
+               Event.occurred_at >= min(day_start, start - timedelta(days=1)),
+               Event.occurred_at < max(day_end, end),
+               Event.mode.in_(_trip_modes()), Event.status.in_(TRIP_STATUSES))
+        .order_by(Event.occurred_at)).all()
+    overlapping = tuple(event_id for event_id, _day, began, ended in rows
+                        if start - timedelta(days=1) < began < end and (ended or began) > start
+                        )[:5]
+    return overlapping, sum(1 for row in rows if row.local_date == local_date)
 
 
 def _trip_modes() -> list[str]:

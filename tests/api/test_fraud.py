@@ -70,6 +70,30 @@ def test_a_trip_overlapping_another_is_rejected(client: FlaskClient,
     assert after["status"] == "credited"
 
 
+def test_a_trip_across_midnight_overlaps_the_next_days_first_trip(
+        client: FlaskClient, auth: dict[str, str]) -> None:
+    """Overlap looks back from a trip's start into the previous local day."""
+    late = factories.today_at(0) - timedelta(minutes=20)
+    first = _post(client, auth, factories.metro(start=late, ended_at=(
+        late + timedelta(minutes=35)).isoformat()))
+    early = _post(client, auth, factories.bus(start=factories.today_at(0, 5),
+                                              ended_at=factories.today_at(0, 25).isoformat()))
+    assert first["status"] == "credited"
+    assert (early["status"], early["reason"]) == ("rejected", "overlapping_trip")
+
+
+def test_yesterdays_trips_do_not_count_for_todays_limit(client: FlaskClient,
+                                                        auth: dict[str, str]) -> None:
+    starts = [factories.today_at(0) - timedelta(hours=24) + timedelta(minutes=80 * i)
+              for i in range(16)]
+    for s in starts:  # yesterday's full allowance, about 1 km in 8 minutes each
+        assert _post(client, auth, factories.metro(
+            start=s, ended_at=(s + timedelta(minutes=8)).isoformat(),
+            entry_station_id="luohu", exit_station_id="guomao"))["status"] == "credited"
+    today = _post(client, auth, factories.metro(start=factories.today_at(6)))
+    assert today["status"] == "credited", today["reason"]
+
+
 def test_too_many_trips_in_a_day_are_held(client: FlaskClient, auth: dict[str, str]) -> None:
     starts = [factories.today_at(0) + timedelta(minutes=80 * i) for i in range(17)]
     answers = [_post(client, auth, factories.metro(  # about 1 km in 8 minutes each
