@@ -2,8 +2,12 @@
 
 Configuration. ``RATE_LIMITS`` names, per route, a rate for each dimension of a request::
 
-    RATE_LIMITS="events:user=120/60,device=240/60,ip=1200/60"    (the default)
-    RATE_LIMITS="events:user=120/60,ip=1200/60;redemptions:user=10/60"
+    RATE_LIMITS="events:user=120/60,device=240/60,ip=1200/60;reports:user=60/60,ip=600/60"
+                                                    (the default)
+    RATE_LIMITS="events:user=120/60,ip=1200/60;reports:user=30/60"
+
+Routes: ``events`` (POST /v1/events and /v1/events/batch) and ``reports`` (GET
+/v1/reports/*); a route left out of RATE_LIMITS is not limited.
 
 ``N/S`` is N requests per S seconds (a batch of k events costs k). The dimensions are
 ``user`` (the token's ``sub``), ``device`` (the ``X-Device-Id`` header, when sent) and ``ip``
@@ -104,8 +108,11 @@ from redis.retry import Retry
 log = logging.getLogger(__name__)
 
 DIMENSIONS = ("user", "device", "ip")
-DEFAULT_RATE_LIMITS = "events:user=120/60,device=240/60,ip=1200/60"
-"""Operator policy (see the module docstring for the reasoning), overridable by RATE_LIMITS."""
+DEFAULT_RATE_LIMITS = "events:user=120/60,device=240/60,ip=1200/60;reports:user=60/60,ip=600/60"
+"""Operator policy (see the module docstring for the reasoning), overridable by RATE_LIMITS.
+Reports (partner reduction and verification exports) read rollups, so each is cheap, but a
+script polling them in a loop is not a partner: 60 a minute per token is far above a
+dashboard's use (one request per range change)."""
 
 FAILURES: tuple[type[Exception], ...] = (RedisError, RedisClusterException)
 """What counts as "Redis failed". RedisClusterException is not a RedisError in redis-py."""

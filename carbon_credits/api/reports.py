@@ -9,7 +9,7 @@ from typing import Any
 from flask import Response, request
 from flask.views import MethodView
 
-from carbon_credits.api.requests import Blueprint
+from carbon_credits.api.requests import Blueprint, limit_rate
 from carbon_credits.auth import current_principal, requires
 from carbon_credits.extensions import runtime
 from carbon_credits.schemas import (
@@ -69,6 +69,7 @@ class Reduction(MethodView):
         """
         rt = runtime()
         scope = reports.scope_for(rt, current_principal(), query["city"])
+        limit_rate("reports")
         q = reports.ReductionQuery(query["from_"], query["to"], query["granularity"],
                                    tuple(query["group_by"]))
         if wants_csv(query):
@@ -91,6 +92,7 @@ class Verification(MethodView):
         """
         rt = runtime()
         scope = reports.scope_for(rt, current_principal(), query["city"])
+        limit_rate("reports")
         document = reports.verification(rt, scope, query["from_"], query["to"])
         if wants_csv(query):
             return csv_response(reports.verification_csv(document),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
@@ -275,3 +276,27 @@ def test_the_dashboard_page_needs_no_token_and_sets_a_strict_csp(client: FlaskCl
     assert f'value="{TODAY.isoformat()}"' in page  # the range ends today, city time
     assert "http://" not in page.replace("http://www.w3.org/2000/svg", "")
     assert "https://" not in page
+
+
+# ---------------------------------------------------------------- rate limit
+
+def test_reports_are_rate_limited_per_token(make_app: Callable[..., Flask], token: Token
+                                            ) -> None:
+    """A script polling reports in a loop gets 429 with Retry-After; another partner of the
+    same city does not; a refused city (403) spends nothing."""
+    from carbon_credits.ratelimit import parse_rate_limits
+
+    app = make_app(rate_limits=parse_rate_limits("reports:user=2/60"))
+    client = app.test_client()
+    run = uuid.uuid4().hex[:8]
+    poller = bearer(token, f"poller-{run}", "partner", "shenzhen")
+    assert client.get(query(city="guangzhou"), headers=poller).status_code == 403
+    statuses = [client.get(query(), headers=poller).status_code for _ in range(2)]
+    assert statuses == [200, 200]
+    refused = client.get("/v1/reports/verification?from=2026-11-01&to=2026-11-02",
+                         headers=poller)
+    assert refused.status_code == 429, refused.json
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert refused.json["error"]["code"] == "rate_limited"
+    other = bearer(token, f"other-{run}", "partner", "shenzhen")
+    assert client.get(query(), headers=other).status_code == 200
