@@ -9,7 +9,15 @@ from flask import request
 from carbon_credits.errors import InvalidInput
 
 HEADER = "X-Device-Id"
-_SHAPE = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
+_PATTERN = r"[A-Za-z0-9._:@/+=-]{1,128}"
+_SHAPE = re.compile(_PATTERN)
+PARAMETER = {
+    "in": "header", "name": HEADER, "required": False,
+    "schema": {"type": "string", "pattern": f"^{_PATTERN}$"},
+    "description": "the client device's id, as the app sees it (optional): rate limits per "
+                   "device and the one-device-many-accounts fraud rule use it",
+}
+"""The header as an OpenAPI parameter, for the operations that read it."""
 
 
 def device_id() -> str | None:

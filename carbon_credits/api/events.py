@@ -6,6 +6,7 @@ from typing import Any
 
 from flask.views import MethodView
 
+from carbon_credits.api import device
 from carbon_credits.api.device import device_id
 from carbon_credits.api.requests import Blueprint, json_body, limit_rate
 from carbon_credits.auth import current_principal, requires
@@ -34,7 +35,8 @@ _EVENT_BODY = {
 @blp.route("")
 class EventCollection(MethodView):
     @requires("user")
-    @blp.doc(requestBody=_EVENT_BODY, security=[{"bearerAuth": []}])
+    @blp.doc(requestBody=_EVENT_BODY, security=[{"bearerAuth": []}],
+             parameters=[device.PARAMETER])
     @blp.response(201, EventResultSchema, description="new event applied")
     @blp.alt_response(200, schema=EventResultSchema,
                       description="replay of an event_id already applied")
@@ -51,7 +53,7 @@ class EventCollection(MethodView):
 @blp.route("/batch")
 class EventBatch(MethodView):
     @requires("user")
-    @blp.doc(security=[{"bearerAuth": []}])
+    @blp.doc(security=[{"bearerAuth": []}], parameters=[device.PARAMETER])
     @blp.arguments(BatchSchema)
     @blp.response(200, BatchResultSchema)
     def post(self, batch: dict[str, Any]) -> dict[str, Any]:

@@ -49,3 +49,13 @@ def test_every_numeric_bound_in_the_document_is_a_number(spec: dict[str, Any]) -
     wrong = [(where, value) for where, value in bounds(spec)
              if isinstance(value, bool) or not isinstance(value, int | float)]
     assert wrong == []
+
+
+@pytest.mark.parametrize("path", ["/v1/events", "/v1/events/batch"])
+def test_the_device_header_is_documented_where_it_is_read(spec: dict[str, Any],
+                                                          path: str) -> None:
+    """Clients learn from the document that X-Device-Id exists and what shape it takes."""
+    params = {p["name"]: p for p in spec["paths"][path]["post"].get("parameters", [])}
+    header = params["X-Device-Id"]
+    assert header["in"] == "header" and header["required"] is False
+    assert header["schema"]["pattern"].startswith("^")
