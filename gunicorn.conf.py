@@ -54,3 +54,31 @@ if os.path.isdir("/dev/shm"):
 # gunicorn >= 25 opens a control socket under $HOME/.gunicorn by default; in the container $HOME
 # is not writable for the app user and nothing uses gunicornc. (Older versions ignore the name.)
 control_socket_disable = True
+
+# Prometheus metrics of the whole server, not of whichever worker answers a scrape: each
+# worker writes its samples to files in one directory and GET /metrics merges them
+# (prometheus_client's multiprocess mode). The directory must be empty when the server
+# starts, so a fresh one is made per server unless the operator names one (it must then be
+# emptied before each start). Set here, in the master, so the workers inherit it.
+_made_metrics_dir = None
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    import tempfile
+
+    _made_metrics_dir = tempfile.mkdtemp(
+        prefix="cc-metrics-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _made_metrics_dir
+
+
+def child_exit(server, worker):  # type: ignore[no-untyped-def]
+    """A dead worker's live gauges stop counting (its counters still add to the totals)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):  # type: ignore[no-untyped-def]
+    """Remove the metrics directory this config made (an operator's own is left alone)."""
+    if _made_metrics_dir is not None:
+        import shutil
+
+        shutil.rmtree(_made_metrics_dir, ignore_errors=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 import redis
 from flask import Flask
 
-from carbon_credits import cli
+from carbon_credits import cli, metrics
 from carbon_credits.api import register_blueprints
 from carbon_credits.auth import TokenCodec
 from carbon_credits.catalog import Catalog
@@ -28,6 +28,7 @@ def create_app(config: Config | None = None) -> Flask:
     config = config or Config.from_env(Path(app.instance_path))
     register_extensions(app, config)
     register_error_handlers(app)
+    metrics.init_app(app)
     cli.register(app)
     if config.auto_init_db:
         init_db(app.extensions["carbon_credits"].db, config.default_city)

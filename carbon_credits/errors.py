@@ -14,6 +14,8 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
+from carbon_credits import metrics
+
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_S = 5
@@ -138,6 +140,7 @@ def register_error_handlers(app: Flask) -> None:
         # (A ProgrammingError is a bug of ours, not an outage: it stays a plain 500, so
         # clients are not told to retry something that cannot succeed.)
         log.error("database unavailable: %s", type(exc.orig).__name__ if exc.orig else exc)
+        metrics.DEPENDENCY_ERRORS.labels("database").inc()
         return error_response(503, "database_unavailable", "the database is unavailable; "
                               "retry with the same event_id", None,
                               {"Retry-After": str(RETRY_AFTER_S)})
@@ -176,6 +179,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(RedisError)
     def _redis(exc: RedisError) -> Response:
         log.error("redis unavailable: %s", type(exc).__name__)
+        metrics.DEPENDENCY_ERRORS.labels("redis").inc()
         return error_response(503, "cache_unavailable", "a dependency is unavailable; retry",
                               None, {"Retry-After": str(RETRY_AFTER_S)})
 

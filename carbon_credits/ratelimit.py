@@ -105,6 +105,8 @@ from redis.connection import SSLConnection
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 from redis.retry import Retry
 
+from carbon_credits import metrics
+
 log = logging.getLogger(__name__)
 
 DIMENSIONS = ("user", "device", "ip")
@@ -460,6 +462,7 @@ class RedisLimiter:
     def _local(self, checks: Sequence[Check], cost: int) -> Decision:
         with self._lock:
             self.fallback_checks += 1
+            metrics.LIMITER_FALLBACK_CHECKS.inc()
         return self.fallback.check(checks, cost)
 
     def _backend(self) -> RedisClient:
@@ -513,6 +516,7 @@ class RedisLimiter:
     def _failed(self, exc: Exception) -> None:
         with self._lock:
             self.failures += 1
+            metrics.LIMITER_REDIS_FAILURES.inc()
             self._skip_until = time.monotonic() + self.retry_interval_s
             was_healthy, self._healthy = self._healthy, False
         if was_healthy:

@@ -7,6 +7,7 @@ from typing import Any
 from flask import Response, jsonify
 from flask.views import MethodView
 
+from carbon_credits import metrics
 from carbon_credits.api.requests import Blueprint
 from carbon_credits.errors import RETRY_AFTER_S
 from carbon_credits.extensions import runtime
@@ -37,3 +38,14 @@ class Readiness(MethodView):
         response.status_code = 503
         response.headers["Retry-After"] = str(RETRY_AFTER_S)
         return response
+
+
+@blp.route("/metrics")
+class Metrics(MethodView):
+    @blp.doc(responses={"200": {"description": "Prometheus text format (version 0.0.4)",
+                                "content": {"text/plain": {"schema": {"type": "string"}}}}})
+    def get(self) -> Response:
+        """Prometheus metrics of the whole server (every gunicorn worker): requests by route
+        and status, events by mode and outcome, credited grams, rate-limit refusals, Redis
+        fallbacks and dependency failures. Volumes only, no user data."""
+        return metrics.exposition()

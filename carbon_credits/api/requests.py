@@ -10,6 +10,7 @@ from flask import Request, Response, after_this_request, request
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
 
+from carbon_credits import metrics
 from carbon_credits.auth import current_principal
 from carbon_credits.errors import RateLimited, ServiceError, UnsupportedMedia
 from carbon_credits.extensions import runtime
@@ -79,6 +80,7 @@ def limit_rate(route: str, cost: int = 1) -> None:
     if not decision.allowed:
         v = decision.decisive
         assert v is not None
+        metrics.RATE_LIMITED.labels(route, v.dimension).inc()
         raise RateLimited(f"more than {v.rate.limit} requests per {v.rate.period_s} s for "
                           f"this {v.dimension} on {route}; retry after {v.retry_after_s} s",
                           headers=headers)

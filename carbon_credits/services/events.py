@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from carbon_credits import plausibility
+from carbon_credits import metrics, plausibility
 from carbon_credits.auth import Principal
 from carbon_credits.catalog import Catalog
 from carbon_credits.config import Config
@@ -75,7 +75,9 @@ def ingest(rt: Runtime, principal: Principal, data: dict[str, Any],
     for attempt in range(IDEMPOTENCY_ATTEMPTS):
         try:
             with rt.db.transaction() as session:
-                return _ingest(session, rt.config, rt.catalog, posted)
+                outcome = _ingest(session, rt.config, rt.catalog, posted)
+            _count(outcome)  # after the commit: only what was applied is counted
+            return outcome
         except IntegrityError:
             # The unique (user_id, event_id) constraint caught a concurrent copy that the
             # account lock did not serialise (e.g. the account was being created): the
@@ -83,6 +85,13 @@ def ingest(rt: Runtime, principal: Principal, data: dict[str, Any],
             if attempt == IDEMPOTENCY_ATTEMPTS - 1:
                 raise
     raise AssertionError("unreachable")
+
+
+def _count(outcome: Ingested) -> None:
+    event = outcome.event
+    metrics.EVENTS.labels(event["mode"], event["status"] if outcome.created else "replay").inc()
+    if outcome.created and event["grams"]:
+        metrics.CREDITED_GRAMS.labels(event["mode"]).inc(event["grams"])
 
 
 @dataclass(frozen=True)

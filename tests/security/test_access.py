@@ -32,7 +32,7 @@ ALLOWED: list[tuple[str, set[str]]] = [
     ("/v1/admin/", {"admin"}),
 ]
 """Path prefix -> the roles that may call it (DESIGN.md section 4)."""
-PUBLIC = {"/v1/methodologies", "/healthz", "/readyz", "/dashboard"}
+PUBLIC = {"/v1/methodologies", "/healthz", "/readyz", "/metrics", "/dashboard"}
 ROLES = ("user", "partner", "admin")
 
 

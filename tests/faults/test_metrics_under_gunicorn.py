@@ -1,0 +1,72 @@
+"""GET /metrics through gunicorn with two workers: every scrape shows the whole server.
+
+Each worker is its own process with its own counters; gunicorn.conf.py gives them one
+multiprocess directory and /metrics merges it. Without that, a scrape would show only the
+worker that happened to answer it.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests import factories
+from tests.faults import loadgen
+from tests.faults.servers import Gunicorn, flask_cli
+
+EVENTS = 40
+SECRET = "metrics-secret-" + uuid.uuid4().hex
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gunicorn]:
+    """gunicorn (the repo's config, two sync workers) on a SQLite database of its own."""
+    workdir = Path(tmp_path_factory.mktemp("metrics"))
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("REDIS_URL", "PROMETHEUS_MULTIPROC_DIR")}
+    env.update(DATABASE_URL=f"sqlite:///{workdir / 'metrics.sqlite3'}", JWT_SECRET=SECRET,
+               AUTO_INIT_DB="0", WEB_CONCURRENCY="2", GUNICORN_THREADS="1",
+               RATE_LIMITS="events:user=100000/60,ip=1000000/60")
+    init = flask_cli(env, "init-db")
+    assert init.returncode == 0, init.stdout + init.stderr
+    gunicorn = Gunicorn(env, workdir / "gunicorn.log")
+    gunicorn.start()
+    try:
+        assert len(gunicorn.workers()) == 2
+        yield gunicorn
+    finally:
+        gunicorn.stop()
+
+
+def credited(server: Gunicorn) -> float:
+    import urllib.request
+
+    with urllib.request.urlopen(server.base + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return sum(s.value for family in text_string_to_metric_families(text)
+               for s in family.samples
+               if s.name == "cc_events_total" and s.labels.get("outcome") == "credited")
+
+
+def test_every_scrape_counts_the_events_of_every_worker(server: Gunicorn) -> None:
+    run = uuid.uuid4().hex[:8]
+    start = factories.today_at(0)
+
+    def post(i: int) -> int | None:
+        # One user per event: the posts run concurrently, so both workers take some.
+        trip = factories.metro(start=start + timedelta(minutes=i))
+        answer = loadgen.post(server.port, "/v1/events", trip,
+                              loadgen.token(SECRET, f"{run}-{i}"))
+        return answer.status
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(post, range(EVENTS)))
+    assert statuses == [201] * EVENTS
+    assert [credited(server) for _ in range(6)] == [float(EVENTS)] * 6
