@@ -25,6 +25,9 @@ ROLES: tuple[Role, ...] = ("user", "partner", "admin")
 REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub", "role"]
 LEEWAY_S = 30
 """Clock skew tolerated between the identity service and this one, seconds (policy)."""
+VERIFIED_CACHE_SIZE = 10_000
+"""Verified tokens remembered per process (a few MB); a client reuses its token for many
+requests, so most requests skip the signature check."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,8 @@ class TokenCodec:
         self.audience = config.jwt_audience
         self._verify_key = config.jwt_public_key or config.signing_secret()
         self._signing_key = None if config.jwt_public_key else self._verify_key
+        self._verified: dict[str, tuple[Principal, float, float]] = {}
+        """token -> (principal, nbf, exp) of tokens that passed verification."""
 
     def encode(self, sub: str, role: Role, city: str | None, ttl_s: int) -> str:
         if self._signing_key is None:
@@ -53,6 +58,23 @@ class TokenCodec:
         return jwt.encode(claims, self._signing_key, algorithm=self.algorithm)
 
     def decode(self, token: str) -> Principal:
+        """The token's principal, or 401. A token already verified is not verified again
+        until it expires: its bytes fix its claims and signature, so the cached answer is
+        the one a fresh verification would give, as long as ``exp`` (and ``nbf``) still
+        hold, which are checked on every hit (with the same leeway as PyJWT's)."""
+        now = time.time()
+        hit = self._verified.get(token)
+        if hit is not None:
+            principal, not_before, expires = hit
+            if not_before - LEEWAY_S <= now < expires + LEEWAY_S:
+                return principal
+        principal, not_before, expires = self._verify(token)
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            self._verified.clear()  # crude but bounded; a full cache is refilled at once
+        self._verified[token] = (principal, not_before, expires)
+        return principal
+
+    def _verify(self, token: str) -> tuple[Principal, float, float]:
         try:
             claims = jwt.decode(
                 token,
@@ -74,7 +96,10 @@ class TokenCodec:
             raise Unauthorized("invalid token: bad sub", code="invalid_token")
         if city is not None and not _claim_text(city):
             raise Unauthorized("invalid token: bad city", code="invalid_token")
-        return Principal(sub=sub, role=cast(Role, role), city=city)
+        # PyJWT refuses a token before its nbf and before its iat (each less the leeway).
+        not_before = max(float(claims["iat"]), float(claims.get("nbf", claims["iat"])))
+        return Principal(sub=sub, role=cast(Role, role), city=city), not_before, float(
+            claims["exp"])
 
 
 MAX_CLAIM_CHARS = 128

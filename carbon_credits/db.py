@@ -47,7 +47,13 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         _sqlite_serializable(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    # No pool_pre_ping: it costs a round trip on every checkout, i.e. on every request. A
+    # connection broken by a database restart fails its next statement instead; SQLAlchemy
+    # sees a disconnect, invalidates every pooled connection of that age, and the request
+    # is a 503 with Retry-After that the client retries with the same event_id (what
+    # tests/faults checks). Idle connections are replaced before a proxy or firewall drops
+    # them silently (pool_recycle).
+    return create_engine(url, pool_size=5, max_overflow=10, pool_recycle=1800)
 
 
 def _sqlite_serializable(engine: Engine) -> None:

@@ -1,0 +1,78 @@
+"""The cache of verified tokens (auth.TokenCodec.decode) answers as PyJWT would.
+
+A token is verified once and then remembered; every later use must still be refused once
+the token expires, and a token that is not yet valid is never remembered as valid.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import jwt
+import pytest
+
+from carbon_credits import auth
+from carbon_credits.auth import LEEWAY_S, TokenCodec
+from carbon_credits.config import Config
+from carbon_credits.errors import Unauthorized
+from tests.conftest import JWT_SECRET
+
+
+@pytest.fixture
+def codec(tmp_path: Path) -> TokenCodec:
+    config = Config.from_env(tmp_path, {})
+    config.jwt_secret = JWT_SECRET
+    return TokenCodec(config)
+
+
+def sign(codec: TokenCodec, **claims: object) -> str:
+    return jwt.encode({"sub": "cached", "role": "user", "iss": codec.issuer,
+                       "aud": codec.audience, **claims}, JWT_SECRET, algorithm="HS256")
+
+
+def sleep_until(instant: float) -> None:
+    time.sleep(max(0.0, instant - time.time()) + 0.05)
+
+
+def test_a_remembered_token_is_refused_once_it_expires(
+        codec: TokenCodec, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(auth, "LEEWAY_S", 0)  # PyJWT and the cache both read it
+    now = int(time.time())
+    token = sign(codec, iat=now, exp=now + 2)
+    assert codec.decode(token).sub == "cached"
+    assert token in codec._verified
+    assert codec.decode(token).sub == "cached"  # from the cache
+    sleep_until(now + 2)
+    with pytest.raises(Unauthorized) as refused:
+        codec.decode(token)
+    assert refused.value.code == "token_expired"
+
+
+def test_a_token_not_yet_valid_is_refused_until_it_is(
+        codec: TokenCodec, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(auth, "LEEWAY_S", 0)
+    now = int(time.time())
+    token = sign(codec, iat=now, nbf=now + 2, exp=now + 600)
+    for _ in range(2):
+        with pytest.raises(Unauthorized):
+            codec.decode(token)
+    assert token not in codec._verified
+    sleep_until(now + 2)
+    assert codec.decode(token).sub == "cached"
+
+
+def test_the_leeway_of_a_remembered_token_matches_pyjwt(codec: TokenCodec) -> None:
+    """Expired by less than the leeway: PyJWT accepts it, and so does the cache."""
+    now = int(time.time())
+    token = sign(codec, iat=now - 100, exp=now - LEEWAY_S + 5)
+    assert codec.decode(token).sub == "cached"
+    assert codec.decode(token).sub == "cached"
+
+
+def test_the_cache_is_bounded(codec: TokenCodec, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(auth, "VERIFIED_CACHE_SIZE", 5)
+    now = int(time.time())
+    for i in range(12):
+        codec.decode(sign(codec, iat=now, exp=now + 600, jti=str(i)))
+        assert len(codec._verified) <= 5
