@@ -63,14 +63,30 @@ def list_versions(rt: Runtime, city: str, mode: str | None) -> list[dict[str, An
         return [view(v) for v in rows]
 
 
+LEAD_MARGIN_S = 60
+"""Beyond the clock skew, how far ahead a new version must start (policy): covers the time
+between this check and the version's commit with a wide margin."""
+
+
 def create_version(rt: Runtime, admin: Principal, data: dict[str, Any]) -> dict[str, Any]:
     """Store a new version effective from a future instant after every existing one."""
     fs = build_factor_set(data, data["version"])
     effective_from = data["effective_from"]
-    if effective_from <= rt.clock():
+    now = rt.clock()
+    if effective_from <= now:
         raise InvalidInput("effective_from must be in the future: past results never change",
                            code="past_effective_date",
                            fields={"effective_from": ["must be in the future"]})
+    earliest = now + timedelta(seconds=rt.config.clock_skew_s + LEAD_MARGIN_S)
+    if effective_from < earliest:
+        # Events may be dated up to CLOCK_SKEW_SECONDS ahead of now: one dated after a
+        # version this close would already have been quantified without it.
+        raise InvalidInput(
+            f"effective_from must be at least {rt.config.clock_skew_s + LEAD_MARGIN_S} s "
+            "ahead: events may be dated up to the clock skew ahead of now, and one dated "
+            "after the new version may already have been applied",
+            code="effective_date_too_soon",
+            fields={"effective_from": [f"must be at or after {earliest.isoformat()}"]})
     try:
         with rt.db.transaction() as session:
             latest = session.scalars(

@@ -116,6 +116,8 @@ def test_creation_is_audited_with_before_and_after(
      "past_effective_date"),
     ({"effective_from": (NOW - timedelta(days=30)).isoformat()}, "effective_from",
      "past_effective_date"),
+    ({"effective_from": (NOW + timedelta(minutes=2)).isoformat()}, "effective_from",
+     "effective_date_too_soon"),  # inside clock skew (300 s) + margin (60 s)
     ({"mode": "teleport"}, "mode", "invalid_input"),
     ({"kind": "baseline"}, "factors", "invalid_factors"),
     ({"mode": "bus"}, "factors", "invalid_factors"),  # bus needs default_trip_m too
@@ -172,3 +174,23 @@ def test_a_preview_window_must_run_forward_and_be_bounded(
         r = client.post("/v1/admin/factor-versions/preview", headers=admin, json={
             **draft, "from": start.isoformat(), "to": end.isoformat()})
         assert r.status_code == 422 and "to" in r.json["error"]["fields"]
+
+
+def test_a_version_cannot_start_before_an_event_already_dated_after_it(
+        client: FlaskClient, auth: dict[str, str], admin: dict[str, str], city: str) -> None:
+    """Events may be dated up to the clock skew ahead: such an event, applied now with v1,
+    must not end up dated after the start of a v2 created a moment later."""
+    start = NOW + timedelta(seconds=200)  # a short hop, ending within the skew
+    r = client.post("/v1/events", headers=auth, json=factories.metro(
+        city=city, start=start, ended_at=(start + timedelta(seconds=90)).isoformat(),
+        entry_station_id="luohu", exit_station_id="guomao"))
+    assert r.status_code == 201, r.json
+    assert r.json["methodology"]["version"] == "v1"
+    r = client.post("/v1/admin/factor-versions", headers=admin,
+                    json=_version(city, effective_from=(NOW + timedelta(seconds=120))
+                                  .isoformat()))
+    assert r.status_code == 422 and r.json["error"]["code"] == "effective_date_too_soon"
+    ok = client.post("/v1/admin/factor-versions", headers=admin,
+                     json=_version(city, effective_from=(NOW + timedelta(seconds=361))
+                                   .isoformat()))
+    assert ok.status_code == 201, ok.json
