@@ -1,0 +1,87 @@
+"""Small helpers shared by batch_bench.py and history_bench.py.
+
+The service side (fresh database, gunicorn, wrk) comes from ``ingest_bench.py`` and the
+machine description from ``report_bench.py``; this module adds what they lack: tokens for
+chosen subjects, database sizes and per-database statistics, and writing a result block
+between markers into BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from ingest_bench import SECRET  # noqa: E402
+
+
+def write_tokens(path: Path, subjects: list[str], base: datetime) -> None:
+    """A Lua file defining TOKENS (one user JWT per subject, signed with the bench secret)
+    and BASE (unix time), as bench/wrk/events.lua and bench/wrk/batch.lua expect."""
+    from carbon_credits.auth import TokenCodec
+    from carbon_credits.config import Config
+
+    codec = TokenCodec(Config(instance_path=ROOT / "instance", database_url="sqlite://",
+                              jwt_secret=SECRET))
+    tokens = [codec.encode(sub, "user", "shenzhen", 6 * 3600) for sub in subjects]
+    path.write_text("TOKENS = {\n" + ",\n".join(f'"{t}"' for t in tokens)
+                    + f"\n}}\nBASE = {int(base.timestamp())}\n")
+
+
+def libpq(dsn: str, name: str) -> str:
+    """The libpq DSN of database ``name`` on the server of ``dsn``."""
+    return dsn.rsplit("/", 1)[0] + f"/{name}"
+
+
+def drop_database(admin_dsn: str, name: str) -> None:
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+
+
+def database_size(dsn: str, tables: tuple[str, ...]) -> dict[str, Any]:
+    """Whole database size and, per table, rows (estimate) and size with indexes."""
+    with psycopg.connect(dsn) as conn:
+        total = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+        out: dict[str, Any] = {"database_bytes": total[0] if total else 0, "tables": {}}
+        for t in tables:
+            row = conn.execute(
+                "SELECT c.reltuples::bigint, pg_total_relation_size(c.oid) FROM pg_class c "
+                "WHERE c.oid = %s::regclass", (t,)).fetchone()
+            if row:
+                out["tables"][t] = {"rows_estimate": row[0], "bytes": row[1]}
+    return out
+
+
+DB_COUNTERS = ("xact_commit", "blks_read", "blks_hit", "tup_returned", "tup_fetched",
+               "tup_inserted", "tup_updated")
+
+
+def db_counters(dsn: str) -> dict[str, int]:
+    """pg_stat_database counters of the database ``dsn`` names (a delta gives per-run work)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        row = conn.execute(f"SELECT {', '.join(DB_COUNTERS)} FROM pg_stat_database "
+                           "WHERE datname = current_database()").fetchone()
+    return dict(zip(DB_COUNTERS, (int(v) for v in row or ()), strict=True))
+
+
+def update_section(path: Path, title: str, begin: str, end: str, block: str,
+                   intro: str) -> None:
+    """Replace the text between ``begin`` and ``end`` in ``path``; if the markers are not
+    there, append a new section ``## title`` with ``intro`` and the block."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        _, tail = rest.split(end, 1)
+        path.write_text(f"{head}{begin}\n{block}\n{end}{tail}")
+    else:
+        path.write_text(text.rstrip("\n") + f"\n\n## {title}\n\n{intro.strip()}\n\n"
+                        f"{begin}\n{block}\n{end}\n")
+    print(f"updated {path}")
