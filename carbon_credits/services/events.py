@@ -63,15 +63,7 @@ def payload_hash(payload: dict[str, Any]) -> str:
 def ingest(rt: Runtime, principal: Principal, data: dict[str, Any],
            device_id: str | None = None) -> Ingested:
     """Apply one validated event for a user, exactly once per (user, event_id)."""
-    method = get_methodology(data["mode"])
-    tz = rt.config.tz
-    now = rt.clock()
-    occurred_at = method.occurred_at(data, tz)
-    local_date = occurred_at.astimezone(tz).date()
-    _check_time_window(rt.config, data, occurred_at, local_date, now)
-    payload = canonical_payload(data)
-    posted = _Posted(principal, method, data, payload, payload_hash(payload), occurred_at,
-                     local_date, device_id, now)
+    posted = _posted(rt, principal, data, device_id)
     for attempt in range(IDEMPOTENCY_ATTEMPTS):
         try:
             with rt.db.transaction() as session:
@@ -85,6 +77,20 @@ def ingest(rt: Runtime, principal: Principal, data: dict[str, Any],
             if attempt == IDEMPOTENCY_ATTEMPTS - 1:
                 raise
     raise AssertionError("unreachable")
+
+
+def _posted(rt: Runtime, principal: Principal, data: dict[str, Any],
+            device_id: str | None) -> _Posted:
+    """What the transaction needs, derived before it: time checks, canonical payload."""
+    method = get_methodology(data["mode"])
+    tz = rt.config.tz
+    now = rt.clock()
+    occurred_at = method.occurred_at(data, tz)
+    local_date = occurred_at.astimezone(tz).date()
+    _check_time_window(rt.config, data, occurred_at, local_date, now)
+    payload = canonical_payload(data)
+    return _Posted(principal, method, data, payload, payload_hash(payload), occurred_at,
+                   local_date, device_id, now)
 
 
 def _count(outcome: Ingested) -> None:
@@ -114,23 +120,66 @@ class _Posted:
         return ended
 
 
+ITEMS_PER_TRANSACTION = 50
+"""Batch items per transaction (policy): 50 keeps a chunk well under a second of work, so
+the account lock is not held for the length of a 500-event sync."""
+
+
 def ingest_batch(rt: Runtime, principal: Principal, items: list[Any],
                  device_id: str | None = None) -> list[dict[str, Any]]:
-    """Apply each item on its own (own transaction, own idempotency); per-item results."""
-    results: list[dict[str, Any]] = []
+    """Apply each item exactly once per (user, event_id); per-item results.
+
+    Items apply in order (a later item sees the caps and trips of earlier ones), up to
+    ``ITEMS_PER_TRANSACTION`` per transaction: one account lock and one durable commit per
+    chunk instead of per event, while a long batch still makes progress chunk by chunk (a
+    worker cut off mid-batch keeps what it committed; the retry replays that and applies the
+    rest). Each item runs in a savepoint of its own, so an item refused (invalid,
+    conflicting, unquantifiable) is rolled back alone and the others stand. If a transaction
+    fails (database unavailable), the request is a 503 and its retry is safe.
+    """
+    results: list[dict[str, Any] | None] = [None] * len(items)
+    ready: list[tuple[int, _Posted]] = []
     for index, body in enumerate(items):
         try:
-            outcome = ingest(rt, principal, load_event(body), device_id)
+            ready.append((index, _posted(rt, principal, load_event(body), device_id)))
         except ValidationError as exc:
-            fields = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
-            results.append(_item_error(index, 422, "invalid_input",
-                                       "the event has invalid fields", fields))
+            results[index] = _invalid_item(index, exc)
         except ServiceError as exc:
-            results.append(_item_error(index, exc.status, exc.code, exc.message, exc.fields))
-        else:
-            results.append({"index": index, "status": 201 if outcome.created else 200,
-                            "result": outcome.event, "error": None})
-    return results
+            results[index] = _item_error(index, exc.status, exc.code, exc.message, exc.fields)
+    for start in range(0, len(ready), ITEMS_PER_TRANSACTION):
+        applied: list[Ingested] = []
+        with rt.db.transaction() as session:
+            for index, posted in ready[start:start + ITEMS_PER_TRANSACTION]:
+                try:
+                    outcome = _ingest_item(session, rt, posted)
+                except ServiceError as exc:
+                    results[index] = _item_error(index, exc.status, exc.code, exc.message,
+                                                 exc.fields)
+                else:
+                    applied.append(outcome)
+                    results[index] = {"index": index, "status": 201 if outcome.created else 200,
+                                      "result": outcome.event, "error": None}
+        for outcome in applied:
+            _count(outcome)  # after the commit
+    return [r for r in results if r is not None]
+
+
+def _ingest_item(session: Session, rt: Runtime, posted: _Posted) -> Ingested:
+    """One batch item in a savepoint; a concurrent copy caught by the unique constraint is
+    rolled back and the item retried, which then answers as a replay."""
+    for attempt in range(IDEMPOTENCY_ATTEMPTS):
+        try:
+            with session.begin_nested():
+                return _ingest(session, rt.config, rt.catalog, posted)
+        except IntegrityError:
+            if attempt == IDEMPOTENCY_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _invalid_item(index: int, exc: ValidationError) -> dict[str, Any]:
+    fields = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
+    return _item_error(index, 422, "invalid_input", "the event has invalid fields", fields)
 
 
 def _item_error(index: int, status: int, code: str, message: str, fields: dict[str, Any]

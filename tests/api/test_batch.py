@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy.exc import OperationalError
 
+from carbon_credits.services import events
 from tests import factories
 
 
@@ -63,3 +67,32 @@ def test_batches_over_500_or_empty_are_refused_whole(client: FlaskClient,
         assert r.status_code == 422
         assert "events" in r.json["error"]["fields"]
     assert client.get("/v1/me/account", headers=auth).json["balance"] == 0
+
+
+def test_a_batch_cut_off_by_a_database_failure_keeps_its_committed_chunks(
+        client: FlaskClient, auth: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Items commit in chunks: a failure in the second chunk leaves the first applied and
+    nothing of the second; the client's retry of the whole batch replays the first chunk and
+    applies the rest, each event exactly once."""
+    monkeypatch.setattr(events, "ITEMS_PER_TRANSACTION", 2)
+    items = [factories.metro(start=factories.today_at(6) + timedelta(minutes=40 * i))
+             for i in range(4)]
+    real = events._ingest
+
+    def failing(session: Any, config: Any, catalog: Any, posted: Any) -> Any:
+        if posted.data["event_id"] == items[3]["event_id"]:
+            raise OperationalError("INSERT ...", {}, Exception("server closed the connection"))
+        return real(session, config, catalog, posted)
+
+    monkeypatch.setattr(events, "_ingest", failing)
+    r = client.post("/v1/events/batch", json={"events": items}, headers=auth)
+    assert r.status_code == 503 and "Retry-After" in r.headers
+    stored = [client.get(f"/v1/events/{x['event_id']}", headers=auth).status_code
+              for x in items]
+    assert stored == [200, 200, 404, 404]
+
+    monkeypatch.setattr(events, "_ingest", real)
+    again = client.post("/v1/events/batch", json={"events": items}, headers=auth)
+    assert [x["status"] for x in again.json["results"]] == [200, 200, 201, 201]
+    balance = client.get("/v1/me/account", headers=auth).json["balance"]
+    assert balance == sum(x["result"]["points"] for x in again.json["results"])
