@@ -113,16 +113,17 @@ FROM events GROUP BY user_id, local_date, mode
 of them: without the sequences the next event id collides with a generated one; without
 the account update the next ledger entry reuses seq 1 (unique per user)."""
 
-# The plausibility queries the ingest path runs per event (services/events.py, _facts),
-# for EXPLAIN on a user with history.
+# The plausibility queries the ingest path runs per event (services/events.py,
+# _trips_around and crediting.day_usage), for EXPLAIN on a user with history. Kept in step
+# with the service by hand: before commit 173442b the overlap and trips-per-day rules were
+# two queries, the second filtering local_date over every event of the user.
 EXPLAINED = {
-    "overlap": """SELECT event_id FROM events WHERE user_id = %(u)s
+    "trips_around": """SELECT event_id, local_date, occurred_at, ends_at FROM events
+        WHERE user_id = %(u)s
+        AND occurred_at >= least(%(day_start)s, %(start)s - interval '1 day')
+        AND occurred_at < greatest(%(day_end)s, %(end)s)
         AND mode IN ('bus', 'metro', 'bikeshare') AND status IN ('credited', 'capped', 'held')
-        AND occurred_at < %(end)s AND occurred_at > %(start)s - interval '1 day'
-        AND coalesce(ends_at, occurred_at) > %(start)s LIMIT 5""",
-    "trips_today": """SELECT count(*) FROM events WHERE user_id = %(u)s
-        AND local_date = %(day)s AND mode IN ('bus', 'metro', 'bikeshare')
-        AND status IN ('credited', 'capped', 'held')""",
+        ORDER BY occurred_at""",
     "day_usage": "SELECT * FROM daily_usage WHERE user_id = %(u)s AND local_date = %(day)s",
 }
 
@@ -157,7 +158,9 @@ def build_history(sa_url: str, events: int, first_day: dt.date, with_rollups: bo
 
 def explain(dsn: str, user: str, start: datetime, day: dt.date) -> dict[str, str]:
     """EXPLAIN (ANALYZE, BUFFERS) of the per-user plausibility queries for one user."""
-    params = {"u": user, "start": start, "end": start + timedelta(minutes=25), "day": day}
+    day_start = datetime.combine(day, dt.time(0), tzinfo=ZoneInfo("Asia/Shanghai"))
+    params = {"u": user, "start": start, "end": start + timedelta(minutes=25), "day": day,
+              "day_start": day_start, "day_end": day_start + timedelta(days=1)}
     plans = {}
     with psycopg.connect(dsn) as conn:
         for name, sql in EXPLAINED.items():
