@@ -50,16 +50,25 @@ def test_readyz_is_200_with_the_database_check_ok(client: FlaskClient) -> None:
     assert "Retry-After" not in r.headers
 
 
-@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="REDIS_URL is not set")
-def test_readyz_checks_redis_when_configured(client: FlaskClient) -> None:
-    r = client.get("/readyz")
+def test_readyz_checks_redis_when_configured(make_app: Callable[..., Flask]) -> None:
+    # The suite's Redis (as the rate limiter tests use it), also in the SQLite phase.
+    url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    r = make_app(redis_url=url).test_client().get("/readyz")
     assert r.status_code == 200, r.json
     assert r.json["checks"]["redis"] == "ok"
 
 
-@pytest.mark.skipif(bool(os.environ.get("REDIS_URL")), reason="REDIS_URL is set")
-def test_readyz_has_no_redis_check_without_redis(client: FlaskClient) -> None:
-    assert "redis" not in client.get("/readyz").json["checks"]
+def test_readyz_has_no_redis_check_without_redis(make_app: Callable[..., Flask]) -> None:
+    r = make_app(redis_url=None).test_client().get("/readyz")
+    assert r.status_code == 200 and "redis" not in r.json["checks"]
+
+
+def test_readyz_is_503_with_retry_after_when_redis_is_unreachable(
+        make_app: Callable[..., Flask]) -> None:
+    r = make_app(redis_url="redis://127.0.0.1:9/0").test_client().get("/readyz")
+    assert r.status_code == 503, r.json
+    assert r.json["checks"]["database"] == "ok" and r.json["checks"]["redis"] != "ok"
+    assert int(r.headers["Retry-After"]) >= 1
 
 
 @pytest.mark.parametrize("path", ["/healthz", "/readyz"])
