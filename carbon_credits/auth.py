@@ -44,7 +44,7 @@ class TokenCodec:
         self.audience = config.jwt_audience
         self._verify_key = config.jwt_public_key or config.signing_secret()
         self._signing_key = None if config.jwt_public_key else self._verify_key
-        self._verified: dict[str, tuple[Principal, float, float]] = {}
+        self._verified: dict[str, tuple[Principal, int, int]] = {}
         """token -> (principal, nbf, exp) of tokens that passed verification."""
 
     def encode(self, sub: str, role: Role, city: str | None, ttl_s: int) -> str:
@@ -74,7 +74,7 @@ class TokenCodec:
         self._verified[token] = (principal, not_before, expires)
         return principal
 
-    def _verify(self, token: str) -> tuple[Principal, float, float]:
+    def _verify(self, token: str) -> tuple[Principal, int, int]:
         try:
             claims = jwt.decode(
                 token,
@@ -96,9 +96,10 @@ class TokenCodec:
             raise Unauthorized("invalid token: bad sub", code="invalid_token")
         if city is not None and not _claim_text(city):
             raise Unauthorized("invalid token: bad city", code="invalid_token")
-        # PyJWT refuses a token before its nbf and before its iat (each less the leeway).
-        not_before = max(float(claims["iat"]), float(claims.get("nbf", claims["iat"])))
-        return Principal(sub=sub, role=cast(Role, role), city=city), not_before, float(
+        # PyJWT refuses a token before its nbf and before its iat (each less the leeway), and
+        # from its exp (plus the leeway) on, each claim truncated to whole seconds by int().
+        not_before = max(int(claims["iat"]), int(claims.get("nbf", claims["iat"])))
+        return Principal(sub=sub, role=cast(Role, role), city=city), not_before, int(
             claims["exp"])
 
 

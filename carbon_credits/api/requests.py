@@ -9,6 +9,7 @@ import flask_smorest
 from flask import Request, Response, after_this_request, request
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from carbon_credits import metrics
 from carbon_credits.auth import current_principal
@@ -34,7 +35,10 @@ def body_bytes(req: Request) -> bytes:
     raw = req.get_data(cache=True)
     limit = req.max_content_length
     if req.content_length is None and limit is not None and len(raw) >= limit:
-        req.stream.read(1)  # raises RequestEntityTooLarge if anything lies past the limit
+        # Exactly at the limit is allowed (as with a Content-Length): refuse only if the
+        # client's stream holds at least one more byte.
+        if req.environ["wsgi.input"].read(1):
+            raise RequestEntityTooLarge()
     return raw
 
 

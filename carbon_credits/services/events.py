@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 
 from marshmallow import ValidationError
@@ -21,7 +21,7 @@ from carbon_credits.errors import Conflict, InvalidInput, NotFound, ServiceError
 from carbon_credits.extensions import Runtime
 from carbon_credits.models import DailyUsage, DeviceAccount, Event, utcnow
 from carbon_credits.schemas import is_valid_id, load_event
-from carbon_credits.services import crediting, ledger
+from carbon_credits.services import crediting, ledger, rollups
 from carbon_credits.sql import insert_ignore
 from methodology import (
     METHODOLOGIES,
@@ -90,7 +90,7 @@ def _posted(rt: Runtime, principal: Principal, data: dict[str, Any],
     _check_time_window(rt.config, data, occurred_at, local_date, now)
     payload = canonical_payload(data)
     return _Posted(principal, method, data, payload, payload_hash(payload), occurred_at,
-                   local_date, device_id, now)
+                   local_date, device_id, now, tz)
 
 
 def _count(outcome: Ingested) -> None:
@@ -113,6 +113,8 @@ class _Posted:
     local_date: date
     device_id: str | None
     now: datetime
+    tz: tzinfo
+    """The city's time zone: local days are the city's, whatever offset the client sent."""
 
     @property
     def ends_at(self) -> datetime | None:
@@ -149,9 +151,10 @@ def ingest_batch(rt: Runtime, principal: Principal, items: list[Any],
     for start in range(0, len(ready), ITEMS_PER_TRANSACTION):
         applied: list[Ingested] = []
         with rt.db.transaction() as session:
+            pending = rollups.defer(session)  # rollup rows locked in one order, at the end
             for index, posted in ready[start:start + ITEMS_PER_TRANSACTION]:
                 try:
-                    outcome = _ingest_item(session, rt, posted)
+                    outcome = _ingest_item(session, rt, posted, pending)
                 except ServiceError as exc:
                     results[index] = _item_error(index, exc.status, exc.code, exc.message,
                                                  exc.fields)
@@ -159,21 +162,29 @@ def ingest_batch(rt: Runtime, principal: Principal, items: list[Any],
                     applied.append(outcome)
                     results[index] = {"index": index, "status": 201 if outcome.created else 200,
                                       "result": outcome.event, "error": None}
+            rollups.apply_deferred(session)
         for outcome in applied:
             _count(outcome)  # after the commit
     return [r for r in results if r is not None]
 
 
-def _ingest_item(session: Session, rt: Runtime, posted: _Posted) -> Ingested:
+def _ingest_item(session: Session, rt: Runtime, posted: _Posted,
+                 pending: list[dict[str, Any]]) -> Ingested:
     """One batch item in a savepoint; a concurrent copy caught by the unique constraint is
-    rolled back and the item retried, which then answers as a replay."""
+    rolled back and the item retried, which then answers as a replay. A rolled-back item
+    also drops the rollup credits it held back."""
     for attempt in range(IDEMPOTENCY_ATTEMPTS):
+        mark = len(pending)
         try:
             with session.begin_nested():
                 return _ingest(session, rt.config, rt.catalog, posted)
         except IntegrityError:
+            del pending[mark:]
             if attempt == IDEMPOTENCY_ATTEMPTS - 1:
                 raise
+        except BaseException:
+            del pending[mark:]
+            raise
     raise AssertionError("unreachable")
 
 
@@ -279,14 +290,15 @@ def _facts(session: Session, p: _Posted, result: Quantification, previous: int,
         if mode_usage is not None and mode_usage.last_post_at is not None:
             since = mode_usage.last_post_at
         else:  # the day's first post: the steps accrued since local midnight
-            since = datetime.combine(p.local_date, time(0), tzinfo=p.occurred_at.tzinfo)
+            since = datetime.combine(p.local_date, time(0), tzinfo=p.tz)
         return plausibility.Facts(
             mode=p.method.mode, steps=result.quantity,
             steps_increase=max(0, result.quantity - previous),
             minutes_since_last_post=max(0.0, (p.now - since).total_seconds() / 60),
             accounts_on_device=accounts_on_device, user_frozen=frozen)
     start, end = p.occurred_at, p.ends_at or p.occurred_at
-    overlapping, trips_today = _trips_around(session, user_id, p.local_date, start, end)
+    overlapping, trips_today = _trips_around(session, user_id, p.local_date, p.tz, start,
+                                             end)
     duration = int((p.ends_at - start).total_seconds()) if p.ends_at is not None else None
     distance = result.explanation.get("distance_m")
     return plausibility.Facts(
@@ -295,16 +307,17 @@ def _facts(session: Session, p: _Posted, result: Quantification, previous: int,
         accounts_on_device=accounts_on_device, user_frozen=frozen)
 
 
-def _trips_around(session: Session, user_id: str, local_date: date, start: datetime,
-                  end: datetime) -> tuple[tuple[str, ...], int]:
+def _trips_around(session: Session, user_id: str, local_date: date, tz: tzinfo,
+                  start: datetime, end: datetime) -> tuple[tuple[str, ...], int]:
     """The user's trips overlapping [start, end) (up to 5 ids) and the day's trip count,
     in one round trip.
 
     One index range scan on (user_id, occurred_at) covers both: the local day (a trip's
     local_date is the local date of its start) and the day before ``start`` (no trip lasts
-    longer), so the cost does not grow with the user's history.
+    longer), so the cost does not grow with the user's history. The day's bounds are the
+    city's local midnights (``tz``), not the client's offset: an offset east or west of the
+    city would otherwise cut the day short and hide its late trips.
     """
-    tz = start.tzinfo
     day_start = datetime.combine(local_date, time(0), tzinfo=tz)
     day_end = datetime.combine(local_date + timedelta(days=1), time(0), tzinfo=tz)
     rows = session.execute(

@@ -288,31 +288,84 @@ def cell_of(session: Session, event: Event) -> Cell:
 
 # ---------------------------------------------------------------- incremental path
 
+DEFERRED = "carbon_credits.rollups.deferred"
+"""Session.info key of the credits a batch chunk holds back until its end (see defer)."""
+_SUMMED = ("p_events", "p_ug", "p_avoided_ug", "p_points", "p_activity")
+
+
 def credit(session: Session, event: Event) -> None:
     """Add a just-credited event (earn entry written) to its cell. Caller holds the lock
     on the event's account.
 
     PostgreSQL: one statement, one round trip (the participant upsert rides in a
     data-modifying CTE), each upsert atomic under its row lock, so exact under concurrency.
-    The statements are built once per dialect and run with bound values only.
+    The statements are built once per dialect and run with bound values only. Inside
+    ``defer`` the credit is held back and applied by ``apply_deferred``.
     """
+    values = _credit_values(session, event)
+    pending: list[dict[str, Any]] | None = session.info.get(DEFERRED)
+    if pending is not None:
+        pending.append(values)
+        return
+    _apply_credit(session, values)
+
+
+def defer(session: Session) -> list[dict[str, Any]]:
+    """Hold back this transaction's credits until ``apply_deferred``.
+
+    A batch chunk credits many events in one transaction. Applied as they come, its upserts
+    would hold rollup rows locked in the order of its items until the chunk commits, and
+    two chunks (of users in one shard) crediting two cells in opposite orders would
+    deadlock. Held back, they are merged per row (one upsert per cell and user instead of
+    one per event) and applied in one global order, the rows' key order, just before the
+    commit: no two transactions wait on each other in a cycle, and each row stays locked
+    only from there to the commit. The returned list is the pending credits: a caller that
+    rolls back a savepoint truncates it to its length before the savepoint.
+    """
+    pending: list[dict[str, Any]] = []
+    session.info[DEFERRED] = pending
+    return pending
+
+
+def apply_deferred(session: Session) -> None:
+    """Apply the held-back credits merged per (row, user), in key order; stop deferring."""
+    pending: list[dict[str, Any]] = session.info.pop(DEFERRED, None) or []
+    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for values in pending:
+        key = (*(values[f"p_{name}"] for name in PK), values["p_user_id"])
+        into = merged.get(key)
+        if into is None:
+            merged[key] = dict(values)
+        else:  # the same user: the same register and value, so the sketch byte agrees
+            for name in _SUMMED:
+                into[name] += values[name]
+    for key in sorted(merged):
+        _apply_credit(session, merged[key])
+
+
+def _credit_values(session: Session, event: Event) -> dict[str, Any]:
     cell = cell_of(session, event)
     user = UserHash.of(event.user_id)
     first = bytearray(SLICE_REGISTERS)
     first[user.register] = user.rho
     values = {f"p_{name}": value for name, value in cell.key(user.shard).items()}
-    values.update(p_user_id=event.user_id, p_ug=event.credited_ug,
+    values.update(p_user_id=event.user_id, p_events=1, p_ug=event.credited_ug,
                   p_avoided_ug=event.avoided_ug, p_points=event.points,
                   p_activity=activity_of(event.explanation), p_hll=bytes(first),
                   p_register=user.register, p_rho=user.rho)
+    return values
+
+
+def _apply_credit(session: Session, values: dict[str, Any]) -> None:
     conn = session.connection()
     statements = _credit_statements(conn.dialect.name)
     for statement in statements.writes:
         conn.execute(statement, values)
     if statements.raise_register is not None:  # SQLite: the database lock is held
         registers = bytearray(conn.execute(statements.read_slice, values).scalar_one())
-        if registers[user.register] < user.rho:
-            registers[user.register] = user.rho
+        register, rho = values["p_register"], values["p_rho"]
+        if registers[register] < rho:
+            registers[register] = rho
             conn.execute(statements.raise_register, {**values, "p_new": bytes(registers)})
 
 
@@ -340,11 +393,12 @@ def _build_credit_statements(dialect: str) -> _CreditStatements:
     people = cast(Table, ReportParticipant.__table__)
     key: dict[str, Any] = {name: bindparam(f"p_{name}") for name in PK}
 
-    who = ins(people).values(**key, user_id=bindparam("p_user_id"), events=1)
+    who = ins(people).values(**key, user_id=bindparam("p_user_id"),
+                             events=bindparam("p_events"))
     who = who.on_conflict_do_update(index_elements=[*PK, "user_id"],
                                     set_={"events": people.c.events + who.excluded.events})
     row = ins(rollup).values(
-        **key, events=1, **{name: bindparam(f"p_{name}")
+        **key, events=bindparam("p_events"), **{name: bindparam(f"p_{name}")
                             for name in ("ug", "avoided_ug", "points", "activity", "hll")})
     sums: dict[str, Any] = {name: rollup.c[name] + row.excluded[name]
                             for name in ("events", "ug", "avoided_ug", "points", "activity")}
