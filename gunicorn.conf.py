@@ -59,26 +59,48 @@ control_socket_disable = True
 # worker writes its samples to files in one directory and GET /metrics merges them
 # (prometheus_client's multiprocess mode). The directory must be empty when the server
 # starts, so a fresh one is made per server unless the operator names one (it must then be
-# emptied before each start). Set here, in the master, so the workers inherit it.
-_made_metrics_dir = None
+# emptied before each start). Set here, in the master, so the workers inherit it; the made
+# directory is remembered in the environment too, so a reload (HUP), which runs this file
+# again, still knows to remove it at exit.
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     import tempfile
 
-    _made_metrics_dir = tempfile.mkdtemp(
-        prefix="cc-metrics-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _made_metrics_dir
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.environ["CC_METRICS_DIR_MADE"] = (
+        tempfile.mkdtemp(prefix="cc-metrics-",
+                         dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
+
+
+# Each worker writes its files under a *slot* (``<master pid>-<n>``, n the lowest number no
+# live worker of this master holds), not under its pid: a worker recycled by max_requests,
+# or replaced after a crash, takes over its predecessor's files and counts on from their
+# totals, so the directory holds a bounded set of files (about workers x metric types)
+# however long the server runs, instead of a new set per worker ever started. The master
+# pid keeps the workers of a second master (USR2 upgrade) on files of their own.
+def pre_fork(server, worker):  # type: ignore[no-untyped-def]
+    held = {getattr(w, "metrics_slot", None) for w in server.WORKERS.values()}
+    n = 0
+    while f"{os.getpid()}-{n}" in held:
+        n += 1
+    worker.metrics_slot = f"{os.getpid()}-{n}"
+
+
+def post_fork(server, worker):  # type: ignore[no-untyped-def]
+    os.environ["PROMETHEUS_WORKER_SLOT"] = worker.metrics_slot  # read by carbon_credits.metrics
 
 
 def child_exit(server, worker):  # type: ignore[no-untyped-def]
     """A dead worker's live gauges stop counting (its counters still add to the totals)."""
     from prometheus_client import multiprocess
 
-    multiprocess.mark_process_dead(worker.pid)
+    multiprocess.mark_process_dead(getattr(worker, "metrics_slot", worker.pid))
 
 
 def on_exit(server):  # type: ignore[no-untyped-def]
-    """Remove the metrics directory this config made (an operator's own is left alone)."""
-    if _made_metrics_dir is not None:
+    """Remove the metrics directory this config made (an operator's own is left alone),
+    unless a new master started by USR2 is still using it."""
+    made = os.environ.get("CC_METRICS_DIR_MADE")
+    if made and made == os.environ.get("PROMETHEUS_MULTIPROC_DIR") and not getattr(
+            server, "reexec_pid", 0):
         import shutil
 
-        shutil.rmtree(_made_metrics_dir, ignore_errors=True)
+        shutil.rmtree(made, ignore_errors=True)

@@ -25,7 +25,15 @@ from prometheus_client import (
     Histogram,
     generate_latest,
     multiprocess,
+    values,
 )
+
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR") and os.environ.get("PROMETHEUS_WORKER_SLOT"):
+    # Under gunicorn: write under the worker's slot, not its pid (see gunicorn.conf.py), so a
+    # recycled worker continues its predecessor's files. Must precede the metrics below.
+    _slot = os.environ["PROMETHEUS_WORKER_SLOT"]
+    values.ValueClass = values.MultiProcessValue(  # type: ignore[no-untyped-call]
+        process_identifier=lambda: _slot)
 
 HTTP_REQUESTS = Counter("cc_http_requests", "HTTP requests answered",
                         ["method", "route", "status"])

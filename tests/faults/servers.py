@@ -106,7 +106,9 @@ class PostgresCluster:
 class Gunicorn:
     """gunicorn -c gunicorn.conf.py app:app (the repo's own config) on 127.0.0.1:port."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    def __init__(self, env: dict[str, str], log: Path, args: tuple[str, ...] = ()) -> None:
+        self.args = args
+        """Extra gunicorn command-line settings (they override the config file's)."""
         self.port = free_port()
         self.env = {**env, "PORT": str(self.port)}
         self.log_path = log
@@ -121,7 +123,7 @@ class Gunicorn:
         # --bind on the command line only narrows the config's 0.0.0.0 to loopback.
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py",
-             "--bind", f"127.0.0.1:{self.port}", "app:app"],
+             "--bind", f"127.0.0.1:{self.port}", *self.args, "app:app"],
             cwd=REPO, env=self.env, stdin=subprocess.DEVNULL, stdout=log,
             stderr=subprocess.STDOUT)
         log.close()

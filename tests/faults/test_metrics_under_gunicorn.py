@@ -70,3 +70,42 @@ def test_every_scrape_counts_the_events_of_every_worker(server: Gunicorn) -> Non
         statuses = list(pool.map(post, range(EVENTS)))
     assert statuses == [201] * EVENTS
     assert [credited(server) for _ in range(6)] == [float(EVENTS)] * 6
+
+
+def test_recycled_workers_continue_their_predecessors_files(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """With max_requests, gunicorn replaces workers all the time; their metrics files must
+    not pile up (one set per worker slot) and no count may be lost with a worker."""
+    workdir = Path(tmp_path_factory.mktemp("recycle"))
+    metrics_dir = workdir / "metrics"
+    metrics_dir.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env.update(DATABASE_URL=f"sqlite:///{workdir / 'recycle.sqlite3'}", JWT_SECRET=SECRET,
+               AUTO_INIT_DB="0", WEB_CONCURRENCY="2", GUNICORN_THREADS="1",
+               PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
+    env.pop("CC_METRICS_DIR_MADE", None)
+    init = flask_cli(env, "init-db")
+    assert init.returncode == 0, init.stdout + init.stderr
+    gunicorn = Gunicorn(env, workdir / "gunicorn.log",
+                        args=("--max-requests", "5", "--max-requests-jitter", "0"))
+    gunicorn.start()
+    try:
+        import urllib.request
+
+        for _ in range(60):  # every worker is replaced after 5 requests: about 12 times
+            assert gunicorn.status("/healthz") == 200
+        files_after_60 = sorted(p.name for p in metrics_dir.iterdir())
+        for _ in range(60):
+            assert gunicorn.status("/healthz") == 200
+        files_after_120 = sorted(p.name for p in metrics_dir.iterdir())
+        with urllib.request.urlopen(gunicorn.base + "/metrics", timeout=10) as response:
+            text = response.read().decode()
+    finally:
+        gunicorn.stop()
+    assert files_after_120 == files_after_60  # no new files per recycled worker
+    assert len(files_after_120) <= 2 * 3  # two worker slots x (counter, histogram, spare)
+    healthz = sum(s.value for family in text_string_to_metric_families(text)
+                  for s in family.samples
+                  if s.name == "cc_http_requests_total" and s.labels.get("route") == "/healthz")
+    # readiness polls of the helper also hit /readyz, not /healthz: exactly our 120.
+    assert healthz == 120
