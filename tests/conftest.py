@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -111,22 +112,34 @@ def make_app(make_config: Callable[..., Config], app: Flask
         application.extensions["carbon_credits"].db.dispose()
 
 
-@pytest.fixture
-def isolated_app(make_config: Callable[..., Config], tmp_path: Path) -> Iterator[Flask]:
-    """An app on a database of its own, for tests that damage data on purpose."""
+@contextmanager
+def app_on_own_database(make_config: Callable[..., Config], directory: Path,
+                        **overrides: Any) -> Iterator[Flask]:
+    """An app (settings ``overrides``) on a fresh database of its own, migrated and seeded,
+    on the suite's backend (a new PostgreSQL database, else a SQLite file in ``directory``);
+    the database is dropped afterwards."""
     url = os.environ.get("DATABASE_URL")
     drop: Callable[[], None] | None = None
     if url and url.startswith("postgresql"):
         fresh, drop = _fresh_postgres(url)
     else:
-        fresh = f"sqlite:///{tmp_path / 'isolated.sqlite3'}"
-    application = create_app(make_config(database_url=fresh))
+        fresh = f"sqlite:///{directory / 'own.sqlite3'}"
+    application = create_app(make_config(database_url=fresh, **overrides))
     init_db(application.extensions["carbon_credits"].db, "shenzhen")
     application.extensions["carbon_credits"].clock = pinned_clock
-    yield application
-    application.extensions["carbon_credits"].db.dispose()
-    if drop is not None:
-        drop()
+    try:
+        yield application
+    finally:
+        application.extensions["carbon_credits"].db.dispose()
+        if drop is not None:
+            drop()
+
+
+@pytest.fixture
+def isolated_app(make_config: Callable[..., Config], tmp_path: Path) -> Iterator[Flask]:
+    """An app on a database of its own, for tests that damage data on purpose."""
+    with app_on_own_database(make_config, tmp_path) as application:
+        yield application
 
 
 LENIENT = Policy(outcomes={rule: "credit" for rule in RULES})

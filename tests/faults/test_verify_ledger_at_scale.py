@@ -18,46 +18,34 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
-from carbon_credits import create_app
 from carbon_credits.config import Config
 from carbon_credits.services import verification
-from carbon_credits.services.setup import init_db
 from carbon_credits.services.verification import Report, verify
 from tests import factories
-from tests.conftest import LENIENT, _fresh_postgres, pinned_clock
+from tests.conftest import LENIENT, app_on_own_database
 
 ENTRIES = (500, 600)
 """Entries of two accounts: 1,100 in all, the first account ending inside the first chunk."""
 
 
 @pytest.fixture
-def big_ledger(make_config: Callable[..., Config], tmp_path: Path,
-               database_url: str) -> Iterator[Flask]:
+def big_ledger(make_config: Callable[..., Config], tmp_path: Path) -> Iterator[Flask]:
     """An app on a database of its own holding 1,100 credited events of two users."""
-    drop: Callable[[], None] | None = None
-    if database_url.startswith("postgresql"):
-        url, drop = _fresh_postgres(database_url)
-    else:
-        url = f"sqlite:///{tmp_path / 'big.sqlite3'}"
-    app = create_app(make_config(database_url=url, plausibility=LENIENT,
-                                 daily_caps_g={"total": Decimal(10**9)}))
-    rt = app.extensions["carbon_credits"]
-    init_db(rt.db, "shenzhen")
-    rt.clock = pinned_clock
-    client = app.test_client()
-    for user, count in zip(("big-a", "big-b"), ENTRIES, strict=True):
-        headers = {"Authorization": f"Bearer {rt.codec.encode(user, 'user', 'shenzhen', 600)}"}
-        start = factories.today_at(6)
-        items = [factories.metro(start=start + timedelta(seconds=i)) for i in range(count)]
-        for chunk in (items[:500], items[500:]):
-            if chunk:
-                r = client.post("/v1/events/batch", json={"events": chunk}, headers=headers)
-                assert r.status_code == 200
-                assert {x["status"] for x in r.json["results"]} == {201}
-    yield app
-    rt.db.dispose()
-    if drop is not None:
-        drop()
+    with app_on_own_database(make_config, tmp_path, plausibility=LENIENT,
+                             daily_caps_g={"total": Decimal(10**9)}) as app:
+        rt = app.extensions["carbon_credits"]
+        client = app.test_client()
+        for user, count in zip(("big-a", "big-b"), ENTRIES, strict=True):
+            token = rt.codec.encode(user, "user", "shenzhen", 600)
+            start = factories.today_at(6)
+            items = [factories.metro(start=start + timedelta(seconds=i)) for i in range(count)]
+            for chunk in (items[:500], items[500:]):
+                if chunk:
+                    r = client.post("/v1/events/batch", json={"events": chunk},
+                                    headers={"Authorization": f"Bearer {token}"})
+                    assert r.status_code == 200
+                    assert {x["status"] for x in r.json["results"]} == {201}
+        yield app
 
 
 @pytest.mark.parametrize("accounts_per_read", [1, 500])

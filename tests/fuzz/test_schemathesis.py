@@ -28,7 +28,6 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -48,12 +47,10 @@ from schemathesis.specs.openapi.checks import (
 )
 from schemathesis.transport.serialization import serialize_binary
 
-from carbon_credits import create_app
 from carbon_credits.config import Config
 from carbon_credits.extensions import Runtime
-from carbon_credits.services.setup import init_db
 from tests import factories
-from tests.conftest import _fresh_postgres, pinned_clock
+from tests.conftest import app_on_own_database
 from tests.faults.figures import record
 from tests.faults.ledger import check_accounts
 
@@ -93,19 +90,8 @@ def fuzz_app(make_config: Callable[..., Config],
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
     """An app on a database of its own: fuzzed admin calls (freezes, factor versions with
     random future dates) must not leak into the rest of the suite."""
-    url = os.environ.get("DATABASE_URL")
-    drop: Callable[[], None] | None = None
-    if url and url.startswith("postgresql"):
-        fresh, drop = _fresh_postgres(url)
-    else:
-        fresh = f"sqlite:///{Path(tmp_path_factory.mktemp('fuzz')) / 'fuzz.sqlite3'}"
-    application = create_app(make_config(database_url=fresh))
-    init_db(application.extensions["carbon_credits"].db, "shenzhen")
-    application.extensions["carbon_credits"].clock = pinned_clock
-    yield application
-    application.extensions["carbon_credits"].db.dispose()
-    if drop is not None:
-        drop()
+    with app_on_own_database(make_config, tmp_path_factory.mktemp("fuzz")) as application:
+        yield application
     record("fuzz: schemathesis (all operations x roles x modes)",
            examples_per_operation=EXAMPLES, requests=STATS["requests"],
            server_errors=STATS["5xx"], nonconforming=STATS["nonconforming"],
