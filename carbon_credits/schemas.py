@@ -474,17 +474,22 @@ class ReductionRowSchema(ReductionFiguresSchema):
     methodology_version = fields.String()
 
 
-class ReductionReportSchema(Schema):
+class _ReportHeadSchema(Schema):
+    """What every partner report says about itself: city, local date range, privacy."""
+
     city = fields.String()
     from_ = fields.Date(data_key="from", attribute="from")
     to = fields.Date()
     timezone = fields.String()
+    privacy = fields.Dict()
+
+
+class ReductionReportSchema(_ReportHeadSchema):
     granularity = fields.String()
     group_by = fields.List(fields.String())
     participants_method = fields.Dict()
     rows = fields.List(fields.Nested(ReductionRowSchema))
     totals = fields.Nested(ReductionFiguresSchema)
-    privacy = fields.Dict()
 
 
 class VerificationRowSchema(Schema):
@@ -512,11 +517,6 @@ class VerificationRowSchema(Schema):
     suppressed = fields.Boolean()
 
 
-class VerificationReportSchema(Schema):
-    city = fields.String()
-    from_ = fields.Date(data_key="from", attribute="from")
-    to = fields.Date()
-    timezone = fields.String()
+class VerificationReportSchema(_ReportHeadSchema):
     rule = fields.String()
     rows = fields.List(fields.Nested(VerificationRowSchema))
-    privacy = fields.Dict()
