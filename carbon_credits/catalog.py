@@ -10,7 +10,7 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import literal, select
+from sqlalchemy import Select, literal, select
 from sqlalchemy.orm import Session
 
 from carbon_credits.models import FactorVersion, Network, NetworkLine, NetworkLineStop, NetworkStop
@@ -41,8 +41,7 @@ class Catalog:
     ) -> tuple[VersionedFactors | None, tuple[int, TransitNetwork] | None]:
         """The factor version in force at ``at`` and, if asked, the city's newest network,
         in one round trip (the ingest path needs both for every trip)."""
-        newest = (select(Network.id).where(Network.city == city)
-                  .order_by(Network.id.desc()).limit(1).scalar_subquery())
+        newest = _newest_network(city).scalar_subquery()
         query = (select(FactorVersion, newest if with_network else literal(None))
                  .where(FactorVersion.city == city, FactorVersion.mode == mode,
                         FactorVersion.effective_from <= at)
@@ -78,9 +77,7 @@ class Catalog:
 
     def network(self, session: Session, city: str) -> tuple[int, TransitNetwork] | None:
         """The newest imported network of a city."""
-        network_id = session.scalar(
-            select(Network.id).where(Network.city == city).order_by(Network.id.desc()).limit(1)
-        )
+        network_id = session.scalar(_newest_network(city))
         if network_id is None:
             return None
         return network_id, self.network_by_id(session, network_id)
@@ -94,6 +91,11 @@ class Catalog:
             with self._lock:
                 self._networks[network_id] = cached
         return cached
+
+
+def _newest_network(city: str) -> Select[int]:
+    """The id of a city's newest imported network version (the highest id)."""
+    return select(Network.id).where(Network.city == city).order_by(Network.id.desc()).limit(1)
 
 
 def load_network(session: Session, network_id: int) -> TransitNetwork:
