@@ -8,9 +8,11 @@ worker that happened to answer it.
 from __future__ import annotations
 
 import os
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -25,31 +27,40 @@ EVENTS = 40
 SECRET = "metrics-secret-" + uuid.uuid4().hex
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gunicorn]:
-    """gunicorn (the repo's config, two sync workers) on a SQLite database of its own."""
-    workdir = Path(tmp_path_factory.mktemp("metrics"))
+@contextmanager
+def sqlite_gunicorn(workdir: Path, args: tuple[str, ...] = (), **settings: str
+                    ) -> Iterator[Gunicorn]:
+    """gunicorn (the repo's config, two sync workers, extra ``args``) on a SQLite database
+    of its own in ``workdir``, with no Redis and the environment ``settings``."""
     env = {k: v for k, v in os.environ.items()
-           if k not in ("REDIS_URL", "PROMETHEUS_MULTIPROC_DIR")}
+           if k not in ("REDIS_URL", "PROMETHEUS_MULTIPROC_DIR", "CC_METRICS_DIR_MADE")}
     env.update(DATABASE_URL=f"sqlite:///{workdir / 'metrics.sqlite3'}", JWT_SECRET=SECRET,
-               AUTO_INIT_DB="0", WEB_CONCURRENCY="2", GUNICORN_THREADS="1",
-               RATE_LIMITS="events:user=100000/60,ip=1000000/60")
+               AUTO_INIT_DB="0", WEB_CONCURRENCY="2", GUNICORN_THREADS="1", **settings)
     init = flask_cli(env, "init-db")
     assert init.returncode == 0, init.stdout + init.stderr
-    gunicorn = Gunicorn(env, workdir / "gunicorn.log")
+    gunicorn = Gunicorn(env, workdir / "gunicorn.log", args=args)
     gunicorn.start()
     try:
-        assert len(gunicorn.workers()) == 2
         yield gunicorn
     finally:
         gunicorn.stop()
 
 
-def credited(server: Gunicorn) -> float:
-    import urllib.request
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gunicorn]:
+    with sqlite_gunicorn(Path(tmp_path_factory.mktemp("metrics")),
+                         RATE_LIMITS="events:user=100000/60,ip=1000000/60") as gunicorn:
+        assert len(gunicorn.workers()) == 2
+        yield gunicorn
 
+
+def scrape(server: Gunicorn) -> str:
     with urllib.request.urlopen(server.base + "/metrics", timeout=10) as response:
-        text = response.read().decode()
+        return str(response.read().decode())
+
+
+def credited(server: Gunicorn) -> float:
+    text = scrape(server)
     return sum(s.value for family in text_string_to_metric_families(text)
                for s in family.samples
                if s.name == "cc_events_total" and s.labels.get("outcome") == "credited")
@@ -79,29 +90,16 @@ def test_recycled_workers_continue_their_predecessors_files(
     workdir = Path(tmp_path_factory.mktemp("recycle"))
     metrics_dir = workdir / "metrics"
     metrics_dir.mkdir()
-    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-    env.update(DATABASE_URL=f"sqlite:///{workdir / 'recycle.sqlite3'}", JWT_SECRET=SECRET,
-               AUTO_INIT_DB="0", WEB_CONCURRENCY="2", GUNICORN_THREADS="1",
-               PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
-    env.pop("CC_METRICS_DIR_MADE", None)
-    init = flask_cli(env, "init-db")
-    assert init.returncode == 0, init.stdout + init.stderr
-    gunicorn = Gunicorn(env, workdir / "gunicorn.log",
-                        args=("--max-requests", "5", "--max-requests-jitter", "0"))
-    gunicorn.start()
-    try:
-        import urllib.request
-
+    recycling = ("--max-requests", "5", "--max-requests-jitter", "0")
+    with sqlite_gunicorn(workdir, recycling, PROMETHEUS_MULTIPROC_DIR=str(metrics_dir)
+                         ) as gunicorn:
         for _ in range(60):  # every worker is replaced after 5 requests: about 12 times
             assert gunicorn.status("/healthz") == 200
         files_after_60 = sorted(p.name for p in metrics_dir.iterdir())
         for _ in range(60):
             assert gunicorn.status("/healthz") == 200
         files_after_120 = sorted(p.name for p in metrics_dir.iterdir())
-        with urllib.request.urlopen(gunicorn.base + "/metrics", timeout=10) as response:
-            text = response.read().decode()
-    finally:
-        gunicorn.stop()
+        text = scrape(gunicorn)
     assert files_after_120 == files_after_60  # no new files per recycled worker
     assert len(files_after_120) <= 2 * 3  # two worker slots x (counter, histogram, spare)
     healthz = sum(s.value for family in text_string_to_metric_families(text)
