@@ -27,18 +27,8 @@ from werkzeug.test import TestResponse
 
 from carbon_credits.auth import LEEWAY_S
 from tests import factories
+from tests.api.test_auth import ISSUER, claims
 from tests.conftest import JWT_SECRET
-
-ISSUER = "carbon-credits"
-AUDIENCE = "carbon-credits-api"
-
-
-def claims(sub: str, **overrides: Any) -> dict[str, Any]:
-    now = int(time.time())
-    body: dict[str, Any] = {"sub": sub, "role": "user", "city": "shenzhen", "iat": now,
-                            "exp": now + 600, "iss": ISSUER, "aud": AUDIENCE}
-    body.update(overrides)
-    return body
 
 
 def bearer(token: str) -> dict[str, str]:
