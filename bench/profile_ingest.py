@@ -1,7 +1,7 @@
 """Profile the ingest path in-process (pyinstrument), on the configured database.
 
     DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/cc_profile \\
-      .venv/bin/python bench/profile_ingest.py [--events 500]
+      .venv/bin/python bench/profile_ingest.py [--events 500] [--batch 500 --batches 4]
 
 Drives POST /v1/events through Flask's test client (no HTTP server, so the profile is the
 application's own cost: auth, schema, rate limit, rules, methodology, ledger, SQL round trips).
@@ -14,6 +14,7 @@ import os
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -23,6 +24,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=500)
     parser.add_argument("--users", type=int, default=200)
+    parser.add_argument("--batch", type=int, default=0,
+                        help="profile POST /v1/events/batch with this many events per request "
+                             "(batch_bench.py's one-user history) instead of single events")
+    parser.add_argument("--batches", type=int, default=4, help="batch requests to profile")
     args = parser.parse_args()
     from pyinstrument import Profiler
 
@@ -38,6 +43,9 @@ def main() -> None:
     init_db(rt.db, "shenzhen")
     rt.clock = lambda: factories.NOW
     client = app.test_client()
+    if args.batch:
+        profile_batches(rt, client, args.batch, args.batches)
+        return
     tokens = [rt.codec.encode(f"prof-{os.getpid()}-{i}", "user", "shenzhen", 3600)
               for i in range(args.users)]
     bodies = []
@@ -54,7 +62,42 @@ def main() -> None:
         r = client.post("/v1/events", json=body, headers={"Authorization": f"Bearer {token}"})
         assert r.status_code == 201, r.json
     profiler.stop()
-    print(profiler.output_text(unicode=False, color=False, show_all=False))
+    report(profiler)
+
+
+def profile_batches(rt: object, client: object, size: int, count: int) -> None:
+    """``count`` batch requests of ``size`` events, each a new user's 30-day history."""
+    from pyinstrument import Profiler
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from batch_bench import batch_body
+
+    from tests import factories
+
+    rt.clock = lambda: factories.NOW  # type: ignore[attr-defined]
+    body, _counts = batch_body(factories.NOW, size)
+    tokens = [rt.codec.encode(f"profb-{os.getpid()}-{i}", "user", "shenzhen",  # type: ignore[attr-defined]
+                              3600) for i in range(count + 1)]
+    post = client.post  # type: ignore[attr-defined]
+    headers = {"Content-Type": "application/json"}
+    r = post("/v1/events/batch", data=body, headers={**headers,  # warm caches
+                                                      "Authorization": f"Bearer {tokens[-1]}"})
+    assert r.status_code == 200, r.json
+    profiler = Profiler(interval=0.0005)
+    profiler.start()
+    for token in tokens[:-1]:
+        r = post("/v1/events/batch", data=body,
+                 headers={**headers, "Authorization": f"Bearer {token}"})
+        assert r.status_code == 200 and all(i["status"] == 201 for i in r.json["results"]), \
+            r.json["results"][:3]
+    profiler.stop()
+    report(profiler)
+
+
+def report(profiler: Any) -> None:
+    """The profile as text; PROFILE_ALL=1 shows library frames too (SQLAlchemy, psycopg)."""
+    print(profiler.output_text(unicode=False, color=False,
+                               show_all=bool(os.environ.get("PROFILE_ALL"))))
 
 
 if __name__ == "__main__":
