@@ -7,10 +7,11 @@ replaced by importing a new version), so a parsed copy keyed by row id never goe
 from __future__ import annotations
 
 import threading
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, literal, select
+from sqlalchemy import Select, SQLColumnExpression, select
 from sqlalchemy.orm import Session
 
 from carbon_credits.models import FactorVersion, Network, NetworkLine, NetworkLineStop, NetworkStop
@@ -24,6 +25,19 @@ class VersionedFactors:
     factors: FactorSet
 
 
+@dataclass(frozen=True)
+class Timeline:
+    """Factor versions by (city, mode), newest first, and each city's newest network id."""
+
+    versions: dict[tuple[str, str], list[VersionedFactors]]
+    networks: dict[str, int]
+
+    def at(self, city: str, mode: str, instant: datetime) -> VersionedFactors | None:
+        """The version in force at ``instant``: the latest that started at or before it."""
+        return next((v for v in self.versions.get((city, mode), ())
+                     if v.effective_from <= instant), None)
+
+
 class Catalog:
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -34,26 +48,26 @@ class Catalog:
         self, session: Session, city: str, mode: str, at: datetime
     ) -> VersionedFactors | None:
         """The factor version in force for ``city``/``mode`` at the instant ``at``."""
-        return self.factors_and_network(session, city, mode, at, with_network=False)[0]
+        return self.timeline(session, {city}, {mode}, at).at(city, mode, at)
 
-    def factors_and_network(
-        self, session: Session, city: str, mode: str, at: datetime, *, with_network: bool
-    ) -> tuple[VersionedFactors | None, tuple[int, TransitNetwork] | None]:
-        """The factor version in force at ``at`` and, if asked, the city's newest network,
-        in one round trip (the ingest path needs both for every trip)."""
-        newest = _newest_network(city).scalar_subquery()
-        query = (select(FactorVersion, newest if with_network else literal(None))
-                 .where(FactorVersion.city == city, FactorVersion.mode == mode,
-                        FactorVersion.effective_from <= at)
-                 .order_by(FactorVersion.effective_from.desc())
-                 .limit(1))
-        found = session.execute(query).first()
-        if found is None:
-            return None, None
-        row, network_id = found
-        network = None if network_id is None else (
-            network_id, self.network_by_id(session, network_id))
-        return self._versioned(row), network
+    def timeline(self, session: Session, cities: Collection[str], modes: Collection[str],
+                 until: datetime) -> Timeline:
+        """Every factor version of ``cities`` x ``modes`` in force at or before ``until``,
+        with each city's newest network id, in one round trip: a set of events is priced
+        from one read (versions are few: one per factor change)."""
+        newest = _newest_network(FactorVersion.city).correlate(FactorVersion).scalar_subquery()
+        rows = session.execute(
+            select(FactorVersion, newest)
+            .where(FactorVersion.city.in_(cities), FactorVersion.mode.in_(modes),
+                   FactorVersion.effective_from <= until)
+            .order_by(FactorVersion.effective_from.desc())).all()
+        versions: dict[tuple[str, str], list[VersionedFactors]] = {}
+        networks: dict[str, int] = {}
+        for row, network_id in rows:
+            versions.setdefault((row.city, row.mode), []).append(self._versioned(row))
+            if network_id is not None:
+                networks[row.city] = network_id
+        return Timeline(versions, networks)
 
     def factors_by_id(self, session: Session, version_id: int) -> VersionedFactors:
         """A stored factor version by id (an event's own, for re-quantifying it)."""
@@ -93,8 +107,9 @@ class Catalog:
         return cached
 
 
-def _newest_network(city: str) -> Select[int]:
-    """The id of a city's newest imported network version (the highest id)."""
+def _newest_network(city: str | SQLColumnExpression[str]) -> Select[int]:
+    """The id of a city's newest imported network version (the highest id); ``city`` may be
+    a column of an outer query."""
     return select(Network.id).where(Network.city == city).order_by(Network.id.desc()).limit(1)
 
 

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
+from psycopg.types.json import Jsonb
+from sqlalchemy import JSON, Table, insert, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from carbon_credits.models import Base
@@ -15,3 +19,38 @@ def insert_ignore(session: Session, model: type[Base], values: dict[str, Any]) -
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     session.execute(insert(model).values(**values).on_conflict_do_nothing())
+
+
+def bulk_insert(session: Session, table: Table, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert ``rows`` into ``table`` (id column left out) in one go; their new ids, in order.
+
+    PostgreSQL: ids drawn from the table's sequence in one round trip, then the rows sent
+    with COPY through the session's own connection, so inside its transaction. Constraints
+    and triggers apply to COPY as to INSERT; what COPY saves is per-row statement work
+    (parameter processing in SQLAlchemy, query parsing in psycopg, planning in the
+    server): see BENCHMARKS.md, batch ingest. Driver errors are raised as SQLAlchemy's, so
+    callers see the usual IntegrityError (a retry) or OperationalError (a 503).
+    Elsewhere: a multi-row INSERT ... RETURNING.
+    """
+    if not rows:
+        return []
+    columns = [c.name for c in table.columns if c.name != "id"]
+    if session.get_bind().dialect.name != "postgresql":
+        returned = session.execute(
+            insert(table).returning(table.c.id, sort_by_parameter_order=True), rows)
+        return list(returned.scalars())
+    ids = list(session.scalars(
+        text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) "
+             "FROM generate_series(1, :n)"), {"table": table.name, "n": len(rows)}))
+    json_columns = {c.name for c in table.columns if isinstance(c.type, JSON)}
+    statement = f"COPY {table.name} (id, {', '.join(columns)}) FROM STDIN"
+    driver = session.connection().connection.driver_connection
+    assert driver is not None
+    try:
+        with driver.cursor() as cursor, cursor.copy(statement) as copy:
+            for row_id, row in zip(ids, rows, strict=True):
+                copy.write_row([row_id, *(Jsonb(row[name]) if name in json_columns
+                                          else row[name] for name in columns)])
+    except psycopg.Error as exc:
+        raise DBAPIError.instance(statement, None, exc, psycopg.Error) from exc
+    return ids

@@ -87,11 +87,20 @@ def apply(session: Session, account: Account, event: Event, credit: Credit,
     if credit.credited_ug > 0:
         ledger.earn(session, account, ug=credit.credited_ug, event_pk=event.id,
                     mode=method.mode, factor_version_id=event.factor_version_id)
-        rollups.credit(session, event)  # report rollups, in the same transaction
+        rollups.credit(session, [event])  # report rollups, in the same transaction
+    count_usage(session, account.user_id, event.local_date, usage, method, credit, quantity,
+                posted_at)
+
+
+def count_usage(session: Session, user_id: str, local_date: date,
+                usage: dict[str, DailyUsage], method: Methodology, credit: Credit,
+                quantity: int, posted_at: datetime) -> None:
+    """Add a credited event to the day's usage (``usage`` is that day's rows by mode; a
+    missing row is created and added to it, so the next event of the day sees it)."""
     row = usage.get(method.mode)
     if row is None:
-        row = DailyUsage(user_id=account.user_id, local_date=event.local_date,
-                         mode=method.mode, events=0, credited_ug=0, points=0, max_quantity=0)
+        row = DailyUsage(user_id=user_id, local_date=local_date, mode=method.mode, events=0,
+                         credited_ug=0, points=0, max_quantity=0)
         session.add(row)
         usage[method.mode] = row
     row.events += 1

@@ -19,6 +19,7 @@ sequence of events points == floor(total micrograms / 10^6): no gram is lost to 
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
@@ -72,13 +73,30 @@ def entry_hash(entry: LedgerEntry) -> str:
 def earn(session: Session, account: Account, *, ug: int, event_pk: int, mode: str,
          factor_version_id: int) -> tuple[LedgerEntry, int]:
     """Credit ``ug`` micrograms to a locked account; returns the entry and its points."""
-    points, carry = points_for(account.carry_ug, ug)
-    entry = _append(session, account, kind="earn", points=points, ug=ug, event_pk=event_pk,
-                    mode=mode, factor_version_id=factor_version_id)
-    account.carry_ug = carry
+    points = claim_points(account, ug)
+    entry = earn_entry(account, points=points, ug=ug, event_pk=event_pk, mode=mode,
+                       factor_version_id=factor_version_id, now=utcnow())
+    session.add(entry)
+    return entry, points
+
+
+def claim_points(account: Account, ug: int) -> int:
+    """The whole points ``ug`` earns on the account's carried remainder; the remainder and
+    the lifetime totals move on. The earn entry follows (``earn_entry``), possibly later in
+    the same transaction: a set of events is decided one by one, then written at once."""
+    points, account.carry_ug = points_for(account.carry_ug, ug)
     account.lifetime_points += points
     account.lifetime_ug += ug
-    return entry, points
+    return points
+
+
+def earn_entry(account: Account, *, points: int, ug: int, event_pk: int, mode: str,
+               factor_version_id: int, now: datetime) -> LedgerEntry:
+    """The next earn entry of a locked account (points from ``claim_points``), chained to
+    its last entry; the account's balance, count and last hash move to it. Not added to
+    any session: the caller writes it."""
+    return _entry(account, kind="earn", points=points, ug=ug, event_pk=event_pk, mode=mode,
+                  factor_version_id=factor_version_id, now=now)
 
 
 def redeem(session: Session, account: Account, *, points: int, redemption_pk: int
@@ -101,14 +119,22 @@ def reverse(session: Session, account: Account, *, points: int, ug: int, event_p
 def _append(session: Session, account: Account, *, kind: str, points: int, ug: int,
             event_pk: int | None = None, redemption_pk: int | None = None,
             mode: str | None = None, factor_version_id: int | None = None) -> LedgerEntry:
-    now = utcnow()
+    entry = _entry(account, kind=kind, points=points, ug=ug, event_pk=event_pk,
+                   redemption_pk=redemption_pk, mode=mode,
+                   factor_version_id=factor_version_id, now=utcnow())
+    session.add(entry)
+    return entry
+
+
+def _entry(account: Account, *, kind: str, points: int, ug: int, now: datetime,
+           event_pk: int | None = None, redemption_pk: int | None = None,
+           mode: str | None = None, factor_version_id: int | None = None) -> LedgerEntry:
     entry = LedgerEntry(user_id=account.user_id, seq=account.entry_count + 1, kind=kind,
                         points=points, ug=ug, balance_after=account.balance_points + points,
                         event_pk=event_pk, redemption_pk=redemption_pk, mode=mode,
                         factor_version_id=factor_version_id, created_at=now,
                         prev_hash=account.last_hash)
     entry.hash = entry_hash(entry)
-    session.add(entry)
     account.entry_count = entry.seq
     account.last_hash = entry.hash
     account.balance_points = entry.balance_after

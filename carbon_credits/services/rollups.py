@@ -288,54 +288,28 @@ def cell_of(session: Session, event: Event) -> Cell:
 
 # ---------------------------------------------------------------- incremental path
 
-DEFERRED = "carbon_credits.rollups.deferred"
-"""Session.info key of the credits a batch chunk holds back until its end (see defer)."""
 _SUMMED = ("p_events", "p_ug", "p_avoided_ug", "p_points", "p_activity")
 
 
-def credit(session: Session, event: Event) -> None:
-    """Add a just-credited event (earn entry written) to its cell. Caller holds the lock
-    on the event's account.
+def credit(session: Session, events: Sequence[Event]) -> None:
+    """Add just-credited events (earn entries written) to their cells. Caller holds the
+    lock on the events' account.
 
-    PostgreSQL: one statement, one round trip (the participant upsert rides in a
-    data-modifying CTE), each upsert atomic under its row lock, so exact under concurrency.
-    The statements are built once per dialect and run with bound values only. Inside
-    ``defer`` the credit is held back and applied by ``apply_deferred``.
+    The credits are merged per row (one upsert per cell and user instead of one per event)
+    and applied in one global order, the rows' key order: two transactions crediting the
+    same cells lock them in the same order, so they cannot deadlock, and each row stays
+    locked only from here to the commit. PostgreSQL: one statement per row (the participant
+    upsert rides in a data-modifying CTE), each upsert atomic under its row lock, so exact
+    under concurrency. The statements are built once per dialect and run with bound values
+    only.
     """
-    values = _credit_values(session, event)
-    pending: list[dict[str, Any]] | None = session.info.get(DEFERRED)
-    if pending is not None:
-        pending.append(values)
-        return
-    _apply_credit(session, values)
-
-
-def defer(session: Session) -> list[dict[str, Any]]:
-    """Hold back this transaction's credits until ``apply_deferred``.
-
-    A batch chunk credits many events in one transaction. Applied as they come, its upserts
-    would hold rollup rows locked in the order of its items until the chunk commits, and
-    two chunks (of users in one shard) crediting two cells in opposite orders would
-    deadlock. Held back, they are merged per row (one upsert per cell and user instead of
-    one per event) and applied in one global order, the rows' key order, just before the
-    commit: no two transactions wait on each other in a cycle, and each row stays locked
-    only from there to the commit. The returned list is the pending credits: a caller that
-    rolls back a savepoint truncates it to its length before the savepoint.
-    """
-    pending: list[dict[str, Any]] = []
-    session.info[DEFERRED] = pending
-    return pending
-
-
-def apply_deferred(session: Session) -> None:
-    """Apply the held-back credits merged per (row, user), in key order; stop deferring."""
-    pending: list[dict[str, Any]] = session.info.pop(DEFERRED, None) or []
     merged: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for values in pending:
+    for event in events:
+        values = _credit_values(session, event)
         key = (*(values[f"p_{name}"] for name in PK), values["p_user_id"])
         into = merged.get(key)
         if into is None:
-            merged[key] = dict(values)
+            merged[key] = values
         else:  # the same user: the same register and value, so the sketch byte agrees
             for name in _SUMMED:
                 into[name] += values[name]

@@ -10,7 +10,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.exc import OperationalError
 
-from carbon_credits.services import events
+from carbon_credits.services import events, intake
 from tests import factories
 
 
@@ -77,21 +77,21 @@ def test_a_batch_cut_off_by_a_database_failure_keeps_its_committed_chunks(
     monkeypatch.setattr(events, "ITEMS_PER_TRANSACTION", 2)
     items = [factories.metro(start=factories.today_at(6) + timedelta(minutes=40 * i))
              for i in range(4)]
-    real = events._ingest
+    real = intake._write
 
-    def failing(session: Any, config: Any, catalog: Any, posted: Any) -> Any:
-        if posted.data["event_id"] == items[3]["event_id"]:
+    def failing(session: Any, book: Any) -> Any:
+        if items[3]["event_id"] in book.fresh:
             raise OperationalError("INSERT ...", {}, Exception("server closed the connection"))
-        return real(session, config, catalog, posted)
+        return real(session, book)
 
-    monkeypatch.setattr(events, "_ingest", failing)
+    monkeypatch.setattr(intake, "_write", failing)
     r = client.post("/v1/events/batch", json={"events": items}, headers=auth)
     assert r.status_code == 503 and "Retry-After" in r.headers
     stored = [client.get(f"/v1/events/{x['event_id']}", headers=auth).status_code
               for x in items]
     assert stored == [200, 200, 404, 404]
 
-    monkeypatch.setattr(events, "_ingest", real)
+    monkeypatch.setattr(intake, "_write", real)
     again = client.post("/v1/events/batch", json={"events": items}, headers=auth)
     assert [x["status"] for x in again.json["results"]] == [200, 200, 201, 201]
     balance = client.get("/v1/me/account", headers=auth).json["balance"]

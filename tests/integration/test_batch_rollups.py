@@ -2,8 +2,8 @@
 
 Found in review: a batch chunk applied its rollup upserts as its items came, holding the
 rows locked until the chunk committed, so two users of one shard whose batches credited two
-cells in opposite orders deadlocked on PostgreSQL. A chunk now holds its credits back,
-merges them per row and applies them in key order just before its commit."""
+cells in opposite orders deadlocked on PostgreSQL. A chunk now writes its credits at its
+end, merged per row and applied in key order (services/intake.py, rollups.credit)."""
 
 from __future__ import annotations
 
@@ -42,13 +42,13 @@ def test_two_batches_crossing_cells_do_not_fail(rt: Runtime, is_postgres: bool,
                b: [factories.metro(start=yesterday), factories.metro(start=today)]}
 
     # Make the interleaving deterministic: each user's first rollup upsert is done (row
-    # locked) before either goes on to its second item.
+    # locked) before either goes on to its second row.
     barrier = threading.Barrier(2)
-    original = rollups.credit
+    original = rollups._apply_credit
     local = threading.local()
 
-    def credit(session: Any, event: Any) -> None:
-        original(session, event)
+    def credit(session: Any, values: Any) -> None:
+        original(session, values)
         if not getattr(local, "done", False):
             local.done = True
             try:
@@ -56,7 +56,7 @@ def test_two_batches_crossing_cells_do_not_fail(rt: Runtime, is_postgres: bool,
             except threading.BrokenBarrierError:
                 pass
 
-    monkeypatch.setattr(rollups, "credit", credit)
+    monkeypatch.setattr(rollups, "_apply_credit", credit)
     outcome: dict[str, Any] = {}
 
     def run(uid: str) -> None:
