@@ -22,7 +22,7 @@ from carbon_credits.extensions import Runtime
 from carbon_credits.models import Event
 from carbon_credits.schemas import is_valid_id, load_event
 from carbon_credits.services import intake
-from carbon_credits.services.intake import Posted, time_field
+from carbon_credits.services.intake import NewEvent, Posted, time_field
 from methodology import get_methodology
 from methodology.quantity import whole_grams
 
@@ -108,7 +108,7 @@ def _count(outcome: Ingested) -> None:
         metrics.CREDITED_GRAMS.labels(event["mode"]).inc(event["grams"])
 
 
-ITEMS_PER_TRANSACTION = 50
+ITEMS_PER_TRANSACTION = 100
 """Batch items per transaction (policy): 50 keeps a chunk well under a second of work, so
 the account lock is not held for the length of a 500-event sync."""
 
@@ -183,7 +183,7 @@ def _check_time_window(config: Config, data: dict[str, Any], occurred_at: dateti
                            fields={field: [f"older than {config.backfill_days} days"]})
 
 
-def event_view(event: Event) -> dict[str, Any]:
+def event_view(event: Event | NewEvent) -> dict[str, Any]:
     """The public result of an event; a replay returns exactly this again."""
     return {
         "event_id": event.event_id,
