@@ -21,21 +21,27 @@ def insert_ignore(session: Session, model: type[Base], values: dict[str, Any]) -
     session.execute(insert(model).values(**values).on_conflict_do_nothing())
 
 
+COPY_FROM_ROWS = 8
+"""Rows from which ``bulk_insert`` uses COPY on PostgreSQL (policy, measured: COPY needs
+a round trip for the ids and its own start and end, about 1 ms, and then saves about
+0.25 ms per row against SQLAlchemy's multi-row INSERT, so it pays from about 4 rows)."""
+
+
 def bulk_insert(session: Session, table: Table, rows: list[dict[str, Any]]) -> list[int]:
     """Insert ``rows`` into ``table`` (id column left out) in one go; their new ids, in order.
 
-    PostgreSQL: ids drawn from the table's sequence in one round trip, then the rows sent
-    with COPY through the session's own connection, so inside its transaction. Constraints
-    and triggers apply to COPY as to INSERT; what COPY saves is per-row statement work
-    (parameter processing in SQLAlchemy, query parsing in psycopg, planning in the
-    server): see BENCHMARKS.md, batch ingest. Driver errors are raised as SQLAlchemy's, so
-    callers see the usual IntegrityError (a retry) or OperationalError (a 503).
-    Elsewhere: a multi-row INSERT ... RETURNING.
+    PostgreSQL, ``COPY_FROM_ROWS`` rows or more: ids drawn from the table's sequence in one
+    round trip, then the rows sent with COPY through the session's own connection, so
+    inside its transaction. Constraints and triggers apply to COPY as to INSERT; what COPY
+    saves is per-row statement work (parameter processing in SQLAlchemy, query parsing in
+    psycopg, planning in the server): see BENCHMARKS.md, batch ingest. Driver errors are
+    raised as SQLAlchemy's, so callers see the usual IntegrityError (a retry) or
+    OperationalError (a 503). Otherwise: one multi-row INSERT ... RETURNING.
     """
     if not rows:
         return []
     columns = [c.name for c in table.columns if c.name != "id"]
-    if session.get_bind().dialect.name != "postgresql":
+    if session.get_bind().dialect.name != "postgresql" or len(rows) < COPY_FROM_ROWS:
         returned = session.execute(
             insert(table).returning(table.c.id, sort_by_parameter_order=True), rows)
         return list(returned.scalars())

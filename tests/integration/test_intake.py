@@ -10,6 +10,7 @@ a copy it did not read.
 from __future__ import annotations
 
 import uuid
+from dataclasses import fields
 from datetime import timedelta
 from typing import Any
 
@@ -24,6 +25,8 @@ from carbon_credits.extensions import Runtime
 from carbon_credits.models import Account, Event
 from carbon_credits.schemas import load_event
 from carbon_credits.services import events, intake
+from carbon_credits.services.intake import NewEvent
+from carbon_credits.sql import COPY_FROM_ROWS
 from tests import factories
 
 STATIONS = ["luohu", "guomao", "laojie", "huaxin", "shaoniangong", "fumin", "chegongmiao"]
@@ -85,31 +88,48 @@ def test_batches_decide_exactly_as_single_posts(rt: Runtime, bodies: list[dict[s
     assert accounts[batched.sub] == accounts[one_by_one.sub]
 
 
+@pytest.mark.parametrize("size", [1, COPY_FROM_ROWS])
 def test_a_copy_the_chunk_did_not_read_is_caught_and_answered_as_a_replay(
-        rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+        rt: Runtime, monkeypatch: pytest.MonkeyPatch, size: int) -> None:
     """A concurrent copy committed between the chunk's read and its write (the account lock
-    makes this all but impossible; simulated by hiding the stored event from the read): the
-    bulk write (COPY on PostgreSQL) meets the unique (user_id, event_id) constraint, the
-    driver's error surfaces as SQLAlchemy's IntegrityError, and the retry answers the
-    stored event as a replay, credited once."""
+    makes this all but impossible; simulated by hiding the stored events from the read): the
+    bulk write (an INSERT for one event, COPY on PostgreSQL for a chunk) meets the unique
+    (user_id, event_id) constraint, the driver's error surfaces as SQLAlchemy's
+    IntegrityError, and the retry answers every stored event as a replay, credited once."""
     user = Principal(f"c-{uuid.uuid4().hex[:12]}", "user", "shenzhen")
-    body = factories.metro()
-    first = events.ingest(rt, user, load_event(body))
+    bodies = [factories.metro(start=factories.today_at(6) + timedelta(minutes=40 * n))
+              for n in range(size)]
+    first = events.ingest_batch(rt, user, bodies)
     real, hidden = intake._stored, []
 
     def blind_once(*args: Any) -> dict[str, Event]:
         stored = real(*args)
         if not hidden:
-            hidden.append(stored.pop(body["event_id"]))
+            hidden.extend(stored.values())
+            return {}
         return stored
 
     monkeypatch.setattr(intake, "_stored", blind_once)
-    again = events.ingest(rt, user, load_event(body))
-    assert hidden, "the stored event was not hidden from the first attempt"
-    assert not again.created and again.event == first.event
+    again = events.ingest_batch(rt, user, bodies)
+    assert len(hidden) == size, "the stored events were not hidden from the first attempt"
+    assert [r["status"] for r in again] == [200] * size
+    assert [r["result"] for r in again] == [r["result"] for r in first]
     with rt.db.transaction() as session:
         rows = session.scalar(select(func.count()).select_from(Event)
                               .where(Event.user_id == user.sub))
         balance = session.scalar(select(Account.balance_points)
                                  .where(Account.user_id == user.sub))
-    assert rows == 1 and balance == first.event["points"]
+    assert rows == size and balance == sum(r["result"]["points"] for r in first)
+
+
+def test_a_new_events_fields_are_the_event_tables_columns() -> None:
+    """NewEvent is written column for column (and read like a stored Event): a column added
+    to the table without it would be left out of every ingested event."""
+    assert [f.name for f in fields(NewEvent)] == [
+        *(c.key for c in Event.__table__.columns if c.key not in NEW_EVENT_LATER),
+        *NEW_EVENT_LATER]
+
+
+NEW_EVENT_LATER = ("id", "created_at", "reviewed_at", "reviewed_by", "review_reason",
+                   "reversed_at", "reversed_by", "reversal_reason")
+"""The columns a new event gets at its write or later (defaults last in the dataclass)."""
