@@ -19,7 +19,9 @@ sequence of events points == floor(total micrograms / 10^6): no gram is lost to 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
@@ -58,15 +60,21 @@ def points_for(carry_ug: int, ug: int) -> tuple[int, int]:
     return divmod(carry_ug + ug, UG_PER_POINT)
 
 
+HASHED = ("prev_hash", "user_id", "seq", "kind", "points", "ug", "balance_after", "event_pk",
+          "redemption_pk", "mode", "factor_version_id", "created_at")
+"""The facts of an entry its hash covers, in order."""
+
+
 def entry_hash(entry: LedgerEntry) -> str:
     """SHA-256 over the entry's facts and its predecessor's hash (tamper evidence)."""
+    return row_hash({name: getattr(entry, name) for name in HASHED})
+
+
+def row_hash(row: Mapping[str, Any]) -> str:
+    """``entry_hash`` of an entry given as its column values."""
     material = "|".join(
-        "" if v is None else str(v)
-        for v in (entry.prev_hash, entry.user_id, entry.seq, entry.kind, entry.points,
-                  entry.ug, entry.balance_after, entry.event_pk, entry.redemption_pk,
-                  entry.mode, entry.factor_version_id,
-                  entry.created_at.isoformat(timespec="microseconds"))
-    )
+        "" if row[name] is None else str(row[name]) for name in HASHED[:-1]
+    ) + "|" + row["created_at"].isoformat(timespec="microseconds")
     return hashlib.sha256(material.encode()).hexdigest()
 
 
@@ -74,8 +82,9 @@ def earn(session: Session, account: Account, *, ug: int, event_pk: int, mode: st
          factor_version_id: int) -> tuple[LedgerEntry, int]:
     """Credit ``ug`` micrograms to a locked account; returns the entry and its points."""
     points = claim_points(account, ug)
-    entry = earn_entry(account, points=points, ug=ug, event_pk=event_pk, mode=mode,
-                       factor_version_id=factor_version_id, now=utcnow())
+    entry = LedgerEntry(**earn_entry(account, points=points, ug=ug, event_pk=event_pk,
+                                     mode=mode, factor_version_id=factor_version_id,
+                                     now=utcnow()))
     session.add(entry)
     return entry, points
 
@@ -91,10 +100,10 @@ def claim_points(account: Account, ug: int) -> int:
 
 
 def earn_entry(account: Account, *, points: int, ug: int, event_pk: int, mode: str,
-               factor_version_id: int, now: datetime) -> LedgerEntry:
-    """The next earn entry of a locked account (points from ``claim_points``), chained to
-    its last entry; the account's balance, count and last hash move to it. Not added to
-    any session: the caller writes it."""
+               factor_version_id: int, now: datetime) -> dict[str, Any]:
+    """The column values of the next earn entry of a locked account (points from
+    ``claim_points``), chained to its last entry; the account's balance, count and last
+    hash move to it. The caller writes the row (bulk writes take plain values)."""
     return _entry(account, kind="earn", points=points, ug=ug, event_pk=event_pk, mode=mode,
                   factor_version_id=factor_version_id, now=now)
 
@@ -119,24 +128,25 @@ def reverse(session: Session, account: Account, *, points: int, ug: int, event_p
 def _append(session: Session, account: Account, *, kind: str, points: int, ug: int,
             event_pk: int | None = None, redemption_pk: int | None = None,
             mode: str | None = None, factor_version_id: int | None = None) -> LedgerEntry:
-    entry = _entry(account, kind=kind, points=points, ug=ug, event_pk=event_pk,
-                   redemption_pk=redemption_pk, mode=mode,
-                   factor_version_id=factor_version_id, now=utcnow())
+    entry = LedgerEntry(**_entry(account, kind=kind, points=points, ug=ug, event_pk=event_pk,
+                                 redemption_pk=redemption_pk, mode=mode,
+                                 factor_version_id=factor_version_id, now=utcnow()))
     session.add(entry)
     return entry
 
 
 def _entry(account: Account, *, kind: str, points: int, ug: int, now: datetime,
            event_pk: int | None = None, redemption_pk: int | None = None,
-           mode: str | None = None, factor_version_id: int | None = None) -> LedgerEntry:
-    entry = LedgerEntry(user_id=account.user_id, seq=account.entry_count + 1, kind=kind,
-                        points=points, ug=ug, balance_after=account.balance_points + points,
-                        event_pk=event_pk, redemption_pk=redemption_pk, mode=mode,
-                        factor_version_id=factor_version_id, created_at=now,
-                        prev_hash=account.last_hash)
-    entry.hash = entry_hash(entry)
-    account.entry_count = entry.seq
-    account.last_hash = entry.hash
-    account.balance_points = entry.balance_after
+           mode: str | None = None, factor_version_id: int | None = None) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "user_id": account.user_id, "seq": account.entry_count + 1, "kind": kind,
+        "points": points, "ug": ug, "balance_after": account.balance_points + points,
+        "event_pk": event_pk, "redemption_pk": redemption_pk, "mode": mode,
+        "factor_version_id": factor_version_id, "created_at": now,
+        "prev_hash": account.last_hash}
+    entry["hash"] = row_hash(entry)
+    account.entry_count = entry["seq"]
+    account.last_hash = entry["hash"]
+    account.balance_points = entry["balance_after"]
     account.updated_at = now
     return entry

@@ -52,7 +52,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from sqlalchemy import (
     ColumnElement,
@@ -280,7 +280,35 @@ def activity_of(explanation: dict[str, Any]) -> int:
     return 0
 
 
-def cell_of(session: Session, event: Event) -> Cell:
+class Credited(Protocol):
+    """What a cell and a credit read of an event: a stored ``Event`` or one being written
+    by a chunk (``intake.NewEvent``)."""
+
+    @property
+    def user_id(self) -> str: ...
+    @property
+    def city(self) -> str: ...
+    @property
+    def local_date(self) -> date: ...
+    @property
+    def mode(self) -> str: ...
+    @property
+    def network_id(self) -> int | None: ...
+    @property
+    def payload(self) -> dict[str, Any]: ...
+    @property
+    def methodology_version(self) -> str: ...
+    @property
+    def credited_ug(self) -> int: ...
+    @property
+    def avoided_ug(self) -> int: ...
+    @property
+    def points(self) -> int: ...
+    @property
+    def explanation(self) -> dict[str, Any]: ...
+
+
+def cell_of(session: Session, event: Credited) -> Cell:
     return Cell(event.city, event.local_date, event.mode,
                 district_of(session, event.network_id, event.payload),
                 event.methodology_version)
@@ -291,7 +319,7 @@ def cell_of(session: Session, event: Event) -> Cell:
 _SUMMED = ("p_events", "p_ug", "p_avoided_ug", "p_points", "p_activity")
 
 
-def credit(session: Session, events: Sequence[Event]) -> None:
+def credit(session: Session, events: Sequence[Credited]) -> None:
     """Add just-credited events (earn entries written) to their cells. Caller holds the
     lock on the events' account.
 
@@ -313,11 +341,10 @@ def credit(session: Session, events: Sequence[Event]) -> None:
         else:  # the same user: the same register and value, so the sketch byte agrees
             for name in _SUMMED:
                 into[name] += values[name]
-    for key in sorted(merged):
-        _apply_credit(session, merged[key])
+    _apply_credits(session, [merged[key] for key in sorted(merged)])
 
 
-def _credit_values(session: Session, event: Event) -> dict[str, Any]:
+def _credit_values(session: Session, event: Credited) -> dict[str, Any]:
     cell = cell_of(session, event)
     user = UserHash.of(event.user_id)
     first = bytearray(SLICE_REGISTERS)
@@ -330,12 +357,22 @@ def _credit_values(session: Session, event: Event) -> dict[str, Any]:
     return values
 
 
-def _apply_credit(session: Session, values: dict[str, Any]) -> None:
+def _apply_credits(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Apply credit rows, in the order given. PostgreSQL: one executemany of the upsert,
+    which psycopg sends as one pipeline (one round trip, rows applied in order, each upsert
+    atomic under its row lock). SQLite: row by row, the sketch byte read-modified-written
+    under the database lock."""
+    if not rows:
+        return
     conn = session.connection()
     statements = _credit_statements(conn.dialect.name)
-    for statement in statements.writes:
-        conn.execute(statement, values)
-    if statements.raise_register is not None:  # SQLite: the database lock is held
+    if statements.raise_register is None:
+        for statement in statements.writes:
+            conn.execute(statement, rows)
+        return
+    for values in rows:
+        for statement in statements.writes:
+            conn.execute(statement, values)
         registers = bytearray(conn.execute(statements.read_slice, values).scalar_one())
         register, rho = values["p_register"], values["p_rho"]
         if registers[register] < rho:

@@ -44,19 +44,17 @@ def test_two_batches_crossing_cells_do_not_fail(rt: Runtime, is_postgres: bool,
     # Make the interleaving deterministic: each user's first rollup upsert is done (row
     # locked) before either goes on to its second row.
     barrier = threading.Barrier(2)
-    original = rollups._apply_credit
-    local = threading.local()
+    original = rollups._apply_credits
 
-    def credit(session: Any, values: Any) -> None:
-        original(session, values)
-        if not getattr(local, "done", False):
-            local.done = True
-            try:
-                barrier.wait(timeout=5 if is_postgres else 1)
-            except threading.BrokenBarrierError:
-                pass
+    def credit(session: Any, rows: list[Any]) -> None:
+        original(session, rows[:1])
+        try:
+            barrier.wait(timeout=5 if is_postgres else 1)
+        except threading.BrokenBarrierError:
+            pass
+        original(session, rows[1:])
 
-    monkeypatch.setattr(rollups, "_apply_credit", credit)
+    monkeypatch.setattr(rollups, "_apply_credits", credit)
     outcome: dict[str, Any] = {}
 
     def run(uid: str) -> None:
