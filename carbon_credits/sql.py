@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -14,11 +14,16 @@ from sqlalchemy.orm import Session
 from carbon_credits.models import Base
 
 
-def insert_ignore(session: Session, model: type[Base], values: dict[str, Any]) -> None:
-    """INSERT ... ON CONFLICT DO NOTHING: create a row unless it already exists."""
+def insert_ignore(session: Session, model: type[Base], values: dict[str, Any]) -> bool:
+    """INSERT ... ON CONFLICT DO NOTHING: create a row unless it already exists; whether
+    this statement created it."""
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    session.execute(insert(model).values(**values).on_conflict_do_nothing())
+    table = cast(Table, model.__table__)
+    # RETURNING tells whether a row was made (psycopg reports no rowcount for this one).
+    statement = (insert(table).values(**values).on_conflict_do_nothing()
+                 .returning(*table.primary_key.columns))
+    return session.execute(statement).first() is not None
 
 
 COPY_FROM_ROWS = 8

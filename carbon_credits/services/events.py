@@ -65,15 +65,17 @@ def ingest(rt: Runtime, principal: Principal, data: dict[str, Any],
 def _apply(rt: Runtime, principal: Principal, chunk: Sequence[Posted]
            ) -> list[Ingested | ServiceError]:
     """Apply a chunk of one user's events in one transaction; counted once committed."""
-    city = principal.city or chunk[0].data["city"]
     for attempt in range(IDEMPOTENCY_ATTEMPTS):
         try:
             with rt.db.transaction() as session:
-                applied = intake.apply(session, rt.config, rt.catalog, principal.sub, city,
-                                       chunk)
+                applied = intake.apply(session, rt.config, rt.catalog, principal, chunk)
                 # Views after the writes: a new event's id and created_at are set there.
                 outcomes = [x if isinstance(x, ServiceError)
                             else Ingested(event_view(x.event), x.created) for x in applied]
+                if not any(isinstance(x, intake.Applied) and x.created for x in applied):
+                    # Nothing new stored: refusals and replays leave no account, user or
+                    # device row behind (reading may have created them).
+                    session.rollback()
             break
         except IntegrityError:
             # The unique (user_id, event_id) constraint caught a concurrent copy that the

@@ -133,17 +133,25 @@ class Applied:
     created: bool
 
 
-def apply(session: Session, config: Config, catalog: Catalog, user_id: str, city: str,
+def apply(session: Session, config: Config, catalog: Catalog, principal: Principal,
           chunk: Sequence[Posted]) -> list[Applied | ServiceError]:
     """Apply ``chunk`` (events of one user, in order) in the caller's transaction; one
-    result per event: what was stored, or why it was refused."""
-    book = _read(session, catalog, user_id, city, chunk)
+    result per event: what was stored, or why it was refused.
+
+    Reading may create the user's account (and record the device) before any event is
+    decided; a caller whose chunk stored no new event rolls back, so refusals and replays
+    leave nothing behind. A new user's city is the token's, else that of the first event
+    stored (not of an earlier refused one).
+    """
+    book = _read(session, catalog, principal, chunk)
     results: list[Applied | ServiceError] = []
     for posted in chunk:
         try:
             results.append(_decide(session, config, catalog, book, posted))
         except ServiceError as exc:
             results.append(exc)
+    if book.created and principal.city is None and book.fresh:
+        book.account.user.city = next(iter(book.fresh.values())).city
     _write(session, book)
     return results
 
@@ -180,6 +188,8 @@ class _Book:
     """What the rules of a chunk read, kept current in memory as its events are decided."""
 
     account: Account
+    created: bool
+    """Whether this transaction created the account (a new user)."""
     stored: dict[str, Event]
     timeline: Timeline
     usage: dict[date, dict[str, DailyUsage]]
@@ -191,13 +201,15 @@ class _Book:
     """New events with credited grams, in order: their earn entries are written in it."""
 
 
-def _read(session: Session, catalog: Catalog, user_id: str, city: str,
+def _read(session: Session, catalog: Catalog, principal: Principal,
           chunk: Sequence[Posted]) -> _Book:
-    account = ledger.lock_account(session, user_id, city)
+    user_id = principal.sub
+    account, created = ledger.open_account(session, user_id,
+                                           principal.city or chunk[0].data["city"])
     stored = _stored(session, user_id, {p.data["event_id"] for p in chunk})
     new = [p for p in chunk if p.data["event_id"] not in stored]
     if not new:  # all replays: nothing else to read
-        return _Book(account, stored, Timeline({}, {}), {}, _Trips(), {})
+        return _Book(account, created, stored, Timeline({}, {}), {}, _Trips(), {})
     timeline = catalog.timeline(session, {p.data["city"] for p in new},
                                 {p.method.mode for p in new}, max(p.occurred_at for p in new))
     days = {p.local_date for p in new}
@@ -205,8 +217,8 @@ def _read(session: Session, catalog: Catalog, user_id: str, city: str,
     for row in session.scalars(select(DailyUsage).where(DailyUsage.user_id == user_id,
                                                         DailyUsage.local_date.in_(days))):
         usage[row.local_date][row.mode] = row
-    return _Book(account, stored, timeline, usage, _read_trips(session, user_id, new),
-                 _read_devices(session, user_id, new))
+    return _Book(account, created, stored, timeline, usage,
+                 _read_trips(session, user_id, new), _read_devices(session, user_id, new))
 
 
 def _stored(session: Session, user_id: str, event_ids: set[str]) -> dict[str, Event]:

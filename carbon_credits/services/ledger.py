@@ -39,20 +39,25 @@ def lock_account(session: Session, user_id: str, city: str) -> Account:
     The common case (an existing account) is one round trip; the account's user row comes
     with it (``account.user``), so callers need not fetch it again.
     """
+    return open_account(session, user_id, city)[0]
+
+
+def open_account(session: Session, user_id: str, city: str) -> tuple[Account, bool]:
+    """``lock_account``, and whether this transaction created the account (and its user,
+    with ``city``): a caller that then stores nothing rolls back and leaves no rows."""
     query = (select(Account).where(Account.user_id == user_id)
              .options(joinedload(Account.user)).with_for_update(of=Account))
     account = session.scalars(query).one_or_none()
-    if account is None:
-        # First event of this user: create both rows (a concurrent first event may win the
-        # race; ON CONFLICT makes that harmless), then take the lock as usual.
-        insert_ignore(session, User, {"id": user_id, "city": city, "frozen": False,
-                                      "created_at": utcnow()})
-        insert_ignore(session, Account, {
-            "user_id": user_id, "balance_points": 0, "lifetime_points": 0, "lifetime_ug": 0,
-            "carry_ug": 0, "entry_count": 0, "last_hash": GENESIS_HASH,
-            "updated_at": utcnow()})
-        account = session.scalars(query).one()
-    return account
+    if account is not None:
+        return account, False
+    # First event of this user: create both rows (a concurrent first event may win the
+    # race; ON CONFLICT makes that harmless), then take the lock as usual.
+    created = insert_ignore(session, User, {"id": user_id, "city": city, "frozen": False,
+                                            "created_at": utcnow()})
+    insert_ignore(session, Account, {
+        "user_id": user_id, "balance_points": 0, "lifetime_points": 0, "lifetime_ug": 0,
+        "carry_ug": 0, "entry_count": 0, "last_hash": GENESIS_HASH, "updated_at": utcnow()})
+    return session.scalars(query).one(), created
 
 
 def points_for(carry_ug: int, ug: int) -> tuple[int, int]:
