@@ -41,7 +41,9 @@ def bulk_insert(session: Session, table: Table, rows: list[dict[str, Any]]) -> l
     saves is per-row statement work (parameter processing in SQLAlchemy, query parsing in
     psycopg, planning in the server): see BENCHMARKS.md, batch ingest. Driver errors are
     raised as SQLAlchemy's, so callers see the usual IntegrityError (a retry) or
-    OperationalError (a 503). Otherwise: one multi-row INSERT ... RETURNING.
+    OperationalError (a 503). COPY skips SQLAlchemy's type processing: values must
+    already be what the driver takes (aware datetimes, which ``UTCDateTime`` would check;
+    dicts for JSON columns, sent as JSONB). Otherwise: one multi-row INSERT ... RETURNING.
     """
     if not rows:
         return []
