@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from carbon_credits import metrics
 from carbon_credits.auth import Principal
 from carbon_credits.config import Config
-from carbon_credits.errors import InvalidInput, NotFound, ServiceError
+from carbon_credits.errors import RETRY_AFTER_S, InvalidInput, NotFound, ServiceError, Unavailable
 from carbon_credits.extensions import Runtime
 from carbon_credits.models import Event
 from carbon_credits.schemas import is_valid_id, load_event
@@ -80,9 +80,14 @@ def _apply(rt: Runtime, principal: Principal, chunk: Sequence[Posted]
         except IntegrityError:
             # The unique (user_id, event_id) constraint caught a concurrent copy that the
             # account lock did not serialise (e.g. the account was being created): the
-            # next attempt finds the stored event and answers it as a replay.
+            # next attempt finds the stored event and answers it as a replay. Should that
+            # keep happening, the client is told to retry later, as for an outage: the
+            # request changed nothing, and a retry with the same ids is safe.
             if attempt == IDEMPOTENCY_ATTEMPTS - 1:
-                raise
+                raise Unavailable(
+                    "the events met concurrent writes of the same ids; retry with the "
+                    "same event_id", code="write_conflict",
+                    headers={"Retry-After": str(RETRY_AFTER_S)}) from None
     for outcome in outcomes:
         if isinstance(outcome, Ingested):
             _count(outcome)  # after the commit: only what was applied is counted

@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
@@ -120,6 +121,22 @@ def test_a_copy_the_chunk_did_not_read_is_caught_and_answered_as_a_replay(
         balance = session.scalar(select(Account.balance_points)
                                  .where(Account.user_id == user.sub))
     assert rows == size and balance == sum(r["result"]["points"] for r in first)
+
+
+def test_a_write_that_keeps_meeting_the_constraint_is_a_503_not_a_500(
+        client: FlaskClient, auth: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """If every attempt meets the unique constraint (here: the stored copy is always hidden
+    from the read), the client is told 503 with Retry-After, and nothing changed."""
+    body = factories.metro()
+    first = client.post("/v1/events", json=body, headers=auth)
+    assert first.status_code == 201
+    monkeypatch.setattr(intake, "_stored", lambda *args: {})
+    r = client.post("/v1/events", json=body, headers=auth)
+    assert r.status_code == 503 and r.headers["Retry-After"], r.json
+    assert r.json["error"]["code"] == "write_conflict"
+    monkeypatch.undo()
+    again = client.post("/v1/events", json=body, headers=auth)
+    assert again.status_code == 200 and again.json == first.json
 
 
 def test_a_new_events_fields_are_the_event_tables_columns() -> None:
