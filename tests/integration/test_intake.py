@@ -9,16 +9,19 @@ a copy it did not read.
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from dataclasses import fields
 from datetime import timedelta
 from typing import Any
 
+import psycopg
 import pytest
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from carbon_credits.auth import Principal
 from carbon_credits.errors import ServiceError
@@ -150,3 +153,55 @@ def test_a_new_events_fields_are_the_event_tables_columns() -> None:
 NEW_EVENT_LATER = ("id", "created_at", "reviewed_at", "reviewed_by", "review_reason",
                    "reversed_at", "reversed_by", "reversal_reason")
 """The columns a new event gets at its write or later (defaults last in the dataclass)."""
+
+
+def test_a_connection_lost_in_the_bulk_write_is_a_503_and_the_retry_applies_all_once(
+        rt: Runtime, client: FlaskClient, auth: dict[str, str], is_postgres: bool,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The database connection dies as a chunk's events are written (PostgreSQL: the
+    server process of the session's connection is terminated as its COPY starts; SQLite
+    has no server to lose, so there the driver's error is raised in the bulk write): the
+    client gets a 503 with Retry-After and nothing of the chunk is stored; the broken
+    connection is not handed out again, so the client's retry of the same batch, at once,
+    applies every event exactly once."""
+    bodies = [factories.metro(start=factories.today_at(5) + timedelta(minutes=30 * n))
+              for n in range(COPY_FROM_ROWS)]
+    cut: list[str] = []
+    if is_postgres:
+        real_copy = psycopg.Cursor.copy
+
+        def dying_copy(cursor: psycopg.Cursor[Any], statement: str, *args: Any,
+                       **kwargs: Any) -> Any:
+            if not cut:
+                cut.append(statement)
+                dsn = rt.db.engine.url.set(drivername="postgresql").render_as_string(
+                    hide_password=False)
+                with psycopg.connect(dsn, autocommit=True) as other:
+                    other.execute("SELECT pg_terminate_backend(%s)",
+                                  (cursor.connection.info.backend_pid,))
+            return real_copy(cursor, statement, *args, **kwargs)
+
+        monkeypatch.setattr(psycopg.Cursor, "copy", dying_copy)
+    else:
+        real_insert = intake.bulk_insert
+
+        def dying_insert(session: Any, table: Any, rows: list[dict[str, Any]]) -> list[int]:
+            if not cut:
+                cut.append(table.name)
+                raise OperationalError("INSERT INTO events ...", {},
+                                       sqlite3.OperationalError("disk I/O error"))
+            return real_insert(session, table, rows)
+
+        monkeypatch.setattr(intake, "bulk_insert", dying_insert)
+    r = client.post("/v1/events/batch", json={"events": bodies}, headers=auth)
+    assert len(cut) == 1 and "events" in cut[0]
+    assert r.status_code == 503 and r.headers["Retry-After"], r.json
+    # Every pooled connection in turn (the pool hands them out first in, first out): a
+    # dead one left in the pool would fail one of these reads.
+    for _ in range(rt.db.engine.pool.size() + 1):  # type: ignore[attr-defined]
+        assert client.get("/v1/me/account", headers=auth).status_code == 200
+    again = client.post("/v1/events/batch", json={"events": bodies}, headers=auth)
+    assert again.status_code == 200, again.json
+    assert [x["status"] for x in again.json["results"]] == [201] * COPY_FROM_ROWS
+    balance = client.get("/v1/me/account", headers=auth).json["balance"]
+    assert balance == sum(x["result"]["points"] for x in again.json["results"])
