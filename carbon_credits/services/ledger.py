@@ -87,10 +87,8 @@ def earn(session: Session, account: Account, *, ug: int, event_pk: int, mode: st
          factor_version_id: int) -> tuple[LedgerEntry, int]:
     """Credit ``ug`` micrograms to a locked account; returns the entry and its points."""
     points = claim_points(account, ug)
-    entry = LedgerEntry(**earn_entry(account, points=points, ug=ug, event_pk=event_pk,
-                                     mode=mode, factor_version_id=factor_version_id,
-                                     now=utcnow()))
-    session.add(entry)
+    entry = _append(session, account, kind="earn", points=points, ug=ug, event_pk=event_pk,
+                    mode=mode, factor_version_id=factor_version_id)
     return entry, points
 
 
