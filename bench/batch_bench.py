@@ -70,6 +70,8 @@ from ingest_bench import (  # noqa: E402
     fresh_database,
     start_gunicorn,
     stop,
+    wrk_latency_ms,
+    wrk_non_2xx,
 )
 from report_bench import machine  # noqa: E402
 
@@ -142,18 +144,10 @@ def run_wrk(url: str, args: argparse.Namespace, env: dict[str, str]) -> dict[str
            str(ROOT / "bench" / "wrk" / "batch.lua"), url]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env,
                          cwd=ROOT).stdout
-
-    def pct(p: str) -> float:
-        m = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", out)
-        if m is None:
-            return float("nan")
-        return round(float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)], 1)
-
     bench = dict(re.findall(r"(\w+)=(\d+)", out.split("BENCH", 1)[1])) if "BENCH" in out else {}
-    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     return {"requests": int(bench.get("replies", 0)), **{k: int(v) for k, v in bench.items()},
-            "non_2xx": int(non2xx.group(1)) if non2xx else 0,
-            "p50_ms": pct("50"), "p99_ms": pct("99"), "wrk_output": out}
+            "non_2xx": wrk_non_2xx(out), "p50_ms": round(wrk_latency_ms(out, "50"), 1),
+            "p99_ms": round(wrk_latency_ms(out, "99"), 1), "wrk_output": out}
 
 
 def children(pid: int) -> list[int]:

@@ -1,4 +1,4 @@
-"""Small helpers shared by batch_bench.py and history_bench.py.
+"""Small helpers shared by the bench scripts.
 
 The service side (fresh database, gunicorn, wrk) comes from ``ingest_bench.py`` and the
 machine description from ``report_bench.py``; this module adds what they lack: tokens for
@@ -73,15 +73,17 @@ def db_counters(dsn: str) -> dict[str, int]:
 
 
 def update_section(path: Path, title: str, begin: str, end: str, block: str,
-                   intro: str) -> None:
+                   intro: str, outro: str = "") -> None:
     """Replace the text between ``begin`` and ``end`` in ``path``; if the markers are not
-    there, append a new section ``## title`` with ``intro`` and the block."""
+    there, append a new section ``## title`` with ``intro``, the block and ``outro``."""
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     if begin in text and end in text:
         head, rest = text.split(begin, 1)
         _, tail = rest.split(end, 1)
         path.write_text(f"{head}{begin}\n{block}\n{end}{tail}")
     else:
+        after = f"\n{outro.strip()}\n" if outro.strip() else ""
         path.write_text(text.rstrip("\n") + f"\n\n## {title}\n\n{intro.strip()}\n\n"
-                        f"{begin}\n{block}\n{end}\n")
+                        f"{begin}\n{block}\n{end}\n{after}")
     print(f"updated {path}")
+

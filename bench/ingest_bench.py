@@ -75,6 +75,21 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.kill()
 
 
+def wrk_latency_ms(out: str, percentile: str) -> float:
+    """A latency percentile ("50", "99") from wrk's ``--latency`` output, in ms (NaN if
+    absent)."""
+    m = re.search(rf"\s{percentile}%\s+([\d.]+)(us|ms|s)", out)
+    if m is None:
+        return float("nan")
+    return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+
+
+def wrk_non_2xx(out: str) -> int:
+    """wrk's count of responses that were not 2xx or 3xx."""
+    m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    return int(m.group(1)) if m else 0
+
+
 def wrk(url: str, args: argparse.Namespace, script: Path | None = None,
         env: dict[str, str] | None = None) -> dict[str, float]:
     cmd = ["wrk", "-t", str(args.threads), "-c", str(args.connections), "-d",
@@ -84,19 +99,10 @@ def wrk(url: str, args: argparse.Namespace, script: Path | None = None,
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env,
                          cwd=ROOT).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-
-    def pct(p: str) -> float:
-        m = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", out)
-        if m is None:
-            return float("nan")
-        scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
-        return round(float(m.group(1)) * scale, 2)
-
-    return {"requests_per_s": rps, "requests": total,
-            "non_2xx": int(non2xx.group(1)) if non2xx else 0,
-            "p50_ms": pct("50"), "p99_ms": pct("99")}
+    return {"requests_per_s": rps, "requests": total, "non_2xx": wrk_non_2xx(out),
+            "p50_ms": round(wrk_latency_ms(out, "50"), 2),
+            "p99_ms": round(wrk_latency_ms(out, "99"), 2)}
 
 
 def write_tokens(path: Path, users: int, base: datetime) -> None:

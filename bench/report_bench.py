@@ -40,6 +40,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import psycopg  # noqa: E402
+from benchlib import update_section  # noqa: E402
 from history_data import CITY, DAYS, FIRST_DAY, generate  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
@@ -195,7 +196,7 @@ def main() -> None:
                    pg_version[0] if pg_version else "?", " ".join(sys.argv[1:]))
     print(block)
     if args.update:
-        update(args.update, block)
+        update_section(args.update, "Reports", BEGIN, END, block, INTRO, OUTRO)
 
 
 def render(results: list[dict[str, Any]], runs: int, naive_runs: int, pg: str,
@@ -237,33 +238,15 @@ def render(results: list[dict[str, Any]], runs: int, naive_runs: int, pg: str,
     return "\n".join(lines)
 
 
-def update(path: Path, block: str) -> None:
-    text_ = path.read_text() if path.exists() else "# Benchmarks\n"
-    if BEGIN in text_ and END in text_:
-        head, rest = text_.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
-        path.write_text(f"{head}{BEGIN}\n{block}\n{END}{tail}")
-    else:
-        path.write_text(text_.rstrip("\n") + "\n\n" + SECTION.format(block=block))
-    print(f"updated {path}")
-
-
-SECTION = """## Reports
-
+INTRO = """\
 **Question (issue: partner reduction reports).** Reports read rollups, not the event table:
 does the same report cost the same over 100 times more events? Measured with
 `bench/report_bench.py` on PostgreSQL: events and their earn ledger entries generated in
 SQL, rollups built by `rebuild-rollups` (the service's own code), then the same partner
-report timed at each size.
-
-""" + BEGIN + """
-{block}
-""" + END + """
-
-What follows: the report reads days x cells x 16 shard rows (here 30 x 5 x 16 = 2,400,
+report timed at each size."""
+OUTRO = """What follows: the report reads days x cells x 16 shard rows (here 30 x 5 x 16 = 2,400,
 each with a 256-byte sketch slice) whatever the number of events, so its time does not
-grow with events; the event-table query, the design this replaces, grows with them.
-"""
+grow with events; the event-table query, the design this replaces, grows with them."""
 
 
 if __name__ == "__main__":
