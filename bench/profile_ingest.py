@@ -14,7 +14,12 @@ import os
 import sys
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from flask.testing import FlaskClient
+
+    from carbon_credits.extensions import Runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -65,7 +70,7 @@ def main() -> None:
     report(profiler)
 
 
-def profile_batches(rt: object, client: object, size: int, count: int) -> None:
+def profile_batches(rt: Runtime, client: FlaskClient, size: int, count: int) -> None:
     """``count`` batch requests of ``size`` events, each a new user's 30-day history."""
     from pyinstrument import Profiler
 
@@ -74,11 +79,10 @@ def profile_batches(rt: object, client: object, size: int, count: int) -> None:
 
     from tests import factories
 
-    rt.clock = lambda: factories.NOW  # type: ignore[attr-defined]
-    body, _counts = batch_body(factories.NOW, size)
-    tokens = [rt.codec.encode(f"profb-{os.getpid()}-{i}", "user", "shenzhen",  # type: ignore[attr-defined]
-                              3600) for i in range(count + 1)]
-    post = client.post  # type: ignore[attr-defined]
+    body, _counts = batch_body(factories.NOW, size)  # the service's clock is pinned to NOW
+    tokens = [rt.codec.encode(f"profb-{os.getpid()}-{i}", "user", "shenzhen", 3600)
+              for i in range(count + 1)]
+    post = client.post
     headers = {"Content-Type": "application/json"}
     r = post("/v1/events/batch", data=body, headers={**headers,  # warm caches
                                                       "Authorization": f"Bearer {tokens[-1]}"})
