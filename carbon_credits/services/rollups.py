@@ -326,10 +326,10 @@ def credit(session: Session, events: Sequence[Credited]) -> None:
     The credits are merged per row (one upsert per cell and user instead of one per event)
     and applied in one global order, the rows' key order: two transactions crediting the
     same cells lock them in the same order, so they cannot deadlock, and each row stays
-    locked only from here to the commit. PostgreSQL: one statement per row (the participant
-    upsert rides in a data-modifying CTE), each upsert atomic under its row lock, so exact
-    under concurrency. The statements are built once per dialect and run with bound values
-    only.
+    locked only from here to the commit. PostgreSQL: one upsert per row (the participant
+    upsert rides in a data-modifying CTE), all rows in one executemany (``_apply_credits``),
+    each upsert atomic under its row lock, so exact under concurrency. The statements are
+    built once per dialect and run with bound values only.
     """
     merged: dict[tuple[Any, ...], dict[str, Any]] = {}
     for event in events:
