@@ -44,12 +44,6 @@ class Catalog:
         self._factors: dict[int, FactorSet] = {}
         self._networks: dict[int, TransitNetwork] = {}
 
-    def factors_at(
-        self, session: Session, city: str, mode: str, at: datetime
-    ) -> VersionedFactors | None:
-        """The factor version in force for ``city``/``mode`` at the instant ``at``."""
-        return self.timeline(session, {city}, {mode}, at).at(city, mode, at)
-
     def timeline(self, session: Session, cities: Collection[str], modes: Collection[str],
                  until: datetime) -> Timeline:
         """Every factor version of ``cities`` x ``modes`` in force at or before ``until``,

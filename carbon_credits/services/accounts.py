@@ -29,8 +29,9 @@ def account_view(rt: Runtime, principal: Principal) -> dict[str, Any]:
                                      DailyUsage.local_date == today))}
         per_mode: dict[str, dict[str, Any]] = {}
         total_cap: int | None = None
+        in_force = rt.catalog.timeline(session, {city}, METHODOLOGIES.keys(), now)
         for mode, method in METHODOLOGIES.items():
-            versioned = rt.catalog.factors_at(session, city, mode, now)
+            versioned = in_force.at(city, mode, now)
             mode_cap, total_cap = (daily_caps_ug(rt.config, method, versioned.factors)
                                    if versioned else (None, total_cap))
             per_mode[mode] = _day(usage.get(mode), mode_cap)

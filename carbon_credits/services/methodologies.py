@@ -13,8 +13,9 @@ def current(rt: Runtime, city: str) -> dict[str, Any]:
     now = rt.clock()
     items = []
     with rt.db.transaction() as session:
+        in_force = rt.catalog.timeline(session, {city}, METHODOLOGIES.keys(), now)
         for mode, method in METHODOLOGIES.items():
-            versioned = rt.catalog.factors_at(session, city, mode, now)
+            versioned = in_force.at(city, mode, now)
             if versioned is None:
                 continue
             fs = versioned.factors
