@@ -48,20 +48,35 @@ class Catalog:
                  until: datetime) -> Timeline:
         """Every factor version of ``cities`` x ``modes`` in force at or before ``until``,
         with each city's newest network id, in one round trip: a set of events is priced
-        from one read (versions are few: one per factor change)."""
+        from one read (versions are few: one per factor change). The read takes ids and
+        dates only; a version's factors are parsed once per process (``_factor_sets``)."""
         newest = _newest_network(FactorVersion.city).correlate(FactorVersion).scalar_subquery()
         rows = session.execute(
-            select(FactorVersion, newest)
+            select(FactorVersion.id, FactorVersion.city, FactorVersion.mode,
+                   FactorVersion.effective_from, newest)
             .where(FactorVersion.city.in_(cities), FactorVersion.mode.in_(modes),
                    FactorVersion.effective_from <= until)
             .order_by(FactorVersion.effective_from.desc())).all()
+        factor_sets = self._factor_sets(session, [row.id for row in rows])
         versions: dict[tuple[str, str], list[VersionedFactors]] = {}
         networks: dict[str, int] = {}
-        for row, network_id in rows:
-            versions.setdefault((row.city, row.mode), []).append(self._versioned(row))
+        for version_id, city, mode, effective_from, network_id in rows:
+            versions.setdefault((city, mode), []).append(
+                VersionedFactors(version_id, effective_from, factor_sets[version_id]))
             if network_id is not None:
-                networks[row.city] = network_id
+                networks[city] = network_id
         return Timeline(versions, networks)
+
+    def _factor_sets(self, session: Session, version_ids: list[int]) -> dict[int, FactorSet]:
+        """Parsed factor sets by version id; those not yet cached are read in one query."""
+        with self._lock:
+            known = {i: self._factors[i] for i in version_ids if i in self._factors}
+        missing = [i for i in version_ids if i not in known]
+        if missing:
+            for row in session.scalars(select(FactorVersion)
+                                       .where(FactorVersion.id.in_(missing))):
+                known[row.id] = self._versioned(row).factors
+        return known
 
     def factors_by_id(self, session: Session, version_id: int) -> VersionedFactors:
         """A stored factor version by id (an event's own, for re-quantifying it)."""

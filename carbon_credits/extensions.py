@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import redis
 from flask import Response, current_app
@@ -16,9 +17,15 @@ from carbon_credits.catalog import Catalog
 from carbon_credits.config import Config
 from carbon_credits.db import Database
 from carbon_credits.errors import http_exception_response
+from carbon_credits.group_commit import GroupCommit
 from carbon_credits.models import utcnow
 from carbon_credits.ratelimit import Limiter
 from carbon_credits.schemas import ErrorSchema
+
+if TYPE_CHECKING:
+    from carbon_credits.errors import ServiceError
+    from carbon_credits.services.events import Ingested
+    from carbon_credits.services.intake import Posted
 
 
 class JsonErrorApi(Api):  # type: ignore[misc]
@@ -43,6 +50,8 @@ class Runtime:
     redis: redis.Redis | None
     clock: Callable[[], datetime] = field(default=utcnow)
     """Business time: event windows, 'today', versions in force. Tests pin it."""
+    posts: GroupCommit[Posted, Ingested | ServiceError] = field(default_factory=GroupCommit)
+    """This process's single posts, applied in groups under load (``group_commit``)."""
 
 
 def runtime() -> Runtime:

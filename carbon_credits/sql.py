@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, cast
 
 import psycopg
@@ -14,16 +15,21 @@ from sqlalchemy.orm import Session
 from carbon_credits.models import Base
 
 
-def insert_ignore(session: Session, model: type[Base], values: dict[str, Any]) -> bool:
-    """INSERT ... ON CONFLICT DO NOTHING: create a row unless it already exists; whether
-    this statement created it."""
+def insert_missing(session: Session, model: type[Base], rows: Sequence[dict[str, Any]]
+                   ) -> set[Any]:
+    """INSERT ... ON CONFLICT DO NOTHING: create those of ``rows`` that do not exist yet, in
+    one statement and in the order given (callers sort them, so that concurrent inserts of
+    overlapping keys wait for each other in one order); the primary keys this statement
+    created (a value per row, a tuple for a composite key)."""
+    if not rows:
+        return set()
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     table = cast(Table, model.__table__)
-    # RETURNING tells whether a row was made (psycopg reports no rowcount for this one).
-    statement = (insert(table).values(**values).on_conflict_do_nothing()
-                 .returning(*table.primary_key.columns))
-    return session.execute(statement).first() is not None
+    keys = list(table.primary_key.columns)
+    # RETURNING tells which rows were made (psycopg reports no rowcount for this one).
+    statement = insert(table).values(list(rows)).on_conflict_do_nothing().returning(*keys)
+    return {row[0] if len(keys) == 1 else tuple(row) for row in session.execute(statement)}
 
 
 COPY_FROM_ROWS = 8

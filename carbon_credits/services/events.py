@@ -12,7 +12,7 @@ from typing import Any
 
 from marshmallow import ValidationError
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from carbon_credits import metrics
 from carbon_credits.auth import Principal
@@ -55,20 +55,22 @@ def payload_hash(payload: dict[str, Any]) -> str:
 
 def ingest(rt: Runtime, principal: Principal, data: dict[str, Any],
            device_id: str | None = None) -> Ingested:
-    """Apply one validated event for a user, exactly once per (user, event_id)."""
-    outcome = _apply(rt, principal, [_posted(rt, principal, data, device_id)])[0]
+    """Apply one validated event for a user, exactly once per (user, event_id): alone, or
+    with the process's concurrent posts in one transaction (``group_commit``)."""
+    outcome = rt.posts.submit(_posted(rt, principal, data, device_id),
+                              lambda chunk: _apply(rt, chunk))
     if isinstance(outcome, ServiceError):
         raise outcome
     return outcome
 
 
-def _apply(rt: Runtime, principal: Principal, chunk: Sequence[Posted]
-           ) -> list[Ingested | ServiceError]:
-    """Apply a chunk of one user's events in one transaction; counted once committed."""
+def _apply(rt: Runtime, chunk: Sequence[Posted]) -> list[Ingested | ServiceError]:
+    """Apply a chunk of events (one user's, or one each of a group of posts) in one
+    transaction; counted once committed."""
     for attempt in range(IDEMPOTENCY_ATTEMPTS):
         try:
             with rt.db.transaction() as session:
-                applied = intake.apply(session, rt.config, rt.catalog, principal, chunk)
+                applied = intake.apply(session, rt.config, rt.catalog, chunk)
                 # Views after the writes: a new event's id and created_at are set there.
                 outcomes = [x if isinstance(x, ServiceError)
                             else Ingested(event_view(x.event), x.created) for x in applied]
@@ -77,12 +79,17 @@ def _apply(rt: Runtime, principal: Principal, chunk: Sequence[Posted]
                     # device row behind (reading may have created them).
                     session.rollback()
             break
-        except IntegrityError:
-            # The unique (user_id, event_id) constraint caught a concurrent copy that the
-            # account lock did not serialise (e.g. the account was being created): the
-            # next attempt finds the stored event and answers it as a replay. Should that
-            # keep happening, the client is told to retry later, as for an outage: the
-            # request changed nothing, and a retry with the same ids is safe.
+        except (IntegrityError, OperationalError) as exc:
+            # IntegrityError: the unique (user_id, event_id) constraint caught a concurrent
+            # copy that the account lock did not serialise (e.g. the account was being
+            # created): the next attempt finds the stored event and answers it as a
+            # replay. A deadlock (two first posts of overlapping users locking in
+            # different orders, see ledger.open_accounts) is retried the same way; any
+            # other OperationalError is an outage (a 503). Should a conflict keep
+            # happening, the client is told to retry later, as for an outage: the request
+            # changed nothing, and a retry with the same ids is safe.
+            if isinstance(exc, OperationalError) and not _is_deadlock(exc):
+                raise
             if attempt == IDEMPOTENCY_ATTEMPTS - 1:
                 raise Unavailable(
                     "the events met concurrent writes of the same ids; retry with the "
@@ -92,6 +99,10 @@ def _apply(rt: Runtime, principal: Principal, chunk: Sequence[Posted]
         if isinstance(outcome, Ingested):
             _count(outcome)  # after the commit: only what was applied is counted
     return outcomes
+
+
+def _is_deadlock(exc: OperationalError) -> bool:
+    return getattr(exc.orig, "sqlstate", None) == "40P01"
 
 
 def _posted(rt: Runtime, principal: Principal, data: dict[str, Any],
@@ -146,7 +157,7 @@ def ingest_batch(rt: Runtime, principal: Principal, items: list[Any],
             results[index] = _item_error(index, exc.status, exc.code, exc.message, exc.fields)
     for start in range(0, len(ready), ITEMS_PER_TRANSACTION):
         chunk = ready[start:start + ITEMS_PER_TRANSACTION]
-        outcomes = _apply(rt, principal, [posted for _index, posted in chunk])
+        outcomes = _apply(rt, [posted for _index, posted in chunk])
         for (index, _posted_item), outcome in zip(chunk, outcomes, strict=True):
             if isinstance(outcome, ServiceError):
                 results[index] = _item_error(index, outcome.status, outcome.code,

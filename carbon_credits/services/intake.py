@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Any, cast
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import Table, and_, func, literal, null, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from carbon_credits import plausibility
@@ -43,7 +43,7 @@ from carbon_credits.config import Config
 from carbon_credits.errors import Conflict, InvalidInput, ServiceError
 from carbon_credits.models import Account, DailyUsage, DeviceAccount, Event, LedgerEntry, utcnow
 from carbon_credits.services import crediting, ledger, rollups
-from carbon_credits.sql import bulk_insert, insert_ignore
+from carbon_credits.sql import bulk_insert, insert_missing
 from methodology import (
     METHODOLOGIES,
     Methodology,
@@ -133,25 +133,26 @@ class Applied:
     created: bool
 
 
-def apply(session: Session, config: Config, catalog: Catalog, principal: Principal,
-          chunk: Sequence[Posted]) -> list[Applied | ServiceError]:
-    """Apply ``chunk`` (events of one user, in order) in the caller's transaction; one
-    result per event: what was stored, or why it was refused.
+def apply(session: Session, config: Config, catalog: Catalog, chunk: Sequence[Posted]
+          ) -> list[Applied | ServiceError]:
+    """Apply ``chunk`` (events of one or more users, each user's in order) in the caller's
+    transaction; one result per event: what was stored, or why it was refused.
 
-    Reading may create the user's account (and record the device) before any event is
-    decided; a caller whose chunk stored no new event rolls back, so refusals and replays
+    Users' events do not interact (every rule reads one user's own state, or a device's
+    accounts, which the chunk keeps current), so a chunk of several users decides exactly
+    as their posts one after another would. Reading may create a new user's account
+    before any event is decided; a new user whose events were all refused is removed
+    again (and a caller whose chunk stored nothing rolls back), so refusals and replays
     leave nothing behind. A new user's city is the token's, else that of the first event
     stored (not of an earlier refused one).
     """
-    book = _read(session, catalog, principal, chunk)
+    book = _read(session, catalog, chunk)
     results: list[Applied | ServiceError] = []
     for posted in chunk:
         try:
             results.append(_decide(session, config, catalog, book, posted))
         except ServiceError as exc:
             results.append(exc)
-    if book.created and principal.city is None and book.fresh:
-        book.account.user.city = next(iter(book.fresh.values())).city
     _write(session, book)
     return results
 
@@ -184,88 +185,149 @@ class _Trips:
 
 
 @dataclass
-class _Book:
-    """What the rules of a chunk read, kept current in memory as its events are decided."""
+class _Member:
+    """One user of a chunk: the locked account and what the rules read of that user."""
 
     account: Account
     created: bool
     """Whether this transaction created the account (a new user)."""
-    stored: dict[str, Event]
+    token_city: str | None
+    usage: dict[date, dict[str, DailyUsage]] = field(default_factory=dict)
+    trips: _Trips = field(default_factory=_Trips)
+    first_city: str | None = None
+    """The city of this user's first event stored in the chunk (None: nothing stored)."""
+
+
+@dataclass
+class _Device:
+    """A device of the chunk: how many accounts it has been seen with, and which of the
+    chunk's users are among them (recorded when one of their events is stored)."""
+
+    accounts: int
+    users: set[str]
+    new_users: list[str] = field(default_factory=list)
+    """Users first seen on it in this chunk: written by ``_write``."""
+
+
+@dataclass
+class _Book:
+    """What the rules of a chunk read, kept current in memory as its events are decided."""
+
+    members: dict[str, _Member]
+    stored: dict[tuple[str, str], Event]
+    """Events already stored under the chunk's (user id, event id) pairs: replays."""
     timeline: Timeline
-    usage: dict[date, dict[str, DailyUsage]]
-    trips: _Trips
-    accounts_on_device: dict[str, int]
-    fresh: dict[str, NewEvent] = field(default_factory=dict)
-    """New events by event id, in the order decided: written by ``_write``."""
+    devices: dict[str, _Device]
+    fresh: dict[tuple[str, str], NewEvent] = field(default_factory=dict)
+    """New events by (user id, event id), in the order decided: written by ``_write``."""
     earned: list[NewEvent] = field(default_factory=list)
     """New events with credited grams, in order: their earn entries are written in it."""
 
 
-def _read(session: Session, catalog: Catalog, principal: Principal,
-          chunk: Sequence[Posted]) -> _Book:
-    user_id = principal.sub
-    account, created = ledger.open_account(session, user_id,
-                                           principal.city or chunk[0].data["city"])
-    stored = _stored(session, user_id, {p.data["event_id"] for p in chunk})
-    new = [p for p in chunk if p.data["event_id"] not in stored]
+def _read(session: Session, catalog: Catalog, chunk: Sequence[Posted]) -> _Book:
+    cities: dict[str, str] = {}
+    for p in chunk:
+        cities.setdefault(p.principal.sub, p.principal.city or p.data["city"])
+    members = {user_id: _Member(account, created, None)
+               for user_id, (account, created) in ledger.open_accounts(session, cities).items()}
+    for p in chunk:
+        members[p.principal.sub].token_city = p.principal.city
+    stored = _stored(session, {(p.principal.sub, p.data["event_id"]) for p in chunk})
+    new = [p for p in chunk if (p.principal.sub, p.data["event_id"]) not in stored]
     if not new:  # all replays: nothing else to read
-        return _Book(account, created, stored, Timeline({}, {}), {}, _Trips(), {})
+        return _Book(members, stored, Timeline({}, {}), {})
     timeline = catalog.timeline(session, {p.data["city"] for p in new},
                                 {p.method.mode for p in new}, max(p.occurred_at for p in new))
+    _read_usage(session, members, new)
+    _read_trips(session, members, new)
+    return _Book(members, stored, timeline, _read_devices(session, new))
+
+
+def _stored(session: Session, keys: set[tuple[str, str]]) -> dict[tuple[str, str], Event]:
+    """The events already stored under these (user id, event id) pairs (their posts are
+    replays). One statement: the users' events under any of the ids, then the pairs."""
+    users, ids = {user for user, _ in keys}, {event_id for _, event_id in keys}
+    found = session.scalars(select(Event).where(_among(Event.user_id, users),
+                                                _among(Event.event_id, ids)))
+    return {key: e for e in found if (key := (e.user_id, e.event_id)) in keys}
+
+
+def _among(column: Any, values: set[Any]) -> Any:
+    """``column IN values``, or ``column = value`` for one value: a single post's
+    statements keep their cheapest form (no IN list rendered per execution)."""
+    return column == next(iter(values)) if len(values) == 1 else column.in_(values)
+
+
+def _read_usage(session: Session, members: dict[str, _Member], new: Sequence[Posted]) -> None:
+    """Each member's daily usage rows of its events' local days, in one statement."""
     days = {p.local_date for p in new}
-    usage: dict[date, dict[str, DailyUsage]] = {day: {} for day in days}
-    for row in session.scalars(select(DailyUsage).where(DailyUsage.user_id == user_id,
-                                                        DailyUsage.local_date.in_(days))):
-        usage[row.local_date][row.mode] = row
-    return _Book(account, created, stored, timeline, usage,
-                 _read_trips(session, user_id, new), _read_devices(session, user_id, new))
+    for p in new:
+        members[p.principal.sub].usage.setdefault(p.local_date, {})
+    for row in session.scalars(select(DailyUsage).where(
+            _among(DailyUsage.user_id, {p.principal.sub for p in new}),
+            _among(DailyUsage.local_date, days))):
+        usage = members[row.user_id].usage.get(row.local_date)
+        if usage is not None:
+            usage[row.mode] = row
 
 
-def _stored(session: Session, user_id: str, event_ids: set[str]) -> dict[str, Event]:
-    """The user's events already stored under these ids (their posts are replays)."""
-    return {e.event_id: e for e in session.scalars(
-        select(Event).where(Event.user_id == user_id, Event.event_id.in_(event_ids)))}
-
-
-def _read_trips(session: Session, user_id: str, new: Sequence[Posted]) -> _Trips:
-    """The user's trips from one day before the chunk's earliest trip (or the start of its
-    first local day) to the end of its last trip's local day: one index range scan on
-    (user_id, occurred_at), bounded by the chunk's span, not by the user's history.
+def _read_trips(session: Session, members: dict[str, _Member], new: Sequence[Posted]
+                ) -> None:
+    """Each member's trips from one day before its earliest trip of the chunk (or the start
+    of its first local day) to the end of its last trip's local day: one statement, an
+    index range scan on (user_id, occurred_at) per user, bounded by the chunk's span, not
+    by the users' history.
 
     Days are the city's local days (``Posted.tz``), not the client's offset: an offset
     east or west of the city would otherwise cut a day short and hide its late trips.
     """
-    trips = _Trips()
-    spans = [(p.occurred_at, p.ends_at or p.occurred_at, p.local_date, p.tz)
-             for p in new if p.is_trip]
-    if not spans:
-        return trips
-    since = min(min(start - LONGEST_TRIP, datetime.combine(day, time(0), tzinfo=tz))
-                for start, _end, day, tz in spans)
-    until = max(max(end, datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz))
-                for _start, end, day, tz in spans)
+    windows: dict[str, tuple[datetime, datetime]] = {}
+    for p in new:
+        if not p.is_trip:
+            continue
+        since = min(p.occurred_at - LONGEST_TRIP,
+                    datetime.combine(p.local_date, time(0), tzinfo=p.tz))
+        until = max(p.ends_at or p.occurred_at,
+                    datetime.combine(p.local_date + timedelta(days=1), time(0), tzinfo=p.tz))
+        known = windows.get(p.principal.sub)
+        windows[p.principal.sub] = (since, until) if known is None else (
+            min(known[0], since), max(known[1], until))
+    if not windows:
+        return
+    spans = [and_(Event.user_id == user_id, Event.occurred_at >= since,
+                  Event.occurred_at < until)
+             for user_id, (since, until) in sorted(windows.items())]
     rows = session.execute(
-        select(Event.event_id, Event.local_date, Event.occurred_at, Event.ends_at)
-        .where(Event.user_id == user_id, Event.occurred_at >= since,
-               Event.occurred_at < until, Event.mode.in_(TRIP_MODES),
-               Event.status.in_(TRIP_STATUSES))
+        select(Event.user_id, Event.event_id, Event.local_date, Event.occurred_at,
+               Event.ends_at)
+        .where(spans[0] if len(spans) == 1 else or_(*spans),
+               Event.mode.in_(TRIP_MODES), Event.status.in_(TRIP_STATUSES))
         .order_by(Event.occurred_at))
-    for event_id, local_date, began, ended in rows:
-        trips.add(event_id, local_date, began, ended)
-    return trips
+    for user_id, event_id, local_date, began, ended in rows:
+        members[user_id].trips.add(event_id, local_date, began, ended)
 
 
-def _read_devices(session: Session, user_id: str, new: Sequence[Posted]) -> dict[str, int]:
-    """Record the user on each device of the chunk (one, the X-Device-Id of the request);
-    how many accounts each device has been seen with, this one included."""
-    counts: dict[str, int] = {}
-    for device_id in sorted({p.device_id for p in new if p.device_id}):
-        insert_ignore(session, DeviceAccount, {"device_id": device_id, "user_id": user_id,
-                                               "first_seen": utcnow()})
-        counts[device_id] = session.scalar(
-            select(func.count()).select_from(DeviceAccount)
-            .where(DeviceAccount.device_id == device_id)) or 0
-    return counts
+def _read_devices(session: Session, new: Sequence[Posted]) -> dict[str, _Device]:
+    """For each device of the chunk (a request's X-Device-Id), how many accounts it has
+    been seen with and which of the chunk's users are among them: one statement. The
+    chunk's users are recorded on it when their events are stored (``_write``)."""
+    device_ids = {p.device_id for p in new if p.device_id}
+    if not device_ids:
+        return {}
+    users = {p.principal.sub for p in new if p.device_id}
+    links = DeviceAccount.__table__.c
+    rows = session.execute(union_all(
+        select(links.device_id, links.user_id, literal(0))
+        .where(links.device_id.in_(device_ids), links.user_id.in_(users)),
+        select(links.device_id, null(), func.count())
+        .where(links.device_id.in_(device_ids)).group_by(links.device_id)))
+    devices = {device_id: _Device(0, set()) for device_id in device_ids}
+    for device_id, user_id, count in rows:
+        if user_id is None:
+            devices[device_id].accounts = count
+        else:
+            devices[device_id].users.add(user_id)
+    return devices
 
 
 # ---------------------------------------------------------------- decide
@@ -274,8 +336,9 @@ def _decide(session: Session, config: Config, catalog: Catalog, book: _Book,
             p: Posted) -> Applied:
     """One event against the chunk's state; the state moves on only if it is stored."""
     user_id, method, data = p.principal.sub, p.method, p.data
-    prior: Event | NewEvent | None = (book.stored.get(data["event_id"])
-                                      or book.fresh.get(data["event_id"]))
+    member = book.members[user_id]
+    key = (user_id, data["event_id"])
+    prior: Event | NewEvent | None = book.stored.get(key) or book.fresh.get(key)
     if prior is not None:
         if prior.payload_hash != p.digest:
             raise Conflict(
@@ -299,7 +362,7 @@ def _decide(session: Session, config: Config, catalog: Catalog, book: _Book,
                                code="no_network", fields={"city": ["no network loaded"]})
         network = catalog.network_by_id(session, network_id)
 
-    usage = book.usage[p.local_date]
+    usage = member.usage[p.local_date]
     mode_usage = usage.get(mode)
     previous = mode_usage.max_quantity if (method.cumulative and mode_usage) else 0
     try:
@@ -310,7 +373,7 @@ def _decide(session: Session, config: Config, catalog: Catalog, book: _Book,
                            fields={exc.field: [exc.message]}) from None
 
     verdict = plausibility.judge(config.plausibility,
-                                 _facts(book, p, result, previous, mode_usage))
+                                 _facts(book, member, p, result, previous, mode_usage))
     explanation = dict(result.explanation)
     explanation["methodology"] = {"mode": mode, "version": versioned.factors.version,
                                   "kind": versioned.factors.kind,
@@ -318,7 +381,7 @@ def _decide(session: Session, config: Config, catalog: Catalog, book: _Book,
     explanation["avoided_grams"] = whole_grams(result.avoided_ug)
     explanation["plausibility"] = [hit.to_dict() for hit in verdict.hits]
     if verdict.outcome == "credit":
-        credit = crediting.decide(config, method, versioned.factors, book.account, usage,
+        credit = crediting.decide(config, method, versioned.factors, member.account, usage,
                                   result.avoided_ug)
         explanation = crediting.explain(explanation, credit)
     else:
@@ -334,23 +397,33 @@ def _decide(session: Session, config: Config, catalog: Catalog, book: _Book,
         network_id=network_id, explanation=explanation,
     )
     # From here on the event is accepted: the chunk's state moves on.
-    book.fresh[event.event_id] = event
+    book.fresh[key] = event
+    if member.first_city is None:
+        member.first_city = city
+    device = book.devices.get(p.device_id) if p.device_id else None
+    if device is not None and user_id not in device.users:
+        device.users.add(user_id)
+        device.new_users.append(user_id)
+        device.accounts += 1
     if p.is_trip and event.status in TRIP_STATUSES:
-        book.trips.add(event.event_id, p.local_date, p.occurred_at, p.ends_at)
+        member.trips.add(event.event_id, p.local_date, p.occurred_at, p.ends_at)
     if verdict.outcome == "credit":
         if credit.credited_ug > 0:
-            ledger.claim_points(book.account, credit.credited_ug)
+            ledger.claim_points(member.account, credit.credited_ug)
             book.earned.append(event)
         crediting.count_usage(session, user_id, p.local_date, usage, method, credit,
                               result.quantity, p.now)
     return Applied(event, created=True)
 
 
-def _facts(book: _Book, p: Posted, result: Quantification, previous: int,
+def _facts(book: _Book, member: _Member, p: Posted, result: Quantification, previous: int,
            mode_usage: DailyUsage | None) -> plausibility.Facts:
     """What the plausibility rules need, from the chunk's state."""
-    accounts_on_device = book.accounts_on_device.get(p.device_id, 0) if p.device_id else 0
-    frozen = book.account.user.frozen
+    accounts_on_device = 0
+    if p.device_id:  # the device's accounts, this user's included as if recorded already
+        device = book.devices[p.device_id]
+        accounts_on_device = device.accounts + (p.principal.sub not in device.users)
+    frozen = member.account.user.frozen
     if p.method.cumulative:
         if mode_usage is not None and mode_usage.last_post_at is not None:
             since = mode_usage.last_post_at
@@ -362,7 +435,7 @@ def _facts(book: _Book, p: Posted, result: Quantification, previous: int,
             minutes_since_last_post=max(0.0, (p.now - since).total_seconds() / 60),
             accounts_on_device=accounts_on_device, user_frozen=frozen)
     start = p.occurred_at
-    overlapping, trips_today = book.trips.around(p.local_date, start, p.ends_at or start)
+    overlapping, trips_today = member.trips.around(p.local_date, start, p.ends_at or start)
     duration = int((p.ends_at - start).total_seconds()) if p.ends_at is not None else None
     distance = result.explanation.get("distance_m")
     return plausibility.Facts(
@@ -384,21 +457,36 @@ _EVENT_COLUMNS = tuple(c.key for c in EVENTS.columns if c.key != "id")
 
 
 def _write(session: Session, book: _Book) -> None:
-    """The chunk's new events, earn entries, account, usage and rollups."""
+    """The chunk's new events, earn entries, device records, accounts, usage and rollups;
+    new users who stored nothing are removed again, the others get their city."""
     if not book.fresh:
-        return
+        return  # the caller rolls back
     now = utcnow()
     events = list(book.fresh.values())
     for event in events:
         event.created_at = now
-    ids = bulk_insert(session, EVENTS,
-                      [{name: getattr(e, name) for name in _EVENT_COLUMNS} for e in events])
-    for event, event_pk in zip(events, ids, strict=True):
-        event.id = event_pk
-    entries = [ledger.earn_entry(book.account, points=e.points, ug=e.credited_ug,
-                                 event_pk=e.id, mode=e.mode,
-                                 factor_version_id=e.factor_version_id, now=now)
-               for e in book.earned]
-    bulk_insert(session, ENTRIES, entries)
-    session.flush()  # the account and the day's usage rows
+    # No autoflush in between: the accounts and usage rows are written once, at the end,
+    # rather than once before the events and again after the entries.
+    with session.no_autoflush:
+        ids = bulk_insert(session, EVENTS,
+                          [{name: getattr(e, name) for name in _EVENT_COLUMNS} for e in events])
+        for event, event_pk in zip(events, ids, strict=True):
+            event.id = event_pk
+        entries = [ledger.earn_entry(book.members[e.user_id].account, points=e.points,
+                                     ug=e.credited_ug, event_pk=e.id, mode=e.mode,
+                                     factor_version_id=e.factor_version_id, now=now)
+                   for e in book.earned]
+        bulk_insert(session, ENTRIES, entries)
+        insert_missing(session, DeviceAccount, sorted(
+            ({"device_id": device_id, "user_id": user_id, "first_seen": now}
+             for device_id, device in book.devices.items() for user_id in device.new_users),
+            key=lambda row: (row["device_id"], row["user_id"])))
+        for member in book.members.values():
+            if not member.created:
+                continue
+            if member.first_city is None:
+                ledger.forget_new_account(session, member.account)
+            elif member.token_city is None:
+                member.account.user.city = member.first_city
+    session.flush()  # the accounts and the days' usage rows
     rollups.credit(session, book.earned)

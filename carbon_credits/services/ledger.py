@@ -23,11 +23,11 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, joinedload
 
 from carbon_credits.models import Account, LedgerEntry, User, utcnow
-from carbon_credits.sql import insert_ignore
+from carbon_credits.sql import insert_missing
 
 UG_PER_POINT = 1_000_000
 GENESIS_HASH = "0" * 64
@@ -39,25 +39,52 @@ def lock_account(session: Session, user_id: str, city: str) -> Account:
     The common case (an existing account) is one round trip; the account's user row comes
     with it (``account.user``), so callers need not fetch it again.
     """
-    return open_account(session, user_id, city)[0]
+    return open_accounts(session, {user_id: city})[user_id][0]
 
 
-def open_account(session: Session, user_id: str, city: str) -> tuple[Account, bool]:
-    """``lock_account``, and whether this transaction created the account (and its user,
-    with ``city``): a caller that then stores nothing rolls back and leaves no rows."""
-    query = (select(Account).where(Account.user_id == user_id)
-             .options(joinedload(Account.user)).with_for_update(of=Account))
-    account = session.scalars(query).one_or_none()
-    if account is not None:
-        return account, False
-    # First event of this user: create both rows (a concurrent first event may win the
-    # race; ON CONFLICT makes that harmless), then take the lock as usual.
-    created = insert_ignore(session, User, {"id": user_id, "city": city, "frozen": False,
-                                            "created_at": utcnow()})
-    insert_ignore(session, Account, {
-        "user_id": user_id, "balance_points": 0, "lifetime_points": 0, "lifetime_ug": 0,
-        "carry_ug": 0, "entry_count": 0, "last_hash": GENESIS_HASH, "updated_at": utcnow()})
-    return session.scalars(query).one(), created
+def open_accounts(session: Session, cities: Mapping[str, str]
+                  ) -> dict[str, tuple[Account, bool]]:
+    """``lock_account`` for several users at once (a user id -> the city of a new user):
+    each account, and whether this transaction created it (and its user): a caller that
+    then stores nothing for that user removes them again (``forget_new_account``), or
+    rolls back.
+
+    Locks are taken in user id order, existing accounts first (one statement), then the
+    missing ones are created in that order and locked: two transactions opening
+    overlapping sets of accounts wait for each other in one order. Should a rare
+    interleaving of first posts still deadlock, PostgreSQL aborts one transaction, which
+    the caller retries (``services/events.py``).
+    """
+    found = {a.user_id: (a, False) for a in session.scalars(_locking(sorted(cities)))}
+    missing = sorted(set(cities) - found.keys())
+    if missing:
+        # First events of these users: create both rows (a concurrent first event may win
+        # the race; ON CONFLICT makes that harmless), then take the locks as usual.
+        now = utcnow()
+        created = insert_missing(session, User, [
+            {"id": user_id, "city": cities[user_id], "frozen": False, "created_at": now}
+            for user_id in missing])
+        insert_missing(session, Account, [
+            {"user_id": user_id, "balance_points": 0, "lifetime_points": 0, "lifetime_ug": 0,
+             "carry_ug": 0, "entry_count": 0, "last_hash": GENESIS_HASH, "updated_at": now}
+            for user_id in missing])
+        found.update((a.user_id, (a, a.user_id in created))
+                     for a in session.scalars(_locking(missing)))
+    return found
+
+
+def _locking(user_ids: list[str]) -> Select[Account]:
+    query = select(Account).options(joinedload(Account.user)).with_for_update(of=Account)
+    if len(user_ids) == 1:  # the common case, in its cheapest form (no IN list to render)
+        return query.where(Account.user_id == user_ids[0])
+    return query.where(Account.user_id.in_(user_ids)).order_by(Account.user_id)
+
+
+def forget_new_account(session: Session, account: Account) -> None:
+    """Remove an account (and its user) that this transaction created and then stored
+    nothing for: a refused first event leaves no rows behind."""
+    session.delete(account)  # the next flush deletes the account before its user (FK)
+    session.delete(account.user)
 
 
 def points_for(carry_ug: int, ug: int) -> tuple[int, int]:

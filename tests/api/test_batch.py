@@ -80,7 +80,7 @@ def test_a_batch_cut_off_by_a_database_failure_keeps_its_committed_chunks(
     real = intake._write
 
     def failing(session: Any, book: Any) -> Any:
-        if items[3]["event_id"] in book.fresh:
+        if any(event_id == items[3]["event_id"] for _user, event_id in book.fresh):
             raise OperationalError("INSERT ...", {}, Exception("server closed the connection"))
         return real(session, book)
 

@@ -106,7 +106,7 @@ def test_a_copy_the_chunk_did_not_read_is_caught_and_answered_as_a_replay(
     first = events.ingest_batch(rt, user, bodies)
     real, hidden = intake._stored, []
 
-    def blind_once(*args: Any) -> dict[str, Event]:
+    def blind_once(*args: Any) -> dict[tuple[str, str], Event]:
         stored = real(*args)
         if not hidden:
             hidden.extend(stored.values())

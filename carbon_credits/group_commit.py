@@ -1,0 +1,114 @@
+"""Group commit: the concurrent single posts of one worker process, applied together.
+
+A single event costs about a dozen statements and a durable commit, nearly all of it per
+transaction rather than per event (BENCHMARKS.md, single-event ingest: 8 ms of CPU for a
+chunk of one, 1.5 ms per event for a chunk of eight). Posts that arrive while the process
+is applying others queue; when a transaction ends, the first waiting thread takes the
+queue (up to ``max_group`` posts) and applies it as one chunk, in one transaction and one
+commit, and each post is answered from that commit. Nothing waits for a timer: a post
+that finds the process idle is applied at once, alone, as it always was; under load the
+groups form by themselves, as large as the load.
+
+What a group does not change: an answer is given only after the commit that holds it
+(nothing answered can be lost); the group's events decide exactly as the same posts one
+after another (services/intake.py applies a chunk of several users in order); and a
+failure reaches only the posts it belongs to: a group that raises (anything but a
+refusal of one event, which is a result) is applied again post by post, so each post gets
+the answer it would have had alone. A lost database connection is the exception: it is
+answered to the whole group at once, since every post would meet it (each gets a 503 and
+retries with the same ``event_id``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+SHARED_FAILURES: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
+"""Failures answered to the whole group rather than retried post by post."""
+
+
+@dataclass(eq=False)
+class _Ticket(Generic[T, R]):
+    item: T
+    ready: threading.Event = field(default_factory=threading.Event)
+    lead: bool = False
+    """Whether this post's thread applies the next group."""
+    done: bool = False
+    result: R | None = None
+    error: BaseException | None = None
+
+
+class GroupCommit(Generic[T, R]):
+    """One per process, shared by its request threads (gunicorn's gthread worker)."""
+
+    def __init__(self, max_group: int = 100) -> None:
+        self.max_group = max_group
+        """Posts per transaction at most (policy): as a batch's chunk
+        (``services.events.ITEMS_PER_TRANSACTION``), so no lock is held longer."""
+        self._mutex = threading.Lock()
+        self._queue: deque[_Ticket[T, R]] = deque()
+        self._busy = False
+
+    def submit(self, item: T, apply: Callable[[Sequence[T]], Sequence[R]]) -> R:
+        """``item``'s result, applied alone or in a group by ``apply`` (items in, one
+        result per item out, in order; it raises only for the group as a whole). Every
+        caller passes the same ``apply``."""
+        ticket: _Ticket[T, R] = _Ticket(item)
+        with self._mutex:
+            self._queue.append(ticket)
+            if not self._busy:
+                self._busy = ticket.lead = True
+        if not ticket.lead:
+            ticket.ready.wait()  # answered, or handed the lead
+        if not ticket.done:
+            self._lead(apply)
+        if ticket.error is not None:
+            raise ticket.error
+        return ticket.result  # type: ignore[return-value]  # done without error: set
+
+    def _lead(self, apply: Callable[[Sequence[T]], Sequence[R]]) -> None:
+        with self._mutex:
+            group = [self._queue.popleft()
+                     for _ in range(min(len(self._queue), self.max_group))]
+        try:
+            _run(group, apply)
+        finally:
+            for ticket in group:
+                if not ticket.done:  # interrupted (e.g. the worker is shutting down)
+                    ticket.error, ticket.done = RuntimeError("the post was not applied"), True
+            with self._mutex:
+                if self._queue:
+                    self._queue[0].lead = True
+                    self._queue[0].ready.set()
+                else:
+                    self._busy = False
+            for ticket in group:
+                ticket.ready.set()
+
+
+def _run(group: list[_Ticket[T, R]], apply: Callable[[Sequence[T]], Sequence[R]]) -> None:
+    try:
+        results = apply([ticket.item for ticket in group])
+    except Exception as exc:
+        if len(group) == 1 or isinstance(exc, SHARED_FAILURES):
+            for ticket in group:
+                ticket.error, ticket.done = exc, True
+            return
+        for ticket in group:  # one at a time: each gets the answer it would have alone
+            try:
+                ticket.result = apply([ticket.item])[0]
+            except Exception as alone:
+                ticket.error = alone
+            ticket.done = True
+        return
+    for ticket, result in zip(group, results, strict=True):
+        ticket.result, ticket.done = result, True

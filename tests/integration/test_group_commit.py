@@ -1,0 +1,202 @@
+"""Posts of several users applied as one chunk (group commit, services/intake.py).
+
+The property that matters: a group of concurrent posts from different users, applied in
+one transaction, gives exactly what the same posts applied one after another give:
+statuses, grams, points, explanations, accounts, which users exist and with which city,
+and which accounts each device was seen with (the device rule reads it). Then the same
+through real threads: posts queued behind a running transaction are applied together,
+each answered its own result.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select
+
+from carbon_credits.auth import Principal
+from carbon_credits.errors import ServiceError
+from carbon_credits.extensions import Runtime
+from carbon_credits.models import Account, DeviceAccount, Event, User
+from carbon_credits.schemas import load_event
+from carbon_credits.services import events, verification
+from carbon_credits.services.intake import Posted
+from tests import factories
+
+STATIONS = ["luohu", "guomao", "laojie", "shaoniangong", "fumin", "atlantis"]
+""""atlantis" is no station, and no city: such a trip is refused inside the transaction
+(422), and a new user whose token has no city must not take it."""
+
+USERS = 6
+"""More than the device rule's three accounts, so a group can put a fourth on a device."""
+post = st.fixed_dictionaries({
+    "user": st.integers(min_value=0, max_value=USERS - 1),
+    "device": st.sampled_from([None, "d0", "d0", "d0", "d1"]),
+    "city": st.sampled_from(["shenzhen", "shenzhen", "shenzhen", "atlantis"]),
+    "minutes_ago": st.integers(min_value=60, max_value=2 * 24 * 60),
+    "minutes": st.integers(min_value=2, max_value=95),
+    "entry": st.sampled_from(STATIONS[:-1]),
+    "exit": st.sampled_from(STATIONS),
+    "repeat": st.integers(min_value=0, max_value=7),
+})
+
+
+def _body(p: dict[str, Any], n: int) -> dict[str, Any]:
+    start = factories.NOW - timedelta(minutes=p["minutes_ago"])
+    return factories.metro(
+        event_id=f"g{n if p['repeat'] else max(0, n - 1)}", city=p["city"],
+        entry_station_id=p["entry"],
+        exit_station_id=p["exit"], start=start,
+        ended_at=(start + timedelta(minutes=p["minutes"])).isoformat())
+
+
+def _comparable(result: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in result.items() if k != "created_at"}
+
+
+def _outcome(x: Any) -> tuple[int, Any]:
+    if isinstance(x, ServiceError):
+        return x.status, x.code
+    return (201 if x.created else 200), _comparable(x.event)
+
+
+def _state(rt: Runtime, principals: list[Principal], devices: dict[str, str]
+           ) -> tuple[list[Any], set[tuple[str, int]]]:
+    """Per user (by index): None if no user row, else its city and account figures; and
+    the (device, user index) pairs recorded."""
+    ids = [p.sub for p in principals]
+    with rt.db.transaction() as session:
+        users = {u.id: u.city for u in session.scalars(select(User).where(User.id.in_(ids)))}
+        accounts = {a.user_id: (a.balance_points, a.lifetime_points, a.lifetime_ug,
+                                a.carry_ug, a.entry_count)
+                    for a in session.scalars(select(Account).where(Account.user_id.in_(ids)))}
+        links = set(session.execute(select(DeviceAccount.device_id, DeviceAccount.user_id)
+                                    .where(DeviceAccount.user_id.in_(ids))))
+    names = {real: name for name, real in devices.items()}
+    return ([None if i not in users else (users[i], accounts.get(i)) for i in ids],
+            {(names[device], ids.index(user)) for device, user in links})
+
+
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(posts=st.lists(post, min_size=1, max_size=24),
+       token_cities=st.lists(st.sampled_from(["shenzhen", None]), min_size=USERS,
+                             max_size=USERS),
+       group=st.integers(min_value=1, max_value=24))
+def test_a_group_of_several_users_decides_exactly_as_their_posts_one_by_one(
+        rt: Runtime, posts: list[dict[str, Any]], token_cities: list[str | None],
+        group: int) -> None:
+    run = uuid.uuid4().hex[:10]
+    one_by_one = [Principal(f"s{i}-{run}", "user", token_cities[i]) for i in range(USERS)]
+    grouped = [Principal(f"g{i}-{run}", "user", token_cities[i]) for i in range(USERS)]
+    seq_devices = {d: f"s{d}-{run}" for d in ("d0", "d1")}
+    grp_devices = {d: f"g{d}-{run}" for d in ("d0", "d1")}
+    bodies = [_body(p, n) for n, p in enumerate(posts)]
+
+    singles = []
+    for p, body in zip(posts, bodies, strict=True):
+        device = seq_devices[p["device"]] if p["device"] else None
+        try:
+            singles.append(_outcome(events.ingest(rt, one_by_one[p["user"]],
+                                                  load_event(body), device)))
+        except ServiceError as exc:
+            singles.append(_outcome(exc))
+
+    chunk: list[Posted] = []
+    refused: dict[int, ServiceError] = {}
+    for n, (p, body) in enumerate(zip(posts, bodies, strict=True)):
+        device = grp_devices[p["device"]] if p["device"] else None
+        try:
+            chunk.append(events._posted(rt, grouped[p["user"]], load_event(body), device))
+        except ServiceError as exc:  # refused before any transaction, as a single post is
+            refused[n] = exc
+    applied = []
+    for start in range(0, len(chunk), group):
+        applied.extend(events._apply(rt, chunk[start:start + group]))
+    together, rest = [], iter(applied)
+    for n in range(len(posts)):
+        together.append(_outcome(refused[n] if n in refused else next(rest)))
+
+    assert together == singles
+    assert _state(rt, grouped, grp_devices) == _state(rt, one_by_one, seq_devices)
+
+
+def test_posts_queued_behind_a_transaction_are_applied_together_each_with_its_answer(
+        rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seven concurrent posts: the first holds the transaction while six more queue; those
+    six (four users: two posts of one user, a new user whose only trip is refused, three
+    on one device) are applied as one chunk, and each gets its own answer."""
+    run = uuid.uuid4().hex[:10]
+    calls: list[int] = []
+    gate = threading.Event()
+    real = events._apply
+
+    def held(rt_: Runtime, chunk: list[Posted]) -> Any:
+        calls.append(len(chunk))
+        if len(calls) == 1:
+            assert gate.wait(10)
+        return real(rt_, chunk)
+
+    monkeypatch.setattr(events, "_apply", held)
+    users = [Principal(f"q{i}-{run}", "user", "shenzhen") for i in range(5)]
+    device = f"dev-{run}"
+    start = factories.today_at(7)
+    posts = [
+        (users[0], factories.metro(event_id="a", start=start), None),
+        (users[1], factories.metro(event_id="a", start=start), device),
+        (users[1], factories.metro(event_id="b", start=start + timedelta(hours=1)), device),
+        (users[2], factories.metro(event_id="a", start=start), device),
+        (users[3], factories.metro(event_id="a", exit_station_id="atlantis", start=start),
+         device),
+        (users[4], factories.metro(event_id="a", start=start), device),
+        (users[1], factories.metro(event_id="a", start=start), device),  # a replay
+    ]
+
+    def send(principal: Principal, body: dict[str, Any], dev: str | None) -> Any:
+        try:
+            return events.ingest(rt, principal, load_event(body), dev)
+        except ServiceError as exc:
+            return exc
+
+    with ThreadPoolExecutor(len(posts)) as pool:
+        futures = [pool.submit(send, *posts[0])]
+        _wait_for(lambda: calls == [1])
+        for n, p in enumerate(posts[1:], start=1):
+            futures.append(pool.submit(send, *p))
+            _wait_for(lambda n=n: len(rt.posts._queue) == n)
+        gate.set()
+        answers = [f.result(30) for f in futures]
+
+    assert calls == [1, 6]
+    assert [_outcome(a)[0] for a in answers] == [201, 201, 201, 201, 422, 201, 200]
+    assert _outcome(answers[6])[1] == _comparable(answers[1].event)
+    # the device saw users 1, 2 and then 4 (user 3 was refused): the third account on it
+    # is still within the rule (more than three accounts are held)
+    assert [a.event["status"] for a in answers if not isinstance(a, ServiceError)] == [
+        "credited"] * 6
+    with rt.db.transaction() as session:
+        on_device = set(session.scalars(select(DeviceAccount.user_id)
+                                        .where(DeviceAccount.device_id == device)))
+        refused_user = session.get(User, users[3].sub)
+        stored = session.scalars(select(Event.user_id).where(
+            Event.user_id.in_([u.sub for u in users]))).all()
+    assert on_device == {users[1].sub, users[2].sub, users[4].sub}
+    assert refused_user is None
+    assert sorted(stored) == sorted([users[0].sub, users[1].sub, users[1].sub, users[2].sub,
+                                     users[4].sub])
+    assert list(verification.verify(rt.db, user_ids=[u.sub for u in users])) == []
+
+
+def _wait_for(condition: Any) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.002)

@@ -1,0 +1,125 @@
+"""Group commit (carbon_credits/group_commit.py): who applies what, and who hears what.
+
+No database: ``apply`` is a recording function, and the first call is held until the
+test has queued the posts it wants behind it, so the groups are deterministic.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from carbon_credits.group_commit import GroupCommit
+
+
+class Recorder:
+    """``apply`` for the tests: doubles each item, records each call's items; the first
+    call waits for ``release``; ``fail(items)`` says whether a call raises."""
+
+    def __init__(self, fail: Callable[[Sequence[int]], Exception | None] = lambda _: None
+                 ) -> None:
+        self.calls: list[list[int]] = []
+        self.release = threading.Event()
+        self.fail = fail
+
+    def __call__(self, items: Sequence[int]) -> list[int]:
+        self.calls.append(list(items))
+        if len(self.calls) == 1:
+            assert self.release.wait(10)
+        error = self.fail(items)
+        if error is not None:
+            raise error
+        return [2 * item for item in items]
+
+
+def _queue_behind_first(group: GroupCommit[int, int], apply: Recorder, items: list[int],
+                        pool: ThreadPoolExecutor) -> list[Future[int]]:
+    """Submit ``items[0]`` (it leads, held in apply), then the rest, each queued behind it
+    in order; then let the first transaction finish."""
+    futures = [pool.submit(group.submit, items[0], apply)]
+    _wait_for(lambda: len(apply.calls) == 1)
+    for n, item in enumerate(items[1:], start=1):
+        futures.append(pool.submit(group.submit, item, apply))
+        _wait_for(lambda n=n: len(group._queue) == n)  # queued in this order
+    apply.release.set()
+    return futures
+
+
+def _wait_for(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.001)
+
+
+def test_a_post_that_finds_the_process_idle_is_applied_at_once_alone() -> None:
+    apply = Recorder()
+    apply.release.set()
+    group: GroupCommit[int, int] = GroupCommit()
+    assert group.submit(21, apply) == 42
+    assert group.submit(5, apply) == 10
+    assert apply.calls == [[21], [5]]
+
+
+def test_posts_arriving_during_a_transaction_are_applied_together_next_in_order() -> None:
+    apply = Recorder()
+    group: GroupCommit[int, int] = GroupCommit()
+    with ThreadPoolExecutor(8) as pool:
+        futures = _queue_behind_first(group, apply, [1, 2, 3, 4, 5, 6], pool)
+        assert [f.result(10) for f in futures] == [2, 4, 6, 8, 10, 12]
+    assert apply.calls == [[1], [2, 3, 4, 5, 6]]
+    assert not group._busy and not group._queue
+
+
+def test_a_group_is_at_most_max_group_posts() -> None:
+    apply = Recorder()
+    group: GroupCommit[int, int] = GroupCommit(max_group=2)
+    with ThreadPoolExecutor(8) as pool:
+        futures = _queue_behind_first(group, apply, [1, 2, 3, 4, 5, 6], pool)
+        assert [f.result(10) for f in futures] == [2, 4, 6, 8, 10, 12]
+    assert apply.calls == [[1], [2, 3], [4, 5], [6]]
+
+
+def test_a_failing_group_is_applied_again_post_by_post_so_only_the_culprit_fails() -> None:
+    def fail(items: Sequence[int]) -> Exception | None:
+        return ValueError(f"bad item in {list(items)}") if 4 in items else None
+
+    apply = Recorder(fail)
+    group: GroupCommit[int, int] = GroupCommit()
+    with ThreadPoolExecutor(8) as pool:
+        futures = _queue_behind_first(group, apply, [1, 2, 3, 4, 5], pool)
+        assert [f.result(10) for f in futures[:3]] == [2, 4, 6]
+        with pytest.raises(ValueError, match=r"\[4\]"):
+            futures[3].result(10)
+        assert futures[4].result(10) == 10
+    assert apply.calls == [[1], [2, 3, 4, 5], [2], [3], [4], [5]]
+
+
+def test_a_lost_database_is_answered_to_the_whole_group_without_retrying_each() -> None:
+    lost = OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+    apply = Recorder(lambda items: lost if len(items) > 1 else None)
+    group: GroupCommit[int, int] = GroupCommit()
+    with ThreadPoolExecutor(8) as pool:
+        futures = _queue_behind_first(group, apply, [1, 2, 3, 4], pool)
+        assert futures[0].result(10) == 2
+        for future in futures[1:]:
+            with pytest.raises(OperationalError):
+                future.result(10)
+    assert apply.calls == [[1], [2, 3, 4]]
+
+
+def test_the_next_group_starts_after_a_failure_of_the_leaders_own_post() -> None:
+    """The lead passes on even when the leader's own post fails: nobody is left waiting."""
+    apply = Recorder(lambda items: RuntimeError("boom") if items == [1] else None)
+    group: GroupCommit[int, int] = GroupCommit()
+    with ThreadPoolExecutor(8) as pool:
+        futures = _queue_behind_first(group, apply, [1, 2, 3], pool)
+        with pytest.raises(RuntimeError):
+            futures[0].result(10)
+        assert [f.result(10) for f in futures[1:]] == [4, 6]
+    assert apply.calls == [[1], [2, 3]]
