@@ -17,19 +17,27 @@ def _cpu_count() -> int:
 
 bind = f"0.0.0.0:{int(os.environ.get('PORT', '8000'))}"
 
-workers = int(os.environ.get("WEB_CONCURRENCY", 2 * _cpu_count() + 1))
-# Threads only pay off for I/O-bound requests; sync workers are simplest and the default.
-threads = int(os.environ.get("GUNICORN_THREADS", "1"))
+# Threads: concurrent single posts of one process are applied together, in one transaction
+# and one commit (carbon_credits/group_commit.py), which is where the threads pay off: on
+# 2 cores, 2 workers x 16 threads ingest about 1.8x the events/s of 5 sync workers
+# (BENCHMARKS.md). A process runs Python on one core at a time, so one worker per core.
+# GUNICORN_THREADS=1 gives sync workers (2 x cores + 1 of them), each post alone.
+threads = int(os.environ.get("GUNICORN_THREADS", "16"))
 worker_class = "gthread" if threads > 1 else "sync"
+workers = int(os.environ.get("WEB_CONCURRENCY",
+                             _cpu_count() if threads > 1 else 2 * _cpu_count() + 1))
 
 # A worker silent for 30 s is killed and replaced, so one stuck request can't hold a slot forever.
 timeout = 30
 # On SIGTERM, in-flight requests get 30 s to finish. Let the orchestrator wait at least as long
 # (k8s terminationGracePeriodSeconds defaults to 30; `docker stop` only waits 10 unless -t is set).
 graceful_timeout = 30
-# Idle keep-alive for connections from a proxy/LB; used by gthread only (sync workers close
-# after every response).
-keepalive = 5
+# No keep-alive by default (gthread; sync workers never keep alive): each request is
+# accepted by whichever worker is free, so load spreads over the processes. A kept-alive
+# connection stays with the worker that accepted it: under wrk's 16 connections one worker
+# got groups of 6.5 posts and was saturated while the other's were 1.5. Behind a proxy that
+# pools upstream connections, GUNICORN_KEEPALIVE=5 saves a connect per request.
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "0"))
 
 # Recycle each worker after ~10k requests so slow leaks/fragmentation can't grow memory without
 # bound; the jitter staggers restarts so workers don't all recycle at once.

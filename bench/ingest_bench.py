@@ -9,6 +9,10 @@ under the same gunicorn settings. wrk (Debian package) loads each with unique, v
 for many users (bench/wrk/events.lua). Figures:
 
   1. ingest / healthz          POST /v1/events vs the same server's GET /healthz (target >= 0.3)
+  1s. ingest / sync healthz    the same ingest vs GET /healthz of the app on sync workers
+                               (GUNICORN_THREADS=1), whose healthz is faster: the stricter
+                               baseline, since threads slow the baseline down too
+  1o. sync ingest / healthz    the app on sync workers, each post alone (no group commit)
   1b. minimal / healthz        the calibration baseline's ratio, for the gap to it
 Results print as JSON and are saved under bench/results/.
 """
@@ -131,14 +135,6 @@ def main() -> None:
     args = parser.parse_args()
     (ROOT / "bench" / "results").mkdir(exist_ok=True)
 
-    dsn = fresh_database(args.pg, "cc_bench_ingest")
-    sa_url = dsn.replace("postgresql://", "postgresql+psycopg://", 1)
-    env = {**os.environ, "DATABASE_URL": sa_url, "REDIS_URL": args.redis, "JWT_SECRET": SECRET,
-           "AUTO_INIT_DB": "0", "RATE_LIMITS": UNLIMITED, "MINIMAL_DSN": dsn}
-    if args.workers:
-        env["WEB_CONCURRENCY"] = str(args.workers)
-    subprocess.run([str(VENV_BIN / "flask"), "--app", "app", "init-db"], cwd=ROOT, env=env,
-                   check=True, capture_output=True)
     today = datetime.now(ZoneInfo("Asia/Shanghai")).replace(hour=0, minute=0, second=0,
                                                             microsecond=0)
     tokens = ROOT / "bench" / "wrk" / "tokens.lua"
@@ -150,22 +146,37 @@ def main() -> None:
         "machine": {"cores": os.cpu_count(), "uname": " ".join(os.uname())},
         "settings": {k: v for k, v in vars(args).items() if k not in ("pg", "redis")},
     }
-    port = free_port()
-    service = start_gunicorn("app:app", env, port, ROOT)
-    try:
-        wrk(f"http://127.0.0.1:{port}/healthz", argparse.Namespace(**{**vars(args),
-                                                                      "duration": 3}))
-        results["healthz"] = wrk(f"http://127.0.0.1:{port}/healthz", args)
-        results["ingest"] = wrk(f"http://127.0.0.1:{port}", args,
-                                ROOT / "bench" / "wrk" / "events.lua", wrk_env)
-    finally:
-        stop(service)
-    with psycopg.connect(dsn) as conn:
-        results["ingest_db"] = dict(zip(
-            ("events", "credited", "ledger_entries"),
-            conn.execute("SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM events "
-                         "WHERE status IN ('credited', 'capped')), "
-                         "(SELECT count(*) FROM ledger_entries)").fetchone() or (), strict=True))
+    # The repo's default server (gthread workers: single posts in groups), then the same
+    # app on sync workers (GUNICORN_THREADS=1: each post alone, the pre-group-commit
+    # server), each on a fresh database (the Lua script's event ids restart at each run).
+    for prefix, overrides in (("", {}), ("sync_", {"GUNICORN_THREADS": "1"})):
+        dsn = fresh_database(args.pg, "cc_bench_ingest")
+        sa_url = dsn.replace("postgresql://", "postgresql+psycopg://", 1)
+        env = {**os.environ, "DATABASE_URL": sa_url, "REDIS_URL": args.redis,
+               "JWT_SECRET": SECRET, "AUTO_INIT_DB": "0", "RATE_LIMITS": UNLIMITED,
+               "MINIMAL_DSN": dsn, **overrides}
+        if args.workers:
+            env["WEB_CONCURRENCY"] = str(args.workers)
+        subprocess.run([str(VENV_BIN / "flask"), "--app", "app", "init-db"], cwd=ROOT,
+                       env=env, check=True, capture_output=True)
+        port = free_port()
+        service = start_gunicorn("app:app", env, port, ROOT)
+        try:
+            wrk(f"http://127.0.0.1:{port}/healthz", argparse.Namespace(**{**vars(args),
+                                                                          "duration": 3}))
+            results[f"{prefix}healthz"] = wrk(f"http://127.0.0.1:{port}/healthz", args)
+            results[f"{prefix}ingest"] = wrk(f"http://127.0.0.1:{port}", args,
+                                             ROOT / "bench" / "wrk" / "events.lua", wrk_env)
+        finally:
+            stop(service)
+        with psycopg.connect(dsn) as conn:
+            results[f"{prefix}ingest_db"] = dict(zip(
+                ("events", "credited", "ledger_entries"),
+                conn.execute("SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM "
+                             "events WHERE status IN ('credited', 'capped')), "
+                             "(SELECT count(*) FROM ledger_entries)").fetchone() or (),
+                strict=True))
+    # The calibration handler on sync workers (the last env): its fastest configuration.
     port = free_port()
     minimal = start_gunicorn("minimal_app:app", env, port, ROOT / "bench")
     try:
@@ -182,6 +193,9 @@ def main() -> None:
 
     results["ratios"] = {
         "ingest_over_healthz": round(rps("ingest") / rps("healthz"), 3),
+        "ingest_over_sync_healthz": round(rps("ingest") / rps("sync_healthz"), 3),
+        "sync_ingest_over_sync_healthz": round(rps("sync_ingest") / rps("sync_healthz"), 3),
+        "ingest_over_sync_ingest": round(rps("ingest") / rps("sync_ingest"), 3),
         "minimal_over_minimal_healthz": round(rps("minimal_ingest") / rps("minimal_healthz"), 3),
         "ingest_over_minimal_ingest": round(rps("ingest") / rps("minimal_ingest"), 3),
     }

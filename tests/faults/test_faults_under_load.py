@@ -69,7 +69,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         with standalone(workdir / "redis") as redis_server:
             env = {**os.environ, "DATABASE_URL": pg.url, "REDIS_URL": redis_server.url,
                    "JWT_SECRET": SECRET, "AUTO_INIT_DB": "0", "WEB_CONCURRENCY": "2",
-                   "GUNICORN_THREADS": "1", "PYTHONUNBUFFERED": "1",
+                   # the repo's default threads: concurrent posts go in groups (group commit)
+                   "PYTHONUNBUFFERED": "1",
                    "RATE_LIMITS": "events:user=100000/60,device=100000/60,ip=1000000/60"}
             init = flask_cli(env, "init-db")
             assert init.returncode == 0, init.stdout + init.stderr
