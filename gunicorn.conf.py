@@ -24,10 +24,14 @@ bind = f"0.0.0.0:{int(os.environ.get('PORT', '8000'))}"
 # GUNICORN_THREADS=1 gives sync workers (2 x cores + 1 of them), each post alone.
 threads = int(os.environ.get("GUNICORN_THREADS", "16"))
 worker_class = "gthread" if threads > 1 else "sync"
+os.environ["GUNICORN_THREADS"] = str(threads)  # the app sizes its connection pool by it
 workers = int(os.environ.get("WEB_CONCURRENCY",
                              _cpu_count() if threads > 1 else 2 * _cpu_count() + 1))
 
-# A worker silent for 30 s is killed and replaced, so one stuck request can't hold a slot forever.
+# A worker silent for 30 s is killed and replaced, so one stuck request can't hold a slot
+# forever. That watches a sync worker's request; a gthread worker's main loop keeps beating
+# while its threads work, so there the bound is the database's (DB_LOCK_TIMEOUT_MS, TCP
+# keepalives: carbon_credits/db.py).
 timeout = 30
 # On SIGTERM, in-flight requests get 30 s to finish. Let the orchestrator wait at least as long
 # (k8s terminationGracePeriodSeconds defaults to 30; `docker stop` only waits 10 unless -t is set).

@@ -50,7 +50,7 @@ def register_extensions(app: Flask, config: Config) -> None:
             "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}}},
     )
     db = Database()
-    db.configure(config.database_url)
+    db.configure(config.database_url, lock_timeout_ms=config.db_lock_timeout_ms)
     client = (redis.Redis.from_url(config.redis_url, socket_timeout=REDIS_TIMEOUT_S,
                                    socket_connect_timeout=REDIS_TIMEOUT_S)
               if config.redis_url else None)

@@ -51,6 +51,12 @@ class Config:
 
     instance_path: Path
     database_url: str = ""
+    db_lock_timeout_ms: int = 5000
+    """How long a statement may wait for a lock (policy): PostgreSQL's ``lock_timeout`` (a
+    row or table lock), SQLite's busy timeout (the database lock). A statement that waits
+    longer fails, and its request is a 503 with Retry-After. Ingest
+    holds a lock for well under a second; without a bound, a stuck lock holder would park
+    every thread of a threaded worker, which gunicorn's timeout does not catch."""
     redis_url: str | None = None
     jwt_secret: str | None = None
     jwt_public_key: str | None = None
@@ -123,6 +129,7 @@ class Config:
         cfg = cls(
             instance_path=instance_path,
             database_url=env.get("DATABASE_URL", ""),
+            db_lock_timeout_ms=_int(env, "DB_LOCK_TIMEOUT_MS", 5000),
             redis_url=env.get("REDIS_URL") or None,
             jwt_secret=env.get("JWT_SECRET") or None,
             jwt_public_key=env.get("JWT_PUBLIC_KEY") or None,

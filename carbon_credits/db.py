@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -17,10 +18,10 @@ class Database:
         self._engine: Engine | None = None
         self._sessions: sessionmaker[Session] | None = None
 
-    def configure(self, url: str) -> None:
+    def configure(self, url: str, lock_timeout_ms: int = 5000) -> None:
         if self._engine is not None:
             self._engine.dispose()
-        self._engine = make_engine(url)
+        self._engine = make_engine(url, lock_timeout_ms)
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
 
     @property
@@ -42,10 +43,13 @@ class Database:
             self._engine.dispose()
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, lock_timeout_ms: int = 5000) -> Engine:
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-        _sqlite_serializable(engine)
+        # The lock timeout is SQLite's busy timeout there: how long a writer waits for the
+        # database lock.
+        engine = create_engine(url, connect_args={"timeout": lock_timeout_ms / 1000,
+                                                  "check_same_thread": False})
+        _sqlite_serializable(engine, lock_timeout_ms)
         return engine
     # No pool_pre_ping: it costs a round trip on every checkout, i.e. on every request. A
     # connection broken by a database restart fails its next statement instead; SQLAlchemy
@@ -53,10 +57,23 @@ def make_engine(url: str) -> Engine:
     # is a 503 with Retry-After that the client retries with the same event_id (what
     # tests/faults checks). Idle connections are replaced before a proxy or firewall drops
     # them silently (pool_recycle).
-    return create_engine(url, pool_size=5, max_overflow=10, pool_recycle=1800)
+    #
+    # Bounded waits: lock_timeout (Config.db_lock_timeout_ms) for locks, TCP keepalives for
+    # a server that vanished without closing the connection (found dead within about a
+    # minute instead of the kernel's two hours). A threaded worker's posts queue behind one
+    # transaction (group_commit), so that transaction must not wait forever.
+    #
+    # Pool: at least one connection per gunicorn thread (GUNICORN_THREADS, exported by
+    # gunicorn.conf.py), so no thread waits for another's connection.
+    threads = int(os.environ.get("GUNICORN_THREADS", "1"))
+    return create_engine(
+        url, pool_size=5, max_overflow=max(10, threads), pool_recycle=1800,
+        connect_args={"options": f"-c lock_timeout={lock_timeout_ms}", "keepalives": 1,
+                      "keepalives_idle": 30, "keepalives_interval": 10,
+                      "keepalives_count": 3})
 
 
-def _sqlite_serializable(engine: Engine) -> None:
+def _sqlite_serializable(engine: Engine, busy_timeout_ms: int) -> None:
     """Take SQLite's write lock when a transaction begins (BEGIN IMMEDIATE).
 
     SQLite has no row locks; beginning every unit of work with the database lock makes
@@ -70,7 +87,7 @@ def _sqlite_serializable(engine: Engine) -> None:
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cur.close()
 
     @event.listens_for(engine, "begin")

@@ -12,6 +12,7 @@ from flask import Flask, Response, jsonify
 from marshmallow import ValidationError
 from redis.exceptions import RedisError
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from carbon_credits import metrics
@@ -135,11 +136,14 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(OperationalError)
     @app.errorhandler(InterfaceError)
-    def _database(exc: OperationalError | InterfaceError) -> Response:
+    @app.errorhandler(PoolTimeout)
+    def _database(exc: OperationalError | InterfaceError | PoolTimeout) -> Response:
         # Connection loss, restart, lock timeout: the unit of work was rolled back whole.
         # (A ProgrammingError is a bug of ours, not an outage: it stays a plain 500, so
         # clients are not told to retry something that cannot succeed.)
-        log.error("database unavailable: %s", type(exc.orig).__name__ if exc.orig else exc)
+        # (PoolTimeout: no pooled connection came free in time, an overload.)
+        orig = getattr(exc, "orig", None)
+        log.error("database unavailable: %s", type(orig).__name__ if orig else exc)
         metrics.DEPENDENCY_ERRORS.labels("database").inc()
         return error_response(503, "database_unavailable", "the database is unavailable; "
                               "retry with the same event_id", None,

@@ -16,7 +16,8 @@ failure reaches only the posts it belongs to: a group that raises (anything but 
 refusal of one event, which is a result) is applied again post by post, so each post gets
 the answer it would have had alone. A lost database connection is the exception: it is
 answered to the whole group at once, since every post would meet it (each gets a 503 and
-retries with the same ``event_id``).
+retries with the same ``event_id``). A group that waits on a lock is bounded by the
+database's lock timeout (``Config.db_lock_timeout_ms``).
 """
 
 from __future__ import annotations
@@ -27,13 +28,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
+
+from carbon_credits.errors import RETRY_AFTER_S, Unavailable
 
 T = TypeVar("T")
 R = TypeVar("R")
 
-SHARED_FAILURES: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
-"""Failures answered to the whole group rather than retried post by post."""
+def _shared(exc: Exception) -> bool:
+    """A failure answered to the whole group rather than retried post by post: a lost
+    database connection (every post would meet it). A lock timeout is not one: it belongs
+    to one user's account, and the others' posts succeed alone."""
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 @dataclass(eq=False)
@@ -84,7 +90,10 @@ class GroupCommit(Generic[T, R]):
         finally:
             for ticket in group:
                 if not ticket.done:  # interrupted (e.g. the worker is shutting down)
-                    ticket.error, ticket.done = RuntimeError("the post was not applied"), True
+                    ticket.error = Unavailable(
+                        "the post was interrupted; retry with the same event_id",
+                        headers={"Retry-After": str(RETRY_AFTER_S)})
+                    ticket.done = True
             with self._mutex:
                 if self._queue:
                     self._queue[0].lead = True
@@ -99,7 +108,7 @@ def _run(group: list[_Ticket[T, R]], apply: Callable[[Sequence[T]], Sequence[R]]
     try:
         results = apply([ticket.item for ticket in group])
     except Exception as exc:
-        if len(group) == 1 or isinstance(exc, SHARED_FAILURES):
+        if len(group) == 1 or _shared(exc):
             for ticket in group:
                 ticket.error, ticket.done = exc, True
             return

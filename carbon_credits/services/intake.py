@@ -1,22 +1,31 @@
-"""Apply one user's posted events as a set: read once, decide each in memory, write once.
+"""Apply posted events as a set: read once, decide each in memory, write once.
 
-A chunk of events (the one event of POST /v1/events, or up to ``ITEMS_PER_TRANSACTION``
-items of a batch) is applied in one transaction, with the user's account locked, in three
-steps:
+A chunk of events is applied in one transaction, with its users' accounts locked. A chunk
+is up to ``ITEMS_PER_TRANSACTION`` items of one user's batch, or the single posts that a
+worker process applies together (``group_commit``: one post, or several users' posts that
+arrived while the process was busy). It goes in three steps:
 
 1. **Read** what every rule needs for the whole chunk, one statement each, whatever the
-   number of events: the account (locked, with its user's frozen flag), the events already
-   stored under the chunk's event ids (replays), the factor versions and newest networks,
-   the daily usage of the chunk's local days, the user's trips around them (overlap and
-   trips-per-day rules) and the accounts seen on the device.
+   number of events or users:
+   - the accounts, locked in user id order, with their users' frozen flags;
+   - the events already stored under the chunk's (user, event id) pairs (replays);
+   - the factor versions and newest networks;
+   - the daily usage of the chunk's local days;
+   - each user's trips around them (overlap and trips-per-day rules);
+   - the accounts seen on the chunk's devices.
 2. **Decide** each event in order, in memory: idempotency, methodology, plausibility, daily
-   caps, points. Each decision updates the in-memory state (usage rows, trips, the
-   account's carried remainder), so a later event of the chunk sees the earlier ones
+   caps, points. Each decision updates the in-memory state (usage rows, trips, devices,
+   the account's carried remainder), so a later event of the chunk sees the earlier ones
    exactly as if each had been written before it. An event that is refused (conflict,
-   invalid) has changed nothing yet, so a refusal needs no savepoint.
-3. **Write** the new events with one multi-row INSERT (their ids come back in order), their
-   hash-chained earn entries with another, the account and usage rows, then the report
-   rollups merged per row and in key order.
+   invalid) has changed nothing yet, so a refusal needs no savepoint. Users do not
+   interact except through a device's accounts, which the chunk keeps current, so a
+   chunk of several users decides as their posts one after another would.
+3. **Write**, in this order:
+   - the new events in one bulk insert (their ids come back in order);
+   - their hash-chained earn entries in another;
+   - the devices' new accounts;
+   - the accounts and usage rows, in one flush;
+   - the report rollups, merged per row and in key order.
 
 The account lock serialises everything of one user (ledger, caps, trips, event ids), so
 what step 1 read cannot change before the commit. The unique (user_id, event_id)
@@ -191,11 +200,11 @@ class _Member:
     account: Account
     created: bool
     """Whether this transaction created the account (a new user)."""
-    token_city: str | None
     usage: dict[date, dict[str, DailyUsage]] = field(default_factory=dict)
     trips: _Trips = field(default_factory=_Trips)
-    first_city: str | None = None
-    """The city of this user's first event stored in the chunk (None: nothing stored)."""
+    city: str | None = None
+    """A new user's city, from the first post of the user stored in the chunk: its token's
+    city, else its event's (None: nothing stored)."""
 
 
 @dataclass
@@ -228,10 +237,8 @@ def _read(session: Session, catalog: Catalog, chunk: Sequence[Posted]) -> _Book:
     cities: dict[str, str] = {}
     for p in chunk:
         cities.setdefault(p.principal.sub, p.principal.city or p.data["city"])
-    members = {user_id: _Member(account, created, None)
+    members = {user_id: _Member(account, created)
                for user_id, (account, created) in ledger.open_accounts(session, cities).items()}
-    for p in chunk:
-        members[p.principal.sub].token_city = p.principal.city
     stored = _stored(session, {(p.principal.sub, p.data["event_id"]) for p in chunk})
     new = [p for p in chunk if (p.principal.sub, p.data["event_id"]) not in stored]
     if not new:  # all replays: nothing else to read
@@ -398,8 +405,8 @@ def _decide(session: Session, config: Config, catalog: Catalog, book: _Book,
     )
     # From here on the event is accepted: the chunk's state moves on.
     book.fresh[key] = event
-    if member.first_city is None:
-        member.first_city = city
+    if member.city is None:
+        member.city = p.principal.city or city
     device = book.devices.get(p.device_id) if p.device_id else None
     if device is not None and user_id not in device.users:
         device.users.add(user_id)
@@ -484,9 +491,9 @@ def _write(session: Session, book: _Book) -> None:
         for member in book.members.values():
             if not member.created:
                 continue
-            if member.first_city is None:
+            if member.city is None:
                 ledger.forget_new_account(session, member.account)
-            elif member.token_city is None:
-                member.account.user.city = member.first_city
+            else:  # as if created by this post (an earlier, refused one may differ)
+                member.account.user.city = member.city
     session.flush()  # the accounts and the days' usage rows
     rollups.credit(session, book.earned)

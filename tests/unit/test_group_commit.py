@@ -14,6 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import pytest
 from sqlalchemy.exc import OperationalError
 
+from carbon_credits.errors import Unavailable
 from carbon_credits.group_commit import GroupCommit
 
 
@@ -101,7 +102,8 @@ def test_a_failing_group_is_applied_again_post_by_post_so_only_the_culprit_fails
 
 
 def test_a_lost_database_is_answered_to_the_whole_group_without_retrying_each() -> None:
-    lost = OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+    lost = OperationalError("SELECT 1", {}, Exception("server closed the connection"),
+                            connection_invalidated=True)
     apply = Recorder(lambda items: lost if len(items) > 1 else None)
     group: GroupCommit[int, int] = GroupCommit()
     with ThreadPoolExecutor(8) as pool:
@@ -111,6 +113,40 @@ def test_a_lost_database_is_answered_to_the_whole_group_without_retrying_each() 
             with pytest.raises(OperationalError):
                 future.result(10)
     assert apply.calls == [[1], [2, 3, 4]]
+
+
+def test_a_lock_timeout_is_retried_post_by_post_not_answered_to_all() -> None:
+    """A database error that left the connection usable (here a lock timeout on one
+    user's account) is not shared: each post is tried alone."""
+    def fail(items: Sequence[int]) -> Exception | None:
+        return (OperationalError("SELECT ... FOR UPDATE", {}, Exception("lock timeout"))
+                if 3 in items else None)
+
+    apply = Recorder(fail)
+    group: GroupCommit[int, int] = GroupCommit()
+    with ThreadPoolExecutor(8) as pool:
+        futures = _queue_behind_first(group, apply, [1, 2, 3, 4], pool)
+        assert [futures[n].result(10) for n in (0, 1, 3)] == [2, 4, 8]
+        with pytest.raises(OperationalError):
+            futures[2].result(10)
+    assert apply.calls == [[1], [2, 3, 4], [2], [3], [4]]
+
+
+def test_posts_of_a_group_cut_short_are_told_to_retry() -> None:
+    """If applying a group is interrupted by a BaseException (the worker shutting down),
+    the leader's thread sees it and the others get a 503 with Retry-After: their posts may
+    or may not be applied, and a retry with the same event_id is safe either way."""
+    apply = Recorder(lambda items: SystemExit(1) if len(items) > 1 else None)  # type: ignore[arg-type,return-value]
+    group: GroupCommit[int, int] = GroupCommit()
+    with ThreadPoolExecutor(8) as pool:
+        futures = _queue_behind_first(group, apply, [1, 2, 3], pool)
+        assert futures[0].result(10) == 2
+        with pytest.raises(SystemExit):
+            futures[1].result(10)
+        with pytest.raises(Unavailable) as told:
+            futures[2].result(10)
+    assert told.value.status == 503 and told.value.headers["Retry-After"]
+    assert not group._busy and not group._queue
 
 
 def test_the_next_group_starts_after_a_failure_of_the_leaders_own_post() -> None:
