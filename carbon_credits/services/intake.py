@@ -52,7 +52,7 @@ from carbon_credits.config import Config
 from carbon_credits.errors import Conflict, InvalidInput, ServiceError
 from carbon_credits.models import Account, DailyUsage, DeviceAccount, Event, LedgerEntry, utcnow
 from carbon_credits.services import crediting, ledger, rollups
-from carbon_credits.sql import bulk_insert, insert_missing
+from carbon_credits.sql import among, bulk_insert, insert_missing
 from methodology import (
     METHODOLOGIES,
     Methodology,
@@ -254,15 +254,9 @@ def _stored(session: Session, keys: set[tuple[str, str]]) -> dict[tuple[str, str
     """The events already stored under these (user id, event id) pairs (their posts are
     replays). One statement: the users' events under any of the ids, then the pairs."""
     users, ids = {user for user, _ in keys}, {event_id for _, event_id in keys}
-    found = session.scalars(select(Event).where(_among(Event.user_id, users),
-                                                _among(Event.event_id, ids)))
+    found = session.scalars(select(Event).where(among(Event.user_id, users),
+                                                among(Event.event_id, ids)))
     return {key: e for e in found if (key := (e.user_id, e.event_id)) in keys}
-
-
-def _among(column: Any, values: set[Any]) -> Any:
-    """``column IN values``, or ``column = value`` for one value: a single post's
-    statements keep their cheapest form (no IN list rendered per execution)."""
-    return column == next(iter(values)) if len(values) == 1 else column.in_(values)
 
 
 def _read_usage(session: Session, members: dict[str, _Member], new: Sequence[Posted]) -> None:
@@ -271,8 +265,8 @@ def _read_usage(session: Session, members: dict[str, _Member], new: Sequence[Pos
     for p in new:
         members[p.principal.sub].usage.setdefault(p.local_date, {})
     for row in session.scalars(select(DailyUsage).where(
-            _among(DailyUsage.user_id, {p.principal.sub for p in new}),
-            _among(DailyUsage.local_date, days))):
+            among(DailyUsage.user_id, {p.principal.sub for p in new}),
+            among(DailyUsage.local_date, days))):
         usage = members[row.user_id].usage.get(row.local_date)
         if usage is not None:
             usage[row.mode] = row
@@ -325,9 +319,9 @@ def _read_devices(session: Session, new: Sequence[Posted]) -> dict[str, _Device]
     links = DeviceAccount.__table__.c
     rows = session.execute(union_all(
         select(links.device_id, links.user_id, literal(0))
-        .where(links.device_id.in_(device_ids), links.user_id.in_(users)),
+        .where(among(links.device_id, device_ids), among(links.user_id, users)),
         select(links.device_id, null(), func.count())
-        .where(links.device_id.in_(device_ids)).group_by(links.device_id)))
+        .where(among(links.device_id, device_ids)).group_by(links.device_id)))
     devices = {device_id: _Device(0, set()) for device_id in device_ids}
     for device_id, user_id, count in rows:
         if user_id is None:

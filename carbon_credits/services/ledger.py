@@ -27,7 +27,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, joinedload
 
 from carbon_credits.models import Account, LedgerEntry, User, utcnow
-from carbon_credits.sql import insert_missing
+from carbon_credits.sql import among, insert_missing
 
 UG_PER_POINT = 1_000_000
 GENESIS_HASH = "0" * 64
@@ -74,10 +74,9 @@ def open_accounts(session: Session, cities: Mapping[str, str]
 
 
 def _locking(user_ids: list[str]) -> Select[Account]:
-    query = select(Account).options(joinedload(Account.user)).with_for_update(of=Account)
-    if len(user_ids) == 1:  # the common case, in its cheapest form (no IN list to render)
-        return query.where(Account.user_id == user_ids[0])
-    return query.where(Account.user_id.in_(user_ids)).order_by(Account.user_id)
+    return (select(Account).where(among(Account.user_id, user_ids))
+            .options(joinedload(Account.user)).order_by(Account.user_id)
+            .with_for_update(of=Account))
 
 
 def forget_new_account(session: Session, account: Account) -> None:
