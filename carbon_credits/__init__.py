@@ -15,7 +15,9 @@ from carbon_credits.config import Config
 from carbon_credits.db import Database
 from carbon_credits.errors import register_error_handlers
 from carbon_credits.extensions import JsonErrorApi, Runtime
+from carbon_credits.group_commit import GroupCommit
 from carbon_credits.ratelimit import Limiter, LocalLimiter, RedisLimiter
+from carbon_credits.services import events
 from carbon_credits.services.setup import init_db
 
 REDIS_TIMEOUT_S = 0.5
@@ -57,7 +59,8 @@ def register_extensions(app: Flask, config: Config) -> None:
     limiter: Limiter = RedisLimiter(client) if client is not None else LocalLimiter()
     app.extensions["carbon_credits"] = Runtime(
         config=config, db=db, catalog=Catalog(), limiter=limiter,
-        codec=TokenCodec(config), redis=client)
+        codec=TokenCodec(config), redis=client,
+        posts=GroupCommit(max_group=events.ITEMS_PER_TRANSACTION))
     # One Api per app: flask-smorest keeps the OpenAPI spec on the Api object.
     api = JsonErrorApi(app)
     register_blueprints(api)

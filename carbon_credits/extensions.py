@@ -48,10 +48,10 @@ class Runtime:
     limiter: Limiter
     codec: TokenCodec
     redis: redis.Redis | None
+    posts: GroupCommit[Posted, Ingested | ServiceError]
+    """This process's single posts, applied in groups under load (``group_commit``)."""
     clock: Callable[[], datetime] = field(default=utcnow)
     """Business time: event windows, 'today', versions in force. Tests pin it."""
-    posts: GroupCommit[Posted, Ingested | ServiceError] = field(default_factory=GroupCommit)
-    """This process's single posts, applied in groups under load (``group_commit``)."""
 
 
 def runtime() -> Runtime:

@@ -46,8 +46,7 @@ def _shared(exc: Exception) -> bool:
 class _Ticket(Generic[T, R]):
     item: T
     ready: threading.Event = field(default_factory=threading.Event)
-    lead: bool = False
-    """Whether this post's thread applies the next group."""
+    """Set when the post is answered (``done``), or when its thread is to lead."""
     done: bool = False
     result: R | None = None
     error: BaseException | None = None
@@ -56,9 +55,9 @@ class _Ticket(Generic[T, R]):
 class GroupCommit(Generic[T, R]):
     """One per process, shared by its request threads (gunicorn's gthread worker)."""
 
-    def __init__(self, max_group: int = 100) -> None:
+    def __init__(self, max_group: int) -> None:
         self.max_group = max_group
-        """Posts per transaction at most (policy): as a batch's chunk
+        """Posts per transaction at most: the app gives a batch's chunk
         (``services.events.ITEMS_PER_TRANSACTION``), so no lock is held longer."""
         self._mutex = threading.Lock()
         self._queue: deque[_Ticket[T, R]] = deque()
@@ -71,9 +70,8 @@ class GroupCommit(Generic[T, R]):
         ticket: _Ticket[T, R] = _Ticket(item)
         with self._mutex:
             self._queue.append(ticket)
-            if not self._busy:
-                self._busy = ticket.lead = True
-        if not ticket.lead:
+            leads, self._busy = not self._busy, True
+        if not leads:
             ticket.ready.wait()  # answered, or handed the lead
         if not ticket.done:
             self._lead(apply)
@@ -95,8 +93,7 @@ class GroupCommit(Generic[T, R]):
                         headers={"Retry-After": str(RETRY_AFTER_S)})
                     ticket.done = True
             with self._mutex:
-                if self._queue:
-                    self._queue[0].lead = True
+                if self._queue:  # its thread wakes not done, so it leads
                     self._queue[0].ready.set()
                 else:
                     self._busy = False

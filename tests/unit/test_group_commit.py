@@ -61,7 +61,7 @@ def _wait_for(condition: Callable[[], bool]) -> None:
 def test_a_post_that_finds_the_process_idle_is_applied_at_once_alone() -> None:
     apply = Recorder()
     apply.release.set()
-    group: GroupCommit[int, int] = GroupCommit()
+    group: GroupCommit[int, int] = GroupCommit(max_group=100)
     assert group.submit(21, apply) == 42
     assert group.submit(5, apply) == 10
     assert apply.calls == [[21], [5]]
@@ -69,7 +69,7 @@ def test_a_post_that_finds_the_process_idle_is_applied_at_once_alone() -> None:
 
 def test_posts_arriving_during_a_transaction_are_applied_together_next_in_order() -> None:
     apply = Recorder()
-    group: GroupCommit[int, int] = GroupCommit()
+    group: GroupCommit[int, int] = GroupCommit(max_group=100)
     with ThreadPoolExecutor(8) as pool:
         futures = _queue_behind_first(group, apply, [1, 2, 3, 4, 5, 6], pool)
         assert [f.result(10) for f in futures] == [2, 4, 6, 8, 10, 12]
@@ -91,7 +91,7 @@ def test_a_failing_group_is_applied_again_post_by_post_so_only_the_culprit_fails
         return ValueError(f"bad item in {list(items)}") if 4 in items else None
 
     apply = Recorder(fail)
-    group: GroupCommit[int, int] = GroupCommit()
+    group: GroupCommit[int, int] = GroupCommit(max_group=100)
     with ThreadPoolExecutor(8) as pool:
         futures = _queue_behind_first(group, apply, [1, 2, 3, 4, 5], pool)
         assert [f.result(10) for f in futures[:3]] == [2, 4, 6]
@@ -105,7 +105,7 @@ def test_a_lost_database_is_answered_to_the_whole_group_without_retrying_each() 
     lost = OperationalError("SELECT 1", {}, Exception("server closed the connection"),
                             connection_invalidated=True)
     apply = Recorder(lambda items: lost if len(items) > 1 else None)
-    group: GroupCommit[int, int] = GroupCommit()
+    group: GroupCommit[int, int] = GroupCommit(max_group=100)
     with ThreadPoolExecutor(8) as pool:
         futures = _queue_behind_first(group, apply, [1, 2, 3, 4], pool)
         assert futures[0].result(10) == 2
@@ -123,7 +123,7 @@ def test_a_lock_timeout_is_retried_post_by_post_not_answered_to_all() -> None:
                 if 3 in items else None)
 
     apply = Recorder(fail)
-    group: GroupCommit[int, int] = GroupCommit()
+    group: GroupCommit[int, int] = GroupCommit(max_group=100)
     with ThreadPoolExecutor(8) as pool:
         futures = _queue_behind_first(group, apply, [1, 2, 3, 4], pool)
         assert [futures[n].result(10) for n in (0, 1, 3)] == [2, 4, 8]
@@ -137,7 +137,7 @@ def test_posts_of_a_group_cut_short_are_told_to_retry() -> None:
     the leader's thread sees it and the others get a 503 with Retry-After: their posts may
     or may not be applied, and a retry with the same event_id is safe either way."""
     apply = Recorder(lambda items: SystemExit(1) if len(items) > 1 else None)  # type: ignore[arg-type,return-value]
-    group: GroupCommit[int, int] = GroupCommit()
+    group: GroupCommit[int, int] = GroupCommit(max_group=100)
     with ThreadPoolExecutor(8) as pool:
         futures = _queue_behind_first(group, apply, [1, 2, 3], pool)
         assert futures[0].result(10) == 2
@@ -152,7 +152,7 @@ def test_posts_of_a_group_cut_short_are_told_to_retry() -> None:
 def test_the_next_group_starts_after_a_failure_of_the_leaders_own_post() -> None:
     """The lead passes on even when the leader's own post fails: nobody is left waiting."""
     apply = Recorder(lambda items: RuntimeError("boom") if items == [1] else None)
-    group: GroupCommit[int, int] = GroupCommit()
+    group: GroupCommit[int, int] = GroupCommit(max_group=100)
     with ThreadPoolExecutor(8) as pool:
         futures = _queue_behind_first(group, apply, [1, 2, 3], pool)
         with pytest.raises(RuntimeError):
