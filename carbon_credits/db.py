@@ -18,7 +18,7 @@ class Database:
         self._engine: Engine | None = None
         self._sessions: sessionmaker[Session] | None = None
 
-    def configure(self, url: str, lock_timeout_ms: int = 5000) -> None:
+    def configure(self, url: str, lock_timeout_ms: int) -> None:
         if self._engine is not None:
             self._engine.dispose()
         self._engine = make_engine(url, lock_timeout_ms)
@@ -43,7 +43,7 @@ class Database:
             self._engine.dispose()
 
 
-def make_engine(url: str, lock_timeout_ms: int = 5000) -> Engine:
+def make_engine(url: str, lock_timeout_ms: int) -> Engine:
     if url.startswith("sqlite"):
         # The lock timeout is SQLite's busy timeout there: how long a writer waits for the
         # database lock.

@@ -33,7 +33,7 @@ def main() -> None:
     from carbon_credits.db import make_engine
 
     cfg = Config.from_env(Path(__file__).resolve().parent.parent / "instance")
-    with make_engine(cfg.database_url).connect() as conn:
+    with make_engine(cfg.database_url, cfg.db_lock_timeout_ms).connect() as conn:
         run(conn)
         conn.commit()
 
