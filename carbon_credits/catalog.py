@@ -11,10 +11,17 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, SQLColumnExpression, select
+from sqlalchemy import Select, SQLColumnExpression, bindparam, select
 from sqlalchemy.orm import Session
 
-from carbon_credits.models import FactorVersion, Network, NetworkLine, NetworkLineStop, NetworkStop
+from carbon_credits.models import (
+    FactorVersion,
+    Network,
+    NetworkLine,
+    NetworkLineStop,
+    NetworkStop,
+    UTCDateTime,
+)
 from methodology import FactorSet, Line, Station, TransitNetwork
 
 
@@ -50,13 +57,8 @@ class Catalog:
         with each city's newest network id, in one round trip: a set of events is priced
         from one read (versions are few: one per factor change). The read takes ids and
         dates only; a version's factors are parsed once per process (``_factor_sets``)."""
-        newest = _newest_network(FactorVersion.city).correlate(FactorVersion).scalar_subquery()
-        rows = session.execute(
-            select(FactorVersion.id, FactorVersion.city, FactorVersion.mode,
-                   FactorVersion.effective_from, newest)
-            .where(FactorVersion.city.in_(cities), FactorVersion.mode.in_(modes),
-                   FactorVersion.effective_from <= until)
-            .order_by(FactorVersion.effective_from.desc())).all()
+        rows = session.connection().execute(_TIMELINE, {
+            "cities": sorted(cities), "modes": sorted(modes), "until": until}).all()
         factor_sets = self._factor_sets(session, [row.id for row in rows])
         versions: dict[tuple[str, str], list[VersionedFactors]] = {}
         networks: dict[str, int] = {}
@@ -120,6 +122,17 @@ def _newest_network(city: str | SQLColumnExpression[str]) -> Select[int]:
     """The id of a city's newest imported network version (the highest id); ``city`` may be
     a column of an outer query."""
     return select(Network.id).where(Network.city == city).order_by(Network.id.desc()).limit(1)
+
+
+_TIMELINE = (
+    select(FactorVersion.id, FactorVersion.city, FactorVersion.mode,
+           FactorVersion.effective_from,
+           _newest_network(FactorVersion.city).correlate(FactorVersion).scalar_subquery())
+    .where(FactorVersion.city.in_(bindparam("cities", expanding=True)),
+           FactorVersion.mode.in_(bindparam("modes", expanding=True)),
+           FactorVersion.effective_from <= bindparam("until", type_=UTCDateTime()))
+    .order_by(FactorVersion.effective_from.desc()))
+"""Built once, run with bound values (``Catalog.timeline``)."""
 
 
 def load_network(session: Session, network_id: int) -> TransitNetwork:
