@@ -6,10 +6,11 @@ Callers hold the user's account lock, so the day's usage they read cannot change
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -22,6 +23,17 @@ from methodology.quantity import g_to_ug, whole_grams
 
 POINTS_RULE = ("1 point per gram; whole points of (carried remainder + this event's "
                "micrograms), the rest carried")
+
+
+class Usage(Protocol):
+    """A user's usage of one local day and mode: an ORM ``DailyUsage`` or ingest's plain
+    row of it."""
+
+    events: int
+    credited_ug: int
+    points: int
+    max_quantity: int
+    last_post_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -52,8 +64,8 @@ def daily_caps_ug(config: Config, method: Methodology, factors: FactorSet
             None if total is None else g_to_ug(Decimal(total)))
 
 
-def decide(config: Config, method: Methodology, factors: FactorSet, account: Account,
-           usage: dict[str, DailyUsage], avoided_ug: int) -> Credit:
+def decide(config: Config, method: Methodology, factors: FactorSet, account: ledger.Balance,
+           usage: Mapping[str, Usage], avoided_ug: int) -> Credit:
     """How much of ``avoided_ug`` fits under today's caps, and the points it earns."""
     mode_cap, total_cap = daily_caps_ug(config, method, factors)
     used_mode = usage[method.mode].credited_ug if method.mode in usage else 0
@@ -88,21 +100,18 @@ def apply(session: Session, account: Account, event: Event, credit: Credit,
         ledger.earn(session, account, ug=credit.credited_ug, event_pk=event.id,
                     mode=method.mode, factor_version_id=event.factor_version_id)
         rollups.credit(session, [event])  # report rollups, in the same transaction
-    count_usage(session, account.user_id, event.local_date, usage, method, credit, quantity,
-                posted_at)
-
-
-def count_usage(session: Session, user_id: str, local_date: date,
-                usage: dict[str, DailyUsage], method: Methodology, credit: Credit,
-                quantity: int, posted_at: datetime) -> None:
-    """Add a credited event to the day's usage (``usage`` is that day's rows by mode; a
-    missing row is created and added to it, so the next event of the day sees it)."""
     row = usage.get(method.mode)
-    if row is None:
-        row = DailyUsage(user_id=user_id, local_date=local_date, mode=method.mode, events=0,
-                         credited_ug=0, points=0, max_quantity=0)
+    if row is None:  # added to ``usage``: the next event of the day sees it
+        row = usage[method.mode] = DailyUsage(
+            user_id=account.user_id, local_date=event.local_date, mode=method.mode, events=0,
+            credited_ug=0, points=0, max_quantity=0)
         session.add(row)
-        usage[method.mode] = row
+    count_usage(row, method, credit, quantity, posted_at)
+
+
+def count_usage(row: Usage, method: Methodology, credit: Credit, quantity: int,
+                posted_at: datetime) -> None:
+    """Add a credited event to its day's usage row of its mode."""
     row.events += 1
     row.credited_ug += credit.credited_ug
     row.points += credit.points

@@ -24,8 +24,14 @@ arrived while the process was busy). It goes in three steps:
    - the new events in one bulk insert (their ids come back in order);
    - their hash-chained earn entries in another;
    - the devices' new accounts;
-   - the accounts and usage rows, in one flush;
+   - the accounts' balances, then the usage rows (inserted or updated), one executemany
+     each; new users who stored nothing are removed again;
    - the report rollups, merged per row and in key order.
+
+Rows are read and written as plain values through statements built once (not ORM
+instances, not statements built per chunk): for the few events of a post, building,
+loading and flushing ORM objects cost more CPU than the database's work (BENCHMARKS.md,
+"Ingest").
 
 The account lock serialises everything of one user (ledger, caps, trips, event ids), so
 what step 1 read cannot change before the commit. The unique (user_id, event_id)
@@ -42,7 +48,20 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, func, literal, null, or_, select, union_all
+from sqlalchemy import (
+    Connection,
+    Table,
+    and_,
+    bindparam,
+    func,
+    insert,
+    literal,
+    null,
+    or_,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from carbon_credits import plausibility
@@ -50,9 +69,9 @@ from carbon_credits.auth import Principal
 from carbon_credits.catalog import Catalog, Timeline
 from carbon_credits.config import Config
 from carbon_credits.errors import Conflict, InvalidInput, ServiceError
-from carbon_credits.models import Account, DailyUsage, DeviceAccount, Event, LedgerEntry, utcnow
+from carbon_credits.models import DailyUsage, DeviceAccount, Event, LedgerEntry, utcnow
 from carbon_credits.services import crediting, ledger, rollups
-from carbon_credits.sql import among, bulk_insert, insert_missing
+from carbon_credits.sql import bulk_insert, insert_missing
 from methodology import (
     METHODOLOGIES,
     Methodology,
@@ -138,7 +157,7 @@ class NewEvent:
 class Applied:
     """An event as stored: ``created`` is False for a replay of an earlier post."""
 
-    event: Event | NewEvent
+    event: NewEvent
     created: bool
 
 
@@ -193,14 +212,30 @@ class _Trips:
         return overlapping, self.per_day[local_date]
 
 
+@dataclass(slots=True)
+class _Usage:
+    """A daily usage row (``DailyUsage``) as plain values (``crediting.Usage``)."""
+
+    user_id: str
+    local_date: date
+    mode: str
+    events: int = 0
+    credited_ug: int = 0
+    points: int = 0
+    max_quantity: int = 0
+    last_post_at: datetime | None = None
+    stored: bool = False
+    """Whether the row exists (else ``_write`` inserts it)."""
+    counted: bool = False
+    """Whether the chunk added to it (else ``_write`` leaves it alone)."""
+
+
 @dataclass
 class _Member:
     """One user of a chunk: the locked account and what the rules read of that user."""
 
-    account: Account
-    created: bool
-    """Whether this transaction created the account (a new user)."""
-    usage: dict[date, dict[str, DailyUsage]] = field(default_factory=dict)
+    account: ledger.LockedAccount
+    usage: dict[date, dict[str, _Usage]] = field(default_factory=dict)
     trips: _Trips = field(default_factory=_Trips)
     city: str | None = None
     """A new user's city, from the first post of the user stored in the chunk: its token's
@@ -223,7 +258,7 @@ class _Book:
     """What the rules of a chunk read, kept current in memory as its events are decided."""
 
     members: dict[str, _Member]
-    stored: dict[tuple[str, str], Event]
+    stored: dict[tuple[str, str], NewEvent]
     """Events already stored under the chunk's (user id, event id) pairs: replays."""
     timeline: Timeline
     devices: dict[str, _Device]
@@ -234,45 +269,65 @@ class _Book:
 
 
 def _read(session: Session, catalog: Catalog, chunk: Sequence[Posted]) -> _Book:
+    conn = session.connection()
     cities: dict[str, str] = {}
     for p in chunk:
         cities.setdefault(p.principal.sub, p.principal.city or p.data["city"])
-    members = {user_id: _Member(account, created)
-               for user_id, (account, created) in ledger.open_accounts(session, cities).items()}
-    stored = _stored(session, {(p.principal.sub, p.data["event_id"]) for p in chunk})
+    members = {user_id: _Member(account)
+               for user_id, account in ledger.open_accounts(session, cities).items()}
+    stored = _stored(conn, {(p.principal.sub, p.data["event_id"]) for p in chunk})
     new = [p for p in chunk if (p.principal.sub, p.data["event_id"]) not in stored]
     if not new:  # all replays: nothing else to read
         return _Book(members, stored, Timeline({}, {}), {})
     timeline = catalog.timeline(session, {p.data["city"] for p in new},
                                 {p.method.mode for p in new}, max(p.occurred_at for p in new))
-    _read_usage(session, members, new)
-    _read_trips(session, members, new)
-    return _Book(members, stored, timeline, _read_devices(session, new))
+    _read_usage(conn, members, new)
+    _read_trips(conn, members, new)
+    return _Book(members, stored, timeline, _read_devices(conn, new))
 
 
-def _stored(session: Session, keys: set[tuple[str, str]]) -> dict[tuple[str, str], Event]:
+# The reads are built once and run with bound values only (each statement's compiled form
+# is cached): building them per chunk cost as much as running them.
+EVENTS = cast(Table, Event.__table__)
+ENTRIES = cast(Table, LedgerEntry.__table__)
+USAGE = cast(Table, DailyUsage.__table__)
+LINKS = cast(Table, DeviceAccount.__table__)
+_STORED = select(EVENTS).where(EVENTS.c.user_id.in_(bindparam("users", expanding=True)),
+                               EVENTS.c.event_id.in_(bindparam("ids", expanding=True)))
+_USAGE = select(USAGE).where(USAGE.c.user_id.in_(bindparam("users", expanding=True)),
+                             USAGE.c.local_date.in_(bindparam("days", expanding=True)))
+_DEVICES = union_all(
+    select(LINKS.c.device_id, LINKS.c.user_id, literal(0))
+    .where(LINKS.c.device_id.in_(bindparam("devices", expanding=True)),
+           LINKS.c.user_id.in_(bindparam("users", expanding=True))),
+    select(LINKS.c.device_id, null(), func.count())
+    .where(LINKS.c.device_id.in_(bindparam("devices", expanding=True)))
+    .group_by(LINKS.c.device_id))
+_trips_by_users: dict[int, Any] = {}
+
+
+def _stored(conn: Connection, keys: set[tuple[str, str]]) -> dict[tuple[str, str], NewEvent]:
     """The events already stored under these (user id, event id) pairs (their posts are
     replays). One statement: the users' events under any of the ids, then the pairs."""
-    users, ids = {user for user, _ in keys}, {event_id for _, event_id in keys}
-    found = session.scalars(select(Event).where(among(Event.user_id, users),
-                                                among(Event.event_id, ids)))
-    return {key: e for e in found if (key := (e.user_id, e.event_id)) in keys}
+    found = conn.execute(_STORED, {"users": sorted({user for user, _ in keys}),
+                                   "ids": sorted({event_id for _, event_id in keys})})
+    return {key: NewEvent(**row) for row in found.mappings()
+            if (key := (row["user_id"], row["event_id"])) in keys}
 
 
-def _read_usage(session: Session, members: dict[str, _Member], new: Sequence[Posted]) -> None:
+def _read_usage(conn: Connection, members: dict[str, _Member], new: Sequence[Posted]) -> None:
     """Each member's daily usage rows of its events' local days, in one statement."""
-    days = {p.local_date for p in new}
     for p in new:
         members[p.principal.sub].usage.setdefault(p.local_date, {})
-    for row in session.scalars(select(DailyUsage).where(
-            among(DailyUsage.user_id, {p.principal.sub for p in new}),
-            among(DailyUsage.local_date, days))):
-        usage = members[row.user_id].usage.get(row.local_date)
+    rows = conn.execute(_USAGE, {"users": sorted({p.principal.sub for p in new}),
+                                 "days": sorted({p.local_date for p in new})})
+    for row in rows.mappings():
+        usage = members[row["user_id"]].usage.get(row["local_date"])
         if usage is not None:
-            usage[row.mode] = row
+            usage[row["mode"]] = _Usage(**row, stored=True)
 
 
-def _read_trips(session: Session, members: dict[str, _Member], new: Sequence[Posted]
+def _read_trips(conn: Connection, members: dict[str, _Member], new: Sequence[Posted]
                 ) -> None:
     """Each member's trips from one day before its earliest trip of the chunk (or the start
     of its first local day) to the end of its last trip's local day: one statement, an
@@ -295,35 +350,43 @@ def _read_trips(session: Session, members: dict[str, _Member], new: Sequence[Pos
             min(known[0], since), max(known[1], until))
     if not windows:
         return
-    spans = [and_(Event.user_id == user_id, Event.occurred_at >= since,
-                  Event.occurred_at < until)
-             for user_id, (since, until) in sorted(windows.items())]
-    rows = session.execute(
-        select(Event.user_id, Event.event_id, Event.local_date, Event.occurred_at,
-               Event.ends_at)
-        .where(spans[0] if len(spans) == 1 else or_(*spans),
-               Event.mode.in_(TRIP_MODES), Event.status.in_(TRIP_STATUSES))
-        .order_by(Event.occurred_at))
-    for user_id, event_id, local_date, began, ended in rows:
+    values: dict[str, Any] = {}
+    for n, (user_id, (since, until)) in enumerate(sorted(windows.items())):
+        values.update({f"u{n}": user_id, f"s{n}": since, f"e{n}": until})
+    for user_id, event_id, local_date, began, ended in conn.execute(
+            _trips_statement(len(windows)), values):
         members[user_id].trips.add(event_id, local_date, began, ended)
 
 
-def _read_devices(session: Session, new: Sequence[Posted]) -> dict[str, _Device]:
+def _trips_statement(users: int) -> Any:
+    """The trips read for ``users`` users' windows (bound as u<n>, s<n>, e<n>), built once
+    per number of users."""
+    statement = _trips_by_users.get(users)
+    if statement is None:
+        spans = [and_(EVENTS.c.user_id == bindparam(f"u{n}"),
+                      EVENTS.c.occurred_at >= bindparam(f"s{n}", type_=EVENTS.c.occurred_at.type),
+                      EVENTS.c.occurred_at < bindparam(f"e{n}", type_=EVENTS.c.occurred_at.type))
+                 for n in range(users)]
+        statement = _trips_by_users[users] = (
+            select(EVENTS.c.user_id, EVENTS.c.event_id, EVENTS.c.local_date,
+                   EVENTS.c.occurred_at, EVENTS.c.ends_at)
+            .where(spans[0] if users == 1 else or_(*spans), EVENTS.c.mode.in_(TRIP_MODES),
+                   EVENTS.c.status.in_(TRIP_STATUSES))
+            .order_by(EVENTS.c.occurred_at))
+    return statement
+
+
+def _read_devices(conn: Connection, new: Sequence[Posted]) -> dict[str, _Device]:
     """For each device of the chunk (a request's X-Device-Id), how many accounts it has
     been seen with and which of the chunk's users are among them: one statement. The
     chunk's users are recorded on it when their events are stored (``_write``)."""
-    device_ids = {p.device_id for p in new if p.device_id}
+    device_ids = sorted({p.device_id for p in new if p.device_id})
     if not device_ids:
         return {}
-    users = {p.principal.sub for p in new if p.device_id}
-    links = DeviceAccount.__table__.c
-    rows = session.execute(union_all(
-        select(links.device_id, links.user_id, literal(0))
-        .where(among(links.device_id, device_ids), among(links.user_id, users)),
-        select(links.device_id, null(), func.count())
-        .where(among(links.device_id, device_ids)).group_by(links.device_id)))
+    users = sorted({p.principal.sub for p in new if p.device_id})
     devices = {device_id: _Device(0, set()) for device_id in device_ids}
-    for device_id, user_id, count in rows:
+    for device_id, user_id, count in conn.execute(_DEVICES, {"devices": device_ids,
+                                                             "users": users}):
         if user_id is None:
             devices[device_id].accounts = count
         else:
@@ -339,7 +402,7 @@ def _decide(session: Session, config: Config, catalog: Catalog, book: _Book,
     user_id, method, data = p.principal.sub, p.method, p.data
     member = book.members[user_id]
     key = (user_id, data["event_id"])
-    prior: Event | NewEvent | None = book.stored.get(key) or book.fresh.get(key)
+    prior = book.stored.get(key) or book.fresh.get(key)
     if prior is not None:
         if prior.payload_hash != p.digest:
             raise Conflict(
@@ -412,19 +475,22 @@ def _decide(session: Session, config: Config, catalog: Catalog, book: _Book,
         if credit.credited_ug > 0:
             ledger.claim_points(member.account, credit.credited_ug)
             book.earned.append(event)
-        crediting.count_usage(session, user_id, p.local_date, usage, method, credit,
-                              result.quantity, p.now)
+        row = usage.get(mode)
+        if row is None:  # added to ``usage``: the next event of the day sees it
+            row = usage[mode] = _Usage(user_id, p.local_date, mode)
+        row.counted = True
+        crediting.count_usage(row, method, credit, result.quantity, p.now)
     return Applied(event, created=True)
 
 
 def _facts(book: _Book, member: _Member, p: Posted, result: Quantification, previous: int,
-           mode_usage: DailyUsage | None) -> plausibility.Facts:
+           mode_usage: _Usage | None) -> plausibility.Facts:
     """What the plausibility rules need, from the chunk's state."""
     accounts_on_device = 0
     if p.device_id:  # the device's accounts, this user's included as if recorded already
         device = book.devices[p.device_id]
         accounts_on_device = device.accounts + (p.principal.sub not in device.users)
-    frozen = member.account.user.frozen
+    frozen = member.account.frozen
     if p.method.cumulative:
         if mode_usage is not None and mode_usage.last_post_at is not None:
             since = mode_usage.last_post_at
@@ -452,9 +518,14 @@ def time_field(data: dict[str, Any]) -> str:
 
 # ---------------------------------------------------------------- write
 
-EVENTS = cast(Table, Event.__table__)
-ENTRIES = cast(Table, LedgerEntry.__table__)
 _EVENT_COLUMNS = tuple(c.key for c in EVENTS.columns if c.key != "id")
+_USAGE_COLUMNS = tuple(c.key for c in USAGE.columns)
+_USAGE_KEY = ("user_id", "local_date", "mode")
+_ADD_USAGE = insert(USAGE)
+_SAVE_USAGE = (update(USAGE)
+               .where(*(USAGE.c[name] == bindparam(f"b_{name}") for name in _USAGE_KEY))
+               .values({name: bindparam(f"b_{name}") for name in _USAGE_COLUMNS
+                        if name not in _USAGE_KEY}))
 
 
 def _write(session: Session, book: _Book) -> None:
@@ -466,28 +537,44 @@ def _write(session: Session, book: _Book) -> None:
     events = list(book.fresh.values())
     for event in events:
         event.created_at = now
-    # No autoflush in between: the accounts and usage rows are written once, at the end,
-    # rather than once before the events and again after the entries.
-    with session.no_autoflush:
-        ids = bulk_insert(session, EVENTS,
-                          [{name: getattr(e, name) for name in _EVENT_COLUMNS} for e in events])
-        for event, event_pk in zip(events, ids, strict=True):
-            event.id = event_pk
-        entries = [ledger.earn_entry(book.members[e.user_id].account, points=e.points,
-                                     ug=e.credited_ug, event_pk=e.id, mode=e.mode,
-                                     factor_version_id=e.factor_version_id, now=now)
-                   for e in book.earned]
-        bulk_insert(session, ENTRIES, entries)
-        insert_missing(session, DeviceAccount, sorted(
-            ({"device_id": device_id, "user_id": user_id, "first_seen": now}
-             for device_id, device in book.devices.items() for user_id in device.new_users),
-            key=lambda row: (row["device_id"], row["user_id"])))
-        for member in book.members.values():
-            if not member.created:
-                continue
-            if member.city is None:
-                ledger.forget_new_account(session, member.account)
-            else:  # as if created by this post (an earlier, refused one may differ)
-                member.account.user.city = member.city
-    session.flush()  # the accounts and the days' usage rows
+    ids = bulk_insert(session, EVENTS,
+                      [{name: getattr(e, name) for name in _EVENT_COLUMNS} for e in events])
+    for event, event_pk in zip(events, ids, strict=True):
+        event.id = event_pk
+    entries = [ledger.earn_entry(book.members[e.user_id].account, points=e.points,
+                                 ug=e.credited_ug, event_pk=e.id, mode=e.mode,
+                                 factor_version_id=e.factor_version_id, now=now)
+               for e in book.earned]
+    bulk_insert(session, ENTRIES, entries)
+    insert_missing(session, DeviceAccount, sorted(
+        ({"device_id": device_id, "user_id": user_id, "first_seen": now}
+         for device_id, device in book.devices.items() for user_id in device.new_users),
+        key=lambda row: (row["device_id"], row["user_id"])))
+    ledger.save_accounts(session, [book.members[user_id].account
+                                   for user_id in sorted({e.user_id for e in book.earned})])
+    _write_usage(session.connection(), book)
+    # New users: as if created by the first post stored (an earlier, refused one may
+    # have named another city), or not at all.
+    ledger.settle_new_accounts(session, {
+        user_id: member.city for user_id, member in book.members.items()
+        if member.account.created and member.city != member.account.city})
     rollups.credit(session, book.earned)
+
+
+def _write_usage(conn: Connection, book: _Book) -> None:
+    """The usage rows the chunk added to: new ones inserted, the others updated."""
+    added: list[dict[str, Any]] = []
+    changed: list[dict[str, Any]] = []
+    for member in book.members.values():
+        for day in member.usage.values():
+            for row in day.values():
+                if not row.counted:
+                    continue
+                if row.stored:
+                    changed.append({f"b_{name}": getattr(row, name) for name in _USAGE_COLUMNS})
+                else:
+                    added.append({name: getattr(row, name) for name in _USAGE_COLUMNS})
+    if added:
+        conn.execute(_ADD_USAGE, added)
+    if changed:
+        conn.execute(_SAVE_USAGE, changed)

@@ -19,18 +19,33 @@ sequence of events points == floor(total micrograms / 10^6): no gram is lost to 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, cast
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, Table, bindparam, delete, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from carbon_credits.models import Account, LedgerEntry, User, utcnow
-from carbon_credits.sql import among, insert_missing
+from carbon_credits.sql import insert_missing
 
 UG_PER_POINT = 1_000_000
 GENESIS_HASH = "0" * 64
+
+
+class Balance(Protocol):
+    """An account's balance and chain as the ledger moves them: an ORM ``Account`` or a
+    ``LockedAccount``, locked by the caller."""
+
+    user_id: str
+    balance_points: int
+    lifetime_points: int
+    lifetime_ug: int
+    carry_ug: int
+    entry_count: int
+    last_hash: str
+    updated_at: datetime
 
 
 def lock_account(session: Session, user_id: str, city: str) -> Account:
@@ -39,15 +54,57 @@ def lock_account(session: Session, user_id: str, city: str) -> Account:
     The common case (an existing account) is one round trip; the account's user row comes
     with it (``account.user``), so callers need not fetch it again.
     """
-    return open_accounts(session, {user_id: city})[user_id][0]
+    account = session.scalars(_locking(user_id)).one_or_none()
+    if account is None:
+        _create(session, {user_id: city})
+        account = session.scalars(_locking(user_id)).one()
+    return account
 
 
-def open_accounts(session: Session, cities: Mapping[str, str]
-                  ) -> dict[str, tuple[Account, bool]]:
-    """``lock_account`` for several users at once (a user id -> the city of a new user):
-    each account, and whether this transaction created it (and its user): a caller that
-    then stores nothing for that user removes them again (``forget_new_account``), or
-    rolls back.
+def _locking(user_id: str) -> Select[Account]:
+    return (select(Account).where(Account.user_id == user_id)
+            .options(joinedload(Account.user)).with_for_update(of=Account))
+
+
+@dataclass(slots=True)
+class LockedAccount:
+    """An account locked by this transaction, as plain values with its user's flags: what
+    ingest reads and writes for a chunk of events (``open_accounts``, ``save_accounts``).
+    Plain values rather than ORM instances: their load, identity map and unit-of-work
+    flush cost more than the rest of a single post's transaction (BENCHMARKS.md)."""
+
+    user_id: str
+    balance_points: int
+    lifetime_points: int
+    lifetime_ug: int
+    carry_ug: int
+    entry_count: int
+    last_hash: str
+    updated_at: datetime
+    frozen: bool
+    city: str
+    created: bool = False
+    """Whether this transaction created the account (and its user)."""
+
+
+_ACCOUNTS = cast(Table, Account.__table__)
+_USERS = cast(Table, User.__table__)
+_BALANCE = ("balance_points", "lifetime_points", "lifetime_ug", "carry_ug", "entry_count",
+            "last_hash", "updated_at")
+_LOCK_ROWS = (select(*(_ACCOUNTS.c[name] for name in ("user_id", *_BALANCE)),
+                     _USERS.c.frozen, _USERS.c.city)
+              .join_from(_ACCOUNTS, _USERS, _ACCOUNTS.c.user_id == _USERS.c.id)
+              .where(_ACCOUNTS.c.user_id.in_(bindparam("users", expanding=True)))
+              .order_by(_ACCOUNTS.c.user_id).with_for_update(of=_ACCOUNTS))
+_SAVE = (update(_ACCOUNTS).where(_ACCOUNTS.c.user_id == bindparam("b_user_id"))
+         .values({name: bindparam(f"b_{name}") for name in _BALANCE}))
+
+
+def open_accounts(session: Session, cities: Mapping[str, str]) -> dict[str, LockedAccount]:
+    """``lock_account`` for several users at once (a user id -> the city of a new user), as
+    plain values (``LockedAccount``; the caller writes them back with ``save_accounts``).
+    A caller that then stores nothing for a user it created removes it again
+    (``settle_new_accounts``), or rolls back.
 
     Locks are taken in user id order, existing accounts first (one statement), then the
     missing ones are created in that order and locked: two transactions opening
@@ -55,35 +112,56 @@ def open_accounts(session: Session, cities: Mapping[str, str]
     interleaving of first posts still deadlock, PostgreSQL aborts one transaction, which
     the caller retries (``services/events.py``).
     """
-    found = {a.user_id: (a, False) for a in session.scalars(_locking(sorted(cities)))}
+    conn = session.connection()
+    found = {row["user_id"]: LockedAccount(**row)
+             for row in conn.execute(_LOCK_ROWS, {"users": sorted(cities)}).mappings()}
     missing = sorted(set(cities) - found.keys())
     if missing:
-        # First events of these users: create both rows (a concurrent first event may win
-        # the race; ON CONFLICT makes that harmless), then take the locks as usual.
-        now = utcnow()
-        created = insert_missing(session, User, [
-            {"id": user_id, "city": cities[user_id], "frozen": False, "created_at": now}
-            for user_id in missing])
-        insert_missing(session, Account, [
-            {"user_id": user_id, "balance_points": 0, "lifetime_points": 0, "lifetime_ug": 0,
-             "carry_ug": 0, "entry_count": 0, "last_hash": GENESIS_HASH, "updated_at": now}
-            for user_id in missing])
-        found.update((a.user_id, (a, a.user_id in created))
-                     for a in session.scalars(_locking(missing)))
+        created = _create(session, {user_id: cities[user_id] for user_id in missing})
+        for row in conn.execute(_LOCK_ROWS, {"users": missing}).mappings():
+            found[row["user_id"]] = LockedAccount(**row, created=row["user_id"] in created)
     return found
 
 
-def _locking(user_ids: list[str]) -> Select[Account]:
-    return (select(Account).where(among(Account.user_id, user_ids))
-            .options(joinedload(Account.user)).order_by(Account.user_id)
-            .with_for_update(of=Account))
+def _create(session: Session, cities: Mapping[str, str]) -> set[str]:
+    """First events of these users: create their user and account rows, in user id order
+    (a concurrent first event may win the race; ON CONFLICT makes that harmless); the
+    users this statement created."""
+    now = utcnow()
+    created = insert_missing(session, User, [
+        {"id": user_id, "city": cities[user_id], "frozen": False, "created_at": now}
+        for user_id in sorted(cities)])
+    insert_missing(session, Account, [
+        {"user_id": user_id, "balance_points": 0, "lifetime_points": 0, "lifetime_ug": 0,
+         "carry_ug": 0, "entry_count": 0, "last_hash": GENESIS_HASH, "updated_at": now}
+        for user_id in sorted(cities)])
+    return created
 
 
-def forget_new_account(session: Session, account: Account) -> None:
-    """Remove an account (and its user) that this transaction created and then stored
-    nothing for: a refused first event leaves no rows behind."""
-    session.delete(account)  # the next flush deletes the account before its user (FK)
-    session.delete(account.user)
+def save_accounts(session: Session, accounts: Sequence[LockedAccount]) -> None:
+    """Write back the balances of locked accounts (``open_accounts``): one executemany."""
+    if accounts:
+        session.connection().execute(_SAVE, [
+            {f"b_{name}": getattr(a, name) for name in ("user_id", *_BALANCE)}
+            for a in accounts])
+
+
+def settle_new_accounts(session: Session, cities: Mapping[str, str | None]) -> None:
+    """Accounts this transaction created, settled at its end (a user id -> None, or a
+    city): None removes the account and its user again (a refused first event leaves no
+    rows behind); a city replaces the one the user was created with (the caller passes
+    one when the first post stored for the user named another than an earlier, refused
+    post did)."""
+    conn = session.connection()
+    gone = sorted(user_id for user_id, city in cities.items() if city is None)
+    if gone:  # the account before its user (FK)
+        conn.execute(delete(_ACCOUNTS).where(_ACCOUNTS.c.user_id.in_(gone)))
+        conn.execute(delete(_USERS).where(_USERS.c.id.in_(gone)))
+    cities_of = [{"b_id": user_id, "b_city": city} for user_id, city in sorted(cities.items())
+                 if city is not None]
+    if cities_of:
+        conn.execute(update(_USERS).where(_USERS.c.id == bindparam("b_id"))
+                     .values(city=bindparam("b_city")), cities_of)
 
 
 def points_for(carry_ug: int, ug: int) -> tuple[int, int]:
@@ -118,7 +196,7 @@ def earn(session: Session, account: Account, *, ug: int, event_pk: int, mode: st
     return entry, points
 
 
-def claim_points(account: Account, ug: int) -> int:
+def claim_points(account: Balance, ug: int) -> int:
     """The whole points ``ug`` earns on the account's carried remainder; the remainder and
     the lifetime totals move on. The earn entry follows (``earn_entry``), possibly later in
     the same transaction: a set of events is decided one by one, then written at once."""
@@ -128,7 +206,7 @@ def claim_points(account: Account, ug: int) -> int:
     return points
 
 
-def earn_entry(account: Account, *, points: int, ug: int, event_pk: int, mode: str,
+def earn_entry(account: Balance, *, points: int, ug: int, event_pk: int, mode: str,
                factor_version_id: int, now: datetime) -> dict[str, Any]:
     """The column values of the next earn entry of a locked account (points from
     ``claim_points``), chained to its last entry; the account's balance, count and last
@@ -164,7 +242,7 @@ def _append(session: Session, account: Account, *, kind: str, points: int, ug: i
     return entry
 
 
-def _entry(account: Account, *, kind: str, points: int, ug: int, now: datetime,
+def _entry(account: Balance, *, kind: str, points: int, ug: int, now: datetime,
            event_pk: int | None = None, redemption_pk: int | None = None,
            mode: str | None = None, factor_version_id: int | None = None) -> dict[str, Any]:
     entry: dict[str, Any] = {
