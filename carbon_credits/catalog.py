@@ -22,6 +22,7 @@ from carbon_credits.models import (
     NetworkStop,
     UTCDateTime,
 )
+from carbon_credits.sql import Prebuilt
 from methodology import FactorSet, Line, Station, TransitNetwork
 
 
@@ -57,9 +58,9 @@ class Catalog:
         with each city's newest network id, in one round trip: a set of events is priced
         from one read (versions are few: one per factor change). The read takes ids and
         dates only; a version's factors are parsed once per process (``_factor_sets``)."""
-        rows = session.connection().execute(_TIMELINE, {
-            "cities": sorted(cities), "modes": sorted(modes), "until": until}).all()
-        factor_sets = self._factor_sets(session, [row.id for row in rows])
+        rows = _TIMELINE.rows(session, {"cities": sorted(cities), "modes": sorted(modes),
+                                        "until": until})
+        factor_sets = self._factor_sets(session, [row[0] for row in rows])
         versions: dict[tuple[str, str], list[VersionedFactors]] = {}
         networks: dict[str, int] = {}
         for version_id, city, mode, effective_from, network_id in rows:
@@ -124,15 +125,15 @@ def _newest_network(city: str | SQLColumnExpression[str]) -> Select[int]:
     return select(Network.id).where(Network.city == city).order_by(Network.id.desc()).limit(1)
 
 
-_TIMELINE = (
+_TIMELINE = Prebuilt(lambda one_of: (
     select(FactorVersion.id, FactorVersion.city, FactorVersion.mode,
            FactorVersion.effective_from,
            _newest_network(FactorVersion.city).correlate(FactorVersion).scalar_subquery())
-    .where(FactorVersion.city.in_(bindparam("cities", expanding=True)),
-           FactorVersion.mode.in_(bindparam("modes", expanding=True)),
+    .where(one_of(FactorVersion.__table__.c.city, "cities"),
+           one_of(FactorVersion.__table__.c.mode, "modes"),
            FactorVersion.effective_from <= bindparam("until", type_=UTCDateTime()))
-    .order_by(FactorVersion.effective_from.desc()))
-"""Built once, run with bound values (``Catalog.timeline``)."""
+    .order_by(FactorVersion.effective_from.desc())))
+"""The read of ``Catalog.timeline``."""
 
 
 def load_network(session: Session, network_id: int) -> TransitNetwork:

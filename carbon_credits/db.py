@@ -63,12 +63,16 @@ def make_engine(url: str, lock_timeout_ms: int) -> Engine:
     # minute instead of the kernel's two hours). A threaded worker's posts queue behind one
     # transaction (group_commit), so that transaction must not wait forever.
     #
+    # Sessions in UTC: what the driver returns for statements run past SQLAlchemy
+    # (sql.Prebuilt) is then what ``UTCDateTime`` gives.
+    #
     # Pool: at least one connection per gunicorn thread (GUNICORN_THREADS, exported by
     # gunicorn.conf.py), so no thread waits for another's connection.
     threads = int(os.environ.get("GUNICORN_THREADS", "1"))
     return create_engine(
         url, pool_size=5, max_overflow=max(10, threads), pool_recycle=1800,
-        connect_args={"options": f"-c lock_timeout={lock_timeout_ms}", "keepalives": 1,
+        connect_args={"options": f"-c lock_timeout={lock_timeout_ms} -c timezone=UTC",
+                      "keepalives": 1,
                       "keepalives_idle": 30, "keepalives_interval": 10,
                       "keepalives_count": 3})
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, cast
 
 import psycopg
 from psycopg.types.json import Jsonb
-from sqlalchemy import JSON, Table, insert
+from sqlalchemy import JSON, ColumnElement, Dialect, Executable, Table, any_, bindparam, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ClauseElement
 
 from carbon_credits.models import Base
 
@@ -71,22 +74,19 @@ def bulk_insert(session: Session, table: Table, rows: list[dict[str, Any]]) -> l
     json_columns = {c.name for c in table.columns if isinstance(c.type, JSON)}
     values = [[Jsonb(row[name]) if name in json_columns else row[name] for name in columns]
               for row in rows]
-    driver = session.connection().connection.driver_connection
-    assert driver is not None
-    try:
-        if len(rows) < COPY_FROM_ROWS:
-            statement = (f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES "
-                         f"({', '.join(['%s'] * len(columns))}) RETURNING id")
+    if len(rows) < COPY_FROM_ROWS:
+        statement = (f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES "
+                     f"({', '.join(['%s'] * len(columns))}) RETURNING id")
+        with driver_errors(session, statement) as driver:
             return _insert_returning(driver, statement, values)
-        statement = ("SELECT nextval(pg_get_serial_sequence(%s, 'id')) "
-                     "FROM generate_series(1, %s)")
-        ids = [row[0] for row in driver.execute(statement, (table.name, len(rows)))]
-        statement = f"COPY {table.name} (id, {', '.join(columns)}) FROM STDIN"
+    statement = f"COPY {table.name} (id, {', '.join(columns)}) FROM STDIN"
+    with driver_errors(session, statement) as driver:
+        ids = [row[0] for row in driver.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+            (table.name, len(rows)))]
         with driver.cursor() as cursor, cursor.copy(statement) as copy:
             for row_id, row_values in zip(ids, values, strict=True):
                 copy.write_row([row_id, *row_values])
-    except psycopg.Error as exc:
-        raise DBAPIError.instance(statement, None, exc, psycopg.Error) from exc
     return ids
 
 
@@ -106,3 +106,102 @@ def _insert_returning(driver: psycopg.Connection[Any], statement: str,
             ids.append(returned[0])
             if not cursor.nextset():
                 return ids
+
+
+OneOf = Callable[[ColumnElement[Any], str], ColumnElement[bool]]
+"""How a prebuilt statement tests ``column`` against a list bound as ``name``."""
+
+
+def _in_list(column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
+    return column.in_(bindparam(name, expanding=True))
+
+
+def _any_of_array(column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
+    return column == any_(bindparam(name, type_=postgresql.ARRAY(column.type)))
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    statement: Executable
+    text: str | None
+    """PostgreSQL: the SQL the driver runs (None elsewhere: SQLAlchemy runs it)."""
+    defaults: dict[str, Any]
+    """Values the statement binds itself (e.g. a literal IN list's)."""
+
+
+class Prebuilt:
+    """A statement built once and run with bound values only: the ingest path's reads and
+    writes, whose few rows per post made SQLAlchemy's per-execution work cost more CPU than
+    the database's.
+
+    On PostgreSQL it is compiled once to SQL text and run through the session connection's
+    driver (inside its transaction), a list tested with ``= ANY(array)``: in-process, a
+    read costs about 80 us of CPU so against 130-150 us through SQLAlchemy. As with
+    ``bulk_insert``, values skip SQLAlchemy's type processing both ways: bound values are
+    what the driver takes (aware datetimes), and rows come back as the driver makes them
+    (the engine's sessions are in UTC, so datetimes come back in UTC as ``UTCDateTime``
+    would give them). Elsewhere SQLAlchemy runs it, a list tested with an expanding IN.
+
+    ``build`` makes the statement, given how to test a column against a list parameter.
+    """
+
+    def __init__(self, build: Callable[[OneOf], Executable]) -> None:
+        self._build = build
+        self._compiled: dict[str, _Compiled] = {}
+
+    def _for(self, dialect: Dialect) -> _Compiled:
+        compiled = self._compiled.get(dialect.name)
+        if compiled is None:
+            if dialect.name == "postgresql":
+                statement = self._build(_any_of_array)
+                text = cast(ClauseElement, statement).compile(dialect=dialect)
+                # Lists are bound as arrays (``one_of``): no IN list is left to render.
+                assert "POSTCOMPILE" not in text.string, text.string
+                compiled = _Compiled(statement, text.string,
+                                     {k: v for k, v in text.params.items() if v is not None})
+            else:
+                compiled = _Compiled(self._build(_in_list), None, {})
+            self._compiled[dialect.name] = compiled
+        return compiled
+
+    def rows(self, session: Session, values: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """The statement's rows, as tuples in its column order."""
+        conn = session.connection()
+        compiled = self._for(conn.dialect)
+        if compiled.text is None:
+            return [tuple(row) for row in conn.execute(compiled.statement, values)]
+        with driver_errors(session, compiled.text) as driver:
+            return driver.execute(compiled.text, {**compiled.defaults, **values}).fetchall()
+
+    def run(self, session: Session, rows: Sequence[dict[str, Any]]) -> None:
+        """Run the statement once per set of values (one pipeline on PostgreSQL)."""
+        if not rows:
+            return
+        conn = session.connection()
+        compiled = self._for(conn.dialect)
+        if compiled.text is None:
+            conn.execute(compiled.statement, list(rows))
+            return
+        with driver_errors(session, compiled.text) as driver, driver.cursor() as cursor:
+            if len(rows) == 1:
+                cursor.execute(compiled.text, {**compiled.defaults, **rows[0]})
+            else:
+                cursor.executemany(compiled.text,
+                                   [{**compiled.defaults, **row} for row in rows])
+
+
+@contextmanager
+def driver_errors(session: Session, statement: str) -> Iterator[psycopg.Connection[Any]]:
+    """The session connection's psycopg connection; its errors raised as SQLAlchemy's (an
+    IntegrityError is a retry, an OperationalError a 503), a lost connection marked as
+    such, as SQLAlchemy marks it (``connection_invalidated``: group commit answers it to the
+    whole group; the transaction's rollback then discards the connection)."""
+    conn = session.connection()
+    driver = conn.connection.driver_connection
+    assert isinstance(driver, psycopg.Connection)
+    try:
+        yield driver
+    except psycopg.Error as exc:
+        lost = conn.dialect.is_disconnect(cast(Any, exc), cast(Any, driver), None)
+        raise DBAPIError.instance(statement, None, exc, psycopg.Error,
+                                  connection_invalidated=lost) from exc

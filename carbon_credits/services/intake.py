@@ -49,7 +49,6 @@ from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Any, cast
 
 from sqlalchemy import (
-    Connection,
     Table,
     and_,
     bindparam,
@@ -71,7 +70,7 @@ from carbon_credits.config import Config
 from carbon_credits.errors import Conflict, InvalidInput, ServiceError
 from carbon_credits.models import DailyUsage, DeviceAccount, Event, LedgerEntry, utcnow
 from carbon_credits.services import crediting, ledger, rollups
-from carbon_credits.sql import bulk_insert, insert_missing
+from carbon_credits.sql import Prebuilt, bulk_insert, insert_missing
 from methodology import (
     METHODOLOGIES,
     Methodology,
@@ -269,21 +268,20 @@ class _Book:
 
 
 def _read(session: Session, catalog: Catalog, chunk: Sequence[Posted]) -> _Book:
-    conn = session.connection()
     cities: dict[str, str] = {}
     for p in chunk:
         cities.setdefault(p.principal.sub, p.principal.city or p.data["city"])
     members = {user_id: _Member(account)
                for user_id, account in ledger.open_accounts(session, cities).items()}
-    stored = _stored(conn, {(p.principal.sub, p.data["event_id"]) for p in chunk})
+    stored = _stored(session, {(p.principal.sub, p.data["event_id"]) for p in chunk})
     new = [p for p in chunk if (p.principal.sub, p.data["event_id"]) not in stored]
     if not new:  # all replays: nothing else to read
         return _Book(members, stored, Timeline({}, {}), {})
     timeline = catalog.timeline(session, {p.data["city"] for p in new},
                                 {p.method.mode for p in new}, max(p.occurred_at for p in new))
-    _read_usage(conn, members, new)
-    _read_trips(conn, members, new)
-    return _Book(members, stored, timeline, _read_devices(conn, new))
+    _read_usage(session, members, new)
+    _read_trips(session, members, new)
+    return _Book(members, stored, timeline, _read_devices(session, new))
 
 
 # The reads are built once and run with bound values only (each statement's compiled form
@@ -292,42 +290,44 @@ EVENTS = cast(Table, Event.__table__)
 ENTRIES = cast(Table, LedgerEntry.__table__)
 USAGE = cast(Table, DailyUsage.__table__)
 LINKS = cast(Table, DeviceAccount.__table__)
-_STORED = select(EVENTS).where(EVENTS.c.user_id.in_(bindparam("users", expanding=True)),
-                               EVENTS.c.event_id.in_(bindparam("ids", expanding=True)))
-_USAGE = select(USAGE).where(USAGE.c.user_id.in_(bindparam("users", expanding=True)),
-                             USAGE.c.local_date.in_(bindparam("days", expanding=True)))
-_DEVICES = union_all(
+_STORED = Prebuilt(lambda one_of: select(EVENTS).where(one_of(EVENTS.c.user_id, "users"),
+                                                        one_of(EVENTS.c.event_id, "ids")))
+_EVENT_FIELDS = tuple(c.key for c in EVENTS.columns)
+_USAGE = Prebuilt(lambda one_of: select(USAGE).where(one_of(USAGE.c.user_id, "users"),
+                                                     one_of(USAGE.c.local_date, "days")))
+_DEVICES = Prebuilt(lambda one_of: union_all(
     select(LINKS.c.device_id, LINKS.c.user_id, literal(0))
-    .where(LINKS.c.device_id.in_(bindparam("devices", expanding=True)),
-           LINKS.c.user_id.in_(bindparam("users", expanding=True))),
+    .where(one_of(LINKS.c.device_id, "devices"), one_of(LINKS.c.user_id, "users")),
     select(LINKS.c.device_id, null(), func.count())
-    .where(LINKS.c.device_id.in_(bindparam("devices", expanding=True)))
-    .group_by(LINKS.c.device_id))
-_trips_by_users: dict[int, Any] = {}
+    .where(one_of(LINKS.c.device_id, "devices")).group_by(LINKS.c.device_id)))
+_trips_by_users: dict[int, Prebuilt] = {}
 
 
-def _stored(conn: Connection, keys: set[tuple[str, str]]) -> dict[tuple[str, str], NewEvent]:
+def _stored(session: Session, keys: set[tuple[str, str]]
+            ) -> dict[tuple[str, str], NewEvent]:
     """The events already stored under these (user id, event id) pairs (their posts are
     replays). One statement: the users' events under any of the ids, then the pairs."""
-    found = conn.execute(_STORED, {"users": sorted({user for user, _ in keys}),
+    found = _STORED.rows(session, {"users": sorted({user for user, _ in keys}),
                                    "ids": sorted({event_id for _, event_id in keys})})
-    return {key: NewEvent(**row) for row in found.mappings()
-            if (key := (row["user_id"], row["event_id"])) in keys}
+    events = (NewEvent(**dict(zip(_EVENT_FIELDS, row, strict=True))) for row in found)
+    return {key: e for e in events if (key := (e.user_id, e.event_id)) in keys}
 
 
-def _read_usage(conn: Connection, members: dict[str, _Member], new: Sequence[Posted]) -> None:
+def _read_usage(session: Session, members: dict[str, _Member], new: Sequence[Posted]
+                ) -> None:
     """Each member's daily usage rows of its events' local days, in one statement."""
     for p in new:
         members[p.principal.sub].usage.setdefault(p.local_date, {})
-    rows = conn.execute(_USAGE, {"users": sorted({p.principal.sub for p in new}),
-                                 "days": sorted({p.local_date for p in new})})
-    for row in rows.mappings():
-        usage = members[row["user_id"]].usage.get(row["local_date"])
+    for row in _USAGE.rows(session, {"users": sorted({p.principal.sub for p in new}),
+                                     "days": sorted({p.local_date for p in new})}):
+        found = _Usage(*row)
+        found.stored = True
+        usage = members[found.user_id].usage.get(found.local_date)
         if usage is not None:
-            usage[row["mode"]] = _Usage(**row, stored=True)
+            usage[found.mode] = found
 
 
-def _read_trips(conn: Connection, members: dict[str, _Member], new: Sequence[Posted]
+def _read_trips(session: Session, members: dict[str, _Member], new: Sequence[Posted]
                 ) -> None:
     """Each member's trips from one day before its earliest trip of the chunk (or the start
     of its first local day) to the end of its last trip's local day: one statement, an
@@ -350,15 +350,15 @@ def _read_trips(conn: Connection, members: dict[str, _Member], new: Sequence[Pos
             min(known[0], since), max(known[1], until))
     if not windows:
         return
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = {"modes": list(TRIP_MODES), "statuses": list(TRIP_STATUSES)}
     for n, (user_id, (since, until)) in enumerate(sorted(windows.items())):
         values.update({f"u{n}": user_id, f"s{n}": since, f"e{n}": until})
-    for user_id, event_id, local_date, began, ended in conn.execute(
-            _trips_statement(len(windows)), values):
+    for user_id, event_id, local_date, began, ended in _trips_statement(len(windows)).rows(
+            session, values):
         members[user_id].trips.add(event_id, local_date, began, ended)
 
 
-def _trips_statement(users: int) -> Any:
+def _trips_statement(users: int) -> Prebuilt:
     """The trips read for ``users`` users' windows (bound as u<n>, s<n>, e<n>), built once
     per number of users."""
     statement = _trips_by_users.get(users)
@@ -367,16 +367,16 @@ def _trips_statement(users: int) -> Any:
                       EVENTS.c.occurred_at >= bindparam(f"s{n}", type_=EVENTS.c.occurred_at.type),
                       EVENTS.c.occurred_at < bindparam(f"e{n}", type_=EVENTS.c.occurred_at.type))
                  for n in range(users)]
-        statement = _trips_by_users[users] = (
+        statement = _trips_by_users[users] = Prebuilt(lambda one_of: (
             select(EVENTS.c.user_id, EVENTS.c.event_id, EVENTS.c.local_date,
                    EVENTS.c.occurred_at, EVENTS.c.ends_at)
-            .where(spans[0] if users == 1 else or_(*spans), EVENTS.c.mode.in_(TRIP_MODES),
-                   EVENTS.c.status.in_(TRIP_STATUSES))
-            .order_by(EVENTS.c.occurred_at))
+            .where(spans[0] if users == 1 else or_(*spans), one_of(EVENTS.c.mode, "modes"),
+                   one_of(EVENTS.c.status, "statuses"))
+            .order_by(EVENTS.c.occurred_at)))
     return statement
 
 
-def _read_devices(conn: Connection, new: Sequence[Posted]) -> dict[str, _Device]:
+def _read_devices(session: Session, new: Sequence[Posted]) -> dict[str, _Device]:
     """For each device of the chunk (a request's X-Device-Id), how many accounts it has
     been seen with and which of the chunk's users are among them: one statement. The
     chunk's users are recorded on it when their events are stored (``_write``)."""
@@ -385,7 +385,7 @@ def _read_devices(conn: Connection, new: Sequence[Posted]) -> dict[str, _Device]
         return {}
     users = sorted({p.principal.sub for p in new if p.device_id})
     devices = {device_id: _Device(0, set()) for device_id in device_ids}
-    for device_id, user_id, count in conn.execute(_DEVICES, {"devices": device_ids,
+    for device_id, user_id, count in _DEVICES.rows(session, {"devices": device_ids,
                                                              "users": users}):
         if user_id is None:
             devices[device_id].accounts = count
@@ -521,11 +521,12 @@ def time_field(data: dict[str, Any]) -> str:
 _EVENT_COLUMNS = tuple(c.key for c in EVENTS.columns if c.key != "id")
 _USAGE_COLUMNS = tuple(c.key for c in USAGE.columns)
 _USAGE_KEY = ("user_id", "local_date", "mode")
-_ADD_USAGE = insert(USAGE)
-_SAVE_USAGE = (update(USAGE)
-               .where(*(USAGE.c[name] == bindparam(f"b_{name}") for name in _USAGE_KEY))
-               .values({name: bindparam(f"b_{name}") for name in _USAGE_COLUMNS
-                        if name not in _USAGE_KEY}))
+_ADD_USAGE = Prebuilt(lambda _: insert(USAGE).values(
+    {name: bindparam(name) for name in _USAGE_COLUMNS}))
+_SAVE_USAGE = Prebuilt(lambda _: (
+    update(USAGE).where(*(USAGE.c[name] == bindparam(f"b_{name}") for name in _USAGE_KEY))
+    .values({name: bindparam(f"b_{name}") for name in _USAGE_COLUMNS
+             if name not in _USAGE_KEY})))
 
 
 def _write(session: Session, book: _Book) -> None:
@@ -552,7 +553,7 @@ def _write(session: Session, book: _Book) -> None:
         key=lambda row: (row["device_id"], row["user_id"])))
     ledger.save_accounts(session, [book.members[user_id].account
                                    for user_id in sorted({e.user_id for e in book.earned})])
-    _write_usage(session.connection(), book)
+    _write_usage(session, book)
     # New users: as if created by the first post stored (an earlier, refused one may
     # have named another city), or not at all.
     ledger.settle_new_accounts(session, {
@@ -561,7 +562,7 @@ def _write(session: Session, book: _Book) -> None:
     rollups.credit(session, book.earned)
 
 
-def _write_usage(conn: Connection, book: _Book) -> None:
+def _write_usage(session: Session, book: _Book) -> None:
     """The usage rows the chunk added to: new ones inserted, the others updated."""
     added: list[dict[str, Any]] = []
     changed: list[dict[str, Any]] = []
@@ -574,7 +575,5 @@ def _write_usage(conn: Connection, book: _Book) -> None:
                     changed.append({f"b_{name}": getattr(row, name) for name in _USAGE_COLUMNS})
                 else:
                     added.append({name: getattr(row, name) for name in _USAGE_COLUMNS})
-    if added:
-        conn.execute(_ADD_USAGE, added)
-    if changed:
-        conn.execute(_SAVE_USAGE, changed)
+    _ADD_USAGE.run(session, added)
+    _SAVE_USAGE.run(session, changed)

@@ -28,7 +28,7 @@ from sqlalchemy import Select, Table, bindparam, delete, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from carbon_credits.models import Account, LedgerEntry, User, utcnow
-from carbon_credits.sql import insert_missing
+from carbon_credits.sql import Prebuilt, insert_missing
 
 UG_PER_POINT = 1_000_000
 GENESIS_HASH = "0" * 64
@@ -91,13 +91,15 @@ _ACCOUNTS = cast(Table, Account.__table__)
 _USERS = cast(Table, User.__table__)
 _BALANCE = ("balance_points", "lifetime_points", "lifetime_ug", "carry_ug", "entry_count",
             "last_hash", "updated_at")
-_LOCK_ROWS = (select(*(_ACCOUNTS.c[name] for name in ("user_id", *_BALANCE)),
-                     _USERS.c.frozen, _USERS.c.city)
-              .join_from(_ACCOUNTS, _USERS, _ACCOUNTS.c.user_id == _USERS.c.id)
-              .where(_ACCOUNTS.c.user_id.in_(bindparam("users", expanding=True)))
-              .order_by(_ACCOUNTS.c.user_id).with_for_update(of=_ACCOUNTS))
-_SAVE = (update(_ACCOUNTS).where(_ACCOUNTS.c.user_id == bindparam("b_user_id"))
-         .values({name: bindparam(f"b_{name}") for name in _BALANCE}))
+_LOCK_ROWS = Prebuilt(lambda one_of: (
+    select(*(_ACCOUNTS.c[name] for name in ("user_id", *_BALANCE)), _USERS.c.frozen,
+           _USERS.c.city)
+    .join_from(_ACCOUNTS, _USERS, _ACCOUNTS.c.user_id == _USERS.c.id)
+    .where(one_of(_ACCOUNTS.c.user_id, "users"))
+    .order_by(_ACCOUNTS.c.user_id).with_for_update(of=_ACCOUNTS)))
+_SAVE = Prebuilt(lambda _: (
+    update(_ACCOUNTS).where(_ACCOUNTS.c.user_id == bindparam("b_user_id"))
+    .values({name: bindparam(f"b_{name}") for name in _BALANCE})))
 
 
 def open_accounts(session: Session, cities: Mapping[str, str]) -> dict[str, LockedAccount]:
@@ -112,14 +114,14 @@ def open_accounts(session: Session, cities: Mapping[str, str]) -> dict[str, Lock
     interleaving of first posts still deadlock, PostgreSQL aborts one transaction, which
     the caller retries (``services/events.py``).
     """
-    conn = session.connection()
-    found = {row["user_id"]: LockedAccount(**row)
-             for row in conn.execute(_LOCK_ROWS, {"users": sorted(cities)}).mappings()}
+    found = {row[0]: LockedAccount(*row)
+             for row in _LOCK_ROWS.rows(session, {"users": sorted(cities)})}
     missing = sorted(set(cities) - found.keys())
     if missing:
         created = _create(session, {user_id: cities[user_id] for user_id in missing})
-        for row in conn.execute(_LOCK_ROWS, {"users": missing}).mappings():
-            found[row["user_id"]] = LockedAccount(**row, created=row["user_id"] in created)
+        for row in _LOCK_ROWS.rows(session, {"users": missing}):
+            account = found[row[0]] = LockedAccount(*row)
+            account.created = account.user_id in created
     return found
 
 
@@ -140,10 +142,8 @@ def _create(session: Session, cities: Mapping[str, str]) -> set[str]:
 
 def save_accounts(session: Session, accounts: Sequence[LockedAccount]) -> None:
     """Write back the balances of locked accounts (``open_accounts``): one executemany."""
-    if accounts:
-        session.connection().execute(_SAVE, [
-            {f"b_{name}": getattr(a, name) for name in ("user_id", *_BALANCE)}
-            for a in accounts])
+    _SAVE.run(session, [{f"b_{name}": getattr(a, name) for name in ("user_id", *_BALANCE)}
+                        for a in accounts])
 
 
 def settle_new_accounts(session: Session, cities: Mapping[str, str | None]) -> None:

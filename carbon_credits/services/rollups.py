@@ -78,6 +78,7 @@ from carbon_credits.models import (
     ReportParticipant,
     ReportRollup,
 )
+from carbon_credits.sql import Prebuilt
 
 log = logging.getLogger(__name__)
 
@@ -358,17 +359,16 @@ def _credit_values(session: Session, event: Credited) -> dict[str, Any]:
 
 
 def _apply_credits(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Apply credit rows, in the order given. PostgreSQL: one executemany of the upsert,
-    which psycopg sends as one pipeline (one round trip, rows applied in order, each upsert
-    atomic under its row lock). SQLite: row by row, the sketch byte read-modified-written
-    under the database lock."""
+    """Apply credit rows, in the order given. PostgreSQL: one executemany of the upsert
+    through the driver (``sql.Prebuilt``), which psycopg sends as one pipeline (one round
+    trip, rows applied in order, each upsert atomic under its row lock). SQLite: row by
+    row, the sketch byte read-modified-written under the database lock."""
     if not rows:
         return
     conn = session.connection()
     statements = _credit_statements(conn.dialect.name)
-    if statements.raise_register is None:
-        for statement in statements.writes:
-            conn.execute(statement, rows)
+    if statements.upsert is not None:
+        statements.upsert.run(session, rows)
         return
     for values in rows:
         for statement in statements.writes:
@@ -382,7 +382,9 @@ def _apply_credits(session: Session, rows: list[dict[str, Any]]) -> None:
 
 @dataclass(frozen=True)
 class _CreditStatements:
-    writes: tuple[Any, ...]
+    upsert: Prebuilt | None = None
+    """PostgreSQL: the one statement of a credit row."""
+    writes: tuple[Any, ...] = ()
     read_slice: Any = None
     raise_register: Any = None
 
@@ -418,9 +420,9 @@ def _build_credit_statements(dialect: str) -> _CreditStatements:
         register: Any = bindparam("p_register")
         sums["hll"] = func.set_byte(rollup.c.hll, register, func.greatest(
             func.get_byte(rollup.c.hll, register), bindparam("p_rho")))
-        upsert = row.on_conflict_do_update(index_elements=list(PK), set_=sums)
-        return _CreditStatements(
-            writes=(upsert.add_cte(who.returning(people.c.events).cte("participant")),))
+        upsert = row.on_conflict_do_update(index_elements=list(PK), set_=sums).add_cte(
+            who.returning(people.c.events).cte("participant"))
+        return _CreditStatements(upsert=Prebuilt(lambda _: upsert))
     return _CreditStatements(
         writes=(who, row.on_conflict_do_update(index_elements=list(PK), set_=sums)),
         read_slice=select(rollup.c.hll).where(where),

@@ -92,7 +92,7 @@ def test_batches_decide_exactly_as_single_posts(rt: Runtime, bodies: list[dict[s
     assert accounts[batched.sub] == accounts[one_by_one.sub]
 
 
-@pytest.mark.parametrize("size", [1, COPY_FROM_ROWS])
+@pytest.mark.parametrize("size", [1, 2, COPY_FROM_ROWS])
 def test_a_copy_the_chunk_did_not_read_is_caught_and_answered_as_a_replay(
         rt: Runtime, monkeypatch: pytest.MonkeyPatch, size: int) -> None:
     """A concurrent copy committed between the chunk's read and its write (the account lock

@@ -1,0 +1,67 @@
+"""Statements run past SQLAlchemy on PostgreSQL (sql.Prebuilt, sql.bulk_insert): what they
+read is what SQLAlchemy would have read, and the driver's errors reach callers as
+SQLAlchemy's, a lost connection marked as lost."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import fields
+from datetime import timedelta
+
+import psycopg
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError, PendingRollbackError
+
+from carbon_credits.extensions import Runtime
+from carbon_credits.models import Event
+from carbon_credits.services import intake
+from tests import factories
+
+
+def test_a_stored_event_reads_as_sqlalchemy_reads_it(
+        rt: Runtime, client: FlaskClient, auth: dict[str, str], user_id: str,
+        is_postgres: bool) -> None:
+    """Every field of a stored event, as the ingest path reads it (a replay's answer), equals
+    the ORM's, datetimes included: aware and in UTC. On PostgreSQL the driver returns
+    datetimes in the session's time zone, whatever the server's default, so the engine's
+    sessions are in UTC."""
+    body = factories.metro(start=factories.today_at(7))
+    assert client.post("/v1/events", json=body, headers=auth).status_code == 201
+    with rt.db.transaction() as session:
+        if is_postgres:
+            assert session.scalar(text("SHOW timezone")) == "UTC"
+        read = intake._stored(session, {(user_id, body["event_id"])})
+        orm = session.scalars(select(Event).where(Event.user_id == user_id,
+                                                  Event.event_id == body["event_id"])).one()
+    (event,) = read.values()
+    for field in fields(event):
+        assert getattr(event, field.name) == getattr(orm, field.name), field.name
+    for instant in (event.occurred_at, event.ends_at, event.created_at):
+        assert instant is not None and instant.utcoffset() == timedelta(0)
+
+
+def test_a_connection_lost_under_a_prebuilt_read_is_marked_lost(
+        rt: Runtime, client: FlaskClient, auth: dict[str, str], is_postgres: bool) -> None:
+    """The session's connection dies before a read (PostgreSQL: its server process is
+    terminated, and the driver runs the read; SQLite: the driver's connection is closed):
+    the caller gets SQLAlchemy's error marked ``connection_invalidated`` (group commit
+    answers it to the whole group), and the pool hands out working connections
+    afterwards."""
+    dsn = rt.db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    # The transaction fails too (its connection is gone): SQLite says so at the commit.
+    with pytest.raises((DBAPIError, PendingRollbackError)), rt.db.transaction() as session:
+        if is_postgres:
+            pid = session.scalar(text("SELECT pg_backend_pid()"))
+            with psycopg.connect(dsn, autocommit=True) as other:
+                other.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        else:
+            driver = session.connection().connection.driver_connection
+            assert driver is not None
+            driver.close()
+        with pytest.raises(DBAPIError) as caught:  # the read's own error, before rollback's
+            intake._stored(session, {(f"u-{uuid.uuid4().hex[:8]}", "e1")})
+    assert caught.value.connection_invalidated, caught.value
+    for _ in range(rt.db.engine.pool.size() + 1):  # type: ignore[attr-defined]
+        assert client.get("/v1/me/account", headers=auth).status_code == 200
