@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 
 import psycopg
 from psycopg.types.json import Jsonb
-from sqlalchemy import JSON, ColumnElement, Dialect, Executable, Table, any_, bindparam, insert
+from sqlalchemy import JSON, ColumnElement, Dialect, Executable, Table, bindparam, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -109,15 +109,22 @@ def _insert_returning(driver: psycopg.Connection[Any], statement: str,
 
 
 OneOf = Callable[[ColumnElement[Any], str], ColumnElement[bool]]
-"""How a prebuilt statement tests ``column`` against a list bound as ``name``."""
+"""How a prebuilt statement tests ``column`` against the list bound as ``name``."""
 
 
 def _in_list(column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
     return column.in_(bindparam(name, expanding=True))
 
 
-def _any_of_array(column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
-    return column == any_(bindparam(name, type_=postgresql.ARRAY(column.type)))
+def _in_values(lengths: Mapping[str, int]) -> OneOf:
+    """``one_of`` for lists of these lengths: one parameter per value (``name_<i>``), and
+    ``=`` for a single value."""
+    def one_of(column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
+        names = [f"{name}_{i}" for i in range(lengths[name])]
+        if len(names) == 1:
+            return column == bindparam(names[0])
+        return column.in_([bindparam(n) for n in names])
+    return one_of
 
 
 @dataclass(frozen=True)
@@ -126,7 +133,7 @@ class _Compiled:
     text: str | None
     """PostgreSQL: the SQL the driver runs (None elsewhere: SQLAlchemy runs it)."""
     defaults: dict[str, Any]
-    """Values the statement binds itself (e.g. a literal IN list's)."""
+    """Values the statement binds itself (e.g. a literal's)."""
 
 
 class Prebuilt:
@@ -134,51 +141,68 @@ class Prebuilt:
     writes, whose few rows per post made SQLAlchemy's per-execution work cost more CPU than
     the database's.
 
-    On PostgreSQL it is compiled once to SQL text and run through the session connection's
-    driver (inside its transaction), a list tested with ``= ANY(array)``: in-process, a
-    read costs about 80 us of CPU so against 130-150 us through SQLAlchemy. As with
-    ``bulk_insert``, values skip SQLAlchemy's type processing both ways: bound values are
-    what the driver takes (aware datetimes), and rows come back as the driver makes them
-    (the engine's sessions are in UTC, so datetimes come back in UTC as ``UTCDateTime``
-    would give them). Elsewhere SQLAlchemy runs it, a list tested with an expanding IN.
+    On PostgreSQL it is compiled to SQL text once per length of its list values and run
+    through the session connection's driver (inside its transaction): in-process, a read
+    costs about 80 us of CPU so against 130-150 us through SQLAlchemy. A list value binds
+    an IN list of that many parameters (``=`` for one), as SQLAlchemy's expanding IN
+    would: each length is a statement of its own, which the driver prepares after a few
+    uses, and whose generic plan counts the values. (Bound as one array, ``= ANY($1)``,
+    a statement's generic plan guessed ten values: on the few rows of a new database that
+    plan was a sequential scan, kept by the connection as the tables grew, and the
+    server's CPU per post rose by half.) As with ``bulk_insert``, values skip SQLAlchemy's
+    type processing both ways: bound values are what the driver takes (aware datetimes),
+    and rows come back as the driver makes them (the engine's sessions are in UTC, so
+    datetimes come back in UTC as ``UTCDateTime`` would give them). Elsewhere SQLAlchemy
+    runs it, a list bound to an expanding IN.
 
     ``build`` makes the statement, given how to test a column against a list parameter.
     """
 
     def __init__(self, build: Callable[[OneOf], Executable]) -> None:
         self._build = build
-        self._compiled: dict[str, _Compiled] = {}
+        self._compiled: dict[tuple[str, tuple[tuple[str, int], ...]], _Compiled] = {}
 
-    def _for(self, dialect: Dialect) -> _Compiled:
-        compiled = self._compiled.get(dialect.name)
+    def _for(self, dialect: Dialect, values: Mapping[str, Any]) -> _Compiled:
+        lengths = tuple(sorted((name, len(value)) for name, value in values.items()
+                               if isinstance(value, list))) if dialect.name == "postgresql" else ()
+        compiled = self._compiled.get((dialect.name, lengths))
         if compiled is None:
             if dialect.name == "postgresql":
-                statement = self._build(_any_of_array)
+                statement = self._build(_in_values(dict(lengths)))
                 text = cast(ClauseElement, statement).compile(dialect=dialect)
-                # Lists are bound as arrays (``one_of``): no IN list is left to render.
-                assert "POSTCOMPILE" not in text.string, text.string
                 compiled = _Compiled(statement, text.string,
                                      {k: v for k, v in text.params.items() if v is not None})
             else:
                 compiled = _Compiled(self._build(_in_list), None, {})
-            self._compiled[dialect.name] = compiled
+            self._compiled[(dialect.name, lengths)] = compiled
         return compiled
+
+    @staticmethod
+    def _bound(compiled: _Compiled, values: Mapping[str, Any]) -> dict[str, Any]:
+        bound = dict(compiled.defaults)
+        for name, value in values.items():
+            if isinstance(value, list):
+                bound.update((f"{name}_{i}", item) for i, item in enumerate(value))
+            else:
+                bound[name] = value
+        return bound
 
     def rows(self, session: Session, values: dict[str, Any]) -> list[tuple[Any, ...]]:
         """The statement's rows, as tuples in its column order."""
         conn = session.connection()
-        compiled = self._for(conn.dialect)
+        compiled = self._for(conn.dialect, values)
         if compiled.text is None:
             return [tuple(row) for row in conn.execute(compiled.statement, values)]
         with driver_errors(session, compiled.text) as driver:
-            return driver.execute(compiled.text, {**compiled.defaults, **values}).fetchall()
+            return driver.execute(compiled.text, self._bound(compiled, values)).fetchall()
 
     def run(self, session: Session, rows: Sequence[dict[str, Any]]) -> None:
-        """Run the statement once per set of values (one pipeline on PostgreSQL)."""
+        """Run the statement once per set of values (one pipeline on PostgreSQL); the
+        values hold no lists."""
         if not rows:
             return
         conn = session.connection()
-        compiled = self._for(conn.dialect)
+        compiled = self._for(conn.dialect, rows[0])
         if compiled.text is None:
             conn.execute(compiled.statement, list(rows))
             return
