@@ -113,7 +113,7 @@ FROM events GROUP BY user_id, local_date, mode
 of them: without the sequences the next event id collides with a generated one; without
 the account update the next ledger entry reuses seq 1 (unique per user)."""
 
-# The plausibility queries the ingest path runs per event (services/intake.py, _read_trips
+# The plausibility queries the ingest path runs per event (services/intake.py, _trips_read
 # and the day-usage read in _read), for EXPLAIN on a user with history. Kept in step
 # with the service by hand: before commit 173442b the overlap and trips-per-day rules were
 # two queries, the second filtering local_date over every event of the user.

@@ -7,9 +7,10 @@ replaced by importing a new version), so a parsed copy keyed by row id never goe
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Select, SQLColumnExpression, bindparam, select
 from sqlalchemy.orm import Session
@@ -22,7 +23,7 @@ from carbon_credits.models import (
     NetworkStop,
     UTCDateTime,
 )
-from carbon_credits.sql import Prebuilt
+from carbon_credits.sql import Prebuilt, Read
 from methodology import FactorSet, Line, Station, TransitNetwork
 
 
@@ -58,8 +59,12 @@ class Catalog:
         with each city's newest network id, in one round trip: a set of events is priced
         from one read (versions are few: one per factor change). The read takes ids and
         dates only; a version's factors are parsed once per process (``_factor_sets``)."""
-        rows = _TIMELINE.rows(session, {"cities": sorted(cities), "modes": sorted(modes),
-                                        "until": until})
+        statement, values = timeline_read(cities, modes, until)
+        return self.timeline_of(session, statement.rows(session, values))
+
+    def timeline_of(self, session: Session, rows: Sequence[tuple[Any, ...]]) -> Timeline:
+        """The timeline from the rows of its read (``timeline_read``), when the caller
+        sends that read with others."""
         factor_sets = self._factor_sets(session, [row[0] for row in rows])
         versions: dict[tuple[str, str], list[VersionedFactors]] = {}
         networks: dict[str, int] = {}
@@ -134,6 +139,12 @@ _TIMELINE = Prebuilt(lambda one_of: (
            FactorVersion.effective_from <= bindparam("until", type_=UTCDateTime()))
     .order_by(FactorVersion.effective_from.desc())))
 """The read of ``Catalog.timeline``."""
+
+
+def timeline_read(cities: Collection[str], modes: Collection[str], until: datetime) -> Read:
+    """The read of ``Catalog.timeline`` (``Catalog.timeline_of`` makes its rows a
+    timeline)."""
+    return _TIMELINE, {"cities": sorted(cities), "modes": sorted(modes), "until": until}
 
 
 def load_network(session: Session, network_id: int) -> TransitNetwork:

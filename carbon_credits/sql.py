@@ -214,6 +214,25 @@ class Prebuilt:
                                    [{**compiled.defaults, **row} for row in rows])
 
 
+Read = tuple[Prebuilt, dict[str, Any]]
+"""A prebuilt read and its values."""
+
+
+def read_together(session: Session, reads: Sequence[Read]) -> list[list[tuple[Any, ...]]]:
+    """The rows of several reads, in order. PostgreSQL: sent in one pipeline, so one round
+    trip (each read still sees the writes and locks of the statements before it); others:
+    one after another."""
+    conn = session.connection()
+    if conn.dialect.name != "postgresql":
+        return [statement.rows(session, values) for statement, values in reads]
+    bound = [(compiled.text, Prebuilt._bound(compiled, values)) for compiled, values in
+             ((statement._for(conn.dialect, values), values) for statement, values in reads)]
+    with driver_errors(session, "; ".join(str(text) for text, _ in bound)) as driver:
+        with driver.pipeline():
+            cursors = [driver.execute(cast(str, text), values) for text, values in bound]
+        return [cursor.fetchall() for cursor in cursors]
+
+
 @contextmanager
 def driver_errors(session: Session, statement: str) -> Iterator[psycopg.Connection[Any]]:
     """The session connection's psycopg connection; its errors raised as SQLAlchemy's (an

@@ -65,12 +65,12 @@ from sqlalchemy.orm import Session
 
 from carbon_credits import plausibility
 from carbon_credits.auth import Principal
-from carbon_credits.catalog import Catalog, Timeline
+from carbon_credits.catalog import Catalog, Timeline, timeline_read
 from carbon_credits.config import Config
 from carbon_credits.errors import Conflict, InvalidInput, ServiceError
 from carbon_credits.models import DailyUsage, DeviceAccount, Event, LedgerEntry, utcnow
 from carbon_credits.services import crediting, ledger, rollups
-from carbon_credits.sql import Prebuilt, bulk_insert, insert_missing
+from carbon_credits.sql import Prebuilt, Read, bulk_insert, insert_missing, read_together
 from methodology import (
     METHODOLOGIES,
     Methodology,
@@ -268,20 +268,31 @@ class _Book:
 
 
 def _read(session: Session, catalog: Catalog, chunk: Sequence[Posted]) -> _Book:
+    """The accounts first (locked: nothing the rules read of their users can change before
+    the commit), then every other read in one round trip (``read_together``)."""
     cities: dict[str, str] = {}
     for p in chunk:
         cities.setdefault(p.principal.sub, p.principal.city or p.data["city"])
     members = {user_id: _Member(account)
                for user_id, account in ledger.open_accounts(session, cities).items()}
-    stored = _stored(session, {(p.principal.sub, p.data["event_id"]) for p in chunk})
-    new = [p for p in chunk if (p.principal.sub, p.data["event_id"]) not in stored]
-    if not new:  # all replays: nothing else to read
-        return _Book(members, stored, Timeline({}, {}), {})
-    timeline = catalog.timeline(session, {p.data["city"] for p in new},
-                                {p.method.mode for p in new}, max(p.occurred_at for p in new))
-    _read_usage(session, members, new)
-    _read_trips(session, members, new)
-    return _Book(members, stored, timeline, _read_devices(session, new))
+    keys = {(p.principal.sub, p.data["event_id"]) for p in chunk}
+    reads: list[Read] = [
+        (_STORED, {"users": sorted({user for user, _ in keys}),
+                   "ids": sorted({event_id for _, event_id in keys})}),
+        timeline_read({p.data["city"] for p in chunk}, {p.method.mode for p in chunk},
+                      max(p.occurred_at for p in chunk)),
+        (_USAGE, {"users": sorted(cities), "days": sorted({p.local_date for p in chunk})})]
+    trips, devices = _trips_read(chunk), _devices_read(chunk)
+    reads += [read for read in (trips, devices) if read is not None]
+    rows = iter(read_together(session, reads))
+    stored = _stored(keys, next(rows))
+    timeline = catalog.timeline_of(session, next(rows))
+    _usage(members, chunk, next(rows))
+    if trips is not None:
+        for user_id, event_id, local_date, began, ended in next(rows):
+            members[user_id].trips.add(event_id, local_date, began, ended)
+    return _Book(members, stored, timeline, {} if devices is None else _devices(
+        devices[1]["devices"], next(rows)))
 
 
 # The reads are built once and run with bound values only (each statement's compiled form
@@ -303,23 +314,21 @@ _DEVICES = Prebuilt(lambda one_of: union_all(
 _trips_by_users: dict[int, Prebuilt] = {}
 
 
-def _stored(session: Session, keys: set[tuple[str, str]]
+def _stored(keys: set[tuple[str, str]], rows: Sequence[tuple[Any, ...]]
             ) -> dict[tuple[str, str], NewEvent]:
     """The events already stored under these (user id, event id) pairs (their posts are
-    replays). One statement: the users' events under any of the ids, then the pairs."""
-    found = _STORED.rows(session, {"users": sorted({user for user, _ in keys}),
-                                   "ids": sorted({event_id for _, event_id in keys})})
-    events = (NewEvent(**dict(zip(_EVENT_FIELDS, row, strict=True))) for row in found)
+    replays), from the rows of ``_STORED``: the users' events under any of the ids."""
+    events = (NewEvent(**dict(zip(_EVENT_FIELDS, row, strict=True))) for row in rows)
     return {key: e for e in events if (key := (e.user_id, e.event_id)) in keys}
 
 
-def _read_usage(session: Session, members: dict[str, _Member], new: Sequence[Posted]
-                ) -> None:
-    """Each member's daily usage rows of its events' local days, in one statement."""
-    for p in new:
+def _usage(members: dict[str, _Member], chunk: Sequence[Posted],
+           rows: Sequence[tuple[Any, ...]]) -> None:
+    """Each member's daily usage rows of its events' local days (``_USAGE`` read those of
+    the chunk's users and days)."""
+    for p in chunk:
         members[p.principal.sub].usage.setdefault(p.local_date, {})
-    for row in _USAGE.rows(session, {"users": sorted({p.principal.sub for p in new}),
-                                     "days": sorted({p.local_date for p in new})}):
+    for row in rows:
         found = _Usage(*row)
         found.stored = True
         usage = members[found.user_id].usage.get(found.local_date)
@@ -327,18 +336,17 @@ def _read_usage(session: Session, members: dict[str, _Member], new: Sequence[Pos
             usage[found.mode] = found
 
 
-def _read_trips(session: Session, members: dict[str, _Member], new: Sequence[Posted]
-                ) -> None:
-    """Each member's trips from one day before its earliest trip of the chunk (or the start
-    of its first local day) to the end of its last trip's local day: one statement, an
+def _trips_read(chunk: Sequence[Posted]) -> Read | None:
+    """The read of each member's trips from one day before its earliest trip of the chunk
+    (or the start of its first local day) to the end of its last trip's local day: an
     index range scan on (user_id, occurred_at) per user, bounded by the chunk's span, not
-    by the users' history.
+    by the users' history. None if the chunk has no trips.
 
     Days are the city's local days (``Posted.tz``), not the client's offset: an offset
     east or west of the city would otherwise cut a day short and hide its late trips.
     """
     windows: dict[str, tuple[datetime, datetime]] = {}
-    for p in new:
+    for p in chunk:
         if not p.is_trip:
             continue
         since = min(p.occurred_at - LONGEST_TRIP,
@@ -349,13 +357,11 @@ def _read_trips(session: Session, members: dict[str, _Member], new: Sequence[Pos
         windows[p.principal.sub] = (since, until) if known is None else (
             min(known[0], since), max(known[1], until))
     if not windows:
-        return
+        return None
     values: dict[str, Any] = {"modes": list(TRIP_MODES), "statuses": list(TRIP_STATUSES)}
     for n, (user_id, (since, until)) in enumerate(sorted(windows.items())):
         values.update({f"u{n}": user_id, f"s{n}": since, f"e{n}": until})
-    for user_id, event_id, local_date, began, ended in _trips_statement(len(windows)).rows(
-            session, values):
-        members[user_id].trips.add(event_id, local_date, began, ended)
+    return _trips_statement(len(windows)), values
 
 
 def _trips_statement(users: int) -> Prebuilt:
@@ -376,17 +382,21 @@ def _trips_statement(users: int) -> Prebuilt:
     return statement
 
 
-def _read_devices(session: Session, new: Sequence[Posted]) -> dict[str, _Device]:
-    """For each device of the chunk (a request's X-Device-Id), how many accounts it has
-    been seen with and which of the chunk's users are among them: one statement. The
-    chunk's users are recorded on it when their events are stored (``_write``)."""
-    device_ids = sorted({p.device_id for p in new if p.device_id})
+def _devices_read(chunk: Sequence[Posted]) -> Read | None:
+    """The read of how many accounts each device of the chunk (a request's X-Device-Id) has
+    been seen with, and which of the chunk's users are among them; None without devices.
+    The chunk's users are recorded on it when their events are stored (``_write``)."""
+    device_ids = sorted({p.device_id for p in chunk if p.device_id})
     if not device_ids:
-        return {}
-    users = sorted({p.principal.sub for p in new if p.device_id})
+        return None
+    return _DEVICES, {"devices": device_ids,
+                      "users": sorted({p.principal.sub for p in chunk if p.device_id})}
+
+
+def _devices(device_ids: Sequence[str], rows: Sequence[tuple[Any, ...]]
+             ) -> dict[str, _Device]:
     devices = {device_id: _Device(0, set()) for device_id in device_ids}
-    for device_id, user_id, count in _DEVICES.rows(session, {"devices": device_ids,
-                                                             "users": users}):
+    for device_id, user_id, count in rows:
         if user_id is None:
             devices[device_id].accounts = count
         else:

@@ -68,7 +68,7 @@ def _post(client: FlaskClient, how: str, body: dict[str, Any], headers: dict[str
 def test_refused_events_do_not_put_their_accounts_on_a_device(
         client: FlaskClient, token: Callable[..., str], how: str) -> None:
     """Three accounts whose only posts from a device were refused (422) never used it for
-    anything: a fourth account's trip from that device is credited. (``_read_devices``
+    anything: a fourth account's trip from that device is credited. (``_devices_read``
     records (device, user) before any event is decided; a chunk with nothing stored rolls
     that back. Before the fix the trip was held as ``device_on_many_accounts``.)"""
     device = f"dev-{uuid.uuid4().hex[:12]}"

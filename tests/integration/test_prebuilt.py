@@ -32,7 +32,9 @@ def test_a_stored_event_reads_as_sqlalchemy_reads_it(
     with rt.db.transaction() as session:
         if is_postgres:
             assert session.scalar(text("SHOW timezone")) == "UTC"
-        read = intake._stored(session, {(user_id, body["event_id"])})
+        keys = {(user_id, body["event_id"])}
+        read = intake._stored(keys, intake._STORED.rows(
+            session, {"users": [user_id], "ids": [body["event_id"]]}))
         orm = session.scalars(select(Event).where(Event.user_id == user_id,
                                                   Event.event_id == body["event_id"])).one()
     (event,) = read.values()
@@ -61,7 +63,8 @@ def test_a_connection_lost_under_a_prebuilt_read_is_marked_lost(
             assert driver is not None
             driver.close()
         with pytest.raises(DBAPIError) as caught:  # the read's own error, before rollback's
-            intake._stored(session, {(f"u-{uuid.uuid4().hex[:8]}", "e1")})
+            intake._STORED.rows(session, {"users": [f"u-{uuid.uuid4().hex[:8]}"],
+                                          "ids": ["e1"]})
     assert caught.value.connection_invalidated, caught.value
     for _ in range(rt.db.engine.pool.size() + 1):  # type: ignore[attr-defined]
         assert client.get("/v1/me/account", headers=auth).status_code == 200
