@@ -232,6 +232,35 @@ class TestRedisLimiter(RateLimitContract):
         assert client.exists(key)
         assert 0 < client.pttl(key) <= 1000  # GCRA keeps a key only while it matters
 
+    def test_all_dimensions_of_a_request_are_one_script_call(self, limited: Any) -> None:
+        """On a single Redis the user, device and IP of a request are decided by one call
+        (one script run on the server, not one per dimension)."""
+        poster = limited("events:user=5/30,device=5/30,ip=5/30")
+        client = poster.app.extensions["carbon_credits"].redis
+        user = new_user()
+        assert poster.post(user, device=f"d-{user}").status_code == 201  # script cached
+
+        def script_calls() -> int:
+            stats = client.info("commandstats")
+            return sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0)
+                       for name in ("evalsha", "eval"))
+
+        before = script_calls()
+        assert poster.post(user, device=f"d-{user}").status_code == 201
+        assert script_calls() - before == 1
+
+    def test_a_flushed_script_is_sent_again(self, limited: Any) -> None:
+        """After SCRIPT FLUSH (or a Redis restart) the limiter re-sends its script and keeps
+        counting: the limit still holds."""
+        poster = limited("events:user=2/30")
+        client = poster.app.extensions["carbon_credits"].redis
+        user = new_user()
+        assert poster.post(user).status_code == 201
+        client.script_flush()
+        assert poster.post(user).status_code == 201
+        assert poster.post(user).status_code == 429
+        assert poster.app.extensions["carbon_credits"].limiter.failures == 0
+
 
 # --- configuration and pieces ----------------------------------------------------------------
 
