@@ -1,0 +1,93 @@
+"""CPU of applying a chunk of single posts, by chunk size, in-process (no HTTP server).
+
+    .venv/bin/python bench/chunk_cpu.py [--sizes 1,2,4,8,16] [--groups 150]
+
+What group commit (carbon_credits/group_commit.py) makes of concurrent posts: the chunk of
+``size`` posts, one per user, applied by ``services.events._apply`` in one transaction, as a
+worker's group of that size is. Creates a private database (``cc_bench_chunk``) on the local
+PostgreSQL server, warms up 400 users (each with an account, a device and a first trip),
+then applies ``--groups`` chunks per size and prints the process's CPU time per event (the
+client side only: PostgreSQL's own CPU is not counted) and the wall time. The figures in
+BENCHMARKS.md ("Ingest", fifth round) come from this script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+DATABASE = "cc_bench_chunk"
+USERS = 400
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="1,2,4,8,16")
+    parser.add_argument("--groups", type=int, default=150)
+    args = parser.parse_args()
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {DATABASE}")
+    os.environ["DATABASE_URL"] = f"postgresql+psycopg://postgres@127.0.0.1:5432/{DATABASE}"
+    os.environ["RATE_LIMITS"] = "events:user=1000000/60"
+
+    from carbon_credits import create_app
+    from carbon_credits.auth import Principal
+    from carbon_credits.config import Config
+    from carbon_credits.schemas import load_event
+    from carbon_credits.services import events
+    from carbon_credits.services.intake import Posted
+    from carbon_credits.services.setup import init_db
+    from tests import factories
+
+    config = Config.from_env(ROOT / "instance")
+    config.jwt_secret = "chunk-cpu-" + "c" * 40
+    app = create_app(config)
+    rt = app.extensions["carbon_credits"]
+    init_db(rt.db, "shenzhen")
+    rt.clock = lambda: factories.NOW
+    principals = [Principal(sub=f"u{i}", role="user", city="shenzhen") for i in range(USERS)]
+    trips = [0] * USERS
+
+    def posted(user: int) -> Posted:
+        start = factories.today_at(0) - timedelta(days=1) + timedelta(minutes=40 * trips[user])
+        trips[user] += 1
+        return events._posted(rt, principals[user], load_event(factories.metro(start=start)),
+                              f"dev{user}")
+
+    for user in range(USERS):
+        events._apply(rt, [posted(user)])
+    turn = 0
+    try:
+        for size in (int(s) for s in args.sizes.split(",")):
+            chunks = []
+            for _ in range(args.groups):
+                chunks.append([posted((turn + k) % USERS) for k in range(size)])
+                turn += size
+            for chunk in chunks[:5]:  # warm-up: statements compiled and prepared
+                events._apply(rt, chunk)
+            cpu, wall = time.process_time(), time.perf_counter()
+            for chunk in chunks[5:]:
+                assert all(getattr(r, "created", False) for r in events._apply(rt, chunk))
+            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+            n = (args.groups - 5) * size
+            print(f"chunk of {size:3d}: CPU {1000 * cpu / n:6.3f} ms per event, "
+                  f"wall {1000 * wall / n:6.3f} ms per event")
+    finally:
+        rt.db.dispose()
+        with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+
+
+if __name__ == "__main__":
+    main()

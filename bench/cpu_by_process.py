@@ -1,0 +1,118 @@
+"""Where the CPU of a loaded server goes, by process: gunicorn workers, PostgreSQL, Redis,
+wrk, per request.
+
+    .venv/bin/python bench/cpu_by_process.py [--path events|healthz] [--duration 15]
+        [--workers 2] [--threads 16] [--rate-limits SPEC] [--future-days 0]
+
+Starts the service as bench/ingest_bench.py does (fresh database ``cc_bench_cpu``, the
+repo's gunicorn.conf.py, PostgreSQL + Redis, real JWTs) and loads it with wrk for
+``--duration`` seconds (16 connections, ``bench/wrk/events.lua`` or GET /healthz). Reads
+every process's user and system CPU time from /proc before and after, and prints them per
+request, grouped. Variants used in BENCHMARKS.md ("Ingest", fifth round):
+``--rate-limits 'reports:user=60/60'`` (no limit on the events route: the limiter's cost),
+``--future-days 40`` (every event in the future, refused before any database work: the
+request path's own cost), ``--threads 1 --workers 5`` (sync workers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import ingest_bench as ib  # noqa: E402  (the bench directory's own helpers)
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_times() -> dict[int, tuple[str, int, int]]:
+    """pid -> (command line, user ticks, system ticks) of every process."""
+    found = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            cmd = Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        found[int(pid)] = (cmd, int(fields[11]), int(fields[12]))
+    return found
+
+
+def group(cmd: str) -> str:
+    if "gunicorn" in cmd:
+        return "gunicorn"
+    if cmd.startswith("postgres") or "postgres:" in cmd:
+        return "postgres"
+    if "redis" in cmd:
+        return "redis"
+    return "other"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--path", choices=("events", "healthz"), default="events")
+    parser.add_argument("--duration", type=int, default=15)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="GUNICORN_THREADS (default: gunicorn.conf.py's)")
+    parser.add_argument("--rate-limits", default=ib.UNLIMITED)
+    parser.add_argument("--future-days", type=int, default=0,
+                        help="shift the events this many days ahead (40: all refused)")
+    args = parser.parse_args()
+    (ib.ROOT / "bench" / "results").mkdir(exist_ok=True)
+    today = datetime.now(ZoneInfo("Asia/Shanghai")).replace(hour=0, minute=0, second=0,
+                                                            microsecond=0)
+    tokens = ib.ROOT / "bench" / "wrk" / "tokens.lua"
+    ib.write_tokens(tokens, 2000, (today - timedelta(days=1 - args.future_days)).astimezone(UTC))
+    dsn = ib.fresh_database("postgresql://postgres@127.0.0.1:5432/postgres", "cc_bench_cpu")
+    env = {**os.environ, "DATABASE_URL": dsn.replace("postgresql://", "postgresql+psycopg://"),
+           "REDIS_URL": "redis://127.0.0.1:6379/0", "JWT_SECRET": ib.SECRET,
+           "AUTO_INIT_DB": "0", "RATE_LIMITS": args.rate_limits,
+           "WEB_CONCURRENCY": str(args.workers)}
+    if args.threads is not None:
+        env["GUNICORN_THREADS"] = str(args.threads)
+    subprocess.run([str(ib.VENV_BIN / "flask"), "--app", "app", "init-db"], cwd=ib.ROOT,
+                   env=env, check=True, capture_output=True)
+    port = ib.free_port()
+    service = ib.start_gunicorn("app:app", env, port, ib.ROOT)
+    load = argparse.Namespace(duration=args.duration, threads=1, connections=16)
+    try:
+        ib.wrk(f"http://127.0.0.1:{port}/healthz", argparse.Namespace(**{**vars(load),
+                                                                        "duration": 3}))
+        before, started, children = cpu_times(), time.time(), os.times()
+        if args.path == "events":
+            result = ib.wrk(f"http://127.0.0.1:{port}", load,
+                            ib.ROOT / "bench" / "wrk" / "events.lua",
+                            {**os.environ, "BENCH_TOKENS": str(tokens)})
+        else:
+            result = ib.wrk(f"http://127.0.0.1:{port}/healthz", load)
+        after, elapsed, done = cpu_times(), time.time() - started, os.times()
+    finally:
+        ib.stop(service)
+    totals: dict[str, list[float]] = {}
+    for pid, (cmd, user, system) in after.items():
+        _, user0, system0 = before.get(pid, (cmd, 0, 0))
+        into = totals.setdefault(group(cmd), [0.0, 0.0])
+        into[0] += (user - user0) / TICKS
+        into[1] += (system - system0) / TICKS
+    totals["wrk"] = [done.children_user - children.children_user,
+                     done.children_system - children.children_system]
+    n = result["requests"]
+    print(f"{args.path}: {result['requests_per_s']:.0f} requests/s, {result['non_2xx']} "
+          f"non-2xx, p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms; "
+          f"{sum(u + s for u, s in totals.values()) / elapsed:.2f} cores busy")
+    for name, (user, system) in sorted(totals.items(), key=lambda kv: -sum(kv[1])):
+        print(f"  {name:9s} {1000 * (user + system) / n:6.3f} ms CPU per request "
+              f"(system {1000 * system / n:.3f})")
+
+
+if __name__ == "__main__":
+    main()
