@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
@@ -33,12 +33,6 @@ def insert_missing(session: Session, model: type[Base], rows: Sequence[dict[str,
     # RETURNING tells which rows were made (psycopg reports no rowcount for this one).
     statement = insert(table).values(list(rows)).on_conflict_do_nothing().returning(*keys)
     return {row[0] if len(keys) == 1 else tuple(row) for row in session.execute(statement)}
-
-
-def among(column: Any, values: Collection[Any]) -> Any:
-    """``column IN values``, or ``column = value`` for one value: a single post's
-    statements keep their cheapest form (no IN list rendered per execution)."""
-    return column == next(iter(values)) if len(values) == 1 else column.in_(values)
 
 
 COPY_FROM_ROWS = 12

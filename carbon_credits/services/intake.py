@@ -6,8 +6,8 @@ worker process applies together (``group_commit``: one post, or several users' p
 arrived while the process was busy). It goes in three steps:
 
 1. **Read** what every rule needs for the whole chunk, one statement each, whatever the
-   number of events or users:
-   - the accounts, locked in user id order, with their users' frozen flags;
+   number of events or users: first the accounts, locked in user id order, with their
+   users' frozen flags; then, in one round trip (``sql.read_together``):
    - the events already stored under the chunk's (user, event id) pairs (replays);
    - the factor versions and newest networks;
    - the daily usage of the chunk's local days;
