@@ -44,7 +44,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Any, cast
 
@@ -304,8 +304,10 @@ LINKS = cast(Table, DeviceAccount.__table__)
 _STORED = Prebuilt(lambda one_of: select(EVENTS).where(one_of(EVENTS.c.user_id, "users"),
                                                         one_of(EVENTS.c.event_id, "ids")))
 _EVENT_FIELDS = tuple(c.key for c in EVENTS.columns)
-_USAGE = Prebuilt(lambda one_of: select(USAGE).where(one_of(USAGE.c.user_id, "users"),
-                                                     one_of(USAGE.c.local_date, "days")))
+_USAGE_COLUMNS = tuple(f.name for f in fields(_Usage) if f.name not in ("stored", "counted"))
+"""A usage row's columns, in ``_Usage``'s order (read, and written back, by name)."""
+_USAGE = Prebuilt(lambda one_of: select(*(USAGE.c[name] for name in _USAGE_COLUMNS)).where(
+    one_of(USAGE.c.user_id, "users"), one_of(USAGE.c.local_date, "days")))
 _DEVICES = Prebuilt(lambda one_of: union_all(
     select(LINKS.c.device_id, LINKS.c.user_id, literal(0))
     .where(one_of(LINKS.c.device_id, "devices"), one_of(LINKS.c.user_id, "users")),
@@ -529,7 +531,6 @@ def time_field(data: dict[str, Any]) -> str:
 # ---------------------------------------------------------------- write
 
 _EVENT_COLUMNS = tuple(c.key for c in EVENTS.columns if c.key != "id")
-_USAGE_COLUMNS = tuple(c.key for c in USAGE.columns)
 _USAGE_KEY = ("user_id", "local_date", "mode")
 _ADD_USAGE = Prebuilt(lambda _: insert(USAGE).values(
     {name: bindparam(name) for name in _USAGE_COLUMNS}))

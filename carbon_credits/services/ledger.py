@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, Protocol, cast
 
@@ -89,11 +89,13 @@ class LockedAccount:
 
 _ACCOUNTS = cast(Table, Account.__table__)
 _USERS = cast(Table, User.__table__)
-_BALANCE = ("balance_points", "lifetime_points", "lifetime_ug", "carry_ug", "entry_count",
-            "last_hash", "updated_at")
+_BALANCE = tuple(name for name in Balance.__annotations__ if name != "user_id")
+"""The account columns the ledger moves (``save_accounts`` writes them back)."""
+_LOCKED = tuple(f.name for f in fields(LockedAccount) if f.name != "created")
+"""A locked account's row, in its fields' order: accounts' columns, then its user's."""
 _LOCK_ROWS = Prebuilt(lambda one_of: (
-    select(*(_ACCOUNTS.c[name] for name in ("user_id", *_BALANCE)), _USERS.c.frozen,
-           _USERS.c.city)
+    select(*(_ACCOUNTS.c[name] if name in _ACCOUNTS.c else _USERS.c[name]
+             for name in _LOCKED))
     .join_from(_ACCOUNTS, _USERS, _ACCOUNTS.c.user_id == _USERS.c.id)
     .where(one_of(_ACCOUNTS.c.user_id, "users"))
     .order_by(_ACCOUNTS.c.user_id).with_for_update(of=_ACCOUNTS)))
