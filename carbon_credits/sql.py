@@ -171,24 +171,29 @@ class Prebuilt:
             self._compiled[(dialect.name, lengths)] = compiled
         return compiled
 
-    @staticmethod
-    def _bound(compiled: _Compiled, values: Mapping[str, Any]) -> dict[str, Any]:
+    def _driver_call(self, dialect: Dialect, values: Mapping[str, Any]
+                     ) -> tuple[str, dict[str, Any]]:
+        """PostgreSQL: the SQL and the values the driver runs, each list value bound as
+        ``name_<i>``."""
+        compiled = self._for(dialect, values)
+        assert compiled.text is not None
         bound = dict(compiled.defaults)
         for name, value in values.items():
             if isinstance(value, list):
                 bound.update((f"{name}_{i}", item) for i, item in enumerate(value))
             else:
                 bound[name] = value
-        return bound
+        return compiled.text, bound
 
     def rows(self, session: Session, values: dict[str, Any]) -> list[tuple[Any, ...]]:
         """The statement's rows, as tuples in its column order."""
         conn = session.connection()
-        compiled = self._for(conn.dialect, values)
-        if compiled.text is None:
-            return [tuple(row) for row in conn.execute(compiled.statement, values)]
-        with driver_errors(session, compiled.text) as driver:
-            return driver.execute(compiled.text, self._bound(compiled, values)).fetchall()
+        if conn.dialect.name != "postgresql":
+            statement = self._for(conn.dialect, values).statement
+            return [tuple(row) for row in conn.execute(statement, values)]
+        text, bound = self._driver_call(conn.dialect, values)
+        with driver_errors(session, text) as driver:
+            return driver.execute(text, bound).fetchall()
 
     def run(self, session: Session, rows: Sequence[dict[str, Any]]) -> None:
         """Run the statement once per set of values (one pipeline on PostgreSQL); the
@@ -219,11 +224,10 @@ def read_together(session: Session, reads: Sequence[Read]) -> list[list[tuple[An
     conn = session.connection()
     if conn.dialect.name != "postgresql":
         return [statement.rows(session, values) for statement, values in reads]
-    bound = [(compiled.text, Prebuilt._bound(compiled, values)) for compiled, values in
-             ((statement._for(conn.dialect, values), values) for statement, values in reads)]
-    with driver_errors(session, "; ".join(str(text) for text, _ in bound)) as driver:
+    calls = [statement._driver_call(conn.dialect, values) for statement, values in reads]
+    with driver_errors(session, "; ".join(text for text, _ in calls)) as driver:
         with driver.pipeline():
-            cursors = [driver.execute(cast(str, text), values) for text, values in bound]
+            cursors = [driver.execute(text, bound) for text, bound in calls]
         return [cursor.fetchall() for cursor in cursors]
 
 
