@@ -2,8 +2,8 @@
 
 The service side (fresh database, gunicorn, wrk) comes from ``ingest_bench.py`` and the
 machine description from ``report_bench.py``; this module adds what they lack: tokens for
-chosen subjects, database sizes and per-database statistics, and writing a result block
-between markers into BENCHMARKS.md.
+chosen subjects, the service in-process, database sizes and per-database statistics, and
+writing a result block between markers into BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -11,9 +11,12 @@ from __future__ import annotations
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -33,6 +36,24 @@ def write_tokens(path: Path, subjects: list[str], base: datetime) -> None:
     tokens = [codec.encode(sub, "user", "shenzhen", 6 * 3600) for sub in subjects]
     path.write_text("TOKENS = {\n" + ",\n".join(f'"{t}"' for t in tokens)
                     + f"\n}}\nBASE = {int(base.timestamp())}\n")
+
+
+def in_process_app() -> Flask:
+    """The service in this process (no HTTP server) on the configured database
+    (``DATABASE_URL``), seeded, signing with the bench secret, its clock pinned as in the
+    tests (``tests.factories.NOW``): for the in-process profiles and CPU figures."""
+    from carbon_credits import create_app
+    from carbon_credits.config import Config
+    from carbon_credits.services.setup import init_db
+    from tests import factories
+
+    config = Config.from_env(ROOT / "instance")
+    config.jwt_secret = SECRET
+    app = create_app(config)
+    rt = app.extensions["carbon_credits"]
+    init_db(rt.db, "shenzhen")
+    rt.clock = lambda: factories.NOW
+    return app
 
 
 def libpq(dsn: str, name: str) -> str:

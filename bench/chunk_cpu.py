@@ -41,21 +41,15 @@ def main() -> None:
     os.environ["DATABASE_URL"] = f"postgresql+psycopg://postgres@127.0.0.1:5432/{DATABASE}"
     os.environ["RATE_LIMITS"] = "events:user=1000000/60"
 
-    from carbon_credits import create_app
+    from benchlib import in_process_app
+
     from carbon_credits.auth import Principal
-    from carbon_credits.config import Config
     from carbon_credits.schemas import load_event
     from carbon_credits.services import events
     from carbon_credits.services.intake import Posted
-    from carbon_credits.services.setup import init_db
     from tests import factories
 
-    config = Config.from_env(ROOT / "instance")
-    config.jwt_secret = "chunk-cpu-" + "c" * 40
-    app = create_app(config)
-    rt = app.extensions["carbon_credits"]
-    init_db(rt.db, "shenzhen")
-    rt.clock = lambda: factories.NOW
+    rt = in_process_app().extensions["carbon_credits"]
     principals = [Principal(sub=f"u{i}", role="user", city="shenzhen") for i in range(USERS)]
     trips = [0] * USERS
 

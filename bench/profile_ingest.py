@@ -34,19 +34,13 @@ def main() -> None:
                              "(batch_bench.py's one-user history) instead of single events")
     parser.add_argument("--batches", type=int, default=4, help="batch requests to profile")
     args = parser.parse_args()
+    from benchlib import in_process_app
     from pyinstrument import Profiler
 
-    from carbon_credits import create_app
-    from carbon_credits.config import Config
-    from carbon_credits.services.setup import init_db
     from tests import factories
 
-    cfg = Config.from_env(ROOT / "instance")
-    cfg.jwt_secret = "profile-secret-" + "p" * 32
-    app = create_app(cfg)
+    app = in_process_app()
     rt = app.extensions["carbon_credits"]
-    init_db(rt.db, "shenzhen")
-    rt.clock = lambda: factories.NOW
     client = app.test_client()
     if args.batch:
         profile_batches(rt, client, args.batch, args.batches)
