@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import psycopg
+from psycopg import pq
 from psycopg.types.json import Jsonb
 from sqlalchemy import JSON, ColumnElement, Dialect, Executable, Table, bindparam, insert
 from sqlalchemy.dialects import postgresql, sqlite
@@ -42,46 +43,91 @@ and then costs less per row than one INSERT per row in a pipeline; they cross be
 rows (0.34 ms by INSERT, 0.36 ms by COPY) and 16 (0.59 ms, 0.52 ms))."""
 
 
-def bulk_insert(session: Session, table: Table, rows: list[dict[str, Any]]) -> list[int]:
-    """Insert ``rows`` into ``table`` (id column left out) in one go; their new ids, in order.
+def bulk_insert(session: Session, table: Table, rows: list[dict[str, Any]],
+                returning: bool = True) -> list[int]:
+    """Insert ``rows`` into ``table`` (id column left out) in one go; with ``returning``,
+    their new ids, in order (else an empty list).
 
     PostgreSQL: through the session's own connection's driver, so inside its transaction,
     skipping SQLAlchemy's statement and parameter processing, which cost more than the
     server's work for the few rows of a post (in-process, 4 events: 0.61 ms of CPU through
     SQLAlchemy's multi-row INSERT, 0.21 ms through the driver). Fewer than
-    ``COPY_FROM_ROWS`` rows: one INSERT ... RETURNING id per row, sent in one pipeline;
-    more: ids drawn from the table's sequence in one round trip, then the rows sent with
-    COPY. Constraints and triggers apply to both as to any INSERT (see BENCHMARKS.md,
-    batch ingest). Driver errors are raised as SQLAlchemy's, so callers see the usual
-    IntegrityError (a retry) or OperationalError (a 503). Both skip SQLAlchemy's type
-    processing: values must already be what the driver takes (aware datetimes, which
-    ``UTCDateTime`` would check; dicts for JSON columns, sent as JSONB). Other databases:
-    one multi-row INSERT ... RETURNING through SQLAlchemy.
+    ``COPY_FROM_ROWS`` rows, or inside ``committing`` (COPY cannot be pipelined): one
+    INSERT per row, sent in one pipeline (with ``RETURNING id`` if ``returning``; without,
+    the rows ride ``committing``'s round trip); more: the rows sent with COPY (ids drawn
+    from the table's sequence first, in one round trip, if ``returning``). Constraints and
+    triggers apply to both as to any INSERT (see BENCHMARKS.md, batch ingest). Driver
+    errors are raised as SQLAlchemy's, so callers see the usual IntegrityError (a retry) or
+    OperationalError (a 503). Both skip SQLAlchemy's type processing: values must already
+    be what the driver takes (aware datetimes, which ``UTCDateTime`` would check; dicts for
+    JSON columns, sent as JSONB). Other databases: one multi-row INSERT (... RETURNING)
+    through SQLAlchemy.
     """
     if not rows:
         return []
     columns = [c.name for c in table.columns if c.name != "id"]
     if session.get_bind().dialect.name != "postgresql":
+        if not returning:
+            session.execute(insert(table), rows)
+            return []
         returned = session.execute(
             insert(table).returning(table.c.id, sort_by_parameter_order=True), rows)
         return list(returned.scalars())
     json_columns = {c.name for c in table.columns if isinstance(c.type, JSON)}
     values = [[Jsonb(row[name]) if name in json_columns else row[name] for name in columns]
               for row in rows]
-    if len(rows) < COPY_FROM_ROWS:
-        statement = (f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES "
-                     f"({', '.join(['%s'] * len(columns))}) RETURNING id")
-        with driver_errors(session, statement) as driver:
-            return _insert_returning(driver, statement, values)
-    statement = f"COPY {table.name} (id, {', '.join(columns)}) FROM STDIN"
-    with driver_errors(session, statement) as driver:
+    with driver_errors(session, f"INSERT INTO {table.name}") as driver:
+        pipelined = driver.pgconn.pipeline_status != pq.PipelineStatus.OFF
+        if len(rows) < COPY_FROM_ROWS or pipelined:
+            statement = (f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES "
+                         f"({', '.join(['%s'] * len(columns))})")
+            if returning:
+                return _insert_returning(driver, statement + " RETURNING id", values)
+            with driver.cursor() as cursor:
+                cursor.executemany(statement, values)
+            return []
+        if not returning:
+            with driver.cursor() as cursor, cursor.copy(
+                    f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
+                for row_values in values:
+                    copy.write_row(row_values)
+            return []
         ids = [row[0] for row in driver.execute(
             "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
             (table.name, len(rows)))]
-        with driver.cursor() as cursor, cursor.copy(statement) as copy:
+        with driver.cursor() as cursor, cursor.copy(
+                f"COPY {table.name} (id, {', '.join(columns)}) FROM STDIN") as copy:
             for row_id, row_values in zip(ids, values, strict=True):
                 copy.write_row([row_id, *row_values])
     return ids
+
+
+@contextmanager
+def committing(session: Session) -> Iterator[None]:
+    """Commit the session's transaction at the end of the block, sending the block's writes
+    with the COMMIT: on PostgreSQL, one round trip for all of them (a psycopg pipeline,
+    COMMIT queued last) instead of one per statement. Nothing is answered before the
+    COMMIT's reply: a write that fails (a unique violation: the caller's retry) aborts the
+    rest and the COMMIT, and raises here as SQLAlchemy's error; the caller's transaction
+    then rolls back as on any error. Other databases: the writes as they come, then
+    ``session.commit()``.
+
+    Only statements run by the driver (``Prebuilt.run``, ``bulk_insert`` without
+    ``returning``) belong in the block: SQLAlchemy cannot read a statement's result inside
+    a pipeline (it sees none), so anything that may query through the session (a cache
+    filled on first use) runs before it.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        yield
+        session.commit()
+        return
+    with driver_errors(session, "COMMIT") as driver:
+        with driver.pipeline():
+            yield
+            driver.execute("COMMIT")
+    # The driver's transaction has ended: this only ends SQLAlchemy's (psycopg sends
+    # nothing for a commit outside a transaction).
+    session.commit()
 
 
 def _insert_returning(driver: psycopg.Connection[Any], statement: str,

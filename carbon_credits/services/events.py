@@ -70,14 +70,7 @@ def _apply(rt: Runtime, chunk: Sequence[Posted]) -> list[Ingested | ServiceError
     for attempt in range(IDEMPOTENCY_ATTEMPTS):
         try:
             with rt.db.transaction() as session:
-                applied = intake.apply(session, rt.config, rt.catalog, chunk)
-                # Views after the writes: a new event's id and created_at are set there.
-                outcomes = [x if isinstance(x, ServiceError)
-                            else Ingested(event_view(x.event), x.created) for x in applied]
-                if not any(isinstance(x, intake.Applied) and x.created for x in applied):
-                    # Nothing new stored: refusals and replays leave no account, user or
-                    # device row behind (reading may have created them).
-                    session.rollback()
+                applied = intake.apply(session, rt.config, rt.catalog, chunk)  # and ends it
             break
         except (IntegrityError, OperationalError) as exc:
             # IntegrityError: the unique (user_id, event_id) constraint caught a concurrent
@@ -95,6 +88,9 @@ def _apply(rt: Runtime, chunk: Sequence[Posted]) -> list[Ingested | ServiceError
                     "the events met concurrent writes of the same ids; retry with the "
                     "same event_id", code="write_conflict",
                     headers={"Retry-After": str(RETRY_AFTER_S)}) from None
+    # Views after the writes: a new event's id and created_at are set there.
+    outcomes = [x if isinstance(x, ServiceError) else Ingested(event_view(x.event), x.created)
+                for x in applied]
     for outcome in outcomes:
         if isinstance(outcome, Ingested):
             _count(outcome)  # after the commit: only what was applied is counted

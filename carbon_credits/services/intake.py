@@ -6,13 +6,15 @@ worker process applies together (``group_commit``: one post, or several users' p
 arrived while the process was busy). It goes in three steps:
 
 1. **Read** what every rule needs for the whole chunk, one statement each, whatever the
-   number of events or users: first the accounts, locked in user id order, with their
-   users' frozen flags; then, in one round trip (``sql.read_together``):
+   number of events or users, all in one round trip (``sql.read_together``): first the
+   accounts, locked in user id order, with their users' frozen flags; then, run by the
+   server once the locks are granted:
    - the events already stored under the chunk's (user, event id) pairs (replays);
    - the factor versions and newest networks;
    - the daily usage of the chunk's local days;
    - each user's trips around them (overlap and trips-per-day rules);
    - the accounts seen on the chunk's devices.
+   (A new user's account is created and locked after that, and the reads sent again.)
 2. **Decide** each event in order, in memory: idempotency, methodology, plausibility, daily
    caps, points. Each decision updates the in-memory state (usage rows, trips, devices,
    the account's carried remainder), so a later event of the chunk sees the earlier ones
@@ -20,13 +22,14 @@ arrived while the process was busy). It goes in three steps:
    invalid) has changed nothing yet, so a refusal needs no savepoint. Users do not
    interact except through a device's accounts, which the chunk keeps current, so a
    chunk of several users decides as their posts one after another would.
-3. **Write**, in this order:
+3. **Write**, and commit, in this order:
    - the new events in one bulk insert (their ids come back in order);
-   - their hash-chained earn entries in another;
-   - the devices' new accounts;
-   - the accounts' balances, then the usage rows (inserted or updated), one executemany
-     each; new users who stored nothing are removed again;
-   - the report rollups, merged per row and in key order.
+   - the devices' new accounts; new users who stored nothing are removed again;
+   - then, sent with the COMMIT in one round trip (``sql.committing``): the events'
+     hash-chained earn entries, the accounts' balances, the usage rows (inserted or
+     updated), one executemany each, and the report rollups, merged per row and in key
+     order.
+   A chunk that stored nothing rolls back instead.
 
 Rows are read and written as plain values through statements built once (not ORM
 instances, not statements built per chunk): for the few events of a post, building,
@@ -70,7 +73,15 @@ from carbon_credits.config import Config
 from carbon_credits.errors import Conflict, InvalidInput, ServiceError
 from carbon_credits.models import DailyUsage, DeviceAccount, Event, LedgerEntry, utcnow
 from carbon_credits.services import crediting, ledger, rollups
-from carbon_credits.sql import Prebuilt, Read, bulk_insert, insert_missing, read_together
+from carbon_credits.sql import (
+    COPY_FROM_ROWS,
+    Prebuilt,
+    Read,
+    bulk_insert,
+    committing,
+    insert_missing,
+    read_together,
+)
 from methodology import (
     METHODOLOGIES,
     Methodology,
@@ -163,14 +174,16 @@ class Applied:
 def apply(session: Session, config: Config, catalog: Catalog, chunk: Sequence[Posted]
           ) -> list[Applied | ServiceError]:
     """Apply ``chunk`` (events of one or more users, each user's in order) in the caller's
-    transaction; one result per event: what was stored, or why it was refused.
+    transaction, and end it; one result per event: what was stored, or why it was refused.
+    The transaction commits if anything was stored (the writes sent with the COMMIT:
+    ``_write``), else rolls back.
 
     Users' events do not interact (every rule reads one user's own state, or a device's
     accounts, which the chunk keeps current), so a chunk of several users decides exactly
     as their posts one after another would. Reading may create a new user's account
     before any event is decided; a new user whose events were all refused is removed
-    again (and a caller whose chunk stored nothing rolls back), so refusals and replays
-    leave nothing behind. A new user's city is the token's, else that of the first event
+    again (or, if the chunk stored nothing, rolled back), so refusals and replays leave
+    nothing behind. A new user's city is the token's, else that of the first event
     stored (not of an earlier refused one).
     """
     book = _read(session, catalog, chunk)
@@ -180,7 +193,10 @@ def apply(session: Session, config: Config, catalog: Catalog, chunk: Sequence[Po
             results.append(_decide(session, config, catalog, book, posted))
         except ServiceError as exc:
             results.append(exc)
-    _write(session, book)
+    if book.fresh:
+        _write(session, book)
+    else:  # nothing new: refusals and replays leave no account, user or device row behind
+        session.rollback()
     return results
 
 
@@ -268,13 +284,14 @@ class _Book:
 
 
 def _read(session: Session, catalog: Catalog, chunk: Sequence[Posted]) -> _Book:
-    """The accounts first (locked: nothing the rules read of their users can change before
-    the commit), then every other read in one round trip (``read_together``)."""
+    """Everything in one round trip (``read_together``): the accounts first, locked
+    (nothing the rules read of their users can change before the commit), then the reads
+    that need the locks, which the server runs once they are granted. A new user's account
+    is created and locked after that, and the reads are sent again: the first ran without
+    its lock."""
     cities: dict[str, str] = {}
     for p in chunk:
         cities.setdefault(p.principal.sub, p.principal.city or p.data["city"])
-    members = {user_id: _Member(account)
-               for user_id, account in ledger.open_accounts(session, cities).items()}
     keys = {(p.principal.sub, p.data["event_id"]) for p in chunk}
     reads: list[Read] = [
         (_STORED, {"users": sorted({user for user, _ in keys}),
@@ -284,7 +301,12 @@ def _read(session: Session, catalog: Catalog, chunk: Sequence[Posted]) -> _Book:
         (_USAGE, {"users": sorted(cities), "days": sorted({p.local_date for p in chunk})})]
     trips, devices = _trips_read(chunk), _devices_read(chunk)
     reads += [read for read in (trips, devices) if read is not None]
-    rows = iter(read_together(session, reads))
+    locked, *results = read_together(session, [ledger.accounts_read(cities), *reads])
+    members = {user_id: _Member(account) for user_id, account
+               in ledger.open_accounts(session, cities, locked).items()}
+    if len(locked) < len(cities):
+        results = read_together(session, reads)
+    rows = iter(results)
     stored = _stored(keys, next(rows))
     timeline = catalog.timeline_of(session, next(rows))
     _usage(members, chunk, next(rows))
@@ -542,9 +564,13 @@ _SAVE_USAGE = Prebuilt(lambda _: (
 
 def _write(session: Session, book: _Book) -> None:
     """The chunk's new events, earn entries, device records, accounts, usage and rollups;
-    new users who stored nothing are removed again, the others get their city."""
-    if not book.fresh:
-        return  # the caller rolls back
+    new users who stored nothing are removed again, the others get their city. Commits.
+
+    Round trips: the events (their ids come back, for the entries), then everything else
+    with the COMMIT (``sql.committing``); a batch's many entries go by COPY before it, and
+    the rare writes that go through SQLAlchemy (new device records, new users to settle)
+    and the rollup cells (which may read a network's districts) are done or looked up
+    before it too."""
     now = utcnow()
     events = list(book.fresh.values())
     for event in events:
@@ -557,20 +583,25 @@ def _write(session: Session, book: _Book) -> None:
                                  ug=e.credited_ug, event_pk=e.id, mode=e.mode,
                                  factor_version_id=e.factor_version_id, now=now)
                for e in book.earned]
-    bulk_insert(session, ENTRIES, entries)
+    if len(entries) >= COPY_FROM_ROWS:  # by COPY, which cannot ride the pipeline
+        bulk_insert(session, ENTRIES, entries, returning=False)
+        entries = []
     insert_missing(session, DeviceAccount, sorted(
         ({"device_id": device_id, "user_id": user_id, "first_seen": now}
          for device_id, device in book.devices.items() for user_id in device.new_users),
         key=lambda row: (row["device_id"], row["user_id"])))
-    ledger.save_accounts(session, [book.members[user_id].account
-                                   for user_id in sorted({e.user_id for e in book.earned})])
-    _write_usage(session, book)
     # New users: as if created by the first post stored (an earlier, refused one may
     # have named another city), or not at all.
     ledger.settle_new_accounts(session, {
         user_id: member.city for user_id, member in book.members.items()
         if member.account.created and member.city != member.account.city})
-    rollups.credit(session, book.earned)
+    credits = rollups.credit_rows(session, book.earned)
+    with committing(session):
+        bulk_insert(session, ENTRIES, entries, returning=False)
+        ledger.save_accounts(session, [book.members[user_id].account
+                                       for user_id in sorted({e.user_id for e in book.earned})])
+        _write_usage(session, book)
+        rollups.apply_credits(session, credits)
 
 
 def _write_usage(session: Session, book: _Book) -> None:

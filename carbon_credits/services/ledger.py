@@ -19,7 +19,7 @@ sequence of events points == floor(total micrograms / 10^6): no gram is lost to 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, Protocol, cast
@@ -28,7 +28,7 @@ from sqlalchemy import Select, Table, bindparam, delete, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from carbon_credits.models import Account, LedgerEntry, User, utcnow
-from carbon_credits.sql import Prebuilt, insert_missing
+from carbon_credits.sql import Prebuilt, Read, insert_missing
 
 UG_PER_POINT = 1_000_000
 GENESIS_HASH = "0" * 64
@@ -104,11 +104,21 @@ _SAVE = Prebuilt(lambda _: (
     .values({name: bindparam(f"b_{name}") for name in _BALANCE})))
 
 
-def open_accounts(session: Session, cities: Mapping[str, str]) -> dict[str, LockedAccount]:
-    """``lock_account`` for several users at once (a user id -> the city of a new user), as
-    plain values (``LockedAccount``; the caller writes them back with ``save_accounts``).
-    A caller that then stores nothing for a user it created removes it again
-    (``settle_new_accounts``), or rolls back.
+def accounts_read(user_ids: Iterable[str]) -> Read:
+    """The read that locks these users' accounts (those that exist) in user id order, with
+    their users' flags: the first of a ``read_together``, so that the reads sent after it
+    in the same round trip run once the locks are granted, and see what was committed
+    before. ``open_accounts`` takes its rows."""
+    return _LOCK_ROWS, {"users": sorted(user_ids)}
+
+
+def open_accounts(session: Session, cities: Mapping[str, str],
+                  locked: Sequence[tuple[Any, ...]]) -> dict[str, LockedAccount]:
+    """``lock_account`` for several users at once (a user id -> the city of a new user),
+    from the rows of ``accounts_read``, as plain values (``LockedAccount``; the caller
+    writes them back with ``save_accounts``). A caller that then stores nothing for a user
+    it created removes it again (``settle_new_accounts``), or rolls back. Whatever the
+    caller read of a user created here, it read without the lock: it reads it again.
 
     Locks are taken in user id order, existing accounts first (one statement), then the
     missing ones are created in that order and locked: two transactions opening
@@ -116,8 +126,7 @@ def open_accounts(session: Session, cities: Mapping[str, str]) -> dict[str, Lock
     interleaving of first posts still deadlock, PostgreSQL aborts one transaction, which
     the caller retries (``services/events.py``).
     """
-    found = {row[0]: LockedAccount(*row)
-             for row in _LOCK_ROWS.rows(session, {"users": sorted(cities)})}
+    found = {row[0]: LockedAccount(*row) for row in locked}
     missing = sorted(set(cities) - found.keys())
     if missing:
         created = _create(session, {user_id: cities[user_id] for user_id in missing})

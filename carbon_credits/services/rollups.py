@@ -328,10 +328,17 @@ def credit(session: Session, events: Sequence[Credited]) -> None:
     and applied in one global order, the rows' key order: two transactions crediting the
     same cells lock them in the same order, so they cannot deadlock, and each row stays
     locked only from here to the commit. PostgreSQL: one upsert per row (the participant
-    upsert rides in a data-modifying CTE), all rows in one executemany (``_apply_credits``),
+    upsert rides in a data-modifying CTE), all rows in one executemany (``apply_credits``),
     each upsert atomic under its row lock, so exact under concurrency. The statements are
     built once per dialect and run with bound values only.
     """
+    apply_credits(session, credit_rows(session, events))
+
+
+def credit_rows(session: Session, events: Sequence[Credited]) -> list[dict[str, Any]]:
+    """``credit``'s first half: the events' credit rows, merged and in key order. It may
+    read (a network's districts, on first use); ``apply_credits`` only writes, so a caller
+    can send it with other writes (``sql.committing``)."""
     merged: dict[tuple[Any, ...], dict[str, Any]] = {}
     for event in events:
         values = _credit_values(session, event)
@@ -342,7 +349,7 @@ def credit(session: Session, events: Sequence[Credited]) -> None:
         else:  # the same user: the same register and value, so the sketch byte agrees
             for name in _SUMMED:
                 into[name] += values[name]
-    _apply_credits(session, [merged[key] for key in sorted(merged)])
+    return [merged[key] for key in sorted(merged)]
 
 
 def _credit_values(session: Session, event: Credited) -> dict[str, Any]:
@@ -358,7 +365,7 @@ def _credit_values(session: Session, event: Credited) -> dict[str, Any]:
     return values
 
 
-def _apply_credits(session: Session, rows: list[dict[str, Any]]) -> None:
+def apply_credits(session: Session, rows: list[dict[str, Any]]) -> None:
     """Apply credit rows, in the order given. PostgreSQL: one executemany of the upsert
     through the driver (``sql.Prebuilt``), which psycopg sends as one pipeline (one round
     trip, rows applied in order, each upsert atomic under its row lock). SQLite: row by

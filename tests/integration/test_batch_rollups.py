@@ -44,7 +44,7 @@ def test_two_batches_crossing_cells_do_not_fail(rt: Runtime, is_postgres: bool,
     # Make the interleaving deterministic: each user's first rollup upsert is done (row
     # locked) before either goes on to its second row.
     barrier = threading.Barrier(2)
-    original = rollups._apply_credits
+    original = rollups.apply_credits
 
     def credit(session: Any, rows: list[Any]) -> None:
         original(session, rows[:1])
@@ -57,7 +57,7 @@ def test_two_batches_crossing_cells_do_not_fail(rt: Runtime, is_postgres: bool,
             pass
         original(session, rows[1:])
 
-    monkeypatch.setattr(rollups, "_apply_credits", credit)
+    monkeypatch.setattr(rollups, "apply_credits", credit)
     outcome: dict[str, Any] = {}
 
     def run(uid: str) -> None:

@@ -9,10 +9,13 @@ a copy it did not read.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import uuid
 from dataclasses import fields
 from datetime import timedelta
+from itertools import pairwise
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -20,7 +23,7 @@ import pytest
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, event, func, null, select, update
 from sqlalchemy.exc import OperationalError
 
 from carbon_credits.auth import Principal
@@ -185,12 +188,13 @@ def test_a_connection_lost_in_the_bulk_write_is_a_503_and_the_retry_applies_all_
     else:
         real_insert = intake.bulk_insert
 
-        def dying_insert(session: Any, table: Any, rows: list[dict[str, Any]]) -> list[int]:
+        def dying_insert(session: Any, table: Any, rows: list[dict[str, Any]],
+                         returning: bool = True) -> list[int]:
             if not cut:
                 cut.append(table.name)
                 raise OperationalError("INSERT INTO events ...", {},
                                        sqlite3.OperationalError("disk I/O error"))
-            return real_insert(session, table, rows)
+            return real_insert(session, table, rows, returning)
 
         monkeypatch.setattr(intake, "bulk_insert", dying_insert)
     r = client.post("/v1/events/batch", json={"events": bodies}, headers=auth)
@@ -205,3 +209,86 @@ def test_a_connection_lost_in_the_bulk_write_is_a_503_and_the_retry_applies_all_
     assert [x["status"] for x in again.json["results"]] == [201] * COPY_FROM_ROWS
     balance = client.get("/v1/me/account", headers=auth).json["balance"]
     assert balance == sum(x["result"]["points"] for x in again.json["results"])
+
+
+def _turns(trace: str) -> int:
+    """Round trips in a libpq protocol trace: each run of messages from the client (F)
+    followed by the server's answer (B)."""
+    sides = [line.split("\t", 1)[0] for line in trace.splitlines() if line[:2] in ("F\t", "B\t")]
+    return sum(1 for a, b in pairwise(sides) if a == "F" and b == "B")
+
+
+def test_a_post_is_one_transaction_of_four_round_trips(
+        rt: Runtime, client: FlaskClient, auth: dict[str, str], is_postgres: bool,
+        tmp_path: Any) -> None:
+    """A post of a user with an account: BEGIN; the account lock and every read; the new
+    event (its id comes back); the other writes with the COMMIT (``sql.committing``). Four
+    round trips on PostgreSQL, counted in the driver's protocol trace (it was nine, one per
+    statement, before the reads and the writes were pipelined). SQLite has no round trips:
+    there the post is one transaction, one BEGIN and one COMMIT."""
+    first = factories.metro(start=factories.today_at(7))
+    assert client.post("/v1/events", json=first, headers=auth).status_code == 201
+    sent: list[str] = []
+    traces: list[str] = []
+
+    def checkout(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+        if is_postgres:
+            path = tmp_path / f"trace-{len(traces)}"
+            traces.append(str(path))
+            dbapi_conn.pgconn.trace(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+            dbapi_conn.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+
+    def checkin(dbapi_conn: Any, _record: Any) -> None:
+        if is_postgres and dbapi_conn is not None:
+            dbapi_conn.pgconn.untrace()
+
+    def statement(_conn: Any, _cursor: Any, text: str, *_args: Any) -> None:
+        sent.append(text.split(None, 1)[0].upper())
+
+    engine = rt.db.engine
+    event.listen(engine.pool, "checkout", checkout)
+    event.listen(engine.pool, "checkin", checkin)
+    event.listen(engine, "before_cursor_execute", statement)
+    try:
+        second = factories.metro(start=factories.today_at(9))
+        assert client.post("/v1/events", json=second, headers=auth).status_code == 201
+    finally:
+        event.remove(engine.pool, "checkout", checkout)
+        event.remove(engine.pool, "checkin", checkin)
+        event.remove(engine, "before_cursor_execute", statement)
+    if is_postgres:
+        assert len(traces) == 1  # one connection, one transaction
+        trace = Path(traces[0]).read_text()
+        assert trace.count('"BEGIN"') == 2 and trace.count('"COMMIT"') == 2  # sent, answered
+        assert _turns(trace) == 4, trace
+    else:
+        assert sent.count("BEGIN") == 1, sent
+
+
+def test_a_write_failing_beside_the_commit_leaves_nothing(
+        rt: Runtime, client: FlaskClient, auth: dict[str, str], user_id: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """One of the writes sent with the COMMIT fails: the COMMIT does not happen, the event
+    written before them is rolled back with the rest (the post is a 503), and the retry of
+    the same post applies it once."""
+    body = factories.metro(start=factories.today_at(7))
+    real_save = intake.ledger.save_accounts
+
+    # balance_points is NOT NULL: an IntegrityError on both databases, at the COMMIT's
+    # round trip on PostgreSQL (so each of the service's three attempts meets it)
+    failing = intake.Prebuilt(lambda _: update(Account).where(
+        Account.user_id == bindparam("u")).values(balance_points=null()))
+
+    def failing_save(session: Any, accounts: Any) -> None:
+        real_save(session, accounts)
+        failing.run(session, [{"u": user_id}])
+
+    monkeypatch.setattr(intake.ledger, "save_accounts", failing_save)
+    assert client.post("/v1/events", json=body, headers=auth).status_code == 503
+    with rt.db.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(Event)
+                              .where(Event.user_id == user_id)) == 0
+    monkeypatch.undo()
+    r = client.post("/v1/events", json=body, headers=auth)
+    assert r.status_code == 201, r.json
+    assert client.get("/v1/me/account", headers=auth).json["balance"] == r.json["points"]
