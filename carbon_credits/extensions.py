@@ -24,8 +24,7 @@ from carbon_credits.schemas import ErrorSchema
 
 if TYPE_CHECKING:
     from carbon_credits.errors import ServiceError
-    from carbon_credits.services.events import Ingested
-    from carbon_credits.services.intake import Posted
+    from carbon_credits.services.events import Ingested, Post
 
 
 class JsonErrorApi(Api):  # type: ignore[misc]
@@ -48,7 +47,7 @@ class Runtime:
     limiter: Limiter
     codec: TokenCodec
     redis: redis.Redis | None
-    posts: GroupCommit[Posted, Ingested | ServiceError]
+    posts: GroupCommit[Post, Ingested | ServiceError]
     """This process's single posts, applied in groups under load (``group_commit``)."""
     clock: Callable[[], datetime] = field(default=utcnow)
     """Business time: event windows, 'today', versions in force. Tests pin it."""

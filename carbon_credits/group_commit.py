@@ -34,6 +34,8 @@ from carbon_credits.errors import RETRY_AFTER_S, Unavailable
 
 T = TypeVar("T")
 R = TypeVar("R")
+Admit = Callable[[Sequence[T]], Sequence[R | None]]
+"""Which items of a group go on to be applied: None for each that does, else its result."""
 
 def _shared(exc: Exception) -> bool:
     """A failure answered to the whole group rather than retried post by post: a lost
@@ -63,10 +65,18 @@ class GroupCommit(Generic[T, R]):
         self._queue: deque[_Ticket[T, R]] = deque()
         self._busy = False
 
-    def submit(self, item: T, apply: Callable[[Sequence[T]], Sequence[R]]) -> R:
+    def submit(self, item: T, apply: Callable[[Sequence[T]], Sequence[R]],
+               admit: Admit[T, R] | None = None) -> R:
         """``item``'s result, applied alone or in a group by ``apply`` (items in, one
         result per item out, in order; it raises only for the group as a whole). Every
-        caller passes the same ``apply``."""
+        caller passes the same ``apply`` and ``admit``.
+
+        ``admit``, when given, is asked once per group, before ``apply``, which of its
+        items go on (one answer per item: None to apply it, else its result, which it
+        gets without being applied): what must happen once per post however the group is
+        then applied (the rate limit: one call for the group, and never counted again
+        when a failed group is applied post by post). If it raises, every post of the
+        group gets the error."""
         ticket: _Ticket[T, R] = _Ticket(item)
         with self._mutex:
             self._queue.append(ticket)
@@ -74,17 +84,18 @@ class GroupCommit(Generic[T, R]):
         if not leads:
             ticket.ready.wait()  # answered, or handed the lead
         if not ticket.done:
-            self._lead(apply)
+            self._lead(apply, admit)
         if ticket.error is not None:
             raise ticket.error
         return ticket.result  # type: ignore[return-value]  # done without error: set
 
-    def _lead(self, apply: Callable[[Sequence[T]], Sequence[R]]) -> None:
+    def _lead(self, apply: Callable[[Sequence[T]], Sequence[R]],
+              admit: Admit[T, R] | None) -> None:
         with self._mutex:
             group = [self._queue.popleft()
                      for _ in range(min(len(self._queue), self.max_group))]
         try:
-            _run(group, apply)
+            _run(_admitted(group, admit), apply)
         finally:
             for ticket in group:
                 if not ticket.done:  # interrupted (e.g. the worker is shutting down)
@@ -101,7 +112,25 @@ class GroupCommit(Generic[T, R]):
                 ticket.ready.set()
 
 
+def _admitted(group: list[_Ticket[T, R]], admit: Admit[T, R] | None) -> list[_Ticket[T, R]]:
+    """The tickets ``admit`` lets through; the others answered with its result."""
+    if admit is None:
+        return group
+    try:
+        answers = admit([ticket.item for ticket in group])
+    except Exception as exc:
+        for ticket in group:
+            ticket.error, ticket.done = exc, True
+        return []
+    for ticket, answer in zip(group, answers, strict=True):
+        if answer is not None:
+            ticket.result, ticket.done = answer, True
+    return [ticket for ticket in group if not ticket.done]
+
+
 def _run(group: list[_Ticket[T, R]], apply: Callable[[Sequence[T]], Sequence[R]]) -> None:
+    if not group:
+        return
     try:
         results = apply([ticket.item for ticket in group])
     except Exception as exc:

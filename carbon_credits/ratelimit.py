@@ -51,9 +51,11 @@ with skewed clocks share one timeline. (Scripts are replicated by their effects,
 safe on Redis >= 5.)
 
 Atomicity and round trips. Each dimension is its own key. On a single Redis the dimensions of
-one request go to ONE script call (``_SCRIPT_ALL``: read every key's TAT, decide each, and
+one request go to ONE script call (``_SCRIPT_MANY``: read every key's TAT, decide each, and
 move them only if all admit), one round trip, atomic over the request: a request refused by
-its IP does not spend its user's allowance. On Redis Cluster the keys of user, device and
+its IP does not spend its user's allowance. ``check_many`` sends several requests in that
+one call (the single posts a worker applies together: services/events.py), decided in
+order as if one after another. On Redis Cluster the keys of user, device and
 IP hash to different slots, so a single multi-key script cannot take them all: there each
 dimension is its own EVALSHA (``_SCRIPT``, atomic per key), all in ONE non-transactional
 pipeline (redis-py's cluster pipeline writes each node's share first and then reads all
@@ -97,7 +99,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 import redis
 from redis.backoff import NoBackoff
@@ -107,6 +109,7 @@ from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 from redis.retry import Retry
 
 from carbon_credits import metrics
+from carbon_credits.errors import RateLimited
 
 log = logging.getLogger(__name__)
 
@@ -292,10 +295,30 @@ class Decision:
         return headers
 
 
+Request = tuple[Sequence[Check], int]
+"""One request's checks (a dimension each) and its cost."""
+
+
 class Limiter(Protocol):
     def check(self, checks: Sequence[Check], cost: int = 1) -> Decision:
         """Admit ``cost`` units on every check, or none: refused if any dimension refuses."""
         ...
+
+    def check_many(self, requests: Sequence[Request]) -> list[Decision]:
+        """``check`` for each request, in order, as one call: a decision per request, as
+        if each were checked after the ones before it."""
+        ...
+
+
+def refusal(route: str, decision: Decision) -> RateLimited:
+    """The 429 of a refused decision (counted in the metrics), Retry-After from the
+    refusing dimension that frees last."""
+    v = decision.decisive
+    assert v is not None and not decision.allowed
+    metrics.RATE_LIMITED.labels(route, v.dimension).inc()
+    return RateLimited(f"more than {v.rate.limit} requests per {v.rate.period_s} s for this "
+                       f"{v.dimension} on {route}; retry after {v.retry_after_s} s",
+                       headers=decision.headers())
 
 
 def _ceil_s(us: int) -> int:
@@ -330,6 +353,13 @@ def _verdict(check: Check, allowed: bool, remaining: int, retry_after_us: int,
                    retry)
 
 
+def _decision(checks: Sequence[Check], replies: Sequence[Any], backend: str) -> Decision:
+    """A request's decision from ``_SCRIPT``'s reply per check."""
+    verdicts = tuple(_verdict(c, bool(r[0]), int(r[1]), int(r[2]), int(r[3]))
+                     for c, r in zip(checks, replies, strict=True))
+    return Decision(all(v.allowed for v in verdicts), verdicts, backend)
+
+
 # --- in-process ------------------------------------------------------------------------------
 
 class LocalLimiter:
@@ -358,6 +388,9 @@ class LocalLimiter:
         return Decision(allowed, tuple(
             _verdict(c, r.allowed, r.remaining, r.retry_after_us, r.reset_us)
             for c, r in zip(checks, results, strict=True)), "local")
+
+    def check_many(self, requests: Sequence[Request]) -> list[Decision]:
+        return [self.check(checks, cost) for checks, cost in requests]
 
 
 def _check_cost(cost: int) -> None:
@@ -399,39 +432,51 @@ return {1, math.floor((now + period - new_tat) / interval), 0, new_tat - now}
 """
 SCRIPT_SHA = hashlib.sha1(_SCRIPT.encode()).hexdigest()
 
-# Every dimension of a request at once, on a single Redis (not a cluster, where the keys of
-# one request live on different nodes). KEYS: the keys. ARGV: cost, then limit and period
-# (us) per key. Decides each key as _SCRIPT does, then moves the keys' TATs only if every
-# key admits: a refusal spends nothing, with no refund. Returns _SCRIPT's reply per key.
-_SCRIPT_ALL = """
+# Several requests at once, each with every dimension, on a single Redis (not a cluster,
+# where the keys of one request live on different nodes). KEYS: every request's keys, in
+# order. ARGV: the number of requests, then per request its number of keys and its cost,
+# then limit and period (us) per key. Decides the requests in order, each key as _SCRIPT
+# does, and moves a request's keys only if every one of them admits (a refusal spends
+# nothing, so no refund); a later request sees what the earlier ones moved (one client's
+# posts share its keys). Returns, per request, _SCRIPT's reply per key.
+_SCRIPT_MANY = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local cost = tonumber(ARGV[1])
-local replies, tats, admitted = {}, {}, true
-for i = 1, #KEYS do
-  local limit = tonumber(ARGV[2 * i])
-  local period = tonumber(ARGV[2 * i + 1])
-  local interval = math.floor(period / limit)
-  local tat = tonumber(redis.call('GET', KEYS[i])) or now
-  if tat < now then tat = now end
-  local allow_at = tat + math.min(cost, limit) * interval - period
-  if now < allow_at then
-    admitted = false
-    replies[i] = {0, math.floor((now + period - tat) / interval), allow_at - now, tat - now}
-  else
-    tats[i] = tat + cost * interval
-    replies[i] = {1, math.floor((now + period - tats[i]) / interval), 0, tats[i] - now}
+local moved, replies = {}, {}
+local k, a = 1, 2
+for r = 1, tonumber(ARGV[1]) do
+  local n, cost = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  a = a + 2
+  local decided, tats, admitted = {}, {}, true
+  for i = 1, n do
+    local key = KEYS[k + i - 1]
+    local limit = tonumber(ARGV[a + 2 * i - 2])
+    local period = tonumber(ARGV[a + 2 * i - 1])
+    local interval = math.floor(period / limit)
+    local tat = moved[key] or tonumber(redis.call('GET', key)) or now
+    if tat < now then tat = now end
+    local allow_at = tat + math.min(cost, limit) * interval - period
+    if now < allow_at then
+      admitted = false
+      decided[i] = {0, math.floor((now + period - tat) / interval), allow_at - now, tat - now}
+    else
+      tats[i] = tat + cost * interval
+      decided[i] = {1, math.floor((now + period - tats[i]) / interval), 0, tats[i] - now}
+    end
   end
+  if admitted then
+    for i = 1, n do moved[KEYS[k + i - 1]] = tats[i] end
+  end
+  replies[r] = decided
+  k = k + n
+  a = a + 2 * n
 end
-if admitted then
-  for i = 1, #KEYS do
-    redis.call('SET', KEYS[i], string.format('%d', tats[i]), 'PX',
-               math.ceil((tats[i] - now) / 1000))
-  end
+for key, tat in pairs(moved) do
+  redis.call('SET', key, string.format('%d', tat), 'PX', math.ceil((tat - now) / 1000))
 end
 return replies
 """
-SCRIPT_ALL_SHA = hashlib.sha1(_SCRIPT_ALL.encode()).hexdigest()
+SCRIPT_MANY_SHA = hashlib.sha1(_SCRIPT_MANY.encode()).hexdigest()
 
 RedisClient = redis.Redis | RedisCluster
 
@@ -467,49 +512,72 @@ class RedisLimiter:
         return self._cluster is not None
 
     def check(self, checks: Sequence[Check], cost: int = 1) -> Decision:
-        _check_cost(cost)
-        if not checks:
-            return Decision(True, (), "none")
+        return self.check_many([(checks, cost)])[0]
+
+    def check_many(self, requests: Sequence[Request]) -> list[Decision]:
+        for _checks, cost in requests:
+            _check_cost(cost)
+        asked = [(checks, cost) for checks, cost in requests if checks]
+        if not asked:
+            return [Decision(True, (), "none") for _ in requests]
         now = time.monotonic()
         if now < self._skip_until:
-            return self._local(checks, cost)
+            return self._local_many(requests)
         if not self._healthy:  # one probe per interval; concurrent requests stay local
             self._skip_until = now + self.retry_interval_s
         try:
             backend = self._backend()
-            cluster = isinstance(backend, RedisCluster)
-            replies = (self._run(backend, [(c, cost) for c in checks]) if cluster
-                       else self._run_all(cast(redis.Redis, backend), checks, cost))
+            if isinstance(backend, RedisCluster):
+                decided = [self._check_cluster(backend, checks, cost) for checks, cost in asked]
+            else:
+                decided = [_decision(checks, replies, "redis") for (checks, _), replies
+                           in zip(asked, self._run_many(backend, asked),
+                                  strict=True)]
         except FAILURES as exc:
             self._failed(exc)
-            return self._local(checks, cost)
-        self._answered()
-        verdicts = tuple(_verdict(c, bool(r[0]), int(r[1]), int(r[2]), int(r[3]))
-                         for c, r in zip(checks, replies, strict=True))
-        allowed = all(v.allowed for v in verdicts)
-        if not allowed and cluster:  # one script per key: give back what the others took
-            admitted = [(c, -cost) for c, v in zip(checks, verdicts, strict=True) if v.allowed]
+            return self._local_many(requests)
+        self._answered(len(asked))
+        answers = iter(decided)
+        return [next(answers) if checks else Decision(True, (), "none")
+                for checks, _cost in requests]
+
+    def _check_cluster(self, cluster: RedisCluster, checks: Sequence[Check], cost: int
+                       ) -> Decision:
+        """One request on a cluster: one EVALSHA per key, in one pipeline; when a dimension
+        refuses, what the others took is given back."""
+        decision = _decision(checks, self._run(cluster, [(c, cost) for c in checks]), "redis")
+        if not decision.allowed:
+            admitted = [(c, -cost) for c, v in zip(checks, decision.verdicts, strict=True)
+                        if v.allowed]
             if admitted:
                 try:
-                    self._run(backend, admitted)
+                    self._run(cluster, admitted)
                 except FAILURES as exc:  # the refusal stands; the refund is lost
                     self._failed(exc)
-        return Decision(allowed, verdicts, "redis")
+        return decision
 
     @staticmethod
-    def _run_all(client: redis.Redis, checks: Sequence[Check], cost: int) -> list[Any]:
-        """A single Redis: every dimension in one script call (``_SCRIPT_ALL``), one round
-        trip, and nothing to refund on a refusal. In-process, 3 dimensions: 126 us of CPU
-        as one pipelined call per dimension, 101 us as one call (BENCHMARKS.md, "Ingest",
-        fifth round). Its reply per check is ``_SCRIPT``'s."""
-        args = [len(checks), *(c.key for c in checks), cost,
-                *(n for c in checks for n in (c.rate.limit, c.rate.period_us))]
+    def _run_many(client: redis.Redis, requests: Sequence[Request]) -> list[Any]:
+        """A single Redis: every request, every dimension, in one script call
+        (``_SCRIPT_MANY``), one round trip, and nothing to refund on a refusal. In-process,
+        one request of 3 dimensions: 126 us of CPU as one pipelined call per dimension,
+        101 us as one call (BENCHMARKS.md, "Ingest", fifth round). Its reply, per request,
+        is ``_SCRIPT``'s per check."""
+        args: list[Any] = [sum(len(checks) for checks, _ in requests),
+                           *(c.key for checks, _ in requests for c in checks), len(requests)]
+        for checks, cost in requests:
+            args += [len(checks), cost]
+            args += [n for c in checks for n in (c.rate.limit, c.rate.period_us)]
         run: Any = client.execute_command  # untyped in redis-py
         try:
-            replies: list[Any] = run("EVALSHA", SCRIPT_ALL_SHA, *args)
+            replies: list[Any] = run("EVALSHA", SCRIPT_MANY_SHA, *args)
         except NoScriptError:  # after a restart or SCRIPT FLUSH; EVAL caches it again
-            replies = run("EVAL", _SCRIPT_ALL, *args)
+            replies = run("EVAL", _SCRIPT_MANY, *args)
         return replies
+
+    def _local_many(self, requests: Sequence[Request]) -> list[Decision]:
+        return [self._local(checks, cost) if checks else Decision(True, (), "none")
+                for checks, cost in requests]
 
     def _local(self, checks: Sequence[Check], cost: int) -> Decision:
         with self._lock:
@@ -575,13 +643,13 @@ class RedisLimiter:
             log.warning("rate limiter: Redis unavailable (%s: %s); limiting per process "
                         "until it answers again", type(exc).__name__, exc)
 
-    def _answered(self) -> None:
+    def _answered(self, checks: int) -> None:
         if self._healthy:
             with self._lock:
-                self.redis_checks += 1
+                self.redis_checks += checks
             return
         with self._lock:
-            self.redis_checks += 1
+            self.redis_checks += checks
             recovered, self._healthy = not self._healthy, True
             if recovered:
                 self.recoveries += 1

@@ -8,7 +8,13 @@ from flask.views import MethodView
 
 from carbon_credits.api import device
 from carbon_credits.api.device import device_id
-from carbon_credits.api.requests import Blueprint, json_body, limit_rate
+from carbon_credits.api.requests import (
+    Blueprint,
+    json_body,
+    limit_rate,
+    rate_checks,
+    rate_headers,
+)
 from carbon_credits.auth import current_principal, requires
 from carbon_credits.extensions import runtime
 from carbon_credits.schemas import (
@@ -44,9 +50,18 @@ class EventCollection(MethodView):
         """Post one bus ride, metro trip or day's step count."""
         rt = runtime()
         principal = current_principal()
-        limit_rate("events")
-        data = load_event(json_body())
-        result = events.ingest(rt, principal, data, device_id())
+        try:
+            posted = events.prepare(rt, principal, load_event(json_body()), device_id())
+        except Exception:
+            # Refused before it could be applied: it still counts against the limits, and
+            # a client over them is told that first (429, not the refusal).
+            limit_rate("events")
+            raise
+        # The limits of an event that can be applied are checked with the posts it is
+        # applied with, in one call to the limiter (services/events.py).
+        result = events.ingest_prepared(rt, posted, rate_checks("events"))
+        if result.limit is not None:
+            rate_headers(result.limit)
         return result.event, 201 if result.created else 200
 
 

@@ -11,11 +11,17 @@ from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from carbon_credits import metrics
 from carbon_credits.auth import current_principal
-from carbon_credits.errors import RateLimited, ServiceError, UnsupportedMedia
+from carbon_credits.errors import ServiceError, UnsupportedMedia
 from carbon_credits.extensions import runtime
-from carbon_credits.ratelimit import check_for, client_ip, device_subject
+from carbon_credits.ratelimit import (
+    Check,
+    Decision,
+    check_for,
+    client_ip,
+    device_subject,
+    refusal,
+)
 
 
 def decode_json(raw: bytes) -> Any:
@@ -65,29 +71,33 @@ class Blueprint(flask_smorest.Blueprint):  # type: ignore[misc]
     ARGUMENTS_PARSER = StrictJsonParser()
 
 
-def limit_rate(route: str, cost: int = 1) -> None:
-    """Count ``cost`` units of ``route`` for this request's user, device and client IP.
-
-    The rates come from ``RATE_LIMITS`` (see carbon_credits.ratelimit); every dimension is
-    checked in one Redis round trip. Over any limit: 429 with Retry-After from the refusing
-    dimension that frees last. Admitted: RateLimit-* headers of the tightest dimension.
-    """
-    rt = runtime()
-    rates = rt.config.rate_limits.for_route(route)
+def rate_checks(route: str) -> list[Check]:
+    """This request's checks on ``route``: one per dimension with a rate (``RATE_LIMITS``,
+    see carbon_credits.ratelimit) and a subject (the user, the device, the client IP)."""
+    rates = runtime().config.rate_limits.for_route(route)
     subjects = {"user": current_principal().sub,
                 "device": device_subject(request.headers.get("X-Device-Id")),
                 "ip": client_ip(request.remote_addr)}
-    checks = [check_for(route, dim, subject, rate) for dim, rate in rates.items()
-              if (subject := subjects.get(dim)) is not None]
-    decision = rt.limiter.check(checks, cost)
-    headers = decision.headers()
+    return [check_for(route, dim, subject, rate) for dim, rate in rates.items()
+            if (subject := subjects.get(dim)) is not None]
+
+
+def limit_rate(route: str, cost: int = 1) -> None:
+    """Count ``cost`` units of ``route`` for this request's user, device and client IP.
+
+    Every dimension is checked in one Redis round trip. Over any limit: 429 with
+    Retry-After from the refusing dimension that frees last. Admitted: RateLimit-* headers
+    of the tightest dimension (``rate_headers``).
+    """
+    decision = runtime().limiter.check(rate_checks(route), cost)
     if not decision.allowed:
-        v = decision.decisive
-        assert v is not None
-        metrics.RATE_LIMITED.labels(route, v.dimension).inc()
-        raise RateLimited(f"more than {v.rate.limit} requests per {v.rate.period_s} s for "
-                          f"this {v.dimension} on {route}; retry after {v.retry_after_s} s",
-                          headers=headers)
+        raise refusal(route, decision)
+    rate_headers(decision)
+
+
+def rate_headers(decision: Decision) -> None:
+    """The RateLimit-* headers of an admitted request's decision, on its response."""
+    headers = decision.headers()
     if headers:
         @after_this_request
         def _headers(response: Response) -> Response:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -20,6 +20,7 @@ from carbon_credits.config import Config
 from carbon_credits.errors import RETRY_AFTER_S, InvalidInput, NotFound, ServiceError, Unavailable
 from carbon_credits.extensions import Runtime
 from carbon_credits.models import Event
+from carbon_credits.ratelimit import Check, Decision, refusal
 from carbon_credits.schemas import is_valid_id, load_event
 from carbon_credits.services import intake
 from carbon_credits.services.intake import NewEvent, Posted, time_field
@@ -33,6 +34,19 @@ IDEMPOTENCY_ATTEMPTS = 3
 class Ingested:
     event: dict[str, Any]
     created: bool
+    limit: Decision | None = None
+    """The rate-limit decision that admitted the post (its RateLimit-* headers), if any."""
+
+
+@dataclass(eq=False)
+class Post:
+    """A post as its request thread hands it to the process's group commit."""
+
+    posted: Posted
+    route: str
+    limits: Sequence[Check]
+    limit: Decision | None = None
+    """Set by the group's rate-limit check (``_admit``)."""
 
 
 def canonical_payload(data: dict[str, Any]) -> dict[str, Any]:
@@ -57,11 +71,31 @@ def ingest(rt: Runtime, principal: Principal, data: dict[str, Any],
            device_id: str | None = None) -> Ingested:
     """Apply one validated event for a user, exactly once per (user, event_id): alone, or
     with the process's concurrent posts in one transaction (``group_commit``)."""
-    outcome = rt.posts.submit(_posted(rt, principal, data, device_id),
-                              lambda chunk: _apply(rt, chunk))
+    return ingest_prepared(rt, prepare(rt, principal, data, device_id))
+
+
+def ingest_prepared(rt: Runtime, posted: Posted, limits: Sequence[Check] = (),
+                    route: str = "events") -> Ingested:
+    """``ingest`` of a post ``prepare`` accepted, first counted against its rate limits
+    (``limits``: its checks on ``route``) with the posts it is applied with, in one call
+    to the limiter: over a limit, the post is refused (429) and not applied."""
+    post = Post(posted, route, limits)
+    outcome = rt.posts.submit(post, lambda chunk: _apply(rt, [p.posted for p in chunk]),
+                              lambda chunk: _admit(rt, chunk))
     if isinstance(outcome, ServiceError):
         raise outcome
-    return outcome
+    return replace(outcome, limit=post.limit)
+
+
+def _admit(rt: Runtime, chunk: Sequence[Post]) -> list[ServiceError | None]:
+    """The rate limits of a group's posts, decided in one limiter call, in order: None for
+    each admitted, a 429 for each refused."""
+    asked = [p for p in chunk if p.limits]
+    for post, decision in zip(asked, rt.limiter.check_many([(p.limits, 1) for p in asked]),
+                              strict=True):
+        post.limit = decision
+    return [None if p.limit is None or p.limit.allowed else refusal(p.route, p.limit)
+            for p in chunk]
 
 
 def _apply(rt: Runtime, chunk: Sequence[Posted]) -> list[Ingested | ServiceError]:
@@ -101,9 +135,10 @@ def _is_deadlock(exc: OperationalError) -> bool:
     return getattr(exc.orig, "sqlstate", None) == "40P01"
 
 
-def _posted(rt: Runtime, principal: Principal, data: dict[str, Any],
-            device_id: str | None) -> Posted:
-    """What the transaction needs, derived before it: time checks, canonical payload."""
+def prepare(rt: Runtime, principal: Principal, data: dict[str, Any],
+            device_id: str | None = None) -> Posted:
+    """What the transaction needs, derived before it: time checks (a 422 for an event in
+    the future or past the backfill window), canonical payload."""
     method = get_methodology(data["mode"])
     tz = rt.config.tz
     now = rt.clock()
@@ -146,7 +181,7 @@ def ingest_batch(rt: Runtime, principal: Principal, items: list[Any],
     ready: list[tuple[int, Posted]] = []
     for index, body in enumerate(items):
         try:
-            ready.append((index, _posted(rt, principal, load_event(body), device_id)))
+            ready.append((index, prepare(rt, principal, load_event(body), device_id)))
         except ValidationError as exc:
             results[index] = _invalid_item(index, exc)
         except ServiceError as exc:
@@ -154,7 +189,7 @@ def ingest_batch(rt: Runtime, principal: Principal, items: list[Any],
     for start in range(0, len(ready), ITEMS_PER_TRANSACTION):
         chunk = ready[start:start + ITEMS_PER_TRANSACTION]
         outcomes = _apply(rt, [posted for _index, posted in chunk])
-        for (index, _posted_item), outcome in zip(chunk, outcomes, strict=True):
+        for (index, _prepared), outcome in zip(chunk, outcomes, strict=True):
             if isinstance(outcome, ServiceError):
                 results[index] = _item_error(index, outcome.status, outcome.code,
                                              outcome.message, outcome.fields)

@@ -27,6 +27,7 @@ from carbon_credits.auth import Principal
 from carbon_credits.errors import ServiceError
 from carbon_credits.extensions import Runtime
 from carbon_credits.models import Account, DeviceAccount, Event, User
+from carbon_credits.ratelimit import check_for, parse_rate_limits
 from carbon_credits.schemas import load_event
 from carbon_credits.services import events, verification
 from carbon_credits.services.intake import Posted
@@ -121,7 +122,7 @@ def test_a_group_of_several_users_decides_exactly_as_their_posts_one_by_one(
     for n, (p, body) in enumerate(zip(posts, bodies, strict=True)):
         device = grp_devices[p["device"]] if p["device"] else None
         try:
-            chunk.append(events._posted(rt, _as(grouped[p["user"]], p), load_event(body),
+            chunk.append(events.prepare(rt, _as(grouped[p["user"]], p), load_event(body),
                                         device))
         except ServiceError as exc:  # refused before any transaction, as a single post is
             refused[n] = exc
@@ -249,13 +250,75 @@ def test_a_new_users_city_is_the_token_city_of_its_first_stored_post(rt: Runtime
     run = uuid.uuid4().hex[:10]
     refused = factories.metro(event_id="a", exit_station_id="atlantis")
     stored = factories.metro(event_id="b")
-    chunk = [events._posted(rt, Principal(f"c1-{run}", "user", "zhuhai"), load_event(refused),
+    chunk = [events.prepare(rt, Principal(f"c1-{run}", "user", "zhuhai"), load_event(refused),
                             None),
-             events._posted(rt, Principal(f"c1-{run}", "user", "huizhou"),
+             events.prepare(rt, Principal(f"c1-{run}", "user", "huizhou"),
                             load_event(stored), None),
-             events._posted(rt, Principal(f"c2-{run}", "user", None), load_event(stored),
+             events.prepare(rt, Principal(f"c2-{run}", "user", None), load_event(stored),
                             None)]
     assert [_outcome(x)[0] for x in events._apply(rt, chunk)] == [422, 201, 201]
     with rt.db.transaction() as session:
         assert session.get_one(User, f"c1-{run}").city == "huizhou"
         assert session.get_one(User, f"c2-{run}").city == "shenzhen"
+
+
+def test_a_groups_rate_limits_are_one_limiter_call_and_the_post_over_is_refused(
+        rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Five concurrent posts, the limit 2 per user: the first holds the transaction while
+    four queue (user a's second and third, b's and c's). The four are checked in one
+    limiter call, in order: a's third is refused with a 429 and never applied, the others
+    are applied together."""
+    run = uuid.uuid4().hex[:10]
+    a, b, c = (Principal(f"rl{i}-{run}", "user", "shenzhen") for i in range(3))
+    rate = parse_rate_limits("events:user=2/60").for_route("events")["user"]
+    asked: list[int] = []
+    real_check_many = rt.limiter.check_many
+
+    def check_many(requests: Any) -> Any:
+        asked.append(len(requests))
+        return real_check_many(requests)
+
+    monkeypatch.setattr(rt.limiter, "check_many", check_many)
+    calls: list[int] = []
+    gate = threading.Event()
+    real = events._apply
+
+    def held(rt_: Runtime, chunk: list[Posted]) -> Any:
+        calls.append(len(chunk))
+        if len(calls) == 1:
+            assert gate.wait(10)
+        return real(rt_, chunk)
+
+    monkeypatch.setattr(events, "_apply", held)
+    start = factories.today_at(7)
+    posts = [(a, factories.metro(event_id="1", start=start)),
+             (a, factories.metro(event_id="2", start=start + timedelta(hours=1))),
+             (b, factories.metro(event_id="1", start=start)),
+             (a, factories.metro(event_id="3", start=start + timedelta(hours=2))),
+             (c, factories.metro(event_id="1", start=start))]
+
+    def send(principal: Principal, body: dict[str, Any]) -> Any:
+        try:
+            return events.ingest_prepared(
+                rt, events.prepare(rt, principal, load_event(body)),
+                [check_for("events", "user", principal.sub, rate)])
+        except ServiceError as exc:
+            return exc
+
+    with ThreadPoolExecutor(len(posts)) as pool:
+        futures = [pool.submit(send, *posts[0])]
+        _wait_for(lambda: calls == [1])
+        for n, p in enumerate(posts[1:], start=1):
+            futures.append(pool.submit(send, *p))
+            _wait_for(lambda n=n: len(rt.posts._queue) == n)
+        gate.set()
+        answers = [f.result(30) for f in futures]
+
+    assert asked == [1, 4] and calls == [1, 3]
+    assert [_outcome(x)[0] for x in answers] == [201, 201, 201, 429, 201]
+    assert answers[3].headers["Retry-After"] and answers[3].code == "rate_limited"
+    assert [x.limit.headers()["RateLimit-Remaining"] for n, x in enumerate(answers)
+            if n != 3] == ["1", "0", "1", "1"]
+    with rt.db.transaction() as session:
+        stored = session.scalars(select(Event.event_id).where(Event.user_id == a.sub)).all()
+    assert sorted(stored) == ["1", "2"]

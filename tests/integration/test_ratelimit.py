@@ -210,6 +210,41 @@ class RateLimitContract:
         assert poster.post(user, ip=random_ip()).status_code == 429
 
 
+    def test_many_requests_in_one_call_decide_as_one_after_another(self, limited: Any
+                                                                    ) -> None:
+        """``check_many`` (a group of posts): each request in order, all or nothing, and a
+        later request sees what the earlier ones took."""
+        poster = limited("events:user=2/30,ip=3/30")
+        rates = parse_rate_limits("events:user=2/30,ip=3/30").for_route("events")
+        a, b, ip = new_user(), new_user(), random_ip()
+
+        def request(user: str) -> Any:
+            return ([check_for("events", "user", user, rates["user"]),
+                     check_for("events", "ip", ip, rates["ip"])], 1)
+
+        decisions = poster.limiter.check_many(
+            [request(a), request(a), request(a), request(b), request(b)])
+        assert [d.allowed for d in decisions] == [True, True, False, True, False]
+        # a's third was refused by its user and spent no IP unit, so b got one; b's
+        # second met the IP's limit (a, a, b) and spent none of b's own
+        assert [v.dimension for v in decisions[4].verdicts if not v.allowed] == ["ip"]
+        assert poster.post(b, ip=random_ip()).status_code == 201
+
+    def test_a_refused_body_still_counts_and_the_limit_is_told_first(self, limited: Any
+                                                                     ) -> None:
+        """A post refused before it can be applied (invalid, or dated in the future)
+        counts against the limits as any post does; over them, the client hears 429, not
+        the refusal."""
+        poster = limited("events:user=2/30")
+        user = new_user()
+        auth = {"Authorization": f"Bearer {poster.token(user)}"}
+        client = poster.client()
+        assert client.post("/v1/events", json={"mode": "metro"}, headers=auth).status_code == 422
+        assert poster.post(user).status_code == 201
+        assert client.post("/v1/events", json={"mode": "metro"}, headers=auth).status_code == 429
+        assert poster.post(user).status_code == 429
+
+
 class TestLocalLimiter(RateLimitContract):
     expect_backend = "local"
 
@@ -247,6 +282,25 @@ class TestRedisLimiter(RateLimitContract):
 
         before = script_calls()
         assert poster.post(user, device=f"d-{user}").status_code == 201
+        assert script_calls() - before == 1
+
+    def test_many_requests_are_one_script_call(self, limited: Any) -> None:
+        poster = limited("events:user=5/30,ip=50/30")
+        rates = poster.app.extensions["carbon_credits"].config.rate_limits.for_route("events")
+        client = poster.app.extensions["carbon_credits"].redis
+        users = [new_user() for _ in range(4)]
+        requests = [([check_for("events", "user", u, rates["user"]),
+                      check_for("events", "ip", "10.0.0.1", rates["ip"])], 1) for u in users]
+        poster.limiter.check_many(requests[:1])  # the script cached
+
+        def script_calls() -> int:
+            stats = client.info("commandstats")
+            return sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0)
+                       for name in ("evalsha", "eval"))
+
+        before = script_calls()
+        assert all(d.allowed and d.backend == "redis"
+                   for d in poster.limiter.check_many(requests))
         assert script_calls() - before == 1
 
     def test_a_flushed_script_is_sent_again(self, limited: Any) -> None:

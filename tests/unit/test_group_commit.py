@@ -159,3 +159,62 @@ def test_the_next_group_starts_after_a_failure_of_the_leaders_own_post() -> None
             futures[0].result(10)
         assert [f.result(10) for f in futures[1:]] == [4, 6]
     assert apply.calls == [[1], [2, 3]]
+
+
+class Gate:
+    """``admit`` for the tests: refuses odd items (their result is -item), records each
+    call's items."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[int]] = []
+
+    def __call__(self, items: Sequence[int]) -> list[int | None]:
+        self.calls.append(list(items))
+        return [-item if item % 2 else None for item in items]
+
+
+def test_admit_is_asked_once_per_group_and_the_refused_are_not_applied() -> None:
+    apply, admit = Recorder(), Gate()
+    group: GroupCommit[int, int] = GroupCommit(max_group=100)
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(group.submit, 2, apply, admit)]
+        _wait_for(lambda: len(apply.calls) == 1)
+        for n, item in enumerate([3, 4, 5, 6], start=1):
+            futures.append(pool.submit(group.submit, item, apply, admit))
+            _wait_for(lambda n=n: len(group._queue) == n)
+        apply.release.set()
+        assert [f.result(10) for f in futures] == [4, -3, 8, -5, 12]
+    assert admit.calls == [[2], [3, 4, 5, 6]]
+    assert apply.calls == [[2], [4, 6]]
+
+
+def test_a_group_applied_again_post_by_post_is_not_admitted_again() -> None:
+    """What admit counts (the rate limit) is counted once per post, even when the group
+    fails and each post is applied alone."""
+    apply = Recorder(lambda items: ValueError("bad") if 8 in items else None)
+    admit = Gate()
+    group: GroupCommit[int, int] = GroupCommit(max_group=100)
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(group.submit, 2, apply, admit)]
+        _wait_for(lambda: len(apply.calls) == 1)
+        for n, item in enumerate([4, 8, 9], start=1):
+            futures.append(pool.submit(group.submit, item, apply, admit))
+            _wait_for(lambda n=n: len(group._queue) == n)
+        apply.release.set()
+        assert [futures[n].result(10) for n in (0, 1, 3)] == [4, 8, -9]
+        with pytest.raises(ValueError):
+            futures[2].result(10)
+    assert admit.calls == [[2], [4, 8, 9]]
+    assert apply.calls == [[2], [4, 8], [4], [8]]
+
+
+def test_when_admit_fails_every_post_of_the_group_hears_it() -> None:
+    def admit(items: Sequence[int]) -> list[int | None]:
+        raise RuntimeError("limiter down")
+
+    apply = Recorder()
+    apply.release.set()
+    group: GroupCommit[int, int] = GroupCommit(max_group=100)
+    with pytest.raises(RuntimeError, match="limiter down"):
+        group.submit(1, apply, admit)
+    assert apply.calls == [] and not group._busy
