@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import psycopg
-from psycopg import pq
 from psycopg.types.json import Jsonb
 from sqlalchemy import JSON, ColumnElement, Dialect, Executable, Table, bindparam, insert
 from sqlalchemy.dialects import postgresql, sqlite
@@ -52,10 +51,10 @@ def bulk_insert(session: Session, table: Table, rows: list[dict[str, Any]],
     skipping SQLAlchemy's statement and parameter processing, which cost more than the
     server's work for the few rows of a post (in-process, 4 events: 0.61 ms of CPU through
     SQLAlchemy's multi-row INSERT, 0.21 ms through the driver). Fewer than
-    ``COPY_FROM_ROWS`` rows, or inside ``committing`` (COPY cannot be pipelined): one
-    INSERT per row, sent in one pipeline (with ``RETURNING id`` if ``returning``; without,
-    the rows ride ``committing``'s round trip); more: the rows sent with COPY (ids drawn
-    from the table's sequence first, in one round trip, if ``returning``). Constraints and
+    ``COPY_FROM_ROWS`` rows: one INSERT per row, sent in one pipeline (with ``RETURNING
+    id`` if ``returning``; without, the rows can ride ``committing``'s round trip); more:
+    the rows sent with COPY (ids drawn from the table's sequence first, in one round trip,
+    if ``returning``), which cannot be pipelined, so not inside ``committing``. Constraints and
     triggers apply to both as to any INSERT (see BENCHMARKS.md, batch ingest). Driver
     errors are raised as SQLAlchemy's, so callers see the usual IntegrityError (a retry) or
     OperationalError (a 503). Both skip SQLAlchemy's type processing: values must already
@@ -77,8 +76,7 @@ def bulk_insert(session: Session, table: Table, rows: list[dict[str, Any]],
     values = [[Jsonb(row[name]) if name in json_columns else row[name] for name in columns]
               for row in rows]
     with driver_errors(session, f"INSERT INTO {table.name}") as driver:
-        pipelined = driver.pgconn.pipeline_status != pq.PipelineStatus.OFF
-        if len(rows) < COPY_FROM_ROWS or pipelined:
+        if len(rows) < COPY_FROM_ROWS:
             statement = (f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES "
                          f"({', '.join(['%s'] * len(columns))})")
             if returning:
@@ -86,19 +84,14 @@ def bulk_insert(session: Session, table: Table, rows: list[dict[str, Any]],
             with driver.cursor() as cursor:
                 cursor.executemany(statement, values)
             return []
-        if not returning:
-            with driver.cursor() as cursor, cursor.copy(
-                    f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
-                for row_values in values:
-                    copy.write_row(row_values)
-            return []
-        ids = [row[0] for row in driver.execute(
+        ids: list[int] = [row[0] for row in driver.execute(
             "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
-            (table.name, len(rows)))]
+            (table.name, len(rows)))] if returning else []
+        named = ["id", *columns] if returning else columns
         with driver.cursor() as cursor, cursor.copy(
-                f"COPY {table.name} (id, {', '.join(columns)}) FROM STDIN") as copy:
-            for row_id, row_values in zip(ids, values, strict=True):
-                copy.write_row([row_id, *row_values])
+                f"COPY {table.name} ({', '.join(named)}) FROM STDIN") as copy:
+            for n, row_values in enumerate(values):
+                copy.write_row([ids[n], *row_values] if returning else row_values)
     return ids
 
 
@@ -112,10 +105,10 @@ def committing(session: Session) -> Iterator[None]:
     then rolls back as on any error. Other databases: the writes as they come, then
     ``session.commit()``.
 
-    Only statements run by the driver (``Prebuilt.run``, ``bulk_insert`` without
-    ``returning``) belong in the block: SQLAlchemy cannot read a statement's result inside
-    a pipeline (it sees none), so anything that may query through the session (a cache
-    filled on first use) runs before it.
+    Only statements run by the driver (``Prebuilt.run``, ``bulk_insert`` of fewer than
+    ``COPY_FROM_ROWS`` rows without ``returning``) belong in the block: SQLAlchemy cannot
+    read a statement's result inside a pipeline (it sees none), so anything that may query
+    through the session (a cache filled on first use) runs before it.
     """
     if session.get_bind().dialect.name != "postgresql":
         yield
