@@ -143,17 +143,6 @@ def test_posts_queued_behind_a_transaction_are_applied_together_each_with_its_an
     six (four users: two posts of one user, a new user whose only trip is refused, three
     on one device) are applied as one chunk, and each gets its own answer."""
     run = uuid.uuid4().hex[:10]
-    calls: list[int] = []
-    gate = threading.Event()
-    real = events._apply
-
-    def held(rt_: Runtime, chunk: list[Posted]) -> Any:
-        calls.append(len(chunk))
-        if len(calls) == 1:
-            assert gate.wait(10)
-        return real(rt_, chunk)
-
-    monkeypatch.setattr(events, "_apply", held)
     users = [Principal(f"q{i}-{run}", "user", "shenzhen") for i in range(5)]
     device = f"dev-{run}"
     start = factories.today_at(7)
@@ -174,14 +163,7 @@ def test_posts_queued_behind_a_transaction_are_applied_together_each_with_its_an
         except ServiceError as exc:
             return exc
 
-    with ThreadPoolExecutor(len(posts)) as pool:
-        futures = [pool.submit(send, *posts[0])]
-        _wait_for(lambda: calls == [1])
-        for n, p in enumerate(posts[1:], start=1):
-            futures.append(pool.submit(send, *p))
-            _wait_for(lambda n=n: len(rt.posts._queue) == n)
-        gate.set()
-        answers = [f.result(30) for f in futures]
+    calls, answers = _behind_a_held_post(rt, monkeypatch, send, posts)
 
     assert calls == [1, 6]
     assert [_outcome(a)[0] for a in answers] == [201, 201, 201, 201, 422, 201, 200]
@@ -201,6 +183,32 @@ def test_posts_queued_behind_a_transaction_are_applied_together_each_with_its_an
     assert sorted(stored) == sorted([users[0].sub, users[1].sub, users[1].sub, users[2].sub,
                                      users[4].sub])
     assert list(verification.verify(rt.db, user_ids=[u.sub for u in users])) == []
+
+
+def _behind_a_held_post(rt: Runtime, monkeypatch: pytest.MonkeyPatch, send: Any,
+                        posts: list[Any]) -> tuple[list[int], list[Any]]:
+    """``send(*posts[0])`` in a thread, its transaction held until every other post is
+    sent, each in a thread of its own and queued behind it in order; the sizes of the
+    chunks applied, and each post's answer."""
+    calls: list[int] = []
+    gate = threading.Event()
+    real = events._apply
+
+    def held(rt_: Runtime, chunk: list[Posted]) -> Any:
+        calls.append(len(chunk))
+        if len(calls) == 1:
+            assert gate.wait(10)
+        return real(rt_, chunk)
+
+    monkeypatch.setattr(events, "_apply", held)
+    with ThreadPoolExecutor(len(posts)) as pool:
+        futures = [pool.submit(send, *posts[0])]
+        _wait_for(lambda: calls == [1])
+        for n, p in enumerate(posts[1:], start=1):
+            futures.append(pool.submit(send, *p))
+            _wait_for(lambda n=n: len(rt.posts._queue) == n)
+        gate.set()
+        return calls, [f.result(30) for f in futures]
 
 
 def _wait_for(condition: Any) -> None:
@@ -279,17 +287,6 @@ def test_a_groups_rate_limits_are_one_limiter_call_and_the_post_over_is_refused(
         return real_check_many(requests)
 
     monkeypatch.setattr(rt.limiter, "check_many", check_many)
-    calls: list[int] = []
-    gate = threading.Event()
-    real = events._apply
-
-    def held(rt_: Runtime, chunk: list[Posted]) -> Any:
-        calls.append(len(chunk))
-        if len(calls) == 1:
-            assert gate.wait(10)
-        return real(rt_, chunk)
-
-    monkeypatch.setattr(events, "_apply", held)
     start = factories.today_at(7)
     posts = [(a, factories.metro(event_id="1", start=start)),
              (a, factories.metro(event_id="2", start=start + timedelta(hours=1))),
@@ -305,14 +302,7 @@ def test_a_groups_rate_limits_are_one_limiter_call_and_the_post_over_is_refused(
         except ServiceError as exc:
             return exc
 
-    with ThreadPoolExecutor(len(posts)) as pool:
-        futures = [pool.submit(send, *posts[0])]
-        _wait_for(lambda: calls == [1])
-        for n, p in enumerate(posts[1:], start=1):
-            futures.append(pool.submit(send, *p))
-            _wait_for(lambda n=n: len(rt.posts._queue) == n)
-        gate.set()
-        answers = [f.result(30) for f in futures]
+    calls, answers = _behind_a_held_post(rt, monkeypatch, send, posts)
 
     assert asked == [1, 4] and calls == [1, 3]
     assert [_outcome(x)[0] for x in answers] == [201, 201, 201, 429, 201]
