@@ -17,12 +17,19 @@ class Database:
     def __init__(self) -> None:
         self._engine: Engine | None = None
         self._sessions: sessionmaker[Session] | None = None
+        self._deferred: sessionmaker[Session] | None = None
 
     def configure(self, url: str, lock_timeout_ms: int) -> None:
         if self._engine is not None:
             self._engine.dispose()
         self._engine = make_engine(url, lock_timeout_ms)
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+        # The same pool; SQLAlchemy puts a connection in autocommit mode when this engine
+        # checks it out and back out of it when it is returned (after the pool's
+        # rollback), so no other session ever gets one in that mode.
+        self._deferred = self._sessions if self._engine.dialect.name != "postgresql" else (
+            sessionmaker(self._engine.execution_options(isolation_level="AUTOCOMMIT"),
+                         expire_on_commit=False))
 
     @property
     def engine(self) -> Engine:
@@ -36,6 +43,22 @@ class Database:
         if self._sessions is None:
             raise RuntimeError("database is not configured")
         with self._sessions() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def transaction_begun_by_reads(self) -> Iterator[Session]:
+        """``transaction``, whose BEGIN on PostgreSQL is sent with its first reads
+        (``sql.read_together``) instead of in a round trip of its own: psycopg sends a
+        transaction's BEGIN alone and waits for it, even in a pipeline, unless the
+        connection is in autocommit mode, which this session's is. Its first statement
+        must therefore be a ``read_together``: anything before it would run (and commit)
+        on its own, so the driver-level helpers of ``carbon_credits.sql`` refuse to run
+        outside a transaction. The end is as ``transaction``'s: COMMIT on success (or the
+        one ``sql.committing`` sent), ROLLBACK on any exception. Elsewhere: ``transaction``.
+        """
+        if self._deferred is None:
+            raise RuntimeError("database is not configured")
+        with self._deferred() as session, session.begin():
             yield session
 
     def dispose(self) -> None:

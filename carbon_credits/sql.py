@@ -8,8 +8,22 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import psycopg
+from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
-from sqlalchemy import JSON, ColumnElement, Dialect, Executable, Table, bindparam, insert
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    Dialect,
+    Executable,
+    Integer,
+    String,
+    Table,
+    bindparam,
+    func,
+    insert,
+    literal,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -37,35 +51,37 @@ def insert_missing(session: Session, model: type[Base], rows: Sequence[dict[str,
 
 COPY_FROM_ROWS = 12
 """Rows from which ``bulk_insert`` uses COPY on PostgreSQL (policy, measured in-process,
-events rows, CPU per call: COPY needs a round trip for the ids and its own start and end,
-and then costs less per row than one INSERT per row in a pipeline; they cross between 8
-rows (0.34 ms by INSERT, 0.36 ms by COPY) and 16 (0.59 ms, 0.52 ms))."""
+events rows, CPU per call: COPY needs its own start and end, and then costs less per row
+than INSERT; they crossed between 8 rows (0.34 ms by INSERT, 0.36 ms by COPY) and 16
+(0.59 ms, 0.52 ms), measured with one INSERT per row)."""
 
 
 def bulk_insert(session: Session, table: Table, rows: list[dict[str, Any]],
-                returning: bool = True) -> list[int]:
-    """Insert ``rows`` into ``table`` (id column left out) in one go; with ``returning``,
-    their new ids, in order (else an empty list).
+                returning: bool = True, ids: Sequence[int] | None = None) -> list[int]:
+    """Insert ``rows`` into ``table`` in one go; their ids, in order (with ``returning``,
+    or as given in ``ids``), else an empty list.
 
     PostgreSQL: through the session's own connection's driver, so inside its transaction,
     skipping SQLAlchemy's statement and parameter processing, which cost more than the
     server's work for the few rows of a post (in-process, 4 events: 0.61 ms of CPU through
-    SQLAlchemy's multi-row INSERT, 0.21 ms through the driver). Fewer than
-    ``COPY_FROM_ROWS`` rows: one INSERT per row, sent in one pipeline (with ``RETURNING
-    id`` if ``returning``; without, the rows can ride ``committing``'s round trip); more:
-    the rows sent with COPY (ids drawn from the table's sequence first, in one round trip,
-    if ``returning``), which cannot be pipelined, so not inside ``committing``. Constraints and
-    triggers apply to both as to any INSERT (see BENCHMARKS.md, batch ingest). Driver
-    errors are raised as SQLAlchemy's, so callers see the usual IntegrityError (a retry) or
-    OperationalError (a 503). Both skip SQLAlchemy's type processing: values must already
-    be what the driver takes (aware datetimes, which ``UTCDateTime`` would check; dicts for
-    JSON columns, sent as JSONB). Other databases: one multi-row INSERT (... RETURNING)
-    through SQLAlchemy.
+    SQLAlchemy's multi-row INSERT, 0.21 ms through the driver). The ids are the caller's
+    (``ids``, drawn with its reads: ``ids_read``), or, with ``returning``, drawn from the
+    table's sequence first in a round trip of their own; the rows are then written with
+    them, so nothing has to come back: fewer than ``COPY_FROM_ROWS`` rows as one multi-row
+    INSERT, which can ride ``committing``'s round trip; more by COPY, which cannot be
+    pipelined, so not inside ``committing``. Constraints and triggers apply to both as to
+    any INSERT (see BENCHMARKS.md, batch ingest). Driver errors are raised as SQLAlchemy's,
+    so callers see the usual IntegrityError (a retry) or OperationalError (a 503). Both
+    skip SQLAlchemy's type processing: values must already be what the driver takes (aware
+    datetimes, which ``UTCDateTime`` would check; dicts for JSON columns, sent as JSONB).
+    Other databases: one multi-row INSERT (... RETURNING) through SQLAlchemy; ``ids``
+    must be None there (``ids_read`` draws none).
     """
     if not rows:
         return []
     columns = [c.name for c in table.columns if c.name != "id"]
     if session.get_bind().dialect.name != "postgresql":
+        assert ids is None, "ids are drawn on PostgreSQL only"
         if not returning:
             session.execute(insert(table), rows)
             return []
@@ -76,23 +92,37 @@ def bulk_insert(session: Session, table: Table, rows: list[dict[str, Any]],
     values = [[Jsonb(row[name]) if name in json_columns else row[name] for name in columns]
               for row in rows]
     with driver_errors(session, f"INSERT INTO {table.name}") as driver:
+        if ids is None and returning:
+            ids = [row[0] for row in driver.execute(_NEXT_IDS, (table.name, len(rows)))]
+        if ids is not None:
+            assert len(ids) >= len(rows)
+            columns = ["id", *columns]
+            values = [[ids[n], *row_values] for n, row_values in enumerate(values)]
         if len(rows) < COPY_FROM_ROWS:
-            statement = (f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES "
-                         f"({', '.join(['%s'] * len(columns))})")
-            if returning:
-                return _insert_returning(driver, statement + " RETURNING id", values)
-            with driver.cursor() as cursor:
-                cursor.executemany(statement, values)
-            return []
-        ids: list[int] = [row[0] for row in driver.execute(
-            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
-            (table.name, len(rows)))] if returning else []
-        named = ["id", *columns] if returning else columns
-        with driver.cursor() as cursor, cursor.copy(
-                f"COPY {table.name} ({', '.join(named)}) FROM STDIN") as copy:
-            for n, row_values in enumerate(values):
-                copy.write_row([ids[n], *row_values] if returning else row_values)
-    return ids
+            row = f"({', '.join(['%s'] * len(columns))})"
+            driver.execute(f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES "
+                           + ", ".join([row] * len(rows)),
+                           [value for row_values in values for value in row_values])
+        else:
+            with driver.cursor() as cursor, cursor.copy(
+                    f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
+                for row_values in values:
+                    copy.write_row(row_values)
+    return list(ids[:len(rows)]) if ids is not None else []
+
+
+_NEXT_IDS = "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)"
+
+
+def ids_read(session: Session, table: Table, count: int) -> Read | None:
+    """PostgreSQL: the read that draws ``count`` new ids from ``table``'s sequence, for a
+    ``read_together`` whose transaction then inserts rows with them (``bulk_insert(...,
+    ids=...)``) in the round trip of its COMMIT instead of one of their own for the ids
+    to come back. Ids drawn and not used are skipped, as a rolled-back insert's are.
+    Other databases: None (their inserts return the ids)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return None
+    return _DRAW_IDS, {"table": table.name, "n": count}
 
 
 @contextmanager
@@ -106,7 +136,8 @@ def committing(session: Session) -> Iterator[None]:
     ``session.commit()``.
 
     Only statements run by the driver (``Prebuilt.run``, ``bulk_insert`` of fewer than
-    ``COPY_FROM_ROWS`` rows without ``returning``) belong in the block: SQLAlchemy cannot
+    ``COPY_FROM_ROWS`` rows with ``ids`` or without ``returning``) belong in the block:
+    SQLAlchemy cannot
     read a statement's result inside a pipeline (it sees none), so anything that may query
     through the session (a cache filled on first use) runs before it.
     """
@@ -121,24 +152,6 @@ def committing(session: Session) -> Iterator[None]:
     # The driver's transaction has ended: this only ends SQLAlchemy's (psycopg sends
     # nothing for a commit outside a transaction).
     session.commit()
-
-
-def _insert_returning(driver: psycopg.Connection[Any], statement: str,
-                      values: list[list[Any]]) -> list[int]:
-    """One ``INSERT ... RETURNING id`` per row, in one pipeline; the ids in row order."""
-    ids: list[int] = []
-    with driver.cursor() as cursor:
-        if len(values) == 1:  # a pipeline costs more than it saves for one row
-            returned = cursor.execute(statement, values[0]).fetchone()
-            assert returned is not None
-            return [returned[0]]
-        cursor.executemany(statement, values, returning=True)
-        while True:
-            returned = cursor.fetchone()
-            assert returned is not None
-            ids.append(returned[0])
-            if not cursor.nextset():
-                return ids
 
 
 OneOf = Callable[[ColumnElement[Any], str], ColumnElement[bool]]
@@ -255,30 +268,46 @@ class Prebuilt:
 Read = tuple[Prebuilt, dict[str, Any]]
 """A prebuilt read and its values."""
 
+_DRAW_IDS = Prebuilt(lambda _: select(func.nextval(func.pg_get_serial_sequence(
+    bindparam("table", type_=String), literal("id")))).select_from(
+        func.generate_series(1, bindparam("n", type_=Integer))))
+
 
 def read_together(session: Session, reads: Sequence[Read]) -> list[list[tuple[Any, ...]]]:
     """The rows of several reads, in order. PostgreSQL: sent in one pipeline, so one round
-    trip (each read still sees the writes and locks of the statements before it); others:
-    one after another."""
+    trip (each read still sees the writes and locks of the statements before it), led by
+    the transaction's BEGIN if it has not begun (a session of
+    ``Database.transaction_begun_by_reads``); others: one after another."""
     conn = session.connection()
     if conn.dialect.name != "postgresql":
         return [statement.rows(session, values) for statement, values in reads]
     calls = [statement._driver_call(conn.dialect, values) for statement, values in reads]
-    with driver_errors(session, "; ".join(text for text, _ in calls)) as driver:
+    with driver_errors(session, "; ".join(text for text, _ in calls), begins=True) as driver:
         with driver.pipeline():
+            if driver.info.transaction_status == TransactionStatus.IDLE:
+                driver.execute("BEGIN")  # autocommit: psycopg sent none
             cursors = [driver.execute(text, bound) for text, bound in calls]
         return [cursor.fetchall() for cursor in cursors]
 
 
 @contextmanager
-def driver_errors(session: Session, statement: str) -> Iterator[psycopg.Connection[Any]]:
+def driver_errors(session: Session, statement: str, begins: bool = False
+                  ) -> Iterator[psycopg.Connection[Any]]:
     """The session connection's psycopg connection; its errors raised as SQLAlchemy's (an
     IntegrityError is a retry, an OperationalError a 503), a lost connection marked as
     such, as SQLAlchemy marks it (``connection_invalidated``: group commit answers it to the
-    whole group; the transaction's rollback then discards the connection)."""
+    whole group; the transaction's rollback then discards the connection).
+
+    A connection in autocommit mode outside a transaction (a session of
+    ``Database.transaction_begun_by_reads`` before its first ``read_together``, which
+    ``begins`` it) is refused: the statement would commit on its own."""
     conn = session.connection()
     driver = conn.connection.driver_connection
     assert isinstance(driver, psycopg.Connection)
+    if (not begins and driver.autocommit
+            and driver.info.transaction_status == TransactionStatus.IDLE):
+        raise RuntimeError(f"{statement[:60]!r} outside a transaction: a session begun by its "
+                           "reads must run a read_together first")
     try:
         yield driver
     except psycopg.Error as exc:

@@ -103,7 +103,7 @@ def _apply(rt: Runtime, chunk: Sequence[Posted]) -> list[Ingested | ServiceError
     transaction; counted once committed."""
     for attempt in range(IDEMPOTENCY_ATTEMPTS):
         try:
-            with rt.db.transaction() as session:
+            with rt.db.transaction_begun_by_reads() as session:
                 applied = intake.apply(session, rt.config, rt.catalog, chunk)  # and ends it
             break
         except (IntegrityError, OperationalError) as exc:

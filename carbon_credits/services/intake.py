@@ -79,6 +79,7 @@ from carbon_credits.sql import (
     Read,
     bulk_insert,
     committing,
+    ids_read,
     insert_missing,
     read_together,
 )
@@ -281,12 +282,16 @@ class _Book:
     """New events by (user id, event id), in the order decided: written by ``_write``."""
     earned: list[NewEvent] = field(default_factory=list)
     """New events with credited grams, in order: their earn entries are written in it."""
+    ids: list[int] | None = None
+    """Ids for the new events, drawn with the reads (PostgreSQL; None elsewhere)."""
 
 
 def _read(session: Session, catalog: Catalog, chunk: Sequence[Posted]) -> _Book:
-    """Everything in one round trip (``read_together``): the accounts first, locked
-    (nothing the rules read of their users can change before the commit), then the reads
-    that need the locks, which the server runs once they are granted. A new user's account
+    """Everything in one round trip (``read_together``, which also begins the
+    transaction): the accounts first, locked (nothing the rules read of their users can
+    change before the commit), then the reads that need the locks, which the server runs
+    once they are granted, and, on PostgreSQL, an id for each event that may be stored
+    (``ids_read``), so the writes need no round trip of their own. A new user's account
     is created and locked after that, and the reads are sent again: the first ran without
     its lock."""
     cities: dict[str, str] = {}
@@ -301,7 +306,10 @@ def _read(session: Session, catalog: Catalog, chunk: Sequence[Posted]) -> _Book:
         (_USAGE, {"users": sorted(cities), "days": sorted({p.local_date for p in chunk})})]
     trips, devices = _trips_read(chunk), _devices_read(chunk)
     reads += [read for read in (trips, devices) if read is not None]
-    locked, *results = read_together(session, [ledger.accounts_read(cities), *reads])
+    draw = ids_read(session, EVENTS, len(chunk))
+    locked, *results = read_together(session, [ledger.accounts_read(cities), *reads,
+                                               *([draw] if draw else [])])
+    ids = [row[0] for row in results.pop()] if draw else None
     members = {user_id: _Member(account) for user_id, account
                in ledger.open_accounts(session, cities, locked).items()}
     if len(locked) < len(cities):
@@ -314,7 +322,7 @@ def _read(session: Session, catalog: Catalog, chunk: Sequence[Posted]) -> _Book:
         for user_id, event_id, local_date, began, ended in next(rows):
             members[user_id].trips.add(event_id, local_date, began, ended)
     return _Book(members, stored, timeline, {} if devices is None else _devices(
-        devices[1]["devices"], next(rows)))
+        devices[1]["devices"], next(rows)), ids=ids)
 
 
 # The reads are built once and run with bound values only (each statement's compiled form
@@ -566,19 +574,24 @@ def _write(session: Session, book: _Book) -> None:
     """The chunk's new events, earn entries, device records, accounts, usage and rollups;
     new users who stored nothing are removed again, the others get their city. Commits.
 
-    Round trips: the events (their ids come back, for the entries), then everything else
-    with the COMMIT (``sql.committing``); a batch's many entries go by COPY before it, and
-    the rare writes that go through SQLAlchemy (new device records, new users to settle)
-    and the rollup cells (which may read a network's districts) are done or looked up
-    before it too."""
+    On PostgreSQL all of it goes in one round trip with the COMMIT (``sql.committing``),
+    the events with the ids drawn with the reads; only a batch's many events and entries
+    go by COPY before it, and the rare writes that go through SQLAlchemy (new device
+    records, new users to settle) and the rollup cells (which may read a network's
+    districts) are done or looked up before it too. Elsewhere the events are inserted
+    first, their ids coming back for the entries."""
     now = utcnow()
     events = list(book.fresh.values())
     for event in events:
         event.created_at = now
-    ids = bulk_insert(session, EVENTS,
-                      [{name: getattr(e, name) for name in _EVENT_COLUMNS} for e in events])
-    for event, event_pk in zip(events, ids, strict=True):
+    rows = [{name: getattr(e, name) for name in _EVENT_COLUMNS} for e in events]
+    drawn = book.ids is not None
+    ids = book.ids if book.ids is not None else bulk_insert(session, EVENTS, rows)
+    for event, event_pk in zip(events, ids, strict=not drawn):  # more may have been drawn
         event.id = event_pk
+    if drawn and len(rows) >= COPY_FROM_ROWS:  # by COPY, which cannot ride the pipeline
+        bulk_insert(session, EVENTS, rows, ids=ids)
+        rows = []
     entries = [ledger.earn_entry(book.members[e.user_id].account, points=e.points,
                                  ug=e.credited_ug, event_pk=e.id, mode=e.mode,
                                  factor_version_id=e.factor_version_id, now=now)
@@ -597,6 +610,8 @@ def _write(session: Session, book: _Book) -> None:
         if member.account.created and member.city != member.account.city})
     credits = rollups.credit_rows(session, book.earned)
     with committing(session):
+        if drawn:
+            bulk_insert(session, EVENTS, rows, ids=ids)
         bulk_insert(session, ENTRIES, entries, returning=False)
         ledger.save_accounts(session, [book.members[user_id].account
                                        for user_id in sorted({e.user_id for e in book.earned})])

@@ -7,15 +7,16 @@ from __future__ import annotations
 import uuid
 from dataclasses import fields
 from datetime import timedelta
+from typing import Any
 
 import psycopg
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import select, text
+from sqlalchemy import bindparam, event, insert, select, text
 from sqlalchemy.exc import DBAPIError, PendingRollbackError
 
 from carbon_credits.extensions import Runtime
-from carbon_credits.models import Event
+from carbon_credits.models import Event, User, utcnow
 from carbon_credits.services import intake
 from tests import factories
 
@@ -68,3 +69,65 @@ def test_a_connection_lost_under_a_prebuilt_read_is_marked_lost(
     assert caught.value.connection_invalidated, caught.value
     for _ in range(rt.db.engine.pool.size() + 1):  # type: ignore[attr-defined]
         assert client.get("/v1/me/account", headers=auth).status_code == 200
+
+
+def _users_named(rt: Runtime, user_id: str) -> int:
+    with rt.db.transaction() as session:
+        return int(session.scalar(text("SELECT count(*) FROM users WHERE id = :u"),
+                                  {"u": user_id}) or 0)
+
+
+_ADD_USER = intake.Prebuilt(lambda _: insert(User).values(
+    id=bindparam("u"), city="shenzhen", frozen=False, created_at=bindparam("at")))
+
+
+def test_a_transaction_begun_by_its_reads_is_one_transaction(
+        rt: Runtime, is_postgres: bool) -> None:
+    """A session of ``transaction_begun_by_reads`` (autocommit on PostgreSQL, its BEGIN
+    sent with the first ``read_together``): a write after the reads is undone when the
+    transaction fails, as in any transaction; a driver statement before them, which would
+    commit on its own, is refused and writes nothing (SQLite: the session is a plain
+    transaction, and the write is undone with it)."""
+    user = f"u-{uuid.uuid4().hex[:8]}"
+    with pytest.raises(ZeroDivisionError), rt.db.transaction_begun_by_reads() as session:
+        intake.read_together(session, [(intake._STORED, {"users": [user], "ids": ["e1"]})])
+        _ADD_USER.run(session, [{"u": user, "at": utcnow()}])
+        1 / 0  # noqa: B018  (the transaction fails after the write)
+    assert _users_named(rt, user) == 0
+    with rt.db.transaction_begun_by_reads() as session:
+        if is_postgres:
+            with pytest.raises(RuntimeError, match="outside a transaction"):
+                _ADD_USER.run(session, [{"u": user, "at": utcnow()}])
+        else:
+            _ADD_USER.run(session, [{"u": user, "at": utcnow()}])
+            session.rollback()
+    assert _users_named(rt, user) == 0
+
+
+def test_connections_go_back_to_the_pool_out_of_autocommit(
+        rt: Runtime, client: FlaskClient, auth: dict[str, str], is_postgres: bool) -> None:
+    """A connection used by a transaction begun by its reads (a post, and one that fails)
+    is back in the pool out of autocommit mode and outside any transaction, so the next
+    session that takes it runs in a transaction of its own."""
+    returned: list[Any] = []
+
+    def checkin(dbapi_conn: Any, _record: Any) -> None:
+        if dbapi_conn is not None:
+            returned.append((dbapi_conn.autocommit, dbapi_conn.info.transaction_status)
+                            if is_postgres else dbapi_conn.in_transaction)
+
+    event.listen(rt.db.engine.pool, "checkin", checkin)
+    try:
+        body = factories.metro(start=factories.today_at(7))
+        assert client.post("/v1/events", json=body, headers=auth).status_code == 201
+        with pytest.raises(ZeroDivisionError), rt.db.transaction_begun_by_reads() as session:
+            intake.read_together(session, [(intake._STORED, {"users": ["u"], "ids": ["e"]})])
+            1 / 0  # noqa: B018
+    finally:
+        event.remove(rt.db.engine.pool, "checkin", checkin)
+    assert returned
+    if is_postgres:
+        assert all(flags == (False, psycopg.pq.TransactionStatus.IDLE) for flags in returned), \
+            returned
+    else:  # sqlite3: a plain transaction, ended before the connection is returned
+        assert not any(returned), returned
