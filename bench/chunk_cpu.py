@@ -56,7 +56,7 @@ def main() -> None:
     def posted(user: int) -> Posted:
         start = factories.today_at(0) - timedelta(days=1) + timedelta(minutes=40 * trips[user])
         trips[user] += 1
-        return events._posted(rt, principals[user], load_event(factories.metro(start=start)),
+        return events.prepare(rt, principals[user], load_event(factories.metro(start=start)),
                               f"dev{user}")
 
     for user in range(USERS):

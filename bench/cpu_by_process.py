@@ -55,6 +55,24 @@ def group(cmd: str) -> str:
     return "other"
 
 
+def context_switches() -> int:
+    """Context switches of the whole machine so far (/proc/stat): a process or thread going
+    to sleep or being preempted, and another run. On this VM (a Firecracker guest with
+    nested paravirtualization) each costs tens of microseconds of CPU, so their count per
+    request is as much a cost as the code run."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith("ctxt "):
+            return int(line.split()[1])
+    return 0
+
+
+def stolen() -> float:
+    """CPU seconds the hypervisor gave to other guests while this one wanted to run
+    (/proc/stat, steal), over all CPUs: how much of a run the host took away."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    return int(fields[8]) / TICKS
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -64,6 +82,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="GUNICORN_THREADS (default: gunicorn.conf.py's)")
     parser.add_argument("--rate-limits", default=ib.UNLIMITED)
+    parser.add_argument("--config", type=Path, default=ib.ROOT / "gunicorn.conf.py",
+                        help="gunicorn config file (a variant under test)")
     parser.add_argument("--future-days", type=int, default=0,
                         help="shift the events this many days ahead (40: all refused)")
     args = parser.parse_args()
@@ -82,12 +102,13 @@ def main() -> None:
     subprocess.run([str(ib.VENV_BIN / "flask"), "--app", "app", "init-db"], cwd=ib.ROOT,
                    env=env, check=True, capture_output=True)
     port = ib.free_port()
-    service = ib.start_gunicorn("app:app", env, port, ib.ROOT)
+    service = ib.start_gunicorn("app:app", env, port, ib.ROOT, args.config)
     load = argparse.Namespace(duration=args.duration, threads=1, connections=16)
     try:
         ib.wrk(f"http://127.0.0.1:{port}/healthz", argparse.Namespace(**{**vars(load),
                                                                         "duration": 3}))
         before, started, children = cpu_times(), time.time(), os.times()
+        switches, steal = context_switches(), stolen()
         if args.path == "events":
             result = ib.wrk(f"http://127.0.0.1:{port}", load,
                             ib.ROOT / "bench" / "wrk" / "events.lua",
@@ -95,6 +116,7 @@ def main() -> None:
         else:
             result = ib.wrk(f"http://127.0.0.1:{port}/healthz", load)
         after, elapsed, done = cpu_times(), time.time() - started, os.times()
+        switches, steal = context_switches() - switches, stolen() - steal
     finally:
         ib.stop(service)
     totals: dict[str, list[float]] = {}
@@ -108,7 +130,9 @@ def main() -> None:
     n = result["requests"]
     print(f"{args.path}: {result['requests_per_s']:.0f} requests/s, {result['non_2xx']} "
           f"non-2xx, p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms; "
-          f"{sum(u + s for u, s in totals.values()) / elapsed:.2f} cores busy")
+          f"{sum(u + s for u, s in totals.values()) / elapsed:.2f} cores busy; "
+          f"{switches / n:.1f} context switches per request (machine); "
+          f"{steal / elapsed:.2f} cores stolen by the host")
     for name, (user, system) in sorted(totals.items(), key=lambda kv: -sum(kv[1])):
         print(f"  {name:9s} {1000 * (user + system) / n:6.3f} ms CPU per request "
               f"(system {1000 * system / n:.3f})")

@@ -14,7 +14,9 @@ function setup(thread)
 end
 
 function init(args)
-  counter = 0
+  -- BENCH_OFFSET: where a run continues the sequence (bench/ingest_bench.py's interleaved
+  -- rounds load one database several times; each run starts past the last one's events)
+  counter = tonumber(os.getenv("BENCH_OFFSET") or "0")
 end
 
 local PAIRS = {
