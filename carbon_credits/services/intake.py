@@ -6,14 +6,16 @@ worker process applies together (``group_commit``: one post, or several users' p
 arrived while the process was busy). It goes in three steps:
 
 1. **Read** what every rule needs for the whole chunk, one statement each, whatever the
-   number of events or users, all in one round trip (``sql.read_together``): first the
-   accounts, locked in user id order, with their users' frozen flags; then, run by the
-   server once the locks are granted:
+   number of events or users, all in one round trip (``sql.read_together``, which on
+   PostgreSQL also sends the transaction's BEGIN): first the accounts, locked in user id
+   order, with their users' frozen flags; then, run by the server once the locks are
+   granted:
    - the events already stored under the chunk's (user, event id) pairs (replays);
    - the factor versions and newest networks;
    - the daily usage of the chunk's local days;
    - each user's trips around them (overlap and trips-per-day rules);
-   - the accounts seen on the chunk's devices.
+   - the accounts seen on the chunk's devices;
+   - on PostgreSQL, an id for each event that may be stored.
    (A new user's account is created and locked after that, and the reads sent again.)
 2. **Decide** each event in order, in memory: idempotency, methodology, plausibility, daily
    caps, points. Each decision updates the in-memory state (usage rows, trips, devices,
@@ -23,9 +25,9 @@ arrived while the process was busy). It goes in three steps:
    interact except through a device's accounts, which the chunk keeps current, so a
    chunk of several users decides as their posts one after another would.
 3. **Write**, and commit, in this order:
-   - the new events in one bulk insert (their ids come back in order);
    - the devices' new accounts; new users who stored nothing are removed again;
-   - then, sent with the COMMIT in one round trip (``sql.committing``): the events'
+   - then, sent with the COMMIT in one round trip (``sql.committing``): the new events
+     (with the ids drawn; elsewhere they are inserted first and their ids come back), their
      hash-chained earn entries, the accounts' balances, the usage rows (inserted or
      updated), one executemany each, and the report rollups, merged per row and in key
      order.
