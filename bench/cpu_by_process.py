@@ -18,12 +18,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ingest_bench as ib  # noqa: E402  (the bench directory's own helpers)
@@ -88,33 +85,16 @@ def main() -> None:
                         help="shift the events this many days ahead (40: all refused)")
     args = parser.parse_args()
     (ib.ROOT / "bench" / "results").mkdir(exist_ok=True)
-    today = datetime.now(ZoneInfo("Asia/Shanghai")).replace(hour=0, minute=0, second=0,
-                                                            microsecond=0)
-    tokens = ib.ROOT / "bench" / "wrk" / "tokens.lua"
-    ib.write_tokens(tokens, 2000, (today - timedelta(days=1 - args.future_days)).astimezone(UTC))
-    dsn = ib.fresh_database("postgresql://postgres@127.0.0.1:5432/postgres", "cc_bench_cpu")
-    env = {**os.environ, "DATABASE_URL": dsn.replace("postgresql://", "postgresql+psycopg://"),
-           "REDIS_URL": "redis://127.0.0.1:6379/0", "JWT_SECRET": ib.SECRET,
-           "AUTO_INIT_DB": "0", "RATE_LIMITS": args.rate_limits,
-           "WEB_CONCURRENCY": str(args.workers)}
+    tokens = ib.day_tokens(2000, 1 - args.future_days)
+    env = {"RATE_LIMITS": args.rate_limits, "WEB_CONCURRENCY": str(args.workers)}
     if args.threads is not None:
         env["GUNICORN_THREADS"] = str(args.threads)
-    subprocess.run([str(ib.VENV_BIN / "flask"), "--app", "app", "init-db"], cwd=ib.ROOT,
-                   env=env, check=True, capture_output=True)
-    port = ib.free_port()
-    service = ib.start_gunicorn("app:app", env, port, ib.ROOT, args.config)
-    load = argparse.Namespace(duration=args.duration, threads=1, connections=16)
+    _, _, port, service = ib.start_service("cc_bench_cpu", env, args.config)
     try:
-        ib.wrk(f"http://127.0.0.1:{port}/healthz", argparse.Namespace(**{**vars(load),
-                                                                        "duration": 3}))
+        ib.load(port, "healthz", 3, tokens)  # warm-up
         before, started, children = cpu_times(), time.time(), os.times()
         switches, steal = context_switches(), stolen()
-        if args.path == "events":
-            result = ib.wrk(f"http://127.0.0.1:{port}", load,
-                            ib.ROOT / "bench" / "wrk" / "events.lua",
-                            {**os.environ, "BENCH_TOKENS": str(tokens)})
-        else:
-            result = ib.wrk(f"http://127.0.0.1:{port}/healthz", load)
+        result = ib.load(port, args.path, args.duration, tokens)
         after, elapsed, done = cpu_times(), time.time() - started, os.times()
         switches, steal = context_switches() - switches, stolen() - steal
     finally:

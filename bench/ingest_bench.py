@@ -27,6 +27,7 @@ import os
 import re
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -131,9 +132,9 @@ def interleaved(port: int, args: argparse.Namespace, wrk_env: dict[str, str]
         rounds.append({"healthz": healthz["requests_per_s"],
                        "ingest": ingest["requests_per_s"], "non_2xx": ingest["non_2xx"],
                        "ratio": round(ingest["requests_per_s"] / healthz["requests_per_s"], 3)})
-    ratios = sorted(r["ratio"] for r in rounds)
-    return {"rounds": rounds, "ratio_median": ratios[len(ratios) // 2],
-            "ratio_min": ratios[0], "ratio_max": ratios[-1]}
+    ratios = [r["ratio"] for r in rounds]
+    return {"rounds": rounds, "ratio_median": round(statistics.median(ratios), 3),
+            "ratio_min": min(ratios), "ratio_max": max(ratios)}
 
 
 def write_tokens(path: Path, users: int, base: datetime) -> None:
@@ -146,6 +147,48 @@ def write_tokens(path: Path, users: int, base: datetime) -> None:
     tokens = [codec.encode(f"bench-{i}", "user", "shenzhen", 6 * 3600) for i in range(users)]
     path.write_text("TOKENS = {\n" + ",\n".join(f'"{t}"' for t in tokens)
                     + f"\n}}\nBASE = {int(base.timestamp())}\n")
+
+
+ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+TOKENS = ROOT / "bench" / "wrk" / "tokens.lua"
+
+
+def day_tokens(users: int, days_back: int = 1) -> Path:
+    """``TOKENS`` for ``users`` users, the events script's newest day the city's local day
+    ``days_back`` days before today (negative: ahead of it)."""
+    today = datetime.now(ZoneInfo("Asia/Shanghai")).replace(hour=0, minute=0, second=0,
+                                                            microsecond=0)
+    write_tokens(TOKENS, users, (today - timedelta(days=days_back)).astimezone(UTC))
+    return TOKENS
+
+
+def start_service(database: str, env: dict[str, str],
+                  config: Path = ROOT / "gunicorn.conf.py", admin_dsn: str = ADMIN_DSN,
+                  redis_url: str = REDIS_URL
+                  ) -> tuple[str, dict[str, str], int, subprocess.Popen[bytes]]:
+    """The service under gunicorn (``config``) on a fresh database ``database`` of the
+    server of ``admin_dsn``, migrated and seeded (``flask init-db``), with Redis, the bench
+    secret, no limit in reach (``UNLIMITED``) and ``env`` over the process's environment.
+    The database's libpq DSN, the service's environment, its port and its process."""
+    dsn = fresh_database(admin_dsn, database)
+    env = {**os.environ, "REDIS_URL": redis_url, "JWT_SECRET": SECRET, "AUTO_INIT_DB": "0",
+           "RATE_LIMITS": UNLIMITED, **env,
+           "DATABASE_URL": dsn.replace("postgresql://", "postgresql+psycopg://", 1)}
+    subprocess.run([str(VENV_BIN / "flask"), "--app", "app", "init-db"], cwd=ROOT, env=env,
+                   check=True, capture_output=True)
+    port = free_port()
+    return dsn, env, port, start_gunicorn("app:app", env, port, ROOT, config)
+
+
+def load(port: int, path: str, duration: int, tokens: Path) -> dict[str, float]:
+    """wrk on ``path`` ("events": posts of the events script; "healthz") for ``duration``
+    seconds, 16 connections."""
+    args = argparse.Namespace(duration=duration, threads=1, connections=16)
+    if path == "events":
+        return wrk(f"http://127.0.0.1:{port}", args, ROOT / "bench" / "wrk" / "events.lua",
+                   {**os.environ, "BENCH_TOKENS": str(tokens)})
+    return wrk(f"http://127.0.0.1:{port}/healthz", args)
 
 
 def main() -> None:
@@ -165,11 +208,7 @@ def main() -> None:
     args = parser.parse_args()
     (ROOT / "bench" / "results").mkdir(exist_ok=True)
 
-    today = datetime.now(ZoneInfo("Asia/Shanghai")).replace(hour=0, minute=0, second=0,
-                                                            microsecond=0)
-    tokens = ROOT / "bench" / "wrk" / "tokens.lua"
-    write_tokens(tokens, args.users, (today - timedelta(days=1)).astimezone(UTC))
-    wrk_env = {**os.environ, "BENCH_TOKENS": str(tokens)}
+    wrk_env = {**os.environ, "BENCH_TOKENS": str(day_tokens(args.users))}
 
     results: dict[str, object] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -179,18 +218,10 @@ def main() -> None:
     # The repo's default server (gthread workers: single posts in groups), then the same
     # app on sync workers (GUNICORN_THREADS=1: each post alone, the pre-group-commit
     # server), each on a fresh database (the Lua script's event ids restart at each run).
+    sizing = {"WEB_CONCURRENCY": str(args.workers)} if args.workers else {}
     for prefix, overrides in (("", {}), ("sync_", {"GUNICORN_THREADS": "1"})):
-        dsn = fresh_database(args.pg, "cc_bench_ingest")
-        sa_url = dsn.replace("postgresql://", "postgresql+psycopg://", 1)
-        env = {**os.environ, "DATABASE_URL": sa_url, "REDIS_URL": args.redis,
-               "JWT_SECRET": SECRET, "AUTO_INIT_DB": "0", "RATE_LIMITS": UNLIMITED,
-               "MINIMAL_DSN": dsn, **overrides}
-        if args.workers:
-            env["WEB_CONCURRENCY"] = str(args.workers)
-        subprocess.run([str(VENV_BIN / "flask"), "--app", "app", "init-db"], cwd=ROOT,
-                       env=env, check=True, capture_output=True)
-        port = free_port()
-        service = start_gunicorn("app:app", env, port, ROOT)
+        dsn, env, port, service = start_service("cc_bench_ingest", {**sizing, **overrides},
+                                                admin_dsn=args.pg, redis_url=args.redis)
         try:
             wrk(f"http://127.0.0.1:{port}/healthz", argparse.Namespace(**{**vars(args),
                                                                           "duration": 3}))
@@ -207,22 +238,19 @@ def main() -> None:
                              "(SELECT count(*) FROM ledger_entries)").fetchone() or (),
                 strict=True))
     if args.rounds:  # figure 1 again, interleaved, on a fresh database of its own
-        fresh = fresh_database(args.pg, "cc_bench_ingest_mixed")
-        mixed_env = {k: v for k, v in env.items() if k != "GUNICORN_THREADS"}
-        mixed_env["DATABASE_URL"] = fresh.replace("postgresql://", "postgresql+psycopg://", 1)
-        subprocess.run([str(VENV_BIN / "flask"), "--app", "app", "init-db"], cwd=ROOT,
-                       env=mixed_env, check=True, capture_output=True)
-        port = free_port()
-        service = start_gunicorn("app:app", mixed_env, port, ROOT)
+        _, _, port, service = start_service("cc_bench_ingest_mixed", sizing,
+                                            admin_dsn=args.pg, redis_url=args.redis)
         try:
             wrk(f"http://127.0.0.1:{port}/healthz", argparse.Namespace(**{**vars(args),
                                                                           "duration": 3}))
             results["interleaved"] = interleaved(port, args, wrk_env)
         finally:
             stop(service)
-    # The calibration handler on sync workers (the last env): its fastest configuration.
+    # The calibration handler on sync workers (the last env, whose database it writes to):
+    # its fastest configuration.
     port = free_port()
-    minimal = start_gunicorn("minimal_app:app", env, port, ROOT / "bench")
+    minimal = start_gunicorn("minimal_app:app", {**env, "MINIMAL_DSN": dsn}, port,
+                             ROOT / "bench")
     try:
         results["minimal_healthz"] = wrk(f"http://127.0.0.1:{port}/healthz", args)
         results["minimal_ingest"] = wrk(f"http://127.0.0.1:{port}", args,

@@ -17,14 +17,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ingest_bench as ib  # noqa: E402  (the bench directory's own helpers)
@@ -38,29 +34,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     (ib.ROOT / "bench" / "results").mkdir(exist_ok=True)
-    today = datetime.now(ZoneInfo("Asia/Shanghai")).replace(hour=0, minute=0, second=0,
-                                                            microsecond=0)
-    tokens = ib.ROOT / "bench" / "wrk" / "tokens.lua"
-    ib.write_tokens(tokens, 2000, (today - timedelta(days=1)).astimezone(UTC))
-    dsn = ib.fresh_database("postgresql://postgres@127.0.0.1:5432/postgres", "cc_bench_prof")
+    tokens = ib.day_tokens(2000)
     profiles = Path(tempfile.mkdtemp(prefix="cc-prof-"))
-    env = {**os.environ, "DATABASE_URL": dsn.replace("postgresql://", "postgresql+psycopg://"),
-           "REDIS_URL": "redis://127.0.0.1:6379/0", "JWT_SECRET": ib.SECRET,
-           "AUTO_INIT_DB": "0", "RATE_LIMITS": ib.UNLIMITED,
-           "WEB_CONCURRENCY": str(args.workers), "CC_PROFILE_DIR": str(profiles)}
-    subprocess.run([str(ib.VENV_BIN / "flask"), "--app", "app", "init-db"], cwd=ib.ROOT,
-                   env=env, check=True, capture_output=True)
-    port = ib.free_port()
-    service = ib.start_gunicorn("app:app", env, port, ib.ROOT,
-                                ib.ROOT / "bench" / "gunicorn_profile.conf.py")
-    load = argparse.Namespace(duration=args.duration, threads=1, connections=16)
+    _, _, port, service = ib.start_service(
+        "cc_bench_prof", {"WEB_CONCURRENCY": str(args.workers), "CC_PROFILE_DIR": str(profiles)},
+        ib.ROOT / "bench" / "gunicorn_profile.conf.py")
     try:
-        if args.path == "events":
-            result = ib.wrk(f"http://127.0.0.1:{port}", load,
-                            ib.ROOT / "bench" / "wrk" / "events.lua",
-                            {**os.environ, "BENCH_TOKENS": str(tokens)})
-        else:
-            result = ib.wrk(f"http://127.0.0.1:{port}/healthz", load)
+        result = ib.load(port, args.path, args.duration, tokens)
     finally:
         ib.stop(service)
     deadline = time.time() + 20
