@@ -65,17 +65,17 @@ def bulk_insert(session: Session, table: Table, rows: list[dict[str, Any]],
     skipping SQLAlchemy's statement and parameter processing, which cost more than the
     server's work for the few rows of a post (in-process, 4 events: 0.61 ms of CPU through
     SQLAlchemy's multi-row INSERT, 0.21 ms through the driver). The ids are the caller's
-    (``ids``, drawn with its reads: ``ids_read``), or, with ``returning``, drawn from the
-    table's sequence first in a round trip of their own; the rows are then written with
-    them, so nothing has to come back: fewer than ``COPY_FROM_ROWS`` rows by one INSERT per
-    row, sent together, which can ride ``committing``'s round trip; more by COPY, which cannot be
-    pipelined, so not inside ``committing``. Constraints and triggers apply to both as to
-    any INSERT (see BENCHMARKS.md, batch ingest). Driver errors are raised as SQLAlchemy's,
-    so callers see the usual IntegrityError (a retry) or OperationalError (a 503). Both
-    skip SQLAlchemy's type processing: values must already be what the driver takes (aware
-    datetimes, which ``UTCDateTime`` would check; dicts for JSON columns, sent as JSONB).
-    Other databases: one multi-row INSERT (... RETURNING) through SQLAlchemy; ``ids``
-    must be None there (``ids_read`` draws none).
+    (``ids``, drawn with its reads: ``ids_read``; without them only ``returning=False``),
+    and the rows are written with them, so nothing has to come back: fewer than
+    ``COPY_FROM_ROWS`` rows by one INSERT per row, sent together, which can ride
+    ``committing``'s round trip; more by COPY, which cannot be pipelined, so not inside
+    ``committing``. Constraints and triggers apply to both as to any INSERT (see
+    BENCHMARKS.md, batch ingest). Driver errors are raised as SQLAlchemy's, so callers see
+    the usual IntegrityError (a retry) or OperationalError (a 503). Both skip SQLAlchemy's
+    type processing: values must already be what the driver takes (aware datetimes, which
+    ``UTCDateTime`` would check; dicts for JSON columns, sent as JSONB). Other databases:
+    one multi-row INSERT (... RETURNING) through SQLAlchemy; ``ids`` must be None there
+    (``ids_read`` draws none).
     """
     if not rows:
         return []
@@ -91,9 +91,8 @@ def bulk_insert(session: Session, table: Table, rows: list[dict[str, Any]],
     json_columns = {c.name for c in table.columns if isinstance(c.type, JSON)}
     values = [[Jsonb(row[name]) if name in json_columns else row[name] for name in columns]
               for row in rows]
+    assert ids is not None or not returning, "on PostgreSQL, draw the ids (ids_read)"
     with driver_errors(session, f"INSERT INTO {table.name}") as driver:
-        if ids is None and returning:
-            ids = [row[0] for row in driver.execute(_NEXT_IDS, (table.name, len(rows)))]
         if ids is not None:
             assert len(ids) >= len(rows)
             columns = ["id", *columns]
@@ -116,9 +115,6 @@ def bulk_insert(session: Session, table: Table, rows: list[dict[str, Any]],
                 for row_values in values:
                     copy.write_row(row_values)
     return list(ids[:len(rows)]) if ids is not None else []
-
-
-_NEXT_IDS = "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)"
 
 
 def ids_read(session: Session, table: Table, count: int) -> Read | None:
@@ -144,9 +140,9 @@ def committing(session: Session) -> Iterator[None]:
 
     Only statements run by the driver (``Prebuilt.run``, ``bulk_insert`` of fewer than
     ``COPY_FROM_ROWS`` rows with ``ids`` or without ``returning``) belong in the block:
-    SQLAlchemy cannot
-    read a statement's result inside a pipeline (it sees none), so anything that may query
-    through the session (a cache filled on first use) runs before it.
+    SQLAlchemy cannot read a statement's result inside a pipeline (it sees none), so
+    anything that may query through the session (a cache filled on first use) runs before
+    it.
     """
     if session.get_bind().dialect.name != "postgresql":
         yield
