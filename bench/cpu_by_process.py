@@ -29,7 +29,10 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_times() -> dict[int, tuple[str, int, int]]:
-    """pid -> (command line, user ticks, system ticks) of every process."""
+    """pid -> (command line, user ticks, system ticks) of every process, its reaped
+    children's included: a gunicorn worker recycled by ``max_requests`` during the run, or
+    a PostgreSQL backend that ended, is counted in its parent (gunicorn's master, the
+    postmaster) once gone."""
     found = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
@@ -38,7 +41,7 @@ def cpu_times() -> dict[int, tuple[str, int, int]]:
         except OSError:
             continue
         fields = stat.rsplit(")", 1)[1].split()
-        found[int(pid)] = (cmd, int(fields[11]), int(fields[12]))
+        found[int(pid)] = (cmd, int(fields[11]) + int(fields[13]), int(fields[12]) + int(fields[14]))
     return found
 
 
