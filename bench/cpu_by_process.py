@@ -41,7 +41,8 @@ def cpu_times() -> dict[int, tuple[str, int, int]]:
         except OSError:
             continue
         fields = stat.rsplit(")", 1)[1].split()
-        found[int(pid)] = (cmd, int(fields[11]) + int(fields[13]), int(fields[12]) + int(fields[14]))
+        utime, stime, cutime, cstime = (int(f) for f in fields[11:15])
+        found[int(pid)] = (cmd, utime + cutime, stime + cstime)
     return found
 
 
