@@ -89,7 +89,7 @@ def main() -> None:
                         help="shift the events this many days ahead (40: all refused)")
     args = parser.parse_args()
     (ib.ROOT / "bench" / "results").mkdir(exist_ok=True)
-    tokens = ib.day_tokens(2000, 1 - args.future_days)
+    tokens = ib.day_tokens(ib.USERS, 1 - args.future_days)
     env = {"RATE_LIMITS": args.rate_limits, "WEB_CONCURRENCY": str(args.workers)}
     if args.threads is not None:
         env["GUNICORN_THREADS"] = str(args.threads)
@@ -103,12 +103,15 @@ def main() -> None:
         switches, steal = context_switches() - switches, stolen() - steal
     finally:
         ib.stop(service)
+    # A group's CPU is what its processes hold after, less what they held before, those
+    # gone since included: a reaped process's whole CPU moved into its parent's children
+    # figures (cpu_times), the part it had used before the load with it.
     totals: dict[str, list[float]] = {}
-    for pid, (cmd, user, system) in after.items():
-        _, user0, system0 = before.get(pid, (cmd, 0, 0))
-        into = totals.setdefault(group(cmd), [0.0, 0.0])
-        into[0] += (user - user0) / TICKS
-        into[1] += (system - system0) / TICKS
+    for sign, snapshot in ((1, after), (-1, before)):
+        for cmd, user, system in snapshot.values():
+            into = totals.setdefault(group(cmd), [0.0, 0.0])
+            into[0] += sign * user / TICKS
+            into[1] += sign * system / TICKS
     totals["wrk"] = [done.children_user - children.children_user,
                      done.children_system - children.children_system]
     n = result["requests"]

@@ -77,9 +77,9 @@ from ingest_bench import (  # noqa: E402
 from report_bench import machine  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
-from carbon_credits import create_app  # noqa: E402
 from carbon_credits.config import Config  # noqa: E402
 from carbon_credits.extensions import Runtime  # noqa: E402
+from carbon_credits.factory import create_app  # noqa: E402
 from carbon_credits.services import rollups  # noqa: E402
 
 EMPTY, FULL = "cc_bench_hist_empty", "cc_bench_hist_full"
@@ -181,7 +181,8 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=15, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--users", type=int, default=2000, help="users loaded per wrk run")
+    parser.add_argument("--users", type=int, default=125,
+                        help="users loaded per wrk run (as ingest_bench.USERS)")
     parser.add_argument("--rounds", type=int, default=6,
                         help="measured wrk runs per database, alternating")
     parser.add_argument("--workers", type=int, default=None,

@@ -103,6 +103,7 @@ def wrk(url: str, args: argparse.Namespace, script: Path | None = None,
            f"{args.duration}s", "--latency", url]
     if script is not None:
         cmd[1:1] = ["-s", str(script)]
+    env = {**(env if env is not None else os.environ), "BENCH_THREADS": str(args.threads)}
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env,
                          cwd=ROOT).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
@@ -119,8 +120,8 @@ def interleaved(port: int, args: argparse.Namespace, wrk_env: dict[str, str]
     a minute (a run's healthz moved by 40 % between runs minutes apart), so each ratio
     compares loads a few seconds apart, and the median of the rounds is the figure. The
     ingest slices continue the events script's sequence (``BENCH_OFFSET``), so every post
-    is a new event (the script's users and days hold about 14,000: keep rounds x slice x
-    posts/s below that, or the last posts are refused as too old, which non_2xx shows)."""
+    is a new event (the script's users and days hold 16 x 30 posts a user; past that the
+    posts are refused as too old, which non_2xx shows)."""
     rounds = []
     offset = 0
     piece = argparse.Namespace(**{**vars(args), "duration": args.slice})
@@ -148,6 +149,14 @@ def write_tokens(path: Path, users: int, base: datetime) -> None:
     path.write_text("TOKENS = {\n" + ",\n".join(f'"{t}"' for t in tokens)
                     + f"\n}}\nBASE = {int(base.timestamp())}\n")
 
+
+USERS = 125
+"""Users whose posts the events script cycles through (one token each), each a trip at a
+time. Most posts of a run are then of users the database already knows, as in a city
+whose riders post every day: a user's first post, which creates the account, costs more.
+125 users at 16 trips a day over the 30-day backfill window hold 60,000 posts. (Until
+2026-12-04 the script was given 2,000 tokens and, by a stride of 64, visited 125 of
+them: the figures before that date are of this same load.)"""
 
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -199,7 +208,7 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=15)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--users", type=int, default=2000)
+    parser.add_argument("--users", type=int, default=USERS)
     parser.add_argument("--rounds", type=int, default=5,
                         help="interleaved healthz/ingest slices on the default server")
     parser.add_argument("--slice", type=int, default=3, help="seconds per slice")

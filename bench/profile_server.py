@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     (ib.ROOT / "bench" / "results").mkdir(exist_ok=True)
-    tokens = ib.day_tokens(2000)
+    tokens = ib.day_tokens(ib.USERS)
     profiles = Path(tempfile.mkdtemp(prefix="cc-prof-"))
     _, _, port, service = ib.start_service(
         "cc_bench_prof", {"WEB_CONCURRENCY": str(args.workers), "CC_PROFILE_DIR": str(profiles)},
