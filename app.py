@@ -1,5 +1,5 @@
 """WSGI entry point: `gunicorn app:app`, `flask --app app ...`."""
 
-from carbon_credits import create_app
+from carbon_credits.factory import create_app
 
 app = create_app()

@@ -42,8 +42,8 @@ def in_process_app() -> Flask:
     """The service in this process (no HTTP server) on the configured database
     (``DATABASE_URL``), seeded, signing with the bench secret, its clock pinned as in the
     tests (``tests.factories.NOW``): for the in-process profiles and CPU figures."""
-    from carbon_credits import create_app
     from carbon_credits.config import Config
+    from carbon_credits.factory import create_app
     from carbon_credits.services.setup import init_db
     from tests import factories
 

@@ -45,9 +45,9 @@ from history_data import CITY, DAYS, FIRST_DAY, generate  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from carbon_credits import create_app  # noqa: E402
 from carbon_credits.config import Config  # noqa: E402
 from carbon_credits.extensions import Runtime  # noqa: E402
+from carbon_credits.factory import create_app  # noqa: E402
 from carbon_credits.services import reports, rollups  # noqa: E402
 from carbon_credits.services.setup import init_db  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""Personal low-carbon credit (碳普惠) backend: the Flask application factory."""
+"""The Flask application factory: ``create_app`` builds the app and its extensions."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ REDIS_TIMEOUT_S = 0.5
 
 
 def create_app(config: Config | None = None) -> Flask:
-    app = Flask(__name__, instance_path=str(Path.cwd() / "instance"),
+    app = Flask("carbon_credits", instance_path=str(Path.cwd() / "instance"),
                 instance_relative_config=False)
     config = config or Config.from_env(Path(app.instance_path))
     register_extensions(app, config)

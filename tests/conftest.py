@@ -22,9 +22,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.engine import make_url
 
-from carbon_credits import create_app
 from carbon_credits.config import Config
 from carbon_credits.extensions import Runtime
+from carbon_credits.factory import create_app
 from carbon_credits.plausibility import RULES, Policy
 from carbon_credits.ratelimit import parse_rate_limits
 from carbon_credits.services.setup import init_db
