@@ -23,30 +23,50 @@ bind = f"0.0.0.0:{int(os.environ.get('PORT', '8000'))}"
 # (BENCHMARKS.md). A process runs Python on one core at a time, so one worker per core.
 # GUNICORN_THREADS=1 gives sync workers (2 x cores + 1 of them), each post alone.
 threads = int(os.environ.get("GUNICORN_THREADS", "16"))
-worker_class = "gthread" if threads > 1 else "sync"
 os.environ["GUNICORN_THREADS"] = str(threads)  # the app sizes its connection pool by it
 workers = int(os.environ.get("WEB_CONCURRENCY",
                              _cpu_count() if threads > 1 else 2 * _cpu_count() + 1))
 
-# A worker silent for 30 s is killed and replaced, so one stuck request can't hold a slot
-# forever. That watches a sync worker's request; a gthread worker's main loop keeps beating
-# while its threads work, so there the bound is the database's (DB_LOCK_TIMEOUT_MS, TCP
-# keepalives: carbon_credits/db.py).
+# No keep-alive by default: each request is accepted by whichever worker has a thread
+# free, so load spreads over the processes. A kept-alive connection stays with the worker
+# that accepted it: under wrk's 16 connections one worker got groups of 6.5 posts and was
+# saturated while the other's were 1.5. Behind a proxy that pools upstream connections,
+# GUNICORN_KEEPALIVE=5 saves a connect per request.
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "0"))
+
+# Threads that each accept and serve their own connections (carbon_credits/serving.py)
+# instead of gthread, whose main thread hands every connection over and back: in eight
+# alternating rounds, 7 % more posts/s at 9 % less CPU per post, 28 % more healthz/s
+# (BENCHMARKS.md, eighth round). It never keeps a connection alive, so with keep-alive on,
+# gthread serves, parking idle connections in its poller.
+if threads == 1:
+    worker_class = "sync"
+elif keepalive:
+    worker_class = "gthread"
+else:
+    worker_class = "carbon_credits.serving.AcceptThreadsWorker"
+
+# gunicorn's access line, its atoms computed only as the format uses them (serving.py).
+logger_class = "carbon_credits.serving.AccessLogger"
+
+# A request that makes no progress for 30 s is dropped: a sync worker stuck that long is
+# killed and replaced; the threaded workers' main loops keep beating while their threads
+# work, so there each read and write of a connection waits at most this long (serving.py;
+# gthread: only the first byte, 5 s), and the database bounds the rest (DB_LOCK_TIMEOUT_MS,
+# TCP keepalives: carbon_credits/db.py).
 timeout = 30
 # On SIGTERM, in-flight requests get 30 s to finish. Let the orchestrator wait at least as long
 # (k8s terminationGracePeriodSeconds defaults to 30; `docker stop` only waits 10 unless -t is set).
 graceful_timeout = 30
-# No keep-alive by default (gthread; sync workers never keep alive): each request is
-# accepted by whichever worker is free, so load spreads over the processes. A kept-alive
-# connection stays with the worker that accepted it: under wrk's 16 connections one worker
-# got groups of 6.5 posts and was saturated while the other's were 1.5. Behind a proxy that
-# pools upstream connections, GUNICORN_KEEPALIVE=5 saves a connect per request.
-keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "0"))
 
-# Recycle each worker after ~10k requests so slow leaks/fragmentation can't grow memory without
-# bound; the jitter staggers restarts so workers don't all recycle at once.
-max_requests = 10000
-max_requests_jitter = 1000
+# Recycle each worker after about a million requests, so a slow leak or fragmentation
+# can't grow memory without bound; the jitter staggers the restarts. Not oftener: a worker
+# starts in about 1 s of CPU (importing and building the app), while the others carry its
+# load, and a worker's RSS grew 1.9 MB over its first 20,000 posts, 0.15 MB of it over the
+# last 8,000 (BENCHMARKS.md, eighth round). At 10,000 requests, as before, a 2-core server
+# under load restarted a worker every 10-30 s: healthz p99 0.7-1.4 s instead of 15-65 ms.
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "1000000"))
+max_requests_jitter = max_requests // 10
 
 # Log to stdout/stderr; the container runtime collects them.
 accesslog = "-"

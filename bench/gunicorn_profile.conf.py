@@ -54,8 +54,6 @@ class _Requests:
 
 def post_worker_init(worker):  # type: ignore[no-untyped-def]
     import flask
-    import gunicorn.glogging
-    import gunicorn.workers.gthread as gthread
 
     import carbon_credits.api.events as api
     from carbon_credits import group_commit
@@ -79,8 +77,9 @@ def post_worker_init(worker):  # type: ignore[no-untyped-def]
     flask.Flask.full_dispatch_request = _timed("flask dispatch",
                                                flask.Flask.full_dispatch_request)
     flask.Flask.wsgi_app = _timed("flask wsgi_app", flask.Flask.wsgi_app)
-    gthread.ThreadWorker.handle = _timed("gunicorn handle", gthread.ThreadWorker.handle)
-    gunicorn.glogging.Logger.access = _timed("access log", gunicorn.glogging.Logger.access)
+    # the configured worker's request handling (gthread's or carbon_credits.serving's)
+    type(worker).handle = _timed("gunicorn handle", type(worker).handle)
+    type(worker.log).access = _timed("access log", type(worker.log).access)
     worker.wsgi = _Requests(worker.wsgi)
     _started[0] = time.process_time()
 

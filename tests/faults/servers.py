@@ -21,6 +21,8 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -214,3 +216,24 @@ def flask_cli(env: dict[str, str], *args: str, timeout: float = 120
     return subprocess.run([sys.executable, "-m", "flask", "--app", "app", *args], cwd=REPO,
                           env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                           timeout=timeout, check=False)
+
+
+@contextmanager
+def sqlite_gunicorn(workdir: Path, args: tuple[str, ...] = (), secret: str = "serving-secret",
+                    **settings: str) -> Iterator[Gunicorn]:
+    """gunicorn (the repo's config, extra ``args``; by default two sync workers) on a SQLite
+    database of its own in ``workdir``, with no Redis, JWTs signed with ``secret`` and the
+    environment ``settings`` over those defaults."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("REDIS_URL", "PROMETHEUS_MULTIPROC_DIR", "CC_METRICS_DIR_MADE")}
+    env.update({"DATABASE_URL": f"sqlite:///{workdir / 'server.sqlite3'}", "JWT_SECRET": secret,
+                "AUTO_INIT_DB": "0", "WEB_CONCURRENCY": "2", "GUNICORN_THREADS": "1",
+                **settings})
+    init = flask_cli(env, "init-db")
+    assert init.returncode == 0, init.stdout + init.stderr
+    gunicorn = Gunicorn(env, workdir / "gunicorn.log", args=args)
+    gunicorn.start()
+    try:
+        yield gunicorn
+    finally:
+        gunicorn.stop()

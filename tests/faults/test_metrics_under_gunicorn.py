@@ -7,12 +7,10 @@ worker that happened to answer it.
 
 from __future__ import annotations
 
-import os
 import urllib.request
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,34 +19,15 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests import factories
 from tests.faults import loadgen
-from tests.faults.servers import Gunicorn, flask_cli
+from tests.faults.servers import Gunicorn, sqlite_gunicorn
 
 EVENTS = 40
 SECRET = "metrics-secret-" + uuid.uuid4().hex
 
 
-@contextmanager
-def sqlite_gunicorn(workdir: Path, args: tuple[str, ...] = (), **settings: str
-                    ) -> Iterator[Gunicorn]:
-    """gunicorn (the repo's config, two sync workers, extra ``args``) on a SQLite database
-    of its own in ``workdir``, with no Redis and the environment ``settings``."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("REDIS_URL", "PROMETHEUS_MULTIPROC_DIR", "CC_METRICS_DIR_MADE")}
-    env.update(DATABASE_URL=f"sqlite:///{workdir / 'metrics.sqlite3'}", JWT_SECRET=SECRET,
-               AUTO_INIT_DB="0", WEB_CONCURRENCY="2", GUNICORN_THREADS="1", **settings)
-    init = flask_cli(env, "init-db")
-    assert init.returncode == 0, init.stdout + init.stderr
-    gunicorn = Gunicorn(env, workdir / "gunicorn.log", args=args)
-    gunicorn.start()
-    try:
-        yield gunicorn
-    finally:
-        gunicorn.stop()
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gunicorn]:
-    with sqlite_gunicorn(Path(tmp_path_factory.mktemp("metrics")),
+    with sqlite_gunicorn(Path(tmp_path_factory.mktemp("metrics")), secret=SECRET,
                          RATE_LIMITS="events:user=100000/60,ip=1000000/60") as gunicorn:
         assert len(gunicorn.workers()) == 2
         yield gunicorn
@@ -91,8 +70,8 @@ def test_recycled_workers_continue_their_predecessors_files(
     metrics_dir = workdir / "metrics"
     metrics_dir.mkdir()
     recycling = ("--max-requests", "5", "--max-requests-jitter", "0")
-    with sqlite_gunicorn(workdir, recycling, PROMETHEUS_MULTIPROC_DIR=str(metrics_dir)
-                         ) as gunicorn:
+    with sqlite_gunicorn(workdir, recycling, secret=SECRET,
+                         PROMETHEUS_MULTIPROC_DIR=str(metrics_dir)) as gunicorn:
         for _ in range(60):  # every worker is replaced after 5 requests: about 12 times
             assert gunicorn.status("/healthz") == 200
         files_after_60 = sorted(p.name for p in metrics_dir.iterdir())
