@@ -36,9 +36,9 @@ keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "0"))
 
 # Threads that each accept and serve their own connections (carbon_credits/serving.py)
 # instead of gthread, whose main thread hands every connection over and back: in eight
-# alternating rounds, 7 % more posts/s at 9 % less CPU per post, 28 % more healthz/s
-# (BENCHMARKS.md, eighth round). It never keeps a connection alive, so with keep-alive on,
-# gthread serves, parking idle connections in its poller.
+# alternating rounds, 17 % more posts/s at 11 % less CPU per post, p99 67 ms against 97,
+# and 39 % more healthz/s (BENCHMARKS.md, eighth round). It never keeps a connection
+# alive, so with keep-alive on, gthread serves, parking idle connections in its poller.
 if threads == 1:
     worker_class = "sync"
 elif keepalive:

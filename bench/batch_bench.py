@@ -224,6 +224,8 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true",
                         help="keep the service and template databases")
     parser.add_argument("--update", type=Path, help="write the results into this file")
+    parser.add_argument("--config", type=Path, default=ROOT / "gunicorn.conf.py",
+                        help="gunicorn config file (a variant under test)")
     args = parser.parse_args()
     results_dir = ROOT / "bench" / "results"
     results_dir.mkdir(exist_ok=True)
@@ -256,7 +258,7 @@ def main() -> None:
 
     port = free_port()
     service = start_gunicorn("app:app", {**env, "DATABASE_URL": dsn.replace(
-        "postgresql://", "postgresql+psycopg://", 1)}, port, ROOT)
+        "postgresql://", "postgresql+psycopg://", 1)}, port, ROOT, args.config)
     wrk_env = {**os.environ, "BENCH_TOKENS": str(tokens), "BENCH_BATCH_BODY": str(body_path),
                "BENCH_THREADS": str(args.threads)}
     workers = children(service.pid)

@@ -5,16 +5,19 @@ an access logger that formats only what its line uses. gunicorn.conf.py selects 
 thread: it accepts, hands the connection to a pool thread, is woken through a pipe when
 the request is done, and closes the connection itself, waiting for the client's FIN.
 Each hand-off is a thread switch, and on the hosts this service was measured on a switch
-costs tens of microseconds of CPU: the main threads alone spent 0.6 ms of CPU per post,
-a fifth of the workers' (BENCHMARKS.md, "Ingest", seventh round). Here each of
+costs tens of microseconds of CPU: the main threads spent 0.6 ms of CPU per post, a fifth
+of the workers', about half of it beyond starting the worker (BENCHMARKS.md, "Ingest",
+seventh and eighth rounds). Here each of
 ``threads`` threads runs gunicorn's sync worker loop on its own: wait for a connection,
 accept it, read the request, call the app, write the answer, close. The main thread only
 beats the worker's heartbeat and takes signals. The threads wait in epoll sets of their
-own in which the listening sockets are registered ``EPOLLEXCLUSIVE``, so a connection
-wakes one thread, not all of them, and a pipe registered without it wakes them all at
+own in which the listening sockets are registered ``EPOLLEXCLUSIVE`` afresh for each
+wait, so a connection wakes one thread, not all of them, and the one of any worker
+process that has waited longest; a pipe registered without it wakes them all at
 shutdown. The process's concurrent requests still meet in the app's group commit
-(carbon_credits/group_commit.py). Measured against gthread in alternating rounds
-(BENCHMARKS.md, eighth round): more posts/s and healthz/s, lower p99.
+(carbon_credits/group_commit.py). Against gthread, in eight alternating rounds
+(BENCHMARKS.md, eighth round): 17 % more posts/s at 11 % less CPU per post, 39 % more
+healthz/s, lower p99; batches at the same rate.
 
 What it shares with gunicorn's sync worker: a connection holds its thread from accept to
 close, and each answer closes its connection (no keep-alive). Like the sync worker it
@@ -145,12 +148,22 @@ def _readiness(listeners: list[socket.socket], stop_fd: int) -> Iterator[int]:
     this thread alone, on Linux), or ``stop_fd``."""
     if hasattr(select, "EPOLLEXCLUSIVE"):
         poller = select.epoll()
-        for listener in listeners:
-            poller.register(listener.fileno(), select.EPOLLIN | select.EPOLLEXCLUSIVE)
         poller.register(stop_fd, select.EPOLLIN)
         while True:
-            for fd, _ in poller.poll():
-                yield fd
+            # The listeners are registered afresh for each wait, so this thread queues
+            # behind the threads that have waited longer (an exclusive wake-up goes to
+            # the first waiting epoll set in the listener's queue): a connection goes to
+            # the longest-idle thread of any worker process. Left registered, the sets
+            # registered first took every connection their threads could: one worker at
+            # 88 % CPU, the other at 5 %, under the batch load (BENCHMARKS.md).
+            for listener in listeners:
+                poller.register(listener.fileno(), select.EPOLLIN | select.EPOLLEXCLUSIVE)
+            try:
+                ready = [fd for fd, _ in poller.poll()]
+            finally:
+                for listener in listeners:
+                    poller.unregister(listener.fileno())
+            yield from ready
     # Elsewhere (a developer's macOS): every thread wakes for each connection and all but
     # one find nothing to accept. Correct, only slower.
     selector = selectors.DefaultSelector()

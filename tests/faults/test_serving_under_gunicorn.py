@@ -99,3 +99,19 @@ def test_workers_recycled_by_max_requests_keep_serving(tmp_path: Path) -> None:
         statuses = [server.status("/healthz", timeout=5) for _ in range(40)]
         assert statuses == [200] * 40
         assert server.workers() != first  # replaced along the way
+
+
+def test_connections_go_to_the_longest_idle_thread_of_any_worker(tmp_path: Path) -> None:
+    """One connection at a time, each to a thread that has waited longer than the last
+    one's: both workers take turns. (With the listener left registered in each thread's
+    epoll set, the set registered first took every connection its threads could: one
+    worker at 88 % CPU, the other idle.)"""
+    with sqlite_gunicorn(tmp_path, WEB_CONCURRENCY="2", GUNICORN_THREADS="2") as server:
+        served = []
+        for _ in range(8):
+            conn = stalled(server)
+            served.append(server.worker_serving(conn.getsockname()[1]))
+            conn.close()
+            time.sleep(0.2)  # its thread sees the close and waits again, last in line
+        assert set(served) == set(server.workers())
+        assert len(set(served)) == 2
