@@ -68,5 +68,8 @@ def post_event() -> tuple[str, int]:
     return '{"status":"credited"}', 201
 
 
-with psycopg.connect(DSN, autocommit=True) as _setup:
+with psycopg.connect(DSN) as _setup, _setup.transaction():
+    # Every worker runs this as it starts: one at a time, or two CREATE ... IF NOT EXISTS
+    # can both find the name free and one fails on pg_class's unique index.
+    _setup.execute("SELECT pg_advisory_xact_lock(8213)")
     _setup.execute(SCHEMA)
