@@ -103,6 +103,17 @@ def test_too_many_trips_in_a_day_are_held(client: FlaskClient, auth: dict[str, s
     assert (answers[16]["status"], answers[16]["reason"]) == ("held", "too_many_trips")
 
 
+def test_steps_posts_are_not_trips(client: FlaskClient, auth: dict[str, str]) -> None:
+    """The day's steps post, read with its trips, counts for neither the trips-per-day
+    limit nor overlap: the 16th trip after it is still credited."""
+    assert _post(client, auth, factories.steps(3000))["status"] == "credited"
+    starts = [factories.today_at(0) + timedelta(minutes=80 * i) for i in range(16)]
+    answers = [_post(client, auth, factories.metro(
+        start=s, ended_at=(s + timedelta(minutes=8)).isoformat(),
+        entry_station_id="luohu", exit_station_id="guomao")) for s in starts]
+    assert [a["status"] for a in answers] == ["credited"] * 16
+
+
 def test_steps_gained_faster_than_a_human_walks_are_held(
         clock_app: tuple[Flask, Clock], auth: dict[str, str]) -> None:
     app, clock = clock_app
