@@ -11,7 +11,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -47,7 +47,10 @@ def credited(server: Gunicorn) -> float:
 
 def test_every_scrape_counts_the_events_of_every_worker(server: Gunicorn) -> None:
     run = uuid.uuid4().hex[:8]
-    start = factories.today_at(0)
+    # The server runs on the real clock, not the tests' pinned one: yesterday's trips are
+    # in the past at any hour (today's 00:00 + 40 min were in the future just after midnight).
+    start = datetime.now(factories.SHENZHEN).replace(
+        hour=8, minute=0, second=0, microsecond=0) - timedelta(days=1)
 
     def post(i: int) -> int | None:
         # One user per event: the posts run concurrently, so both workers take some.
