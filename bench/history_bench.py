@@ -278,7 +278,7 @@ def main() -> None:
     results["ratio_full_over_empty"] = round(total[FULL] / total[EMPTY], 3)
     results["per_round_ratios"] = [round(f["requests_per_s"] / e["requests_per_s"], 3)
                                    for e, f in zip(runs[EMPTY], runs[FULL], strict=True)]
-    results["median_round_ratio"] = statistics.median(results["per_round_ratios"])
+    results["median_round_ratio"] = round(statistics.median(results["per_round_ratios"]), 3)
     results["wall_s"] = round(time.perf_counter() - started)
     out = results_dir / f"history-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
     out.write_text(json.dumps(results, indent=2, default=str))
