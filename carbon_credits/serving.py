@@ -92,6 +92,19 @@ class AcceptThreadsWorker(SyncWorker):  # type: ignore[misc]  # gunicorn has no 
                 thread.join(min(1.0, max(0.0, deadline - time.monotonic())))
 
     def _serve(self, stop_fd: int) -> None:
+        """One thread's loop. If it fails (its epoll set cannot be made when the process is
+        out of file descriptors, say), the whole worker stops and gunicorn starts another:
+        left alone, the main thread would go on beating the heartbeat of a worker whose
+        threads have all died, and the arbiter would never replace it."""
+        try:
+            self._accept_until_stopped(stop_fd)
+        except BaseException:
+            if self.alive:
+                self.log.exception("A serving thread failed; the worker stops")
+                self.alive = False
+                os.write(self.PIPE[1], b".")  # the main thread's wait ends
+
+    def _accept_until_stopped(self, stop_fd: int) -> None:
         listeners = {listener.fileno(): listener for listener in self.sockets}
         for ready in _readiness(self.sockets, stop_fd):
             if ready == stop_fd or not self.alive:
