@@ -47,13 +47,15 @@ else:
     worker_class = "carbon_credits.serving.AcceptThreadsWorker"
 
 # gunicorn's access line, its atoms computed only as the format uses them (serving.py).
+# A logger_class of one's own keeps gunicorn from switching to its statsd logger when
+# --statsd-host is given: to use statsd, set --logger-class gunicorn.instrument.statsd.Statsd.
 logger_class = "carbon_credits.serving.AccessLogger"
 
-# A request that makes no progress for 30 s is dropped: a sync worker stuck that long is
-# killed and replaced; the threaded workers' main loops keep beating while their threads
-# work, so there each read and write of a connection waits at most this long (serving.py;
-# gthread: only the first byte, 5 s), and the database bounds the rest (DB_LOCK_TIMEOUT_MS,
-# TCP keepalives: carbon_credits/db.py).
+# 30 s: a sync worker stuck that long in one request is killed and replaced. The threaded
+# workers' main loops keep beating while their threads work, so there it bounds each read
+# of a request and the writing of its answer (serving.py; gthread: only the first byte,
+# 5 s); the app's own time is bounded only by the database's lock timeout and TCP
+# keepalives (DB_LOCK_TIMEOUT_MS: carbon_credits/db.py).
 timeout = 30
 # On SIGTERM, in-flight requests get 30 s to finish. Let the orchestrator wait at least as long
 # (k8s terminationGracePeriodSeconds defaults to 30; `docker stop` only waits 10 unless -t is set).

@@ -23,9 +23,15 @@ What it shares with gunicorn's sync worker: a connection holds its thread from a
 close, and each answer closes its connection (no keep-alive). Like the sync worker it
 expects a proxy or load balancer in front on the public internet. A client that sends
 nothing is kept away from the threads by the kernel for ``timeout`` seconds
-(``TCP_DEFER_ACCEPT``, Linux); once a thread has it, every read and write waits at most
-``timeout`` seconds (gunicorn's ``timeout``, which for the sync worker is how long a
-request may stall before the worker is killed; here only the connection is dropped).
+(``TCP_DEFER_ACCEPT``, Linux); once a thread has it, each read of the request, and the
+writing of the answer, may take at most ``timeout`` seconds (gunicorn's ``timeout``, which
+for the sync worker is how long a request may stall before the worker is killed; here only
+the connection is dropped; 0, no limit). What the worker does not bound, as gthread does
+not, is the app's own time: the main thread beats the heartbeat whatever the serving
+threads do, so a request stuck in the app holds its thread (the database bounds its lock
+waits, ``DB_LOCK_TIMEOUT_MS``, carbon_credits/db.py). A thread that fails, or an accept()
+that fails for any reason but a lost race (out of file descriptors), stops the worker, and
+gunicorn starts another.
 ``GUNICORN_KEEPALIVE`` > 0 selects gunicorn's ``gthread`` worker instead (gunicorn.conf.py),
 which parks idle kept-alive connections in its poller.
 
@@ -36,6 +42,7 @@ at once, as gunicorn's workers do.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import select
@@ -53,9 +60,6 @@ from gunicorn.workers.sync import SyncWorker
 _ACCEPT_RACES = (errno.EAGAIN, errno.EWOULDBLOCK, errno.ECONNABORTED)
 """accept() errors that only mean another thread took the connection, or the client left."""
 
-ACCEPT_BACKOFF_S = 0.1
-"""Pause of a thread after any other accept() error (out of file descriptors, most likely),
-so that the listener, still readable, does not spin it (policy, no source)."""
 
 
 class AcceptThreadsWorker(SyncWorker):  # type: ignore[misc]  # gunicorn has no types
@@ -67,7 +71,8 @@ class AcceptThreadsWorker(SyncWorker):  # type: ignore[misc]  # gunicorn has no 
     def run(self) -> None:
         for listener in self.sockets:
             listener.setblocking(False)
-            if hasattr(socket, "TCP_DEFER_ACCEPT") and listener.family != socket.AF_UNIX:
+            if (hasattr(socket, "TCP_DEFER_ACCEPT") and listener.family != socket.AF_UNIX
+                    and self.cfg.timeout):
                 listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT,
                                     max(1, int(self.cfg.timeout)))
         stop_read, stop_write = os.pipe()
@@ -102,25 +107,41 @@ class AcceptThreadsWorker(SyncWorker):  # type: ignore[misc]  # gunicorn has no 
             if self.alive:
                 self.log.exception("A serving thread failed; the worker stops")
                 self.alive = False
-                os.write(self.PIPE[1], b".")  # the main thread's wait ends
+                self._wake_main_thread()
 
     def _accept_until_stopped(self, stop_fd: int) -> None:
+        """Accept and serve until ``stop_fd`` is readable. A listener that woke this thread
+        is accepted from even when the worker is stopping: with ``EPOLLEXCLUSIVE`` no other
+        thread was woken for that connection, and left in the backlog it would wait for the
+        next connection to arrive. Any accept() error but a lost race (out of file
+        descriptors, most likely) stops the worker, as it does gunicorn's sync worker."""
         listeners = {listener.fileno(): listener for listener in self.sockets}
         for ready in _readiness(self.sockets, stop_fd):
-            if ready == stop_fd or not self.alive:
+            for fd in ready:
+                if fd == stop_fd:
+                    continue
+                try:
+                    self.accept(listeners[fd])
+                except OSError as exc:
+                    if exc.errno not in _ACCEPT_RACES:
+                        raise
+                if not self.alive:
+                    # max_requests reached (SyncWorker.handle_request): the main thread
+                    # stops the others now, not at its next heartbeat.
+                    self._wake_main_thread()
+            if stop_fd in ready:
                 return
-            try:
-                self.accept(listeners[ready])
-            except OSError as exc:
-                if exc.errno not in _ACCEPT_RACES:
-                    self.log.exception("accept() failed")
-                    time.sleep(ACCEPT_BACKOFF_S)
-            if not self.alive:
-                return
+
+    def _wake_main_thread(self) -> None:
+        """End the main thread's wait (base.Worker's PIPE, which signals also write to)."""
+        with contextlib.suppress(BlockingIOError):  # full: it has plenty to wake it already
+            os.write(self.PIPE[1], b".")
 
     def accept(self, listener: socket.socket) -> None:
         client, addr = listener.accept()
-        client.settimeout(self.cfg.timeout)
+        # gunicorn's timeout 0 means no limit; settimeout(0) would make the socket
+        # non-blocking instead.
+        client.settimeout(self.cfg.timeout or None)
         util.close_on_exec(client)
         self.handle(listener, client, addr)
 
@@ -156,9 +177,9 @@ class AcceptThreadsWorker(SyncWorker):  # type: ignore[misc]  # gunicorn has no 
                 util.close(client)
 
 
-def _readiness(listeners: list[socket.socket], stop_fd: int) -> Iterator[int]:
-    """File descriptors as they become readable: a listener that may hold a connection (to
-    this thread alone, on Linux), or ``stop_fd``."""
+def _readiness(listeners: list[socket.socket], stop_fd: int) -> Iterator[list[int]]:
+    """The file descriptors that one wait found readable: listeners that may hold a
+    connection (for this thread alone, on Linux), ``stop_fd``, or both."""
     if hasattr(select, "EPOLLEXCLUSIVE"):
         poller = select.epoll()
         poller.register(stop_fd, select.EPOLLIN)
@@ -176,7 +197,7 @@ def _readiness(listeners: list[socket.socket], stop_fd: int) -> Iterator[int]:
             finally:
                 for listener in listeners:
                     poller.unregister(listener.fileno())
-            yield from ready
+            yield ready
     # Elsewhere (a developer's macOS): every thread wakes for each connection and all but
     # one find nothing to accept. Correct, only slower.
     selector = selectors.DefaultSelector()
@@ -184,8 +205,7 @@ def _readiness(listeners: list[socket.socket], stop_fd: int) -> Iterator[int]:
         selector.register(listener, selectors.EVENT_READ)
     selector.register(stop_fd, selectors.EVENT_READ)
     while True:
-        for key, _ in selector.select():
-            yield key.fd
+        yield [key.fd for key, _ in selector.select()]
 
 
 Atom = Callable[[Any, Any, Any, Mapping[str, Any], Any], Any]
@@ -241,7 +261,10 @@ class Atoms(Mapping[str, Any]):
             pairs: Any = {"i": getattr(self._req, "headers", ()),
                           "o": getattr(self._resp, "headers", ()),
                           "e": self._environ.items()}.get(kind, ())
-            value = next((v for k, v in pairs if k.lower() == name), "-")
+            value = "-"
+            for k, v in pairs:  # the last of repeated headers, as gunicorn's dict keeps
+                if k.lower() == name:
+                    value = v
         else:
             atom = _ATOMS.get(key)
             value = "-" if atom is None else atom(self._logger, self._resp, self._req,

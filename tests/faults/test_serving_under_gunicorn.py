@@ -79,7 +79,7 @@ def test_sigterm_lets_the_request_in_progress_finish(tmp_path: Path) -> None:
     with sqlite_gunicorn(tmp_path, **THREADED) as server:
         [pid] = server.workers()
         conn = stalled(server)
-        time.sleep(0.5)  # a thread is reading its headers
+        assert server.worker_serving(conn.getsockname()[1]) == pid  # a thread reads it
         assert server.proc is not None
         server.proc.send_signal(signal.SIGTERM)
         time.sleep(0.5)

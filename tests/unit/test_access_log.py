@@ -16,12 +16,14 @@ from carbon_credits.serving import AccessLogger
 class Response:
     status = "201 CREATED"
     sent = 512
-    headers = [("Content-Type", "application/json"), ("RateLimit-Remaining", "59")]
+    headers = [("Content-Type", "application/json"), ("RateLimit-Remaining", "59"),
+               ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")]
 
 
 class Request:
     headers = [("HOST", "api.example"), ("X-REQUEST-ID", 'abc"def'),
-               ("USER-AGENT", "mini-program/3.2 \"wx\"")]
+               ("USER-AGENT", "mini-program/3.2 \"wx\""),
+               ("X-FORWARDED-FOR", "1.1.1.1"), ("X-FORWARDED-FOR", "2.2.2.2")]
 
 
 ENVIRON = {
@@ -36,6 +38,7 @@ FORMATS = [
     " ".join(f"%({atom})s" for atom in "hlutrsmUqHbBfaTDMLp"),
     '%({x-request-id}i)s %({content-type}o)s %({ratelimit-remaining}o)s %({missing}i)s '
     '%({wsgi.url_scheme}e)s %({remote_addr}e)s %(nonsense)s %({x}z)s',
+    '%({x-forwarded-for}i)s %({set-cookie}o)s',  # repeated headers: the last one
 ]
 
 

@@ -1,12 +1,17 @@
-"""The accepting-threads worker (carbon_credits/serving.py) outside a server: a serving
-thread that fails stops the worker, so that gunicorn replaces it."""
+"""The accepting-threads worker (carbon_credits/serving.py) outside a server, on loopback
+sockets: a serving thread that fails stops the worker, so that gunicorn replaces it; a
+thread woken for a connection serves it even when the worker is stopping; timeout 0 means
+no limit."""
 
 from __future__ import annotations
 
 import errno
 import os
+import select
+import socket
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -87,3 +92,118 @@ def test_a_stopping_worker_logs_nothing_for_its_threads(
     worker.alive = False
     worker._serve(stop_fd)
     assert worker.log.lines == []
+
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        server.setblocking(False)  # as the arbiter's listeners are in the worker
+        yield server
+
+
+def _connect(server: socket.socket) -> socket.socket:
+    return socket.create_connection(server.getsockname()[:2], timeout=5)
+
+
+def _serving(worker: serving.AcceptThreadsWorker, stop_fd: int) -> threading.Thread:
+    thread = threading.Thread(target=worker._serve, args=(stop_fd,), daemon=True)
+    thread.start()
+    time.sleep(0.1)  # into its wait (a connection made before is found ready all the same)
+    return thread
+
+
+def _until(condition: Callable[[], bool], seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return condition()
+
+
+def _stop(thread: threading.Thread, stop_fd: int) -> None:
+    os.write(stop_fd, b"x")
+    thread.join(5)
+    assert not thread.is_alive()
+
+
+@pytest.fixture
+def stop_pipe() -> Iterator[tuple[int, int]]:
+    read, write = os.pipe()
+    yield read, write
+    os.close(read)
+    os.close(write)
+
+
+def test_a_stopping_worker_serves_the_connection_that_woke_it(
+        worker: serving.AcceptThreadsWorker, listener: socket.socket,
+        stop_pipe: tuple[int, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Woken for a connection, a thread of a stopping worker (max_requests reached by
+    another thread, a SIGTERM the main thread has not acted on yet) still accepts it: the
+    exclusive wake-up went to this thread alone."""
+    served: list[Any] = []
+    monkeypatch.setattr(worker, "handle", lambda lst, client, addr: served.append(
+        client.close()))
+    worker.sockets = [listener]
+    worker.alive = False
+    thread = _serving(worker, stop_pipe[0])
+    with _connect(listener):
+        assert _until(lambda: len(served) == 1)
+    _stop(thread, stop_pipe[1])
+
+
+def test_reaching_max_requests_wakes_the_main_thread(
+        worker: serving.AcceptThreadsWorker, listener: socket.socket,
+        stop_pipe: tuple[int, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    def last_request(lst: Any, client: socket.socket, addr: Any) -> None:
+        client.close()
+        worker.alive = False  # as SyncWorker.handle_request does at max_requests
+
+    monkeypatch.setattr(worker, "handle", last_request)
+    worker.sockets = [listener]
+    thread = _serving(worker, stop_pipe[0])
+    with _connect(listener):
+        assert select.select([worker.PIPE[0]], [], [], 5)[0]
+    _stop(thread, stop_pipe[1])
+
+
+class OutOfDescriptors:
+    """A listener whose accept() fails as it does when the process has no fd left."""
+
+    def __init__(self, real: socket.socket) -> None:
+        self.real = real
+
+    def fileno(self) -> int:
+        return self.real.fileno()
+
+    def accept(self) -> Any:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+
+def test_a_failing_accept_stops_the_worker(
+        worker: serving.AcceptThreadsWorker, listener: socket.socket,
+        stop_pipe: tuple[int, int]) -> None:
+    """Not a retry loop on a listener that stays readable: the worker stops and gunicorn
+    starts one with its descriptors free, as with its sync worker."""
+    worker.sockets = [OutOfDescriptors(listener)]
+    thread = _serving(worker, stop_pipe[0])
+    with _connect(listener):
+        assert _until(lambda: not worker.alive)
+        assert os.read(worker.PIPE[0], 16) == b"."
+    if thread.is_alive():
+        _stop(thread, stop_pipe[1])
+    assert worker.log.lines == ["A serving thread failed; the worker stops"]
+
+
+@pytest.mark.parametrize(("timeout", "expected"), [(0, None), (7, 7.0)])
+def test_timeout_zero_is_no_limit(worker: serving.AcceptThreadsWorker,
+                                  listener: socket.socket, monkeypatch: pytest.MonkeyPatch,
+                                  timeout: int, expected: float | None) -> None:
+    """gunicorn's --timeout 0 is "no limit"; socket.settimeout(0) would make the client's
+    socket non-blocking, and a body arriving after its headers would fail to read."""
+    worker.cfg.set("timeout", timeout)
+    seen: list[float | None] = []
+    monkeypatch.setattr(worker, "handle", lambda lst, client, addr: seen.append(
+        client.gettimeout()) or client.close())
+    with _connect(listener):
+        assert select.select([listener], [], [], 5)[0]
+        worker.accept(listener)
+    assert seen == [expected]
