@@ -55,7 +55,8 @@ class _Ticket(Generic[T, R]):
 
 
 class GroupCommit(Generic[T, R]):
-    """One per process, shared by its request threads (gunicorn's gthread worker)."""
+    """One per process, shared by its request threads (carbon_credits/serving.py's worker,
+    or gunicorn's gthread)."""
 
     def __init__(self, max_group: int) -> None:
         self.max_group = max_group
