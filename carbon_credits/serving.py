@@ -61,7 +61,6 @@ _ACCEPT_RACES = (errno.EAGAIN, errno.EWOULDBLOCK, errno.ECONNABORTED)
 """accept() errors that only mean another thread took the connection, or the client left."""
 
 
-
 class AcceptThreadsWorker(SyncWorker):  # type: ignore[misc]  # gunicorn has no types
     """``threads`` sync loops in one process (gunicorn's ``threads`` setting)."""
 
@@ -89,7 +88,8 @@ class AcceptThreadsWorker(SyncWorker):  # type: ignore[misc]  # gunicorn has no 
             if select.select([self.PIPE[0]], [], [], 1.0)[0]:
                 os.read(self.PIPE[0], 4096)
         self.alive = False
-        os.write(stop_write, b"x")  # every idle thread's wait ends; none accepts again
+        # Every waiting thread wakes and ends, after serving what woke it with the stop.
+        os.write(stop_write, b"x")
         deadline = time.monotonic() + self.cfg.graceful_timeout
         for thread in threads:
             while thread.is_alive() and time.monotonic() < deadline:

@@ -47,23 +47,24 @@ def worker() -> Iterator[serving.AcceptThreadsWorker]:
 
 
 @pytest.fixture
-def stop_fd() -> Iterator[int]:
+def stop_pipe() -> Iterator[tuple[int, int]]:
+    """The pipe whose read end tells a serving thread to stop, as run() makes it."""
     read, write = os.pipe()
-    yield read
+    yield read, write
     os.close(read)
     os.close(write)
 
 
-def _out_of_descriptors(listeners: Any, stop_fd: int) -> Iterator[int]:
+def _out_of_descriptors(listeners: Any, stop_fd: int) -> Iterator[list[int]]:
     raise OSError(errno.EMFILE, "Too many open files")
-    yield stop_fd  # pragma: no cover  # a generator, as _readiness is
+    yield [stop_fd]  # pragma: no cover  # a generator, as _readiness is
 
 
 def test_a_failed_serving_thread_stops_the_worker(
         worker: serving.AcceptThreadsWorker, monkeypatch: pytest.MonkeyPatch,
-        stop_fd: int) -> None:
+        stop_pipe: tuple[int, int]) -> None:
     monkeypatch.setattr(serving, "_readiness", _out_of_descriptors)
-    worker._serve(stop_fd)
+    worker._serve(stop_pipe[0])
     assert worker.alive is False
     assert os.read(worker.PIPE[0], 16) == b"."
     assert worker.log.lines == ["A serving thread failed; the worker stops"]
@@ -85,12 +86,12 @@ def test_the_worker_ends_when_its_threads_fail(
 
 def test_a_stopping_worker_logs_nothing_for_its_threads(
         worker: serving.AcceptThreadsWorker, monkeypatch: pytest.MonkeyPatch,
-        stop_fd: int) -> None:
+        stop_pipe: tuple[int, int]) -> None:
     """A thread that fails after the worker was told to stop (its epoll set closed under
     it at exit) is part of stopping, not a fault."""
     monkeypatch.setattr(serving, "_readiness", _out_of_descriptors)
     worker.alive = False
-    worker._serve(stop_fd)
+    worker._serve(stop_pipe[0])
     assert worker.log.lines == []
 
 
@@ -119,18 +120,10 @@ def _until(condition: Callable[[], bool], seconds: float = 5.0) -> bool:
     return condition()
 
 
-def _stop(thread: threading.Thread, stop_fd: int) -> None:
-    os.write(stop_fd, b"x")
+def _stop(thread: threading.Thread, stop_write: int) -> None:
+    os.write(stop_write, b"x")
     thread.join(5)
     assert not thread.is_alive()
-
-
-@pytest.fixture
-def stop_pipe() -> Iterator[tuple[int, int]]:
-    read, write = os.pipe()
-    yield read, write
-    os.close(read)
-    os.close(write)
 
 
 def test_a_stopping_worker_serves_the_connection_that_woke_it(
@@ -140,8 +133,12 @@ def test_a_stopping_worker_serves_the_connection_that_woke_it(
     another thread, a SIGTERM the main thread has not acted on yet) still accepts it: the
     exclusive wake-up went to this thread alone."""
     served: list[Any] = []
-    monkeypatch.setattr(worker, "handle", lambda lst, client, addr: served.append(
-        client.close()))
+
+    def handle(lst: Any, client: socket.socket, addr: Any) -> None:
+        client.close()
+        served.append(addr)
+
+    monkeypatch.setattr(worker, "handle", handle)
     worker.sockets = [listener]
     worker.alive = False
     thread = _serving(worker, stop_pipe[0])
