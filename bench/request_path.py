@@ -1,0 +1,199 @@
+"""A post's CPU outside its transaction, in-process, against a healthz: the request path.
+
+    .venv/bin/python bench/request_path.py [--posts 2000] [--rounds 3]
+
+Calls the app's WSGI callable directly (no HTTP server, no test client: only the app's own
+work) on one thread, on a private database (``cc_bench_path``, PostgreSQL + Redis, the
+service's schema and seed, the clock pinned as in the tests). Per request, by the thread's
+CPU clock: GET /healthz, and POST /v1/events (unique metro trips of 200 users, every one
+credited), split into named blocks by wrapping the functions that run them:
+
+- ``transaction``: ``services.events._apply`` (reads, rules, writes, COMMIT; alone here,
+  a group of one);
+- ``limiter``: the group's one call to the rate limiter (``Limiter.check_many``);
+- ``load_event``: the schema's validation; ``prepare``: time checks and the payload hash;
+- ``json_body``: reading and parsing the body; ``dump``: the result through its schema;
+- ``jsonify``: the JSON encoding and the response object;
+- ``group commit``: ``GroupCommit.submit`` around the transaction and the limiter call;
+- ``auth``: the bearer token (verified once, then remembered);
+- ``rate limit checks and headers``: building the request's checks, and its RateLimit-*
+  headers; ``before/after-request hooks``: the app's (metrics);
+- ``the rest``: everything else of the request: Flask's request context, routing and
+  dispatch, flask-smorest's wrappers, the view itself.
+
+The question it answers: how much of a post is the request around the transaction, and
+how much of that is any one piece (what a leaner path for this route could save at most).
+Each round runs healthz, then the posts; medians over rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+DATABASE = "cc_bench_path"
+USERS = 200
+
+spent: dict[str, float] = defaultdict(float)
+_depth: list[str] = []
+
+
+@contextmanager
+def block(name: str) -> Iterator[None]:
+    """Time ``name`` by the thread's CPU clock, exclusive of the blocks inside it."""
+    start = time.thread_time()
+    _depth.append(name)
+    inner_before = spent["__inner__"]
+    spent["__inner__"] = 0.0
+    try:
+        yield
+    finally:
+        _depth.pop()
+        total = time.thread_time() - start
+        spent[name] += total - spent["__inner__"]
+        spent["__inner__"] = inner_before + total
+
+
+def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with block(name):
+            return fn(*args, **kwargs)
+    return wrapper
+
+
+def environ(method: str, path: str, token: str | None = None, body: bytes = b""
+            ) -> dict[str, Any]:
+    env: dict[str, Any] = {
+        "REQUEST_METHOD": method, "PATH_INFO": path, "SCRIPT_NAME": "", "QUERY_STRING": "",
+        "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000", "SERVER_PROTOCOL": "HTTP/1.1",
+        "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(body), "wsgi.errors": sys.stderr,
+        "wsgi.multithread": True, "wsgi.multiprocess": True, "wsgi.run_once": False,
+        "wsgi.version": (1, 0), "REMOTE_ADDR": "127.0.0.1", "HTTP_HOST": "127.0.0.1:8000",
+        "HTTP_USER_AGENT": "wrk"}
+    if body:
+        env["CONTENT_TYPE"] = "application/json"
+        env["CONTENT_LENGTH"] = str(len(body))
+    if token:
+        env["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+    return env
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--posts", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {DATABASE}")
+    os.environ["DATABASE_URL"] = f"postgresql+psycopg://postgres@127.0.0.1:5432/{DATABASE}"
+    os.environ["RATE_LIMITS"] = "events:user=1000000/60"
+    os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+    try:
+        run(args.posts, args.rounds)
+    finally:
+        with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+
+
+def run(posts: int, rounds: int) -> None:
+    from benchlib import in_process_app
+    from flask import Flask
+
+    from carbon_credits import auth
+    from carbon_credits.api import events as api_events
+    from carbon_credits.schemas import EventResultSchema
+    from carbon_credits.services import events
+    from tests import factories
+
+    app: Flask = in_process_app()
+    rt = app.extensions["carbon_credits"]
+    for owner, name, label in (
+            (events, "_apply", "transaction"), (rt.limiter, "check_many", "limiter"),
+            (api_events, "load_event", "load_event"), (api_events, "json_body", "json_body"),
+            (events, "prepare", "prepare"), (EventResultSchema, "dump", "dump"),
+            (app.json, "response", "jsonify"), (auth, "authenticate", "auth"),
+            (api_events, "rate_checks", "rate limit checks and headers"),
+            (api_events, "rate_headers", "rate limit checks and headers"),
+            (rt.posts, "submit", "group commit")):
+        setattr(owner, name, timed(label, getattr(owner, name)))
+    for hooks in (app.before_request_funcs, app.after_request_funcs):
+        for key, funcs in hooks.items():
+            hooks[key] = [timed("before/after-request hooks", f) for f in funcs]
+    tokens = [rt.codec.encode(f"path{i}", "user", "shenzhen", 3600) for i in range(USERS)]
+    trips = [0] * USERS
+    size = 0
+
+    def post_env(n: int) -> dict[str, Any]:
+        user = n % USERS
+        start = factories.today_at(0) - timedelta(days=2) + timedelta(minutes=40 * trips[user])
+        trips[user] += 1
+        return environ("POST", "/v1/events", tokens[user],
+                       json.dumps(factories.metro(start=start)).encode())
+
+    def call(env: dict[str, Any]) -> str:
+        nonlocal size
+        status: list[str] = []
+        def start_response(code: str, headers: Any, exc_info: Any = None) -> Any:
+            status.append(code)
+
+        body = b"".join(app.wsgi_app(env, start_response))
+        size = len(body)
+        return status[0]
+
+    for n in range(USERS):  # warm-up: accounts, caches, prepared statements
+        assert call(post_env(n)).startswith("201")
+    for _ in range(500):
+        call(environ("GET", "/healthz"))
+    results: list[dict[str, float]] = []
+    for round_ in range(rounds):
+        envs = [environ("GET", "/healthz") for _ in range(posts)]
+        start = time.thread_time()
+        for env in envs:
+            assert call(env).startswith("200")
+        healthz = (time.thread_time() - start) / posts
+        envs = [post_env(n) for n in range(posts)]
+        spent.clear()
+        start = time.thread_time()
+        for env in envs:
+            assert call(env).startswith("201")
+        total = (time.thread_time() - start) / posts
+        named = {k: v / posts for k, v in spent.items() if k != "__inner__"}
+        row = {"healthz": healthz, "post": total, **named,
+               "the rest": total - sum(named.values())}
+        results.append(row)
+        print(f"round {round_ + 1}: healthz {1000 * healthz:.3f} ms, post {1000 * total:.3f} "
+              f"ms, transaction {1000 * named.get('transaction', 0):.3f} ms", flush=True)
+    rt.db.dispose()
+    keys = ["healthz", "post", "transaction", "limiter", "group commit", "load_event",
+            "prepare", "json_body", "dump", "jsonify", "auth", "rate limit checks and headers",
+            "before/after-request hooks", "the rest"]
+    median = {k: sorted(r.get(k, 0.0) for r in results)[len(results) // 2] for k in keys}
+    path = median["post"] - median["transaction"] - median["limiter"]
+    print(f"\nmedians of {rounds} rounds of {posts} requests, ms of CPU per request "
+          f"(response {size} bytes):")
+    for k in keys:
+        print(f"  {k:30s} {1000 * median[k]:7.3f}")
+    print(f"  request path (post - transaction - limiter): {1000 * path:.3f} ms "
+          f"= {path / median['healthz']:.1f} healthz")
+
+
+if __name__ == "__main__":
+    main()

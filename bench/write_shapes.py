@@ -1,0 +1,281 @@
+"""A group's writes in three shapes: what fewer, larger statements would save.
+
+    .venv/bin/python bench/write_shapes.py [--groups 1000] [--group 4] [--rounds 3]
+
+A group commit's transaction ends with the writes of its events (``intake._write``): one
+statement per row and table, pipelined with the COMMIT in one round trip. BENCHMARKS.md
+("Ingest", eighth round) named set-based writes as a way to make a post cheaper. This
+measures it before building it, on the service's own schema (tables, indexes, foreign keys,
+checks and triggers as migrated): it creates a private database (``cc_bench_shapes``), seeds
+it as the service does, posts one metro trip through the app for a real payload and
+explanation, creates 400 users with accounts and daily usage rows, then writes
+``--groups`` groups of ``--group`` events (one per user: an event, its earn entry, its
+account, its usage row) in each shape, shapes alternating by round, and prints the CPU per
+event of this process (the client: psycopg and the values) and of its PostgreSQL backend
+(from /proc), and their sum:
+
+- ``rows``: the service's shape: one INSERT or UPDATE per row and table (executemany),
+  then COMMIT, in one pipeline;
+- ``unnest``: one statement per table, each column bound as an array
+  (``INSERT ... SELECT FROM unnest(...)``, ``UPDATE ... FROM unnest(...)``), then COMMIT;
+- ``per-event``: one statement per event writing its four rows (data-modifying CTEs, as
+  the issue's calibration handler writes an event, a ledger entry and a balance in one
+  statement), then COMMIT.
+
+Only the writes are measured: the reads, the rules and the rollup upserts of a real group
+are the same in every shape. Each group is one transaction, as in the service.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+DATABASE = "cc_bench_shapes"
+DSN = f"postgresql://postgres@127.0.0.1:5432/{DATABASE}"
+USERS = 400
+TICKS = os.sysconf("SC_CLK_TCK")
+
+EVENT_COLUMNS = ("id", "user_id", "event_id", "mode", "city", "occurred_at", "ends_at",
+                 "local_date", "device_id", "payload", "payload_hash", "status", "reason",
+                 "avoided_ug", "credited_ug", "points", "factor_version_id",
+                 "methodology_version", "network_id", "explanation", "created_at")
+EVENT_TYPES = ("bigint", "varchar", "varchar", "varchar", "varchar", "timestamptz",
+               "timestamptz", "date", "varchar", "jsonb", "varchar", "varchar", "varchar",
+               "bigint", "bigint", "bigint", "bigint", "varchar", "bigint", "jsonb",
+               "timestamptz")
+ENTRY_COLUMNS = ("user_id", "seq", "kind", "points", "ug", "balance_after", "event_pk",
+                 "mode", "factor_version_id", "created_at", "prev_hash", "hash")
+ENTRY_TYPES = ("varchar", "bigint", "varchar", "bigint", "bigint", "bigint", "bigint",
+               "varchar", "bigint", "timestamptz", "varchar", "varchar")
+ACCOUNT_COLUMNS = ("balance_points", "lifetime_points", "lifetime_ug", "carry_ug",
+                   "entry_count", "last_hash", "updated_at")
+ACCOUNT_TYPES = ("bigint", "bigint", "bigint", "bigint", "bigint", "varchar", "timestamptz")
+USAGE_COLUMNS = ("events", "credited_ug", "points", "max_quantity", "last_post_at")
+USAGE_TYPES = ("int", "bigint", "bigint", "bigint", "timestamptz")
+
+
+def _placeholders(n: int) -> str:
+    return ", ".join(["%s"] * n)
+
+
+INSERT_EVENT = (f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
+                f"VALUES ({_placeholders(len(EVENT_COLUMNS))})")
+INSERT_ENTRY = (f"INSERT INTO ledger_entries ({', '.join(ENTRY_COLUMNS)}) "
+                f"VALUES ({_placeholders(len(ENTRY_COLUMNS))})")
+UPDATE_ACCOUNT = (f"UPDATE accounts SET {', '.join(f'{c} = %s' for c in ACCOUNT_COLUMNS)} "
+                  "WHERE user_id = %s")
+UPDATE_USAGE = (f"UPDATE daily_usage SET {', '.join(f'{c} = %s' for c in USAGE_COLUMNS)} "
+                "WHERE user_id = %s AND local_date = %s AND mode = %s")
+
+
+def _unnest(columns: tuple[str, ...], types: tuple[str, ...]) -> str:
+    return ", ".join(f"%s::{t}[]" for t in types)
+
+
+UNNEST_EVENTS = (f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
+                 f"SELECT * FROM unnest({_unnest(EVENT_COLUMNS, EVENT_TYPES)})")
+UNNEST_ENTRIES = (f"INSERT INTO ledger_entries ({', '.join(ENTRY_COLUMNS)}) "
+                  f"SELECT * FROM unnest({_unnest(ENTRY_COLUMNS, ENTRY_TYPES)})")
+UNNEST_ACCOUNTS = (
+    f"UPDATE accounts a SET {', '.join(f'{c} = v.{c}' for c in ACCOUNT_COLUMNS)} "
+    f"FROM unnest({_unnest(ACCOUNT_COLUMNS, ACCOUNT_TYPES)}, %s::varchar[]) "
+    f"AS v({', '.join(ACCOUNT_COLUMNS)}, user_id) WHERE a.user_id = v.user_id")
+UNNEST_USAGE = (
+    f"UPDATE daily_usage u SET {', '.join(f'{c} = v.{c}' for c in USAGE_COLUMNS)} "
+    f"FROM unnest({_unnest(USAGE_COLUMNS, USAGE_TYPES)}, %s::varchar[], %s::date[], "
+    f"%s::varchar[]) AS v({', '.join(USAGE_COLUMNS)}, user_id, local_date, mode) "
+    "WHERE u.user_id = v.user_id AND u.local_date = v.local_date AND u.mode = v.mode")
+PER_EVENT = (
+    f"WITH e AS ({INSERT_EVENT}), l AS ({INSERT_ENTRY}), a AS ({UPDATE_ACCOUNT}) "
+    f"{UPDATE_USAGE}")
+
+
+class Rows:
+    """Each user's next event, entry, account and usage values, as ``intake._write``
+    has them."""
+
+    def __init__(self, template: dict[str, Any], next_id: int) -> None:
+        self.template = template
+        self.next_id = next_id
+        self.entries = [0] * USERS
+        self.usage = [0] * USERS
+        self.day = datetime.now(UTC).date() - timedelta(days=1)
+        self.n = 0
+
+    def group(self, users: list[int]) -> list[dict[str, Any]]:
+        now = datetime.now(UTC)
+        out = []
+        for user in users:
+            self.n += 1
+            self.entries[user] += 1
+            self.usage[user] += 1
+            event_pk, self.next_id = self.next_id, self.next_id + 1
+            seq = self.entries[user]
+            uid = f"shape{user}"
+            started = now - timedelta(days=1, minutes=self.n)
+            event = {**self.template, "id": event_pk, "user_id": uid,
+                     "event_id": f"e{self.n}", "occurred_at": started,
+                     "ends_at": started + timedelta(minutes=30), "local_date": self.day,
+                     "payload": Jsonb(self.template["payload"]),
+                     "explanation": Jsonb(self.template["explanation"]),
+                     "payload_hash": f"{self.n:064x}", "created_at": now}
+            entry = {"user_id": uid, "seq": seq, "kind": "earn", "points": 1, "ug": 376_000,
+                     "balance_after": seq, "event_pk": event_pk, "mode": "metro",
+                     "factor_version_id": self.template["factor_version_id"],
+                     "created_at": now, "prev_hash": f"{seq - 1:064x}", "hash": f"{seq:064x}"}
+            account = {"balance_points": seq, "lifetime_points": seq,
+                       "lifetime_ug": 376_000 * seq, "carry_ug": 0, "entry_count": seq,
+                       "last_hash": f"{seq:064x}", "updated_at": now, "user_id": uid}
+            usage = {"events": self.usage[user], "credited_ug": 376_000 * self.usage[user],
+                     "points": self.usage[user], "max_quantity": 0, "last_post_at": now,
+                     "user_id": uid, "local_date": self.day, "mode": "metro"}
+            out.append({"event": [event[c] for c in EVENT_COLUMNS],
+                        "entry": [entry[c] for c in ENTRY_COLUMNS],
+                        "account": [account[c] for c in (*ACCOUNT_COLUMNS, "user_id")],
+                        "usage": [usage[c] for c in (*USAGE_COLUMNS, "user_id", "local_date",
+                                                     "mode")]})
+        return out
+
+
+def write_rows(conn: psycopg.Connection[Any], group: list[dict[str, Any]]) -> None:
+    with conn.pipeline(), conn.cursor() as cur:
+        cur.executemany(INSERT_EVENT, [r["event"] for r in group])
+        cur.executemany(INSERT_ENTRY, [r["entry"] for r in group])
+        cur.executemany(UPDATE_ACCOUNT, [r["account"] for r in group])
+        cur.executemany(UPDATE_USAGE, [r["usage"] for r in group])
+        cur.execute("COMMIT")
+
+
+def _columns(rows: list[list[Any]]) -> list[list[Any]]:
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
+def write_unnest(conn: psycopg.Connection[Any], group: list[dict[str, Any]]) -> None:
+    with conn.pipeline(), conn.cursor() as cur:
+        cur.execute(UNNEST_EVENTS, _columns([r["event"] for r in group]))
+        cur.execute(UNNEST_ENTRIES, _columns([r["entry"] for r in group]))
+        cur.execute(UNNEST_ACCOUNTS, _columns([r["account"] for r in group]))
+        cur.execute(UNNEST_USAGE, _columns([r["usage"] for r in group]))
+        cur.execute("COMMIT")
+
+
+def write_per_event(conn: psycopg.Connection[Any], group: list[dict[str, Any]]) -> None:
+    with conn.pipeline(), conn.cursor() as cur:
+        cur.executemany(PER_EVENT, [[*r["event"], *r["entry"], *r["account"], *r["usage"]]
+                                    for r in group])
+        cur.execute("COMMIT")
+
+
+SHAPES = {"rows": write_rows, "unnest": write_unnest, "per-event": write_per_event}
+
+
+def backend_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def setup() -> tuple[dict[str, Any], int]:
+    """The database, seeded; a real event row's values; the next free event id."""
+    from datetime import timedelta as td
+
+    from benchlib import in_process_app
+
+    from tests import factories
+
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {DATABASE}")
+    os.environ["DATABASE_URL"] = f"postgresql+psycopg://postgres@127.0.0.1:5432/{DATABASE}"
+    app = in_process_app()
+    rt = app.extensions["carbon_credits"]
+    token = rt.codec.encode("shape-template", "user", "shenzhen", 3600)
+    r = app.test_client().post("/v1/events", json=factories.metro(
+        start=factories.today_at(8) - td(days=1)), headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 201, r.json
+    rt.db.dispose()
+    with psycopg.connect(DSN) as conn:
+        cur = conn.execute(f"SELECT {', '.join(EVENT_COLUMNS)} FROM events")
+        template = dict(zip(EVENT_COLUMNS, cur.fetchone() or (), strict=True))
+        now = datetime.now(UTC)
+        day = now.date() - timedelta(days=1)
+        for user in range(USERS):
+            uid = f"shape{user}"
+            conn.execute("INSERT INTO users (id, city, frozen, created_at) "
+                         "VALUES (%s, 'shenzhen', false, %s)", (uid, now))
+            conn.execute("INSERT INTO accounts (user_id, balance_points, lifetime_points, "
+                         "lifetime_ug, carry_ug, entry_count, last_hash, updated_at) "
+                         "VALUES (%s, 0, 0, 0, 0, 0, %s, %s)", (uid, "0" * 64, now))
+            conn.execute("INSERT INTO daily_usage (user_id, local_date, mode, events, "
+                         "credited_ug, points, max_quantity, last_post_at) "
+                         "VALUES (%s, %s, 'metro', 0, 0, 0, 0, NULL)", (uid, day))
+        next_id = (conn.execute("SELECT max(id) FROM events").fetchone() or (0,))[0] + 1000
+    return template, next_id
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--groups", type=int, default=1000)
+    parser.add_argument("--group", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    template, next_id = setup()
+    rows = Rows(template, next_id)
+    turn = 0
+    totals: dict[str, list[tuple[float, float]]] = {name: [] for name in SHAPES}
+    try:
+        with psycopg.connect(DSN) as conn:
+            pid = conn.info.backend_pid
+
+            def groups(count: int) -> list[list[dict[str, Any]]]:
+                nonlocal turn
+                out = []
+                for _ in range(count):
+                    out.append(rows.group([(turn + k) % USERS for k in range(args.group)]))
+                    turn += args.group
+                return out
+
+            for write in SHAPES.values():  # warm-up: statements prepared
+                for group in groups(10):
+                    write(conn, group)
+            for round_ in range(args.rounds):
+                for name, write in SHAPES.items():
+                    work = groups(args.groups)
+                    client, server = time.process_time(), backend_cpu(pid)
+                    for group in work:
+                        write(conn, group)
+                    events = args.groups * args.group
+                    client = (time.process_time() - client) / events * 1000
+                    server = (backend_cpu(pid) - server) / events * 1000
+                    totals[name].append((client, server))
+                    print(f"round {round_ + 1} {name:9s} client {client:.3f} ms/event, "
+                          f"server {server:.3f}, sum {client + server:.3f}", flush=True)
+    finally:
+        with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+    base = sorted(c + s for c, s in totals["rows"])[len(totals["rows"]) // 2]
+    print(f"\nmedians over {args.rounds} rounds, groups of {args.group} "
+          f"({args.groups} groups per shape and round):")
+    for name, runs in totals.items():
+        client = sorted(c for c, _ in runs)[len(runs) // 2]
+        server = sorted(s for _, s in runs)[len(runs) // 2]
+        both = sorted(c + s for c, s in runs)[len(runs) // 2]
+        print(f"  {name:9s} client {client:.3f} ms/event, server {server:.3f}, "
+              f"sum {both:.3f} ({both / base:.2f} of rows)")
+
+
+if __name__ == "__main__":
+    main()
