@@ -66,6 +66,13 @@ def drop_database(admin_dsn: str, name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
 
 
+def fresh_database(admin_dsn: str, name: str) -> None:
+    """Database ``name``, empty: dropped first if it exists (a run that was stopped)."""
+    drop_database(admin_dsn, name)
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+
+
 def database_size(dsn: str, tables: tuple[str, ...]) -> dict[str, Any]:
     """Whole database size and, per table, rows (estimate) and size with indexes."""
     with psycopg.connect(dsn) as conn:

@@ -20,10 +20,10 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-import psycopg
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from benchlib import drop_database, fresh_database  # noqa: E402  (bench/)
+
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 DATABASE = "cc_bench_chunk"
 USERS = 400
@@ -35,9 +35,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="1,2,4,8,16")
     parser.add_argument("--groups", type=int, default=150)
     args = parser.parse_args()
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DATABASE}")
+    fresh_database(ADMIN_DSN, DATABASE)
     os.environ["DATABASE_URL"] = f"postgresql+psycopg://postgres@127.0.0.1:5432/{DATABASE}"
     os.environ["RATE_LIMITS"] = "events:user=1000000/60"
 
@@ -79,8 +77,7 @@ def main() -> None:
                   f"wall {1000 * wall / n:6.3f} ms per event")
     finally:
         rt.db.dispose()
-        with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+        drop_database(ADMIN_DSN, DATABASE)
 
 
 if __name__ == "__main__":

@@ -43,11 +43,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
+from benchlib import drop_database, fresh_database  # noqa: E402  (bench/)
+
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 DATABASE = "cc_bench_path"
 USERS = 200
@@ -102,17 +102,14 @@ def main() -> None:
     parser.add_argument("--posts", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DATABASE}")
+    fresh_database(ADMIN_DSN, DATABASE)
     os.environ["DATABASE_URL"] = f"postgresql+psycopg://postgres@127.0.0.1:5432/{DATABASE}"
     os.environ["RATE_LIMITS"] = "events:user=1000000/60"
     os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
     try:
         run(args.posts, args.rounds)
     finally:
-        with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+        drop_database(ADMIN_DSN, DATABASE)
 
 
 def run(posts: int, rounds: int) -> None:

@@ -46,6 +46,8 @@ from psycopg.types.json import Jsonb
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
+from benchlib import drop_database, fresh_database  # noqa: E402  (bench/)
+
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 DATABASE = "cc_bench_shapes"
 DSN = f"postgresql://postgres@127.0.0.1:5432/{DATABASE}"
@@ -199,9 +201,7 @@ def setup() -> tuple[dict[str, Any], int]:
 
     from tests import factories
 
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DATABASE}")
+    fresh_database(ADMIN_DSN, DATABASE)
     os.environ["DATABASE_URL"] = f"postgresql+psycopg://postgres@127.0.0.1:5432/{DATABASE}"
     app = in_process_app()
     rt = app.extensions["carbon_credits"]
@@ -272,8 +272,7 @@ def main() -> None:
                     print(f"round {round_ + 1} {name:9s} client {client:.3f} ms/event, "
                           f"server {server:.3f}, sum {client + server:.3f}", flush=True)
     finally:
-        with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+        drop_database(ADMIN_DSN, DATABASE)
     # Each shape's round of median sum, its client and server parts beside it.
     median = {name: sorted(runs, key=sum)[len(runs) // 2] for name, runs in totals.items()}
     base = sum(median["rows"])
