@@ -62,7 +62,8 @@ def main() -> None:
                 ib.load(port, "healthz", 2, tokens)  # warm-up
                 busy = busy_seconds()
                 healthz = ib.load(port, "healthz", args.slice, tokens)
-                busy, healthz_cpu = busy_seconds(), busy_seconds() - busy
+                now = busy_seconds()
+                busy, healthz_cpu = now, now - busy
                 ingest = ib.load(port, "events", args.slice, tokens)
                 ingest_cpu = busy_seconds() - busy
             finally:

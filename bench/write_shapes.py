@@ -87,21 +87,21 @@ UPDATE_USAGE = (f"UPDATE daily_usage SET {', '.join(f'{c} = %s' for c in USAGE_C
                 "WHERE user_id = %s AND local_date = %s AND mode = %s")
 
 
-def _unnest(columns: tuple[str, ...], types: tuple[str, ...]) -> str:
+def _unnest(types: tuple[str, ...]) -> str:
     return ", ".join(f"%s::{t}[]" for t in types)
 
 
 UNNEST_EVENTS = (f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
-                 f"SELECT * FROM unnest({_unnest(EVENT_COLUMNS, EVENT_TYPES)})")
+                 f"SELECT * FROM unnest({_unnest(EVENT_TYPES)})")
 UNNEST_ENTRIES = (f"INSERT INTO ledger_entries ({', '.join(ENTRY_COLUMNS)}) "
-                  f"SELECT * FROM unnest({_unnest(ENTRY_COLUMNS, ENTRY_TYPES)})")
+                  f"SELECT * FROM unnest({_unnest(ENTRY_TYPES)})")
 UNNEST_ACCOUNTS = (
     f"UPDATE accounts a SET {', '.join(f'{c} = v.{c}' for c in ACCOUNT_COLUMNS)} "
-    f"FROM unnest({_unnest(ACCOUNT_COLUMNS, ACCOUNT_TYPES)}, %s::varchar[]) "
+    f"FROM unnest({_unnest(ACCOUNT_TYPES)}, %s::varchar[]) "
     f"AS v({', '.join(ACCOUNT_COLUMNS)}, user_id) WHERE a.user_id = v.user_id")
 UNNEST_USAGE = (
     f"UPDATE daily_usage u SET {', '.join(f'{c} = v.{c}' for c in USAGE_COLUMNS)} "
-    f"FROM unnest({_unnest(USAGE_COLUMNS, USAGE_TYPES)}, %s::varchar[], %s::date[], "
+    f"FROM unnest({_unnest(USAGE_TYPES)}, %s::varchar[], %s::date[], "
     f"%s::varchar[]) AS v({', '.join(USAGE_COLUMNS)}, user_id, local_date, mode) "
     "WHERE u.user_id = v.user_id AND u.local_date = v.local_date AND u.mode = v.mode")
 PER_EVENT = (
@@ -195,8 +195,6 @@ def backend_cpu(pid: int) -> float:
 
 def setup() -> tuple[dict[str, Any], int]:
     """The database, seeded; a real event row's values; the next free event id."""
-    from datetime import timedelta as td
-
     from benchlib import in_process_app
 
     from tests import factories
@@ -206,8 +204,9 @@ def setup() -> tuple[dict[str, Any], int]:
     app = in_process_app()
     rt = app.extensions["carbon_credits"]
     token = rt.codec.encode("shape-template", "user", "shenzhen", 3600)
-    r = app.test_client().post("/v1/events", json=factories.metro(
-        start=factories.today_at(8) - td(days=1)), headers={"Authorization": f"Bearer {token}"})
+    r = app.test_client().post(
+        "/v1/events", json=factories.metro(start=factories.today_at(8) - timedelta(days=1)),
+        headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 201, r.json
     rt.db.dispose()
     with psycopg.connect(DSN) as conn:
