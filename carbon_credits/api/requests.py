@@ -24,14 +24,62 @@ from carbon_credits.ratelimit import (
 )
 
 
+class _Repeated(dict[str, Any]):
+    """A decoded object in which the key ``repeated`` appeared more than once."""
+
+    repeated: str = ""
+
+
+def _repeated_key(value: Any) -> str:
+    """The path (``events.3.event_id``) of a repeated key in ``value``, which holds one.
+
+    Iterative: a body may nest as deep as the parser allows, deeper than Python recursion.
+    """
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, _Repeated):
+            return path + node.repeated
+        children = (node.items() if isinstance(node, dict)
+                    else enumerate(node) if isinstance(node, list) else ())
+        stack.extend((child, f"{path}{key}.") for key, child in children
+                     if isinstance(child, dict | list))
+    raise AssertionError("no repeated key in a body flagged as having one")
+
+
 def decode_json(raw: bytes) -> Any:
-    """Strict JSON: UTF-8 only (RFC 8259; json.loads would guess UTF-16/32), bounded nesting."""
+    """Strict JSON: UTF-8 only (RFC 8259; json.loads would guess UTF-16/32), bounded nesting,
+    and no key twice in one object."""
+    repeats = 0
+
+    def to_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal repeats
+        decoded = dict(pairs)
+        if len(decoded) == len(pairs):
+            return decoded
+        repeats += 1
+        flagged = _Repeated(pairs)
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                flagged.repeated = key
+                break
+            seen.add(key)
+        return flagged
+
     try:
-        return json.loads(raw.decode("utf-8"))
+        decoded = json.loads(raw.decode("utf-8"), object_pairs_hook=to_object)
     except (ValueError, UnicodeDecodeError, RecursionError):
         # ValueError covers JSONDecodeError; RecursionError is nesting too deep to parse.
         raise ServiceError("the request body is not valid JSON", code="malformed_json",
                            fields={"body": ["malformed JSON"]}) from None
+    if repeats:
+        # RFC 8259 leaves repeated names to the parser: Python keeps the last value, others
+        # the first, so a gateway or a log reading this body could see another event.
+        key = _repeated_key(decoded)
+        raise ServiceError(f"the key {key!r} appears more than once in one object",
+                           code="duplicate_key", fields={key: ["appears more than once"]})
+    return decoded
 
 
 def body_bytes(req: Request) -> bytes:

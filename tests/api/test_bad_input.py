@@ -383,3 +383,36 @@ def test_utf16_json_is_400_on_schema_parsed_endpoints(
                     headers={**auth, "Content-Type": "application/json"})
     assert r.status_code == 400
     assert r.json["error"]["code"] == "malformed_json"
+
+
+# --- repeated keys -------------------------------------------------------------------------------
+
+def test_a_repeated_key_is_400_naming_it(post: Post) -> None:
+    """Python keeps a repeated key's last value, other parsers the first: refuse the body."""
+    event = factories.metro(event_id="first")
+    text = json.dumps(event)
+    raw = text[:-1] + ', "event_id": "second"}'
+    r = post(raw=raw)
+    error = error_of(r, 400, "duplicate_key")
+    assert error["fields"] == {"event_id": ["appears more than once"]}
+
+
+def test_a_repeated_key_in_a_batch_item_refuses_the_batch_naming_the_item(
+        client: FlaskClient, auth: dict[str, str]) -> None:
+    items = [json.dumps(factories.steps(1000, event_id="s-1")),
+             json.dumps(factories.metro(event_id="m-1"))[:-1] + ', "mode": "bus"}']
+    raw = '{"events": [' + ", ".join(items) + "]}"
+    r = client.post("/v1/events/batch", data=raw, headers=auth,
+                    content_type="application/json")
+    error = error_of(r, 400, "duplicate_key")
+    assert error["fields"] == {"events.1.mode": ["appears more than once"]}
+    # Nothing of the batch was applied: the first item is unknown.
+    assert client.get("/v1/events/s-1", headers=auth).status_code == 404
+
+
+def test_the_same_key_in_two_objects_is_not_a_repeat(client: FlaskClient,
+                                                     auth: dict[str, str]) -> None:
+    body = {"events": [factories.steps(1000), factories.metro()]}
+    r = client.post("/v1/events/batch", json=body, headers=auth)
+    assert r.status_code == 200, r.json
+    assert [item["status"] for item in r.json["results"]] == [201, 201]
