@@ -18,7 +18,7 @@ def _cpu_count() -> int:
 bind = f"0.0.0.0:{int(os.environ.get('PORT', '8000'))}"
 
 # Threads: concurrent single posts of one process are applied together, in one transaction
-# and one commit (carbon_credits/group_commit.py), which is where the threads pay off: on
+# and one commit (carbon_credits/ingest/group_commit.py), which is where the threads pay off: on
 # 2 cores, 2 workers x 16 threads ingest about 1.8x the events/s of 5 sync workers
 # (BENCHMARKS.md). A process runs Python on one core at a time, so one worker per core.
 # GUNICORN_THREADS=1 gives sync workers (2 x cores + 1 of them), each post alone.
@@ -55,7 +55,7 @@ logger_class = "carbon_credits.serving.AccessLogger"
 # workers' main loops keep beating while their threads work, so there it bounds each read
 # of a request and the writing of its answer (serving.py; gthread: only the first byte,
 # 5 s); the app's own time is bounded only by the database's lock timeout and TCP
-# keepalives (DB_LOCK_TIMEOUT_MS: carbon_credits/db.py).
+# keepalives (DB_LOCK_TIMEOUT_MS: carbon_credits/storage/db.py).
 timeout = 30
 # On SIGTERM, in-flight requests get 30 s to finish. Let the orchestrator wait at least as long
 # (k8s terminationGracePeriodSeconds defaults to 30; `docker stop` only waits 10 unless -t is set).

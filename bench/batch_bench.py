@@ -75,7 +75,7 @@ from ingest_bench import (  # noqa: E402
 )
 from report_bench import machine  # noqa: E402
 
-from carbon_credits import demo_network  # noqa: E402
+from carbon_credits.networks import demo_network  # noqa: E402
 from methodology.network import TransitNetwork  # noqa: E402
 
 SERVICE_DB, TEMPLATE_DB = "cc_bench_batch", "cc_bench_batch_copy"

@@ -44,7 +44,7 @@ def in_process_app() -> Flask:
     tests (``tests.factories.NOW``): for the in-process profiles and CPU figures."""
     from carbon_credits.config import Config
     from carbon_credits.factory import create_app
-    from carbon_credits.services.setup import init_db
+    from carbon_credits.setup import init_db
     from tests import factories
 
     config = Config.from_env(ROOT / "instance")

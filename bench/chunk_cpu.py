@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/chunk_cpu.py [--sizes 1,2,4,8,16] [--groups 150]
 
-What group commit (carbon_credits/group_commit.py) makes of concurrent posts: the chunk of
+What group commit (carbon_credits/ingest/group_commit.py) makes of concurrent posts: the chunk of
 ``size`` posts, one per user, applied by ``services.events._apply`` in one transaction, as a
 worker's group of that size is. Creates a private database (``cc_bench_chunk``) on the local
 PostgreSQL server, warms up 400 users (each with an account, a device and a first trip),
@@ -42,9 +42,9 @@ def main() -> None:
     from benchlib import in_process_app
 
     from carbon_credits.auth import Principal
+    from carbon_credits.ingest import events
+    from carbon_credits.ingest.intake import Posted
     from carbon_credits.schemas import load_event
-    from carbon_credits.services import events
-    from carbon_credits.services.intake import Posted
     from tests import factories
 
     rt = in_process_app().extensions["carbon_credits"]

@@ -56,8 +56,7 @@ def post_worker_init(worker):  # type: ignore[no-untyped-def]
     import flask
 
     import carbon_credits.api.events as api
-    from carbon_credits import group_commit
-    from carbon_credits.services import events, intake
+    from carbon_credits.ingest import events, group_commit, intake
 
     apply = events._apply
 

@@ -80,7 +80,7 @@ from sqlalchemy import text  # noqa: E402
 from carbon_credits.config import Config  # noqa: E402
 from carbon_credits.extensions import Runtime  # noqa: E402
 from carbon_credits.factory import create_app  # noqa: E402
-from carbon_credits.services import rollups  # noqa: E402
+from carbon_credits.reports import rollups  # noqa: E402
 
 EMPTY, FULL = "cc_bench_hist_empty", "cc_bench_hist_full"
 BEGIN, END = "<!-- history-bench:begin -->", "<!-- history-bench:end -->"
@@ -113,7 +113,7 @@ FROM events GROUP BY user_id, local_date, mode
 of them: without the sequences the next event id collides with a generated one; without
 the account update the next ledger entry reuses seq 1 (unique per user)."""
 
-# The plausibility queries the ingest path runs per event (services/intake.py, _trips_read
+# The plausibility queries the ingest path runs per event (ingest/intake.py, _trips_read
 # and the day-usage read in _read), for EXPLAIN on a user with history. Kept in step
 # with the service by hand: before commit 173442b the overlap and trips-per-day rules were
 # two queries, the second filtering local_date over every event of the user.

@@ -1,4 +1,4 @@
-"""Rate limiter benchmark: carbon_credits.ratelimit (GCRA) against the ``limits`` library.
+"""Rate limiter benchmark: carbon_credits.antifraud.ratelimit (GCRA) against the ``limits`` library.
 
 ``limits`` is what Flask-Limiter runs on. Both run in this process, on the same private
 redis-server (started here on a spare loopback port, so INFO commandstats deltas are ours
@@ -52,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import redis  # noqa: E402
 from redis.connection import AbstractConnection  # noqa: E402
 
-from carbon_credits.ratelimit import Check, Rate, RedisLimiter, check_for  # noqa: E402
+from carbon_credits.antifraud.ratelimit import Check, Rate, RedisLimiter, check_for  # noqa: E402
 from tests import redis_servers  # noqa: E402
 
 try:

@@ -48,8 +48,11 @@ from sqlalchemy.engine import make_url  # noqa: E402
 from carbon_credits.config import Config  # noqa: E402
 from carbon_credits.extensions import Runtime  # noqa: E402
 from carbon_credits.factory import create_app  # noqa: E402
-from carbon_credits.services import reports, rollups  # noqa: E402
-from carbon_credits.services.setup import init_db  # noqa: E402
+from carbon_credits.reports import (
+    partner,  # noqa: E402
+    rollups,  # noqa: E402
+)
+from carbon_credits.setup import init_db  # noqa: E402
 
 BEGIN = "<!-- report-bench:begin -->"
 END = "<!-- report-bench:end -->"
@@ -100,8 +103,8 @@ def rebuild(rt: Runtime) -> tuple[float, rollups.Rebuilt]:
 
 def measure(app: Any, rt: Runtime, runs: int, naive_runs: int) -> dict[str, Any]:
     last = FIRST_DAY + dt.timedelta(days=DAYS - 1)
-    scope = reports.Scope(CITY, suppress=True, k=10)
-    query = reports.ReductionQuery(FIRST_DAY, last, "day", ("mode",))
+    scope = partner.Scope(CITY, suppress=True, k=10)
+    query = partner.ReductionQuery(FIRST_DAY, last, "day", ("mode",))
     client = app.test_client()
     token = rt.codec.encode("bench-bureau", "partner", CITY, 3600)
     path = (f"/v1/reports/reduction?from={FIRST_DAY}&to={last}&granularity=day"
@@ -119,7 +122,7 @@ def measure(app: Any, rt: Runtime, runs: int, naive_runs: int) -> dict[str, Any]
                 "ON l.event_pk = e.id WHERE e.city = :c AND e.local_date BETWEEN :a AND :b "
                 "GROUP BY e.local_date, e.mode"), {"c": CITY, "a": FIRST_DAY, "b": last}).all())
 
-    report = reports.reduction(rt, scope, query)
+    report = partner.reduction(rt, scope, query)
     with rt.db.engine.connect() as conn:
         rows = conn.execute(text("SELECT count(*) FROM report_rollups WHERE city = :c"),
                             {"c": CITY}).scalar_one()
@@ -135,7 +138,7 @@ def measure(app: Any, rt: Runtime, runs: int, naive_runs: int) -> dict[str, Any]
     assert report["totals"]["ug"] == sum(v[0] for v in exact.values())
     cell_error = max(abs(cells[k]["participants"] - exact[k][2]) / exact[k][2] for k in exact)
     total_error = (report["totals"]["participants"] - distinct) / distinct
-    service = timed(lambda: reports.reduction(rt, scope, query), runs)
+    service = timed(lambda: partner.reduction(rt, scope, query), runs)
     over_http = timed(http, runs)
     direct = timed(naive, naive_runs)
     return {"events": n_events, "rollup_rows": rows, "report_rows": len(report["rows"]),

@@ -115,8 +115,8 @@ def run(posts: int, rounds: int) -> None:
 
     from carbon_credits import auth
     from carbon_credits.api import events as api_events
+    from carbon_credits.ingest import events
     from carbon_credits.schemas import EventResultSchema
-    from carbon_credits.services import events
     from tests import factories
 
     app: Flask = in_process_app()

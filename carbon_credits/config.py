@@ -10,8 +10,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from carbon_credits.plausibility import Policy
-from carbon_credits.ratelimit import (
+from carbon_credits.antifraud.plausibility import Policy
+from carbon_credits.antifraud.ratelimit import (
     DEFAULT_RATE_LIMITS,
     RateLimits,
     parse_rate_limits,
@@ -80,7 +80,7 @@ class Config:
     report_min_participants: int = 10
     """k: partner report cells with fewer distinct participants are suppressed; policy."""
     plausibility: Policy = field(default_factory=Policy)
-    """Fraud rule thresholds and outcomes (see carbon_credits.plausibility)."""
+    """Fraud rule thresholds and outcomes (see carbon_credits.antifraud.plausibility)."""
     testing: bool = False
 
     def __post_init__(self) -> None:

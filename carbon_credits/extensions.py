@@ -12,19 +12,19 @@ from flask import Response, current_app
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
 
+from carbon_credits.antifraud.ratelimit import Limiter
 from carbon_credits.auth import TokenCodec
-from carbon_credits.catalog import Catalog
 from carbon_credits.config import Config
-from carbon_credits.db import Database
 from carbon_credits.errors import http_exception_response
-from carbon_credits.group_commit import GroupCommit
-from carbon_credits.models import utcnow
-from carbon_credits.ratelimit import Limiter
+from carbon_credits.ingest.group_commit import GroupCommit
+from carbon_credits.networks.catalog import Catalog
 from carbon_credits.schemas import ErrorSchema
+from carbon_credits.storage.db import Database
+from carbon_credits.storage.models import utcnow
 
 if TYPE_CHECKING:
     from carbon_credits.errors import ServiceError
-    from carbon_credits.services.events import Ingested, Post
+    from carbon_credits.ingest.events import Ingested, Post
 
 
 class JsonErrorApi(Api):  # type: ignore[misc]

@@ -8,17 +8,17 @@ import redis
 from flask import Flask
 
 from carbon_credits import cli, metrics
+from carbon_credits.antifraud.ratelimit import Limiter, LocalLimiter, RedisLimiter
 from carbon_credits.api import register_blueprints
 from carbon_credits.auth import TokenCodec
-from carbon_credits.catalog import Catalog
 from carbon_credits.config import Config
-from carbon_credits.db import Database
 from carbon_credits.errors import register_error_handlers
 from carbon_credits.extensions import JsonErrorApi, Runtime
-from carbon_credits.group_commit import GroupCommit
-from carbon_credits.ratelimit import Limiter, LocalLimiter, RedisLimiter
-from carbon_credits.services import events
-from carbon_credits.services.setup import init_db
+from carbon_credits.ingest import events
+from carbon_credits.ingest.group_commit import GroupCommit
+from carbon_credits.networks.catalog import Catalog
+from carbon_credits.setup import init_db
+from carbon_credits.storage.db import Database
 
 REDIS_TIMEOUT_S = 0.5
 """Redis calls sit on the ingest path: fail fast and apply the failure policy."""

@@ -15,7 +15,7 @@ own in which the listening sockets are registered ``EPOLLEXCLUSIVE`` afresh for 
 wait, so a connection wakes one thread, not all of them, and the one of any worker
 process that has waited longest; a pipe registered without it wakes them all at
 shutdown. The process's concurrent requests still meet in the app's group commit
-(carbon_credits/group_commit.py). Against gthread, in eight alternating rounds
+(carbon_credits/ingest/group_commit.py). Against gthread, in eight alternating rounds
 (BENCHMARKS.md, eighth round): 17 % more posts/s at 11 % less CPU per post, 39 % more
 healthz/s, lower p99; batches at the same rate.
 
@@ -29,7 +29,7 @@ for the sync worker is how long a request may stall before the worker is killed;
 the connection is dropped; 0, no limit). What the worker does not bound, as gthread does
 not, is the app's own time: the main thread beats the heartbeat whatever the serving
 threads do, so a request stuck in the app holds its thread (the database bounds its lock
-waits, ``DB_LOCK_TIMEOUT_MS``, carbon_credits/db.py). A thread that fails, or an accept()
+waits, ``DB_LOCK_TIMEOUT_MS``, carbon_credits/storage/db.py). A thread that fails, or an accept()
 that fails for any reason but a lost race (out of file descriptors), stops the worker, and
 gunicorn starts another.
 ``GUNICORN_KEEPALIVE`` > 0 selects gunicorn's ``gthread`` worker instead (gunicorn.conf.py),

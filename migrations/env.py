@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-from carbon_credits.models import Base
+from carbon_credits.storage.models import Base
 
 target_metadata = Base.metadata
 
@@ -30,7 +30,7 @@ def main() -> None:
     from pathlib import Path
 
     from carbon_credits.config import Config
-    from carbon_credits.db import make_engine
+    from carbon_credits.storage.db import make_engine
 
     cfg = Config.from_env(Path(__file__).resolve().parent.parent / "instance")
     with make_engine(cfg.database_url, cfg.db_lock_timeout_ms).connect() as conn:

@@ -11,10 +11,14 @@ from flask import request
 from flask.views import MethodView
 from marshmallow import ValidationError
 
+from carbon_credits import audit
+from carbon_credits.antifraud import reviews
 from carbon_credits.api.requests import Blueprint
 from carbon_credits.auth import current_principal, requires
 from carbon_credits.errors import InvalidInput, UnsupportedMedia
 from carbon_credits.extensions import runtime
+from carbon_credits.ledger import reversals
+from carbon_credits.networks import factor_versions, gtfs_import
 from carbon_credits.schemas import (
     ID,
     AuditPageSchema,
@@ -34,7 +38,6 @@ from carbon_credits.schemas import (
     ReviewPageSchema,
     ReviewQuerySchema,
 )
-from carbon_credits.services import audit, factor_versions, networks, reversals, reviews
 
 blp = Blueprint("admin", __name__, url_prefix="/v1/admin", description="Administration")
 
@@ -156,7 +159,7 @@ class NetworkImport(MethodView):
             path = Path(folder) / "feed.zip"
             with path.open("wb") as out:
                 shutil.copyfileobj(request.stream, out, 1 << 20)
-            summary = networks.import_gtfs(runtime().db, city, path, query["version"],
+            summary = gtfs_import.import_gtfs(runtime().db, city, path, query["version"],
                                            actor=current_principal().sub,
                                            reason=query["reason"])
         return summary, 201

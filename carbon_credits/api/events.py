@@ -17,6 +17,7 @@ from carbon_credits.api.requests import (
 )
 from carbon_credits.auth import current_principal, requires
 from carbon_credits.extensions import runtime
+from carbon_credits.ingest import events
 from carbon_credits.schemas import (
     EVENT_SCHEMAS,
     BatchResultSchema,
@@ -24,7 +25,6 @@ from carbon_credits.schemas import (
     EventResultSchema,
     load_event,
 )
-from carbon_credits.services import events
 
 blp = Blueprint("events", __name__, url_prefix="/v1/events",
                 description="Trips and steps in; grams and points out")
@@ -58,7 +58,7 @@ class EventCollection(MethodView):
             limit_rate("events")
             raise
         # The limits of an event that can be applied are checked with the posts it is
-        # applied with, in one call to the limiter (services/events.py).
+        # applied with, in one call to the limiter (ingest/events.py).
         result = events.ingest_prepared(rt, posted, rate_checks("events"))
         if result.limit is not None:
             rate_headers(result.limit)

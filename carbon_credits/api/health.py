@@ -7,12 +7,11 @@ from typing import Any
 from flask import Response, jsonify
 from flask.views import MethodView
 
-from carbon_credits import metrics
+from carbon_credits import health, metrics
 from carbon_credits.api.requests import Blueprint
 from carbon_credits.errors import RETRY_AFTER_S
 from carbon_credits.extensions import runtime
 from carbon_credits.schemas import HealthSchema
-from carbon_credits.services import health
 
 blp = Blueprint("health", __name__, description="Operations")
 

@@ -9,8 +9,8 @@ from flask.views import MethodView
 from carbon_credits.api.requests import Blueprint
 from carbon_credits.auth import current_principal, requires
 from carbon_credits.extensions import runtime
+from carbon_credits.ledger import statements
 from carbon_credits.schemas import AccountSchema, LedgerPageSchema, LedgerQuerySchema
-from carbon_credits.services import accounts
 
 blp = Blueprint("me", __name__, url_prefix="/v1/me", description="Your points")
 
@@ -22,7 +22,7 @@ class AccountView(MethodView):
     @blp.response(200, AccountSchema)
     def get(self) -> dict[str, Any]:
         """Show your balance, lifetime totals and today's use of each daily cap."""
-        return accounts.account_view(runtime(), current_principal())
+        return statements.account_view(runtime(), current_principal())
 
 
 @blp.route("/ledger")
@@ -33,5 +33,5 @@ class LedgerView(MethodView):
     @blp.response(200, LedgerPageSchema)
     def get(self, query: dict[str, Any]) -> dict[str, Any]:
         """List your ledger entries, newest first (cursor pagination)."""
-        return accounts.ledger_page(runtime(), current_principal(), query["limit"],
+        return statements.ledger_page(runtime(), current_principal(), query["limit"],
                                     query["cursor"])

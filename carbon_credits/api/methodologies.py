@@ -8,8 +8,8 @@ from flask.views import MethodView
 
 from carbon_credits.api.requests import Blueprint
 from carbon_credits.extensions import runtime
+from carbon_credits.networks import methodologies
 from carbon_credits.schemas import MethodologyListSchema, MethodologyQuerySchema
-from carbon_credits.services import methodologies
 
 blp = Blueprint("methodologies", __name__, url_prefix="/v1/methodologies",
                 description="How events become grams")

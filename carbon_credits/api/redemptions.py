@@ -9,8 +9,8 @@ from flask.views import MethodView
 from carbon_credits.api.requests import Blueprint
 from carbon_credits.auth import current_principal, requires
 from carbon_credits.extensions import runtime
+from carbon_credits.ledger import redemptions
 from carbon_credits.schemas import RedemptionInSchema, RedemptionSchema
-from carbon_credits.services import redemptions
 
 blp = Blueprint("redemptions", __name__, url_prefix="/v1/me/redemptions",
                 description="Spend points")

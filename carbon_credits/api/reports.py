@@ -12,13 +12,13 @@ from flask.views import MethodView
 from carbon_credits.api.requests import Blueprint, limit_rate
 from carbon_credits.auth import current_principal, requires
 from carbon_credits.extensions import runtime
+from carbon_credits.reports import partner
 from carbon_credits.schemas import (
     ReductionQuerySchema,
     ReductionReportSchema,
     ReportRangeQuerySchema,
     VerificationReportSchema,
 )
-from carbon_credits.services import reports
 
 blp = Blueprint("reports", __name__, url_prefix="/v1/reports",
                 description="Aggregate reductions for partners and verifiers")
@@ -68,14 +68,14 @@ class Reduction(MethodView):
         admins any city. CSV with Accept: text/csv or format=csv (streamed).
         """
         rt = runtime()
-        scope = reports.scope_for(rt, current_principal(), query["city"])
+        scope = partner.scope_for(rt, current_principal(), query["city"])
         limit_rate("reports")
-        q = reports.ReductionQuery(query["from_"], query["to"], query["granularity"],
+        q = partner.ReductionQuery(query["from_"], query["to"], query["granularity"],
                                    tuple(query["group_by"]))
         if wants_csv(query):
-            return csv_response(reports.reduction_csv(rt, scope, q),
+            return csv_response(partner.reduction_csv(rt, scope, q),
                                 _name("reduction", scope.city, q.start, q.end))
-        return reports.reduction(rt, scope, q)
+        return partner.reduction(rt, scope, q)
 
 
 @blp.route("/verification")
@@ -91,11 +91,11 @@ class Verification(MethodView):
         recomputation check factor x activity.
         """
         rt = runtime()
-        scope = reports.scope_for(rt, current_principal(), query["city"])
+        scope = partner.scope_for(rt, current_principal(), query["city"])
         limit_rate("reports")
-        document = reports.verification(rt, scope, query["from_"], query["to"])
+        document = partner.verification(rt, scope, query["from_"], query["to"])
         if wants_csv(query):
-            return csv_response(reports.verification_csv(document),
+            return csv_response(partner.verification_csv(document),
                                 _name("verification", scope.city, query["from_"],
                                       query["to"]))
         return document

@@ -11,10 +11,7 @@ from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from carbon_credits.auth import current_principal
-from carbon_credits.errors import ServiceError, UnsupportedMedia
-from carbon_credits.extensions import runtime
-from carbon_credits.ratelimit import (
+from carbon_credits.antifraud.ratelimit import (
     Check,
     Decision,
     check_for,
@@ -22,6 +19,9 @@ from carbon_credits.ratelimit import (
     device_subject,
     refusal,
 )
+from carbon_credits.auth import current_principal
+from carbon_credits.errors import ServiceError, UnsupportedMedia
+from carbon_credits.extensions import runtime
 
 
 class _Repeated(dict[str, Any]):
@@ -121,7 +121,7 @@ class Blueprint(flask_smorest.Blueprint):  # type: ignore[misc]
 
 def rate_checks(route: str) -> list[Check]:
     """This request's checks on ``route``: one per dimension with a rate (``RATE_LIMITS``,
-    see carbon_credits.ratelimit) and a subject (the user, the device, the client IP)."""
+    see carbon_credits.antifraud.ratelimit) and a subject (the user, the device, the client IP)."""
     rates = runtime().config.rate_limits.for_route(route)
     subjects = {"user": current_principal().sub,
                 "device": device_subject(request.headers.get("X-Device-Id")),

@@ -22,7 +22,7 @@ depends_on = None
 DEMO_CITY, DEMO_VERSION = "shenzhen", "demo-2026.1"
 DEMO_LUOHU = ("luohu", "guomao", "laojie", "dajuyuan", "hongling",
               "b-luohu", "b-guomao", "b-dajuyuan")
-"""The demo network's stops in 罗湖区 (see carbon_credits.demo_network); the rest are in 福田区.
+"""The demo network's stops in 罗湖区 (see carbon_credits.networks.demo_network); the rest are in 福田区.
 Copied, not imported, so this migration means the same thing whatever the module becomes."""
 
 

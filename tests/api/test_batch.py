@@ -10,7 +10,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.exc import OperationalError
 
-from carbon_credits.services import events, intake
+from carbon_credits.ingest import events, intake
 from tests import factories
 
 

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from carbon_credits import demo_network
-from carbon_credits.catalog import store_network
 from carbon_credits.extensions import Runtime
-from carbon_credits.models import FactorVersion
+from carbon_credits.networks import demo_network
+from carbon_credits.networks.catalog import store_network
+from carbon_credits.storage.models import FactorVersion
 from methodology.factors import NET_FACTOR, Factor, factor_set
 from tests import factories
 

@@ -240,7 +240,7 @@ def test_a_rule_can_be_set_to_reject(make_app: Callable[..., Flask],
                                      auth: dict[str, str]) -> None:
     from dataclasses import replace
 
-    from carbon_credits.plausibility import Policy
+    from carbon_credits.antifraud.plausibility import Policy
     policy = Policy()
     strict = make_app(plausibility=replace(policy, outcomes={
         **policy.outcomes, "speed_out_of_bounds": "reject"}))

@@ -173,12 +173,13 @@ def test_a_programming_error_is_a_500_not_a_retryable_503(
     # A schema bug (e.g. a missing column) cannot succeed on retry: no Retry-After invitation.
     from sqlalchemy.exc import ProgrammingError
 
-    from carbon_credits.services import accounts
 
     def broken(*_: object) -> None:
         raise ProgrammingError("SELECT missing", {}, Exception("UndefinedColumn"))
 
-    monkeypatch.setattr(accounts, "account_view", broken)
+    from carbon_credits.ledger import statements
+
+    monkeypatch.setattr(statements, "account_view", broken)
     r = client.get("/v1/me/account", headers=auth)
     assert r.status_code == 500
     assert r.json["error"]["code"] == "internal_error"

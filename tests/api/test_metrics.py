@@ -9,7 +9,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from carbon_credits.ratelimit import parse_rate_limits
+from carbon_credits.antifraud.ratelimit import parse_rate_limits
 from tests import factories
 
 

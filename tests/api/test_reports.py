@@ -284,7 +284,7 @@ def test_reports_are_rate_limited_per_token(make_app: Callable[..., Flask], toke
                                             ) -> None:
     """A script polling reports in a loop gets 429 with Retry-After; another partner of the
     same city does not; a refused city (403) spends nothing."""
-    from carbon_credits.ratelimit import parse_rate_limits
+    from carbon_credits.antifraud.ratelimit import parse_rate_limits
 
     app = make_app(rate_limits=parse_rate_limits("reports:user=2/60"))
     client = app.test_client()

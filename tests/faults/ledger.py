@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from carbon_credits.db import Database
-from carbon_credits.services.verification import Problem, Report, verify
+from carbon_credits.ledger.verification import Problem, Report, verify
+from carbon_credits.storage.db import Database
 
 
 def check_accounts(db: Database, user_ids: Iterable[str] | None = None

@@ -19,8 +19,8 @@ import pytest
 from flask import Flask
 
 from carbon_credits.config import Config
-from carbon_credits.services import verification
-from carbon_credits.services.verification import Report, verify
+from carbon_credits.ledger import verification
+from carbon_credits.ledger.verification import Report, verify
 from tests import factories
 from tests.conftest import LENIENT, app_on_own_database
 

@@ -3,7 +3,7 @@
 Found in review: a batch chunk applied its rollup upserts as its items came, holding the
 rows locked until the chunk committed, so two users of one shard whose batches credited two
 cells in opposite orders deadlocked on PostgreSQL. A chunk now writes its credits at its
-end, merged per row and applied in key order (services/intake.py, rollups.credit)."""
+end, merged per row and applied in key order (ingest/intake.py, rollups.credit)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ import pytest
 
 from carbon_credits.auth import Principal
 from carbon_credits.extensions import Runtime
-from carbon_credits.services import events, rollups
+from carbon_credits.ingest import events
+from carbon_credits.reports import rollups
 from tests import factories
 
 

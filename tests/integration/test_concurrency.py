@@ -12,9 +12,9 @@ from sqlalchemy import func, select
 from carbon_credits.auth import Principal
 from carbon_credits.errors import ServiceError
 from carbon_credits.extensions import Runtime
-from carbon_credits.models import Account, Event, LedgerEntry
+from carbon_credits.ingest import events
 from carbon_credits.schemas import load_event
-from carbon_credits.services import events
+from carbon_credits.storage.models import Account, Event, LedgerEntry
 from tests import factories
 
 
@@ -87,7 +87,7 @@ def test_concurrent_events_of_one_user_fill_the_daily_cap_exactly(
 
 
 def test_concurrent_redemptions_never_overdraw(rt: Runtime, user_id: str) -> None:
-    from carbon_credits.services import redemptions
+    from carbon_credits.ledger import redemptions
 
     principal = Principal(user_id, "user", "shenzhen")
     _ingest(rt, user_id, factories.metro())  # 376 points

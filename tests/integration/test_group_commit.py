@@ -1,4 +1,4 @@
-"""Posts of several users applied as one chunk (group commit, services/intake.py).
+"""Posts of several users applied as one chunk (group commit, ingest/intake.py).
 
 The property that matters: a group of concurrent posts from different users, applied in
 one transaction, gives exactly what the same posts applied one after another give:
@@ -23,14 +23,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
+from carbon_credits.antifraud.ratelimit import check_for, parse_rate_limits
 from carbon_credits.auth import Principal
 from carbon_credits.errors import ServiceError
 from carbon_credits.extensions import Runtime
-from carbon_credits.models import Account, DeviceAccount, Event, User
-from carbon_credits.ratelimit import check_for, parse_rate_limits
+from carbon_credits.ingest import events
+from carbon_credits.ingest.intake import Posted
+from carbon_credits.ledger import verification
 from carbon_credits.schemas import load_event
-from carbon_credits.services import events, verification
-from carbon_credits.services.intake import Posted
+from carbon_credits.storage.models import Account, DeviceAccount, Event, User
 from tests import factories
 
 STATIONS = ["luohu", "guomao", "laojie", "shaoniangong", "fumin", "atlantis"]

@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from carbon_credits.extensions import Runtime
-from carbon_credits.models import Account, Event, FactorVersion, LedgerEntry
+from carbon_credits.storage.models import Account, Event, FactorVersion, LedgerEntry
 from methodology.factors import NET_FACTOR, Factor, factor_set
 from tests import factories
 from tests.conftest import LENIENT
@@ -161,8 +161,8 @@ def test_an_event_uses_the_factor_version_in_force_when_it_occurred(
                                 factors=fs.to_dict(), effective_from=start, created_by="test",
                                 reason="test"))
     with rt.db.transaction() as s:
-        from carbon_credits import demo_network
-        from carbon_credits.catalog import store_network
+        from carbon_credits.networks import demo_network
+        from carbon_credits.networks.catalog import store_network
         store_network(s, city, "demo", "test", demo_network.stations(), demo_network.lines())
     late = client.post("/v1/events", headers=auth, json=factories.metro(
         city=city, start=t0 + timedelta(days=5))).json  # arrives now, occurred before v2

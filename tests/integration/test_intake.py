@@ -1,4 +1,4 @@
-"""Set-based intake (services/intake.py): a chunk read once, decided in memory, written once.
+"""Set-based intake (ingest/intake.py): a chunk read once, decided in memory, written once.
 
 The property that matters: applying events as batch chunks gives exactly what applying
 them one request at a time gives (statuses, grams, points, reasons, explanations, the
@@ -29,11 +29,11 @@ from sqlalchemy.exc import OperationalError
 from carbon_credits.auth import Principal
 from carbon_credits.errors import ServiceError
 from carbon_credits.extensions import Runtime
-from carbon_credits.models import Account, Event
+from carbon_credits.ingest import events, intake
+from carbon_credits.ingest.intake import NewEvent
 from carbon_credits.schemas import load_event
-from carbon_credits.services import events, intake
-from carbon_credits.services.intake import NewEvent
-from carbon_credits.sql import COPY_FROM_ROWS
+from carbon_credits.storage.models import Account, Event
+from carbon_credits.storage.sql import COPY_FROM_ROWS
 from tests import factories
 
 STATIONS = ["luohu", "guomao", "laojie", "huaxin", "shaoniangong", "fumin", "chegongmiao"]
@@ -273,7 +273,7 @@ def test_a_write_failing_beside_the_commit_leaves_nothing(
     written before them is rolled back with the rest (the post is a 503), and the retry of
     the same post applies it once."""
     body = factories.metro(start=factories.today_at(7))
-    real_save = intake.ledger.save_accounts
+    real_save = intake.entries.save_accounts
 
     # balance_points is NOT NULL: an IntegrityError on both databases, at the COMMIT's
     # round trip on PostgreSQL (so each of the service's three attempts meets it)
@@ -284,7 +284,7 @@ def test_a_write_failing_beside_the_commit_leaves_nothing(
         real_save(session, accounts)
         failing.run(session, [{"u": user_id}])
 
-    monkeypatch.setattr(intake.ledger, "save_accounts", failing_save)
+    monkeypatch.setattr(intake.entries, "save_accounts", failing_save)
     assert client.post("/v1/events", json=body, headers=auth).status_code == 503
     with rt.db.transaction() as session:
         assert session.scalar(select(func.count()).select_from(Event)

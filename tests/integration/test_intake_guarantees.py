@@ -1,4 +1,4 @@
-"""Guarantees of the set-based intake (services/intake.py) that the per-event path it
+"""Guarantees of the set-based intake (ingest/intake.py) that the per-event path it
 replaced (e25f783: one transaction per event, batch items in a savepoint each) gave.
 
 Found in review: reading for the whole chunk first creates the account and records the
@@ -23,11 +23,14 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from carbon_credits import demo_network
 from carbon_credits.auth import Principal
-from carbon_credits.catalog import store_network
 from carbon_credits.extensions import Runtime
-from carbon_credits.models import (
+from carbon_credits.ingest import events
+from carbon_credits.ledger import verification
+from carbon_credits.networks import demo_network
+from carbon_credits.networks.catalog import store_network
+from carbon_credits.schemas import load_event
+from carbon_credits.storage.models import (
     Account,
     DeviceAccount,
     Event,
@@ -36,8 +39,6 @@ from carbon_credits.models import (
     ReportParticipant,
     User,
 )
-from carbon_credits.schemas import load_event
-from carbon_credits.services import events, verification
 from methodology.factors import NET_FACTOR, Factor, factor_set
 from tests import factories
 

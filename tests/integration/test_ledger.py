@@ -12,8 +12,8 @@ from sqlalchemy.exc import IntegrityError
 
 from carbon_credits.auth import Principal
 from carbon_credits.extensions import Runtime
-from carbon_credits.models import LedgerEntry
-from carbon_credits.services import ledger
+from carbon_credits.ledger import entries
+from carbon_credits.storage.models import LedgerEntry
 from tests import factories
 
 
@@ -56,8 +56,8 @@ def test_redemption_beyond_the_balance_is_409_with_the_balance(
 
 def test_the_database_refuses_a_redeem_entry_that_overdraws(rt: Runtime, user_id: str) -> None:
     with pytest.raises(IntegrityError), rt.db.transaction() as s:
-        account = ledger.lock_account(s, user_id, "shenzhen")
-        ledger._append(s, account, kind="redeem", points=-1, ug=0)
+        account = entries.lock_account(s, user_id, "shenzhen")
+        entries._append(s, account, kind="redeem", points=-1, ug=0)
 
 
 def test_reversal_takes_back_the_credit_and_is_audited(

@@ -11,12 +11,17 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from carbon_credits import catalog
 from carbon_credits.errors import Conflict, InvalidInput
 from carbon_credits.extensions import Runtime
-from carbon_credits.models import AuditRecord, Network, NetworkLine, NetworkLineStop, NetworkStop
-from carbon_credits.services import networks
-from carbon_credits.services.networks import import_gtfs
+from carbon_credits.networks import catalog, gtfs_import
+from carbon_credits.networks.gtfs_import import import_gtfs
+from carbon_credits.storage.models import (
+    AuditRecord,
+    Network,
+    NetworkLine,
+    NetworkLineStop,
+    NetworkStop,
+)
 from tests import gtfs_feed
 from tests.gtfs_feed import Feed, sample_feed
 
@@ -155,7 +160,7 @@ def test_a_failure_while_storing_rolls_the_whole_import_back(
         args[0].flush()  # every row has reached the database before the failure
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(networks, "store_network", store_then_fail)
+    monkeypatch.setattr(gtfs_import, "store_network", store_then_fail)
     with rt.db.transaction() as s:
         stops_before = s.scalar(select(func.count()).select_from(NetworkStop))
     with pytest.raises(RuntimeError, match="disk full"):
@@ -170,7 +175,7 @@ def test_a_network_the_methodology_refuses_is_invalid_input(
     def refuse(*args: Any, **kwargs: Any) -> None:
         raise ValueError("line M1:1 uses unknown stop x")
 
-    monkeypatch.setattr(networks, "TransitNetwork", refuse)
+    monkeypatch.setattr(gtfs_import, "TransitNetwork", refuse)
     with pytest.raises(InvalidInput) as info:
         import_gtfs(rt.db, city, write(sample_feed(), tmp_path), version="v1")
     assert info.value.fields == {"feed": ["network: line M1:1 uses unknown stop x"]}
@@ -191,7 +196,7 @@ def test_a_version_taken_after_the_check_is_still_a_conflict(
     # What a concurrent import does: both pass the existence check, the unique key decides.
     path = write(sample_feed(), tmp_path)
     import_gtfs(rt.db, city, path, version="v1")
-    monkeypatch.setattr(networks, "_refuse_existing", lambda *args: None)
+    monkeypatch.setattr(gtfs_import, "_refuse_existing", lambda *args: None)
     with pytest.raises(Conflict):
         import_gtfs(rt.db, city, path, version="v1")
     assert [v for _, v in networks_of(rt, city)] == ["v1"]

@@ -16,8 +16,8 @@ from sqlalchemy import bindparam, event, insert, select, text
 from sqlalchemy.exc import DBAPIError, PendingRollbackError
 
 from carbon_credits.extensions import Runtime
-from carbon_credits.models import Event, User, utcnow
-from carbon_credits.services import intake
+from carbon_credits.ingest import intake
+from carbon_credits.storage.models import Event, User, utcnow
 from tests import factories
 
 

@@ -19,9 +19,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from carbon_credits.config import Config, ConfigError
-from carbon_credits.plausibility import RULES, Policy
-from carbon_credits.ratelimit import (
+from carbon_credits.antifraud.plausibility import RULES, Policy
+from carbon_credits.antifraud.ratelimit import (
     DEFAULT_RATE_LIMITS,
     Check,
     LocalLimiter,
@@ -33,6 +32,7 @@ from carbon_credits.ratelimit import (
     parse_rate_limits,
     safe_subject,
 )
+from carbon_credits.config import Config, ConfigError
 from tests import factories
 
 LENIENT = Policy(outcomes={rule: "credit" for rule in RULES})

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from carbon_credits.ratelimit import RedisLimiter
+from carbon_credits.antifraud.ratelimit import RedisLimiter
 from tests import redis_servers
 from tests.integration.test_ratelimit import RateLimitContract, new_user, random_ip
 

@@ -1,6 +1,6 @@
 """Redis failure policy: Redis stopped mid-run, then back.
 
-Policy (carbon_credits.ratelimit): when Redis fails, each request is limited by the
+Policy (carbon_credits.antifraud.ratelimit): when Redis fails, each request is limited by the
 per-process limiter with the same rates, the failure is counted and logged once, requests
 never fail because of it, and Redis is used again as soon as it answers. Database caps and
 idempotency never depend on Redis. These tests use a redis-server of their own on a spare
@@ -22,12 +22,12 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
-from carbon_credits.models import Account, Event, LedgerEntry
-from carbon_credits.ratelimit import RedisLimiter, parse_rate_limits
+from carbon_credits.antifraud.ratelimit import RedisLimiter, parse_rate_limits
+from carbon_credits.storage.models import Account, Event, LedgerEntry
 from tests import factories, redis_servers
 from tests.integration.test_ratelimit import LENIENT, new_user
 
-RATELIMIT_LOGGER = "carbon_credits.ratelimit"
+RATELIMIT_LOGGER = "carbon_credits.antifraud.ratelimit"
 
 
 @pytest.fixture

@@ -19,20 +19,23 @@ from flask import Flask
 from sqlalchemy import event as sa_event
 from sqlalchemy import func, select
 
-from carbon_credits import demo_network
+from carbon_credits.antifraud import reviews
 from carbon_credits.auth import Principal
-from carbon_credits.catalog import store_network
 from carbon_credits.extensions import Runtime
-from carbon_credits.models import (
+from carbon_credits.ingest import events
+from carbon_credits.ledger import reversals
+from carbon_credits.networks import demo_network
+from carbon_credits.networks.catalog import store_network
+from carbon_credits.reports import partner, rollups
+from carbon_credits.schemas import load_event
+from carbon_credits.setup import DEFAULTS_EFFECTIVE_FROM
+from carbon_credits.storage.models import (
     Event,
     FactorVersion,
     LedgerEntry,
     ReportParticipant,
     ReportRollup,
 )
-from carbon_credits.schemas import load_event
-from carbon_credits.services import events, reports, reversals, reviews, rollups
-from carbon_credits.services.setup import DEFAULTS_EFFECTIVE_FROM
 from methodology import METHODOLOGIES, Station
 from tests import factories
 
@@ -118,8 +121,8 @@ def rebuild(rt: Runtime, city: str) -> rollups.Rebuilt:
 
 def admin_report(rt: Runtime, city: str, start: date, end: date,
                  *groups: str, granularity: str = "day") -> dict[str, Any]:
-    return reports.reduction(rt, reports.Scope(city, suppress=False, k=10),
-                             reports.ReductionQuery(start, end, granularity, groups))
+    return partner.reduction(rt, partner.Scope(city, suppress=False, k=10),
+                             partner.ReductionQuery(start, end, granularity, groups))
 
 
 # ---------------------------------------------------------------- sketches
@@ -351,7 +354,7 @@ def test_reports_never_read_the_event_table(rt: Runtime) -> None:
     sa_event.listen(rt.db.engine, "before_cursor_execute", record)
     try:
         admin_report(rt, city, YESTERDAY, TODAY, "mode", "district", "methodology_version")
-        reports.verification(rt, reports.Scope(city, False, 10), YESTERDAY, TODAY)
+        partner.verification(rt, partner.Scope(city, False, 10), YESTERDAY, TODAY)
     finally:
         sa_event.remove(rt.db.engine, "before_cursor_execute", record)
     assert statements

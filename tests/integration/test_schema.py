@@ -6,8 +6,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from carbon_credits.extensions import Runtime
-from carbon_credits.models import Base
-from carbon_credits.services.setup import init_db
+from carbon_credits.setup import init_db
+from carbon_credits.storage.models import Base
 
 
 def test_migrations_produce_exactly_the_models_schema(rt: Runtime) -> None:

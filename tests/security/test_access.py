@@ -20,7 +20,7 @@ from urllib.parse import quote
 import pytest
 from flask.testing import FlaskClient
 
-from carbon_credits.services.accounts import encode_cursor
+from carbon_credits.ledger.statements import encode_cursor
 from tests import factories
 
 Token = Callable[..., str]

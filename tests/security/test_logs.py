@@ -19,7 +19,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from carbon_credits.services import accounts
+from carbon_credits.ledger import statements
 from tests import factories
 from tests.conftest import JWT_SECRET
 
@@ -74,7 +74,7 @@ def test_an_internal_error_is_logged_with_its_traceback_but_no_secret(
     def broken(*_: object, **__: object) -> None:
         raise RuntimeError("simulated bug in the account view")
 
-    monkeypatch.setattr(accounts, "account_view", broken)
+    monkeypatch.setattr(statements, "account_view", broken)
     caplog.set_level(logging.DEBUG)
     bearer = token(user_id)
     r = client.get("/v1/me/account", headers={"Authorization": f"Bearer {bearer}"})
@@ -116,7 +116,7 @@ def test_only_lone_surrogates_are_blamed_on_the_client(
     def broken(*_: object, **__: object) -> None:
         raise UnicodeEncodeError("ascii", "café", 3, 4, "ordinal not in range(128)")
 
-    monkeypatch.setattr(accounts, "account_view", broken)
+    monkeypatch.setattr(statements, "account_view", broken)
     caplog.set_level(logging.DEBUG)
     r = client.get("/v1/me/account", headers={"Authorization": f"Bearer {token(user_id)}"})
     assert r.status_code == 500 and r.json["error"]["code"] == "internal_error"

@@ -1,4 +1,4 @@
-"""Group commit (carbon_credits/group_commit.py): who applies what, and who hears what.
+"""Group commit (carbon_credits/ingest/group_commit.py): who applies what, and who hears what.
 
 No database: ``apply`` is a recording function, and the first call is held until the
 test has queued the posts it wants behind it, so the groups are deterministic.
@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from carbon_credits.errors import Unavailable
-from carbon_credits.group_commit import GroupCommit
+from carbon_credits.ingest.group_commit import GroupCommit
 
 
 class Recorder:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from carbon_credits.gtfs import GtfsError, ParsedFeed, parse_feed
+from carbon_credits.networks.gtfs import GtfsError, ParsedFeed, parse_feed
 from methodology.network import Line
 from tests import gtfs_feed
 from tests.gtfs_feed import Feed, Row, sample_feed

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from carbon_credits import demo_network
+from carbon_credits.networks import demo_network
 from methodology import (
     Line,
     MethodologyInputError,

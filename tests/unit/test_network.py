@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from carbon_credits import demo_network
+from carbon_credits.networks import demo_network
 from methodology.geo import haversine_m
 from methodology.network import Line, Station, TransitNetwork, UnknownStation
 from tests.unit import nets

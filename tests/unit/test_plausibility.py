@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from carbon_credits.antifraud.plausibility import Facts, Policy, judge
 from carbon_credits.config import Config, ConfigError
-from carbon_credits.plausibility import Facts, Policy, judge
 
 P = Policy()
 

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Select, SQLColumnExpression, bindparam, select
 from sqlalchemy.orm import Session
 
-from carbon_credits.models import (
+from carbon_credits.storage.models import (
     FactorVersion,
     Network,
     NetworkLine,
@@ -23,7 +23,7 @@ from carbon_credits.models import (
     NetworkStop,
     UTCDateTime,
 )
-from carbon_credits.sql import Prebuilt, Read
+from carbon_credits.storage.sql import Prebuilt, Read
 from methodology import FactorSet, Line, Station, TransitNetwork
 
 

@@ -1,4 +1,4 @@
-"""From quantified grams to credited points: daily caps, the carry, the ledger entry.
+"""Daily caps: how much of an event's quantified grams a user-day may credit, and its points.
 
 One path for every credit: new events at ingest and held events an admin approves.
 Callers hold the user's account lock, so the day's usage they read cannot change under them.
@@ -16,8 +16,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from carbon_credits.config import Config
-from carbon_credits.models import Account, DailyUsage, Event
-from carbon_credits.services import ledger, rollups
+from carbon_credits.ledger import entries
+from carbon_credits.reports import rollups
+from carbon_credits.storage.models import Account, DailyUsage, Event
 from methodology import FactorSet, Methodology
 from methodology.quantity import g_to_ug, whole_grams
 
@@ -64,7 +65,7 @@ def daily_caps_ug(config: Config, method: Methodology, factors: FactorSet
             None if total is None else g_to_ug(Decimal(total)))
 
 
-def decide(config: Config, method: Methodology, factors: FactorSet, account: ledger.Balance,
+def decide(config: Config, method: Methodology, factors: FactorSet, account: entries.Balance,
            usage: Mapping[str, Usage], avoided_ug: int) -> Credit:
     """How much of ``avoided_ug`` fits under today's caps, and the points it earns."""
     mode_cap, total_cap = daily_caps_ug(config, method, factors)
@@ -76,7 +77,7 @@ def decide(config: Config, method: Methodology, factors: FactorSet, account: led
     if total_cap is not None and used_total + credited > total_cap:
         credited = max(0, total_cap - used_total)
         which, cap_ug, used = "total", total_cap, used_total
-    points, _carry = ledger.points_for(account.carry_ug, credited)
+    points, _carry = entries.points_for(account.carry_ug, credited)
     if which is None:
         return Credit(credited, points, "credited", None, None)
     return Credit(credited, points, "capped", "daily_cap", {
@@ -97,7 +98,7 @@ def apply(session: Session, account: Account, event: Event, credit: Credit,
           posted_at: datetime) -> None:
     """Write the credit: ledger entry, balance, and the day's usage (event is flushed)."""
     if credit.credited_ug > 0:
-        ledger.earn(session, account, ug=credit.credited_ug, event_pk=event.id,
+        entries.earn(session, account, ug=credit.credited_ug, event_pk=event.id,
                     mode=method.mode, factor_version_id=event.factor_version_id)
         rollups.credit(session, [event])  # report rollups, in the same transaction
     row = usage.get(method.mode)

@@ -15,9 +15,9 @@ from itertools import groupby
 from sqlalchemy import ColumnElement, and_, func, or_, select, true
 from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
-from carbon_credits.db import Database
-from carbon_credits.models import Account, Event, LedgerEntry
-from carbon_credits.services.ledger import GENESIS_HASH, UG_PER_POINT, entry_hash
+from carbon_credits.ledger.entries import GENESIS_HASH, UG_PER_POINT, entry_hash
+from carbon_credits.storage.db import Database
+from carbon_credits.storage.models import Account, Event, LedgerEntry
 
 
 @dataclass(frozen=True)

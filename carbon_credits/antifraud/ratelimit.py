@@ -54,7 +54,7 @@ Atomicity and round trips. Each dimension is its own key. On a single Redis the 
 one request go to ONE script call (``_SCRIPT_MANY``: read every key's TAT, decide each, and
 move them only if all admit), one round trip, atomic over the request: a request refused by
 its IP does not spend its user's allowance. ``check_many`` sends several requests in that
-one call (the single posts a worker applies together: services/events.py), decided in
+one call (the single posts a worker applies together: ingest/events.py), decided in
 order as if one after another. On Redis Cluster the keys of user, device and
 IP hash to different slots, so a single multi-key script cannot take them all: there each
 dimension is its own EVALSHA (``_SCRIPT``, atomic per key), all in ONE non-transactional

@@ -11,13 +11,13 @@ from alembic.config import Config as AlembicConfig
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from carbon_credits import demo_network
-from carbon_credits.catalog import store_network
-from carbon_credits.db import Database
-from carbon_credits.models import FactorVersion, Network
+from carbon_credits.networks import demo_network
+from carbon_credits.networks.catalog import store_network
+from carbon_credits.storage.db import Database
+from carbon_credits.storage.models import FactorVersion, Network
 from methodology import METHODOLOGIES
 
-MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 DEFAULTS_EFFECTIVE_FROM = datetime(2021, 12, 1, tzinfo=ZoneInfo("Asia/Shanghai"))
 """The Shenzhen methodology was published in December 2021; defaults apply from then."""
 

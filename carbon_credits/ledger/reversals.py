@@ -6,12 +6,14 @@ from typing import Any
 
 from sqlalchemy import select
 
+from carbon_credits import audit
 from carbon_credits.auth import Principal
 from carbon_credits.errors import Conflict, NotFound
 from carbon_credits.extensions import Runtime
-from carbon_credits.models import Event, User, utcnow
-from carbon_credits.services import audit, ledger, rollups
-from carbon_credits.services.events import event_view
+from carbon_credits.ingest.events import event_view
+from carbon_credits.ledger import entries
+from carbon_credits.reports import rollups
+from carbon_credits.storage.models import Event, User, utcnow
 
 
 def reverse_event(rt: Runtime, admin: Principal, user_id: str, event_id: str, reason: str
@@ -21,7 +23,7 @@ def reverse_event(rt: Runtime, admin: Principal, user_id: str, event_id: str, re
         user = session.get(User, user_id)
         if user is None:
             raise NotFound(f"no user {user_id!r}")
-        account = ledger.lock_account(session, user_id, user.city)
+        account = entries.lock_account(session, user_id, user.city)
         event = session.scalars(select(Event).where(
             Event.user_id == user_id, Event.event_id == event_id)).one_or_none()
         if event is None:
@@ -31,7 +33,7 @@ def reverse_event(rt: Runtime, admin: Principal, user_id: str, event_id: str, re
         before = {"status": event.status, "credited_ug": event.credited_ug,
                   "points": event.points, "balance": account.balance_points}
         if event.credited_ug > 0:
-            ledger.reverse(session, account, points=event.points, ug=event.credited_ug,
+            entries.reverse(session, account, points=event.points, ug=event.credited_ug,
                            event_pk=event.id, mode=event.mode,
                            factor_version_id=event.factor_version_id)
             rollups.reverse(session, event)  # take it out of the report rollups

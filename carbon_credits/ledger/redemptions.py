@@ -12,8 +12,8 @@ from sqlalchemy.exc import IntegrityError
 from carbon_credits.auth import Principal
 from carbon_credits.errors import Conflict
 from carbon_credits.extensions import Runtime
-from carbon_credits.models import Redemption
-from carbon_credits.services import ledger
+from carbon_credits.ledger import entries
+from carbon_credits.storage.models import Redemption
 
 ATTEMPTS = 3
 
@@ -27,7 +27,7 @@ def redeem(rt: Runtime, principal: Principal, data: dict[str, Any]) -> tuple[dic
     for attempt in range(ATTEMPTS):
         try:
             with rt.db.transaction() as session:
-                account = ledger.lock_account(session, principal.sub,
+                account = entries.lock_account(session, principal.sub,
                                               principal.city or rt.config.default_city)
                 existing = session.scalars(select(Redemption).where(
                     Redemption.user_id == principal.sub,
@@ -50,7 +50,7 @@ def redeem(rt: Runtime, principal: Principal, data: dict[str, Any]) -> tuple[dic
                     payload_hash=digest, balance_after=account.balance_points - data["points"])
                 session.add(redemption)
                 session.flush()
-                ledger.redeem(session, account, points=data["points"],
+                entries.redeem(session, account, points=data["points"],
                               redemption_pk=redemption.id)
                 return view(redemption), True
         except IntegrityError:

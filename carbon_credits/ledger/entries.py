@@ -27,8 +27,8 @@ from typing import Any, Protocol, cast
 from sqlalchemy import Select, Table, bindparam, delete, select, update
 from sqlalchemy.orm import Session, joinedload
 
-from carbon_credits.models import Account, LedgerEntry, User, utcnow
-from carbon_credits.sql import Prebuilt, Read, insert_missing
+from carbon_credits.storage.models import Account, LedgerEntry, User, utcnow
+from carbon_credits.storage.sql import Prebuilt, Read, insert_missing
 
 UG_PER_POINT = 1_000_000
 GENESIS_HASH = "0" * 64
@@ -124,7 +124,7 @@ def open_accounts(session: Session, cities: Mapping[str, str],
     missing ones are created in that order and locked: two transactions opening
     overlapping sets of accounts wait for each other in one order. Should a rare
     interleaving of first posts still deadlock, PostgreSQL aborts one transaction, which
-    the caller retries (``services/events.py``).
+    the caller retries (``ingest/events.py``).
     """
     found = {row[0]: LockedAccount(*row) for row in locked}
     missing = sorted(set(cities) - found.keys())

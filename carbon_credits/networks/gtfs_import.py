@@ -18,12 +18,12 @@ from sqlalchemy import String, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from carbon_credits.catalog import store_network
-from carbon_credits.db import Database
+from carbon_credits import audit
 from carbon_credits.errors import Conflict, InvalidInput
-from carbon_credits.gtfs import GtfsError, ParsedFeed, parse_feed
-from carbon_credits.models import Network, NetworkLine, NetworkStop
-from carbon_credits.services import audit
+from carbon_credits.networks.catalog import store_network
+from carbon_credits.networks.gtfs import GtfsError, ParsedFeed, parse_feed
+from carbon_credits.storage.db import Database
+from carbon_credits.storage.models import Network, NetworkLine, NetworkStop
 from methodology.network import TransitNetwork, UnknownStation
 
 

@@ -52,7 +52,7 @@ class Database:
         transaction's BEGIN alone and waits for it, even in a pipeline, unless the
         connection is in autocommit mode, which this session's is. Its first statement
         must therefore be a ``read_together``: anything before it would run (and commit)
-        on its own, so the driver-level helpers of ``carbon_credits.sql`` refuse to run
+        on its own, so the driver-level helpers of ``carbon_credits.storage.sql`` refuse to run
         outside a transaction. The end is as ``transaction``'s: COMMIT on success (or the
         one ``sql.committing`` sent), ROLLBACK on any exception. Elsewhere: ``transaction``.
         """

@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 from carbon_credits.auth import Principal
 from carbon_credits.errors import InvalidInput
 from carbon_credits.extensions import Runtime
-from carbon_credits.models import Account, DailyUsage, Event, LedgerEntry, Redemption
-from carbon_credits.services.crediting import daily_caps_ug
+from carbon_credits.ledger.caps import daily_caps_ug
+from carbon_credits.storage.models import Account, DailyUsage, Event, LedgerEntry, Redemption
 from methodology import METHODOLOGIES
 from methodology.quantity import whole_grams
 

@@ -29,7 +29,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ClauseElement
 
-from carbon_credits.models import Base
+from carbon_credits.storage.models import Base
 
 
 def insert_missing(session: Session, model: type[Base], rows: Sequence[dict[str, Any]]

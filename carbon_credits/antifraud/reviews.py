@@ -7,13 +7,14 @@ from typing import Any
 
 from sqlalchemy import select
 
+from carbon_credits import audit
 from carbon_credits.auth import Principal
 from carbon_credits.errors import Conflict, NotFound
 from carbon_credits.extensions import Runtime
-from carbon_credits.models import Account, Event, User, utcnow
+from carbon_credits.ingest.events import event_view
+from carbon_credits.ledger import caps, entries
 from carbon_credits.schemas import load_event
-from carbon_credits.services import audit, crediting, ledger
-from carbon_credits.services.events import event_view
+from carbon_credits.storage.models import Account, Event, User, utcnow
 from methodology import QuantifyContext, get_methodology
 
 
@@ -53,7 +54,7 @@ def _held_event(session: Any, user_id: str, event_id: str) -> tuple[Account, Eve
     user = session.get(User, user_id)
     if user is None:
         raise NotFound(f"no user {user_id!r}")
-    account = ledger.lock_account(session, user_id, user.city)
+    account = entries.lock_account(session, user_id, user.city)
     event = session.scalars(select(Event).where(Event.user_id == user_id,
                                                 Event.event_id == event_id)).one_or_none()
     if event is None:
@@ -74,14 +75,14 @@ def _credit_now(rt: Runtime, session: Any, account: Account, event: Event,
     versioned = rt.catalog.factors_by_id(session, event.factor_version_id)
     network = (rt.catalog.network_by_id(session, event.network_id)
                if event.network_id is not None else None)
-    usage = crediting.day_usage(session, event.user_id, event.local_date)
+    usage = caps.day_usage(session, event.user_id, event.local_date)
     previous = (usage[event.mode].max_quantity
                 if method.cumulative and event.mode in usage else 0)
     result = method.quantify(load_event(event.payload), versioned.factors,
                              QuantifyContext(network=network, previous_quantity=previous))
-    credit = crediting.decide(rt.config, method, versioned.factors, account, usage,
+    credit = caps.decide(rt.config, method, versioned.factors, account, usage,
                               result.avoided_ug)
-    event.explanation = {**crediting.explain(dict(event.explanation), credit),
+    event.explanation = {**caps.explain(dict(event.explanation), credit),
                          **({"previous_steps": previous, "increase_steps":
                              result.explanation.get("increase_steps")}
                             if method.cumulative else {})}
@@ -90,7 +91,7 @@ def _credit_now(rt: Runtime, session: Any, account: Account, event: Event,
     event.points = credit.points
     event.status = credit.status
     event.reason = credit.reason
-    crediting.apply(session, account, event, credit, usage, method, result.quantity, now)
+    caps.apply(session, account, event, credit, usage, method, result.quantity, now)
 
 
 def set_frozen(rt: Runtime, admin: Principal, user_id: str, frozen: bool, reason: str

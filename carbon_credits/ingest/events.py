@@ -15,15 +15,15 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from carbon_credits import metrics
+from carbon_credits.antifraud.ratelimit import Check, Decision, refusal
 from carbon_credits.auth import Principal
 from carbon_credits.config import Config
 from carbon_credits.errors import RETRY_AFTER_S, InvalidInput, NotFound, ServiceError, Unavailable
 from carbon_credits.extensions import Runtime
-from carbon_credits.models import Event
-from carbon_credits.ratelimit import Check, Decision, refusal
+from carbon_credits.ingest import intake
+from carbon_credits.ingest.intake import NewEvent, Posted, time_field
 from carbon_credits.schemas import is_valid_id, load_event
-from carbon_credits.services import intake
-from carbon_credits.services.intake import NewEvent, Posted, time_field
+from carbon_credits.storage.models import Event
 from methodology import get_methodology
 from methodology.quantity import whole_grams
 
@@ -170,7 +170,7 @@ def ingest_batch(rt: Runtime, principal: Principal, items: list[Any],
 
     Items apply in order (a later item sees the caps and trips of earlier ones), up to
     ``ITEMS_PER_TRANSACTION`` per transaction, each chunk read, decided and written as a
-    set (services/intake.py): one account lock, a fixed number of statements and one
+    set (ingest/intake.py): one account lock, a fixed number of statements and one
     durable commit per chunk instead of per event, while a long batch still makes progress
     chunk by chunk (a worker cut off mid-batch keeps what it committed; the retry replays
     that and applies the rest). An item refused (invalid, conflicting, unquantifiable) is

@@ -11,7 +11,7 @@ groups form by themselves, as large as the load.
 
 What a group does not change: an answer is given only after the commit that holds it
 (nothing answered can be lost); the group's events decide exactly as the same posts one
-after another (services/intake.py applies a chunk of several users in order); and a
+after another (ingest/intake.py applies a chunk of several users in order); and a
 failure reaches only the posts it belongs to: a group that raises (anything but a
 refusal of one event, which is a result) is applied again post by post, so each post gets
 the answer it would have had alone. A lost database connection is the exception: it is

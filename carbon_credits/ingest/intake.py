@@ -68,14 +68,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from carbon_credits import plausibility
+from carbon_credits.antifraud import plausibility
 from carbon_credits.auth import Principal
-from carbon_credits.catalog import Catalog, Timeline, timeline_read
 from carbon_credits.config import Config
 from carbon_credits.errors import Conflict, InvalidInput, ServiceError
-from carbon_credits.models import DailyUsage, DeviceAccount, Event, LedgerEntry, utcnow
-from carbon_credits.services import crediting, ledger, rollups
-from carbon_credits.sql import (
+from carbon_credits.ledger import caps, entries
+from carbon_credits.networks.catalog import Catalog, Timeline, timeline_read
+from carbon_credits.reports import rollups
+from carbon_credits.storage.models import DailyUsage, DeviceAccount, Event, LedgerEntry, utcnow
+from carbon_credits.storage.sql import (
     COPY_FROM_ROWS,
     Prebuilt,
     Read,
@@ -232,7 +233,7 @@ class _Trips:
 
 @dataclass(slots=True)
 class _Usage:
-    """A daily usage row (``DailyUsage``) as plain values (``crediting.Usage``)."""
+    """A daily usage row (``DailyUsage``) as plain values (``caps.Usage``)."""
 
     user_id: str
     local_date: date
@@ -252,7 +253,7 @@ class _Usage:
 class _Member:
     """One user of a chunk: the locked account and what the rules read of that user."""
 
-    account: ledger.LockedAccount
+    account: entries.LockedAccount
     usage: dict[date, dict[str, _Usage]] = field(default_factory=dict)
     trips: _Trips = field(default_factory=_Trips)
     city: str | None = None
@@ -309,11 +310,11 @@ def _read(session: Session, catalog: Catalog, chunk: Sequence[Posted]) -> _Book:
     trips, devices = _trips_read(chunk), _devices_read(chunk)
     reads += [read for read in (trips, devices) if read is not None]
     draw = ids_read(session, EVENTS, len(chunk))
-    locked, *results = read_together(session, [ledger.accounts_read(cities), *reads,
+    locked, *results = read_together(session, [entries.accounts_read(cities), *reads,
                                                *([draw] if draw else [])])
     ids = [row[0] for row in results.pop()] if draw else None
     members = {user_id: _Member(account) for user_id, account
-               in ledger.open_accounts(session, cities, locked).items()}
+               in entries.open_accounts(session, cities, locked).items()}
     if len(locked) < len(cities):
         results = read_together(session, reads)
     rows = iter(results)
@@ -495,11 +496,11 @@ def _decide(session: Session, config: Config, catalog: Catalog, book: _Book,
     explanation["avoided_grams"] = whole_grams(result.avoided_ug)
     explanation["plausibility"] = [hit.to_dict() for hit in verdict.hits]
     if verdict.outcome == "credit":
-        credit = crediting.decide(config, method, versioned.factors, member.account, usage,
+        credit = caps.decide(config, method, versioned.factors, member.account, usage,
                                   result.avoided_ug)
-        explanation = crediting.explain(explanation, credit)
+        explanation = caps.explain(explanation, credit)
     else:
-        credit = crediting.Credit(0, 0, "held" if verdict.outcome == "hold" else "rejected",
+        credit = caps.Credit(0, 0, "held" if verdict.outcome == "hold" else "rejected",
                                   verdict.reason, None)
     event = NewEvent(
         user_id=user_id, event_id=data["event_id"], mode=mode, city=city,
@@ -523,13 +524,13 @@ def _decide(session: Session, config: Config, catalog: Catalog, book: _Book,
         member.trips.add(event.event_id, p.local_date, p.occurred_at, p.ends_at)
     if verdict.outcome == "credit":
         if credit.credited_ug > 0:
-            ledger.claim_points(member.account, credit.credited_ug)
+            entries.claim_points(member.account, credit.credited_ug)
             book.earned.append(event)
         row = usage.get(mode)
         if row is None:  # added to ``usage``: the next event of the day sees it
             row = usage[mode] = _Usage(user_id, p.local_date, mode)
         row.counted = True
-        crediting.count_usage(row, method, credit, result.quantity, p.now)
+        caps.count_usage(row, method, credit, result.quantity, p.now)
     return Applied(event, created=True)
 
 
@@ -600,28 +601,28 @@ def _write(session: Session, book: _Book) -> None:
     if drawn and len(rows) >= COPY_FROM_ROWS:  # by COPY, which cannot ride the pipeline
         bulk_insert(session, EVENTS, rows, ids=ids)
         rows = []
-    entries = [ledger.earn_entry(book.members[e.user_id].account, points=e.points,
+    earned = [entries.earn_entry(book.members[e.user_id].account, points=e.points,
                                  ug=e.credited_ug, event_pk=e.id, mode=e.mode,
                                  factor_version_id=e.factor_version_id, now=now)
                for e in book.earned]
-    if len(entries) >= COPY_FROM_ROWS:  # by COPY, which cannot ride the pipeline
-        bulk_insert(session, ENTRIES, entries, returning=False)
-        entries = []
+    if len(earned) >= COPY_FROM_ROWS:  # by COPY, which cannot ride the pipeline
+        bulk_insert(session, ENTRIES, earned, returning=False)
+        earned = []
     insert_missing(session, DeviceAccount, sorted(
         ({"device_id": device_id, "user_id": user_id, "first_seen": now}
          for device_id, device in book.devices.items() for user_id in device.new_users),
         key=lambda row: (row["device_id"], row["user_id"])))
     # New users: as if created by the first post stored (an earlier, refused one may
     # have named another city), or not at all.
-    ledger.settle_new_accounts(session, {
+    entries.settle_new_accounts(session, {
         user_id: member.city for user_id, member in book.members.items()
         if member.account.created and member.city != member.account.city})
     credits = rollups.credit_rows(session, book.earned)
     with committing(session):
         if drawn:
             bulk_insert(session, EVENTS, rows, ids=ids)
-        bulk_insert(session, ENTRIES, entries, returning=False)
-        ledger.save_accounts(session, [book.members[user_id].account
+        bulk_insert(session, ENTRIES, earned, returning=False)
+        entries.save_accounts(session, [book.members[user_id].account
                                        for user_id in sorted({e.user_id for e in book.earned})])
         _write_usage(session, book)
         rollups.apply_credits(session, credits)

@@ -71,14 +71,14 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
-from carbon_credits.models import (
+from carbon_credits.storage.models import (
     Event,
     LedgerEntry,
     NetworkStop,
     ReportParticipant,
     ReportRollup,
 )
-from carbon_credits.sql import Prebuilt
+from carbon_credits.storage.sql import Prebuilt
 
 log = logging.getLogger(__name__)
 

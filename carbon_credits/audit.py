@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from carbon_credits.extensions import Runtime
-from carbon_credits.models import AuditRecord
+from carbon_credits.storage.models import AuditRecord
 
 
 def record(session: Session, *, actor: str, action: str, target: str, reason: str,

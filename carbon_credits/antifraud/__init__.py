@@ -1,0 +1,1 @@
+"""Rate limits, plausibility rules and the review queue."""

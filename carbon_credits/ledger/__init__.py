@@ -1,0 +1,2 @@
+"""Points: append-only entries, hash chain, balances, daily caps, redemption,
+reversal and verify-ledger."""

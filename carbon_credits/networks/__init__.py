@@ -1,0 +1,1 @@
+"""Transit networks (GTFS import, demo network) and the catalog of factor and network versions."""

@@ -1,0 +1,1 @@
+"""Report rollups, the participant sketch, partner reports and the MRV export."""
