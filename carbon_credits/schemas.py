@@ -306,7 +306,7 @@ class AccountSchema(Schema):
     balance = fields.Integer()
     lifetime_points = fields.Integer()
     lifetime_grams = fields.Integer()
-    local_date = fields.Date(metadata={"description": "today, in the city's time zone"})
+    local_date = fields.Date()
     today = fields.Dict(keys=fields.String(), values=fields.Nested(DayUsageSchema))
     day = fields.Nested(AccountDaySchema)
 
