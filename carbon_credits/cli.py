@@ -77,10 +77,13 @@ def import_gtfs_command(city: str, version: str | None, reason: str, path: Path)
     try:
         summary = import_gtfs(runtime().db, city, path, version, actor="cli", reason=reason)
     except ServiceError as exc:
-        for field, messages in exc.fields.items():
-            for message in messages if isinstance(messages, list) else [messages]:
-                click.echo(f"error: {field}: {message}", err=True)
-        raise click.ClickException(exc.message) from None
+        # ClickException prints the message ("Error: ..."); a field's detail is added only
+        # where the message does not already say it (a broken feed's detail is its message's
+        # tail, which was printed twice).
+        details = [f"{field}: {message}" for field, messages in exc.fields.items()
+                   for message in (messages if isinstance(messages, list) else [messages])
+                   if str(message) not in exc.message]
+        raise click.ClickException("\n".join([exc.message, *details])) from None
     click.echo(f"imported {city} network {summary['version']} (id {summary['network_id']}): "
                f"{summary['stations']} stations, {summary['metro_stations']} metro stations, "
                f"{summary['routes']} routes, {summary['patterns']} patterns")

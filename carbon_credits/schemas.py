@@ -293,6 +293,14 @@ class DayUsageSchema(Schema):
     cap = fields.Integer(allow_none=True, metadata={"description": "daily cap, grams"})
 
 
+class AccountDaySchema(Schema):
+    local_date = fields.Date(metadata={"description": "the local day asked for with ?date= "
+                                                      "(today without it)"})
+    usage = fields.Dict(keys=fields.String(), values=fields.Nested(DayUsageSchema),
+                        metadata={"description": "that day's use of each mode's daily cap, "
+                                                 "and the total, as in `today`"})
+
+
 class AccountSchema(Schema):
     user_id = fields.String()
     balance = fields.Integer()
@@ -300,6 +308,13 @@ class AccountSchema(Schema):
     lifetime_grams = fields.Integer()
     local_date = fields.Date()
     today = fields.Dict(keys=fields.String(), values=fields.Nested(DayUsageSchema))
+    day = fields.Nested(AccountDaySchema)
+
+
+class AccountQuerySchema(Schema):
+    date = fields.Date(load_default=None, metadata={
+        "description": "a local day within the backfill window (BACKFILL_DAYS), not in the "
+                       "future, whose usage `day` shows; default today"})
 
 
 class LedgerEntrySchema(Schema):

@@ -88,6 +88,9 @@ class Facts:
     steps: int | None = None
     steps_increase: int = 0
     minutes_since_last_post: float | None = None
+    day_closed: bool = False
+    """Whether the count's local day was already over when it arrived: a phone syncing
+    yesterday's count late. Steps gained then say nothing about walking speed."""
     accounts_on_device: int = 0
     user_frozen: bool = False
 
@@ -142,7 +145,11 @@ def _tripped(p: Policy, f: Facts) -> list[tuple[str, str]]:
         if f.steps > p.steps_daily_ceiling:
             found.append(("steps_over_daily_ceiling",
                           f"{f.steps} steps, ceiling {p.steps_daily_ceiling}"))
-        if f.steps_increase > 0 and f.minutes_since_last_post is not None:
+        # On a closed day the time between arrivals is when the phone synced, not when
+        # its owner walked: 3,000 more steps for yesterday a minute after the last post
+        # is an ordinary late sync. Only the daily ceiling (and the cap) judge it.
+        if (f.steps_increase > 0 and f.minutes_since_last_post is not None
+                and not f.day_closed):
             rate = f.steps_increase / max(f.minutes_since_last_post, 1 / 60)
             if rate > p.steps_max_per_minute:
                 found.append(("steps_too_fast",

@@ -10,7 +10,12 @@ from carbon_credits.api.requests import Blueprint
 from carbon_credits.auth import current_principal, requires
 from carbon_credits.extensions import runtime
 from carbon_credits.ledger import statements
-from carbon_credits.schemas import AccountSchema, LedgerPageSchema, LedgerQuerySchema
+from carbon_credits.schemas import (
+    AccountQuerySchema,
+    AccountSchema,
+    LedgerPageSchema,
+    LedgerQuerySchema,
+)
 
 blp = Blueprint("me", __name__, url_prefix="/v1/me", description="Your points")
 
@@ -19,10 +24,13 @@ blp = Blueprint("me", __name__, url_prefix="/v1/me", description="Your points")
 class AccountView(MethodView):
     @requires("user")
     @blp.doc(security=[{"bearerAuth": []}])
+    @blp.arguments(AccountQuerySchema, location="query")
     @blp.response(200, AccountSchema)
-    def get(self) -> dict[str, Any]:
-        """Show your balance, lifetime totals and today's use of each daily cap."""
-        return statements.account_view(runtime(), current_principal())
+    def get(self, query: dict[str, Any]) -> dict[str, Any]:
+        """Show your balance, lifetime totals, today's use of each daily cap and, under
+        `day`, that of the day asked for with `date` (a past day within the backfill
+        window; default today)."""
+        return statements.account_view(runtime(), current_principal(), query["date"])
 
 
 @blp.route("/ledger")

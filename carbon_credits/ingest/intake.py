@@ -551,6 +551,7 @@ def _facts(book: _Book, member: _Member, p: Posted, result: Quantification, prev
             mode=p.method.mode, steps=result.quantity,
             steps_increase=max(0, result.quantity - previous),
             minutes_since_last_post=max(0.0, (p.now - since).total_seconds() / 60),
+            day_closed=p.local_date < p.now.astimezone(p.tz).date(),
             accounts_on_device=accounts_on_device, user_frozen=frozen)
     start = p.occurred_at
     overlapping, trips_today = member.trips.around(p.local_date, start, p.ends_at or start)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -13,34 +14,45 @@ from carbon_credits.auth import Principal
 from carbon_credits.errors import InvalidInput
 from carbon_credits.extensions import Runtime
 from carbon_credits.ledger.caps import daily_caps_ug
+from carbon_credits.networks.catalog import Timeline
 from carbon_credits.storage.models import Account, DailyUsage, Event, LedgerEntry, Redemption
 from methodology import METHODOLOGIES
 from methodology.quantity import whole_grams
 
 
-def account_view(rt: Runtime, principal: Principal) -> dict[str, Any]:
+def account_view(rt: Runtime, principal: Principal, day: date | None = None
+                 ) -> dict[str, Any]:
+    """Balance, lifetime totals, today's use of each daily cap, and under ``day`` that of
+    ``day`` (default today): a trip is credited to its own local day, so yesterday's trips
+    posted this morning show there, not in ``today``."""
     now = rt.clock()
-    today = now.astimezone(rt.config.tz).date()
+    tz = rt.config.tz
+    today = now.astimezone(tz).date()
+    asked = today if day is None else day
+    earliest = (now - timedelta(days=rt.config.backfill_days)).astimezone(tz).date()
+    if not earliest <= asked <= today:
+        # The days events may still be posted for (ingest/events.py): older ones are
+        # closed for good, and a future day has nothing yet.
+        raise InvalidInput(f"date must be a local day from {earliest.isoformat()} (the "
+                           f"{rt.config.backfill_days}-day backfill window) to today, "
+                           f"{today.isoformat()}", fields={"date": [
+                               f"from {earliest.isoformat()} to {today.isoformat()}"]})
     city = principal.city or rt.config.default_city
     with rt.db.transaction() as session:
         account = session.get(Account, principal.sub)
-        usage = {u.mode: u for u in session.scalars(
-            select(DailyUsage).where(DailyUsage.user_id == principal.sub,
-                                     DailyUsage.local_date == today))}
-        per_mode: dict[str, dict[str, Any]] = {}
-        total_cap: int | None = None
+        usage: dict[date, dict[str, DailyUsage]] = {today: {}, asked: {}}
+        for u in session.scalars(select(DailyUsage).where(
+                DailyUsage.user_id == principal.sub,
+                DailyUsage.local_date.in_(sorted(usage)))):
+            usage[u.local_date][u.mode] = u
         in_force = rt.catalog.timeline(session, {city}, METHODOLOGIES.keys(), now)
-        for mode, method in METHODOLOGIES.items():
-            versioned = in_force.at(city, mode, now)
-            mode_cap, total_cap = (daily_caps_ug(rt.config, method, versioned.factors)
-                                   if versioned else (None, total_cap))
-            per_mode[mode] = _day(usage.get(mode), mode_cap)
-        per_mode["total"] = {
-            "points": sum(u.points for u in usage.values()),
-            "grams": whole_grams(sum(u.credited_ug for u in usage.values())),
-            "events": sum(u.events for u in usage.values()),
-            "cap": None if total_cap is None else whole_grams(total_cap),
-        }
+        # A past day's caps are those of the versions in force at its end (a version may
+        # start mid-day); today's, those in force now.
+        day_end = datetime.combine(asked + timedelta(days=1), time(0), tzinfo=tz)
+        asked_at = min(now, day_end - timedelta(microseconds=1))
+        per_mode = _usage(rt, in_force, city, usage[today], now)
+        asked_usage = per_mode if asked == today else _usage(rt, in_force, city,
+                                                              usage[asked], asked_at)
     return {
         "user_id": principal.sub,
         "balance": account.balance_points if account else 0,
@@ -48,7 +60,27 @@ def account_view(rt: Runtime, principal: Principal) -> dict[str, Any]:
         "lifetime_grams": whole_grams(account.lifetime_ug) if account else 0,
         "local_date": today,
         "today": per_mode,
+        "day": {"local_date": asked, "usage": asked_usage},
     }
+
+
+def _usage(rt: Runtime, in_force: Timeline, city: str, usage: dict[str, DailyUsage],
+           at: datetime) -> dict[str, dict[str, Any]]:
+    """One day's use of each mode's daily cap and the total, with the caps in force ``at``."""
+    per_mode: dict[str, dict[str, Any]] = {}
+    total_cap: int | None = None
+    for mode, method in METHODOLOGIES.items():
+        versioned = in_force.at(city, mode, at)
+        mode_cap, total_cap = (daily_caps_ug(rt.config, method, versioned.factors)
+                               if versioned else (None, total_cap))
+        per_mode[mode] = _day(usage.get(mode), mode_cap)
+    per_mode["total"] = {
+        "points": sum(u.points for u in usage.values()),
+        "grams": whole_grams(sum(u.credited_ug for u in usage.values())),
+        "events": sum(u.events for u in usage.values()),
+        "cap": None if total_cap is None else whole_grams(total_cap),
+    }
+    return per_mode
 
 
 def _day(usage: DailyUsage | None, cap_ug: int | None) -> dict[str, Any]:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from carbon_credits import audit
 from carbon_credits.auth import Principal
@@ -67,39 +69,77 @@ LEAD_MARGIN_S = 60
 """Beyond the clock skew, how far ahead a new version must start (policy): covers the time
 between this check and the version's commit with a wide margin."""
 
+FIRST_VERSION = "first_version_any_start"
+"""The start rule of a city's first version for a mode, before any event of that city and
+mode: any instant, the past included."""
+LATER_VERSION = "later_version_future_start"
+"""The start rule of every other version: ahead of now by the skew and margin, and after
+the latest version's start."""
 
-def create_version(rt: Runtime, admin: Principal, data: dict[str, Any]) -> dict[str, Any]:
-    """Store a new version effective from a future instant after every existing one."""
-    fs = build_factor_set(data, data["version"])
-    effective_from = data["effective_from"]
-    now = rt.clock()
+
+def start_rule(effective_from: datetime, now: datetime, lead_s: int,
+               latest: tuple[str, datetime] | None, events_exist: bool) -> str:
+    """Which rule admits a new version starting at ``effective_from``; a 422 naming
+    ``effective_from`` if none does.
+
+    A city's first version for a mode may start at any time, the past included, as long as
+    no event of that city and mode is stored: no stored result is priced without it, so
+    none changes, and a city launching on the 1st credits that morning's trips (the
+    backfill window still bounds how old an event may be). Every other version starts in
+    the future, ``lead_s`` ahead at least (events may be dated up to the clock skew ahead
+    of now, and one dated after the new version may already have been priced without it),
+    and after the start of the latest version (``latest``: its name and start): past
+    results never change.
+    """
+    if latest is None and not events_exist:
+        return FIRST_VERSION
+    why = ("events of this city and mode are stored already" if latest is None
+           else "only a city's first version for a mode may start in the past")
     if effective_from <= now:
-        raise InvalidInput("effective_from must be in the future: past results never change",
-                           code="past_effective_date",
+        raise InvalidInput(f"effective_from must be in the future: past results never change "
+                           f"({why})", code="past_effective_date",
                            fields={"effective_from": ["must be in the future"]})
-    earliest = now + timedelta(seconds=rt.config.clock_skew_s + LEAD_MARGIN_S)
+    earliest = now + timedelta(seconds=lead_s)
     if effective_from < earliest:
-        # Events may be dated up to CLOCK_SKEW_SECONDS ahead of now: one dated after a
-        # version this close would already have been quantified without it.
         raise InvalidInput(
-            f"effective_from must be at least {rt.config.clock_skew_s + LEAD_MARGIN_S} s "
-            "ahead: events may be dated up to the clock skew ahead of now, and one dated "
-            "after the new version may already have been applied",
+            f"effective_from must be at least {lead_s} s ahead: events may be dated up to "
+            "the clock skew ahead of now, and one dated after the new version may already "
+            "have been applied",
             code="effective_date_too_soon",
             fields={"effective_from": [f"must be at or after {earliest.isoformat()}"]})
+    if latest is not None and effective_from <= latest[1]:
+        raise InvalidInput(
+            f"overlaps version {latest[0]} effective from {latest[1].isoformat()}; a new "
+            "version must start later",
+            code="overlapping_effective_date",
+            fields={"effective_from": ["must be after the latest version's start"]})
+    return LATER_VERSION
+
+
+def create_version(rt: Runtime, admin: Principal, data: dict[str, Any]) -> dict[str, Any]:
+    """Store a new version: a city's first for a mode from any instant (``start_rule``),
+    any other from a future instant after every existing one. Audited."""
+    fs = build_factor_set(data, data["version"])
+    effective_from = data["effective_from"]
     try:
         with rt.db.transaction() as session:
+            _lock_city_mode(session, fs.city, fs.mode)
             latest = session.scalars(
                 select(FactorVersion)
                 .where(FactorVersion.city == fs.city, FactorVersion.mode == fs.mode)
                 .order_by(FactorVersion.effective_from.desc()).limit(1).with_for_update()
             ).first()
-            if latest is not None and effective_from <= latest.effective_from:
-                raise InvalidInput(
-                    f"overlaps version {latest.version} effective from "
-                    f"{latest.effective_from.isoformat()}; a new version must start later",
-                    code="overlapping_effective_date",
-                    fields={"effective_from": ["must be after the latest version's start"]})
+            # Any stored event counts, whatever its status (credited, capped, held,
+            # rejected, reversed): each was priced with a version of this city and mode.
+            # An event refused for want of a version (no_methodology) is not stored, so it
+            # does not count: its client may post it again once the version exists.
+            events_exist = latest is None and session.scalar(
+                select(Event.id).where(Event.city == fs.city, Event.mode == fs.mode).limit(1)
+            ) is not None
+            now = rt.clock()
+            rule = start_rule(effective_from, now, rt.config.clock_skew_s + LEAD_MARGIN_S,
+                              None if latest is None else (latest.version, latest.effective_from),
+                              events_exist)
             row = FactorVersion(city=fs.city, mode=fs.mode, version=fs.version, kind=fs.kind,
                                 factors=fs.to_dict(), effective_from=effective_from,
                                 created_by=admin.sub, reason=data["reason"])
@@ -112,11 +152,32 @@ def create_version(rt: Runtime, admin: Principal, data: dict[str, Any]) -> dict[
                              "version": latest.version, "factors": latest.factors["factors"],
                              "effective_from": latest.effective_from.isoformat()},
                          after={"version": fs.version, "factors": fs.to_dict()["factors"],
-                                "effective_from": effective_from.isoformat()})
+                                "effective_from": effective_from.isoformat(),
+                                "start_rule": rule,
+                                "started_in_past": effective_from <= now})
             return view(row)
     except IntegrityError:
         raise Conflict(f"version {fs.version!r} already exists for {fs.city}/{fs.mode}",
                        code="version_exists", fields={"version": ["already exists"]}) from None
+
+
+def _lock_city_mode(session: Session, city: str, mode: str) -> None:
+    """Serialise the creation of a city and mode's versions until the transaction ends.
+
+    The latest version's row lock cannot do it for a first version (there is no row yet):
+    two first versions created at once would both see none, and both be admitted as
+    first. On PostgreSQL a transaction-level advisory lock keyed by city and mode does
+    (bounded by the session's lock_timeout); on SQLite every transaction already holds the
+    database lock from its BEGIN IMMEDIATE (``db._sqlite_serializable``).
+    Events need no such lock: one is stored only with a version of its city and mode in
+    force, read in its own transaction, so an event racing a first version is either
+    priced with it (the version committed first) or refused, not stored
+    (``no_methodology``)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    digest = hashlib.sha256(f"factor_versions:{city}/{mode}".encode()).digest()
+    session.execute(select(func.pg_advisory_xact_lock(
+        int.from_bytes(digest[:8], "big", signed=True))))
 
 
 def preview(rt: Runtime, data: dict[str, Any]) -> dict[str, Any]:

@@ -127,6 +127,24 @@ def test_steps_gained_faster_than_a_human_walks_are_held(
     assert (fast["status"], fast["reason"]) == ("held", "steps_too_fast")
 
 
+def test_yesterdays_count_synced_late_is_not_held_as_too_fast(
+        clock_app: tuple[Flask, Clock], auth: dict[str, str]) -> None:
+    """After midnight, a phone sends yesterday's 5,000 then, a minute later, its full
+    8,000: the day is closed, so the gain is judged by the daily ceiling, not by speed."""
+    app, clock = clock_app
+    client = app.test_client()
+    clock.at = NOW + timedelta(hours=1)  # 00:30 local, the next day
+    yesterday = NOW.date().isoformat()
+    assert _post(client, auth, factories.steps(5000, date=yesterday))["status"] == "credited"
+    clock.at += timedelta(minutes=1)
+    late = _post(client, auth, factories.steps(8000, date=yesterday))
+    assert (late["status"], late["reason"]) == ("credited", None), late
+    assert late["points"] > 0
+    clock.at += timedelta(minutes=1)
+    over = _post(client, auth, factories.steps(70_000, date=yesterday))
+    assert (over["status"], over["reason"]) == ("held", "steps_over_daily_ceiling")
+
+
 def test_steps_above_the_daily_ceiling_are_held(client: FlaskClient,
                                                 auth: dict[str, str]) -> None:
     held = _post(client, auth, factories.steps(70_000))

@@ -87,3 +87,22 @@ def test_the_cli_refuses_a_broken_feed_naming_the_file(app: Flask, tmp_path: Pat
     result = app.test_cli_runner().invoke(args=["import-gtfs", "--city", _city(), str(folder)])
     assert result.exit_code != 0
     assert "stop_times.txt" in result.output
+
+
+def test_the_cli_prints_a_broken_feeds_error_once(app: Flask, tmp_path: Path) -> None:
+    folder = sample_feed().write_dir(tmp_path / "feed")
+    (folder / "stop_times.txt").unlink()
+    result = app.test_cli_runner().invoke(args=["import-gtfs", "--city", _city(), str(folder)])
+    assert result.exit_code != 0
+    detail = "stop_times.txt: required file is missing from the feed"
+    assert result.output.count(detail) == 1, result.output
+
+
+def test_the_cli_prints_a_field_detail_the_message_does_not_say(app: Flask,
+                                                                tmp_path: Path) -> None:
+    folder = sample_feed().write_dir(tmp_path / "feed")
+    result = app.test_cli_runner().invoke(args=["import-gtfs", "--city", " spaced ",
+                                                str(folder)])
+    assert result.exit_code != 0
+    assert result.output.count("city must be 1 to") == 1, result.output
+    assert "city: 1 to" in result.output

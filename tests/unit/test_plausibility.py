@@ -44,6 +44,18 @@ def test_honest_facts_pass(facts: Facts) -> None:
     assert verdict.hits == () and verdict.outcome == "credit" and verdict.reason is None
 
 
+def test_on_a_closed_day_a_late_higher_count_is_judged_by_the_ceiling_only() -> None:
+    """Yesterday's 8,000 steps synced a minute after its 5,000: a late sync, not a sprint."""
+    late = Facts("steps", steps=8000, steps_increase=3000, minutes_since_last_post=1)
+    assert [h.code for h in judge(P, late).hits] == ["steps_too_fast"]  # the day still open
+    closed = Facts("steps", steps=8000, steps_increase=3000, minutes_since_last_post=1,
+                   day_closed=True)
+    assert judge(P, closed).hits == () and judge(P, closed).outcome == "credit"
+    over = Facts("steps", steps=70_000, steps_increase=62_000, minutes_since_last_post=1,
+                 day_closed=True)
+    assert [h.code for h in judge(P, over).hits] == ["steps_over_daily_ceiling"]
+
+
 def test_the_strongest_outcome_decides_and_names_its_rule() -> None:
     verdict = judge(P, Facts("metro", distance_m=8000, duration_s=60,
                              overlapping_event_ids=("x",)))
