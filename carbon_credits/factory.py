@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 
 import redis
-from flask import Flask
+from flask import Blueprint, Flask
 
 from carbon_credits import cli, metrics
 from carbon_credits.antifraud.ratelimit import Limiter, LocalLimiter, RedisLimiter
@@ -22,6 +23,10 @@ from carbon_credits.storage.db import Database
 
 REDIS_TIMEOUT_S = 0.5
 """Redis calls sit on the ingest path: fail fast and apply the failure policy."""
+
+SWAGGER_UI_ASSETS = "/docs/assets/"
+"""Where /docs loads Swagger UI's script and style from: this app, not a CDN, so the docs
+work on an intranet with no internet access."""
 
 
 def create_app(config: Config | None = None) -> Flask:
@@ -47,7 +52,10 @@ def register_extensions(app: Flask, config: Config) -> None:
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="/docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        OPENAPI_SWAGGER_UI_URL=SWAGGER_UI_ASSETS,
+        # null, not the default validator.swagger.io: Swagger UI would otherwise send the
+        # spec's address to that host for a badge, which an intranet cannot reach.
+        OPENAPI_SWAGGER_UI_CONFIG={"validatorUrl": None},
         API_SPEC_OPTIONS={"components": {"securitySchemes": {
             "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}}},
     )
@@ -64,3 +72,13 @@ def register_extensions(app: Flask, config: Config) -> None:
     # One Api per app: flask-smorest keeps the OpenAPI spec on the Api object.
     api = JsonErrorApi(app)
     register_blueprints(api)
+    app.register_blueprint(swagger_ui_assets())
+
+
+def swagger_ui_assets() -> Blueprint:
+    """Swagger UI's dist files as shipped in the flask-swagger-ui wheel (kept in step with
+    swagger-ui releases), served as static files under ``SWAGGER_UI_ASSETS``. flask-smorest
+    renders the /docs page itself; only the files come from that package."""
+    dist = Path(str(files("flask_swagger_ui").joinpath("dist")))
+    return Blueprint("swagger_ui_assets", __name__, static_folder=dist,
+                     static_url_path=SWAGGER_UI_ASSETS.rstrip("/"))

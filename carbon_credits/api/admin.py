@@ -20,7 +20,10 @@ from carbon_credits.extensions import runtime
 from carbon_credits.ledger import reversals
 from carbon_credits.networks import factor_versions, gtfs_import
 from carbon_credits.schemas import (
+    FREEZE_EXAMPLES,
     ID,
+    REVERSAL_EXAMPLE,
+    REVIEW_EXAMPLES,
     AuditPageSchema,
     AuditQuerySchema,
     DecisionInSchema,
@@ -37,6 +40,8 @@ from carbon_credits.schemas import (
     ReversalInSchema,
     ReviewPageSchema,
     ReviewQuerySchema,
+    factor_version_examples,
+    preview_examples,
 )
 
 blp = Blueprint("admin", __name__, url_prefix="/v1/admin", description="Administration")
@@ -46,7 +51,7 @@ blp = Blueprint("admin", __name__, url_prefix="/v1/admin", description="Administ
 class Reversal(MethodView):
     @requires("admin")
     @blp.doc(security=[{"bearerAuth": []}])
-    @blp.arguments(ReversalInSchema)
+    @blp.arguments(ReversalInSchema, example=REVERSAL_EXAMPLE)
     @blp.response(201, EventResultSchema)
     def post(self, data: dict[str, Any], user_id: str, event_id: str) -> tuple[dict[str, Any],
                                                                                int]:
@@ -79,7 +84,7 @@ class FactorVersions(MethodView):
 
     @requires("admin")
     @blp.doc(security=[{"bearerAuth": []}])
-    @blp.arguments(FactorVersionInSchema)
+    @blp.arguments(FactorVersionInSchema, examples=factor_version_examples())
     @blp.response(201, FactorVersionSchema)
     def post(self, data: dict[str, Any]) -> dict[str, Any]:
         """Create an immutable factor version, effective from a future instant; audited."""
@@ -90,7 +95,7 @@ class FactorVersions(MethodView):
 class FactorPreview(MethodView):
     @requires("admin")
     @blp.doc(security=[{"bearerAuth": []}])
-    @blp.arguments(PreviewInSchema)
+    @blp.arguments(PreviewInSchema, examples=preview_examples())
     @blp.response(200, PreviewSchema)
     def post(self, data: dict[str, Any]) -> dict[str, Any]:
         """Show what draft factors would have given a past window's events; writes nothing."""
@@ -112,7 +117,7 @@ class ReviewQueue(MethodView):
 class ReviewDecision(MethodView):
     @requires("admin")
     @blp.doc(security=[{"bearerAuth": []}])
-    @blp.arguments(DecisionInSchema)
+    @blp.arguments(DecisionInSchema, examples=REVIEW_EXAMPLES)
     @blp.response(200, EventResultSchema)
     def post(self, data: dict[str, Any], user_id: str, event_id: str,
              decision: str) -> dict[str, Any]:
@@ -125,7 +130,7 @@ class ReviewDecision(MethodView):
 class Freeze(MethodView):
     @requires("admin")
     @blp.doc(security=[{"bearerAuth": []}])
-    @blp.arguments(DecisionInSchema)
+    @blp.arguments(DecisionInSchema, examples=FREEZE_EXAMPLES)
     @blp.response(200, FrozenSchema)
     def post(self, data: dict[str, Any], user_id: str, action: str) -> dict[str, Any]:
         """Freeze a user (their new events are held) or unfreeze them; audited."""

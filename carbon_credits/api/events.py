@@ -19,6 +19,8 @@ from carbon_credits.auth import current_principal, requires
 from carbon_credits.extensions import runtime
 from carbon_credits.ingest import events
 from carbon_credits.schemas import (
+    BATCH_EXAMPLE,
+    EVENT_EXAMPLES,
     EVENT_SCHEMAS,
     BatchResultSchema,
     BatchSchema,
@@ -34,7 +36,7 @@ _EVENT_BODY = {
     "content": {"application/json": {"schema": {"oneOf": [
         {"$ref": f"#/components/schemas/{type(schema).__name__.removesuffix('Schema')}"}
         for schema in EVENT_SCHEMAS.values()
-    ]}}},
+    ]}, "examples": EVENT_EXAMPLES}},
 }
 
 
@@ -69,7 +71,7 @@ class EventCollection(MethodView):
 class EventBatch(MethodView):
     @requires("user")
     @blp.doc(security=[{"bearerAuth": []}], parameters=[device.PARAMETER])
-    @blp.arguments(BatchSchema)
+    @blp.arguments(BatchSchema, example=BATCH_EXAMPLE)
     @blp.response(200, BatchResultSchema)
     def post(self, batch: dict[str, Any]) -> dict[str, Any]:
         """Post up to 500 events; each item succeeds or fails on its own."""

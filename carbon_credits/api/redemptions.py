@@ -10,7 +10,7 @@ from carbon_credits.api.requests import Blueprint
 from carbon_credits.auth import current_principal, requires
 from carbon_credits.extensions import runtime
 from carbon_credits.ledger import redemptions
-from carbon_credits.schemas import RedemptionInSchema, RedemptionSchema
+from carbon_credits.schemas import REDEMPTION_EXAMPLE, RedemptionInSchema, RedemptionSchema
 
 blp = Blueprint("redemptions", __name__, url_prefix="/v1/me/redemptions",
                 description="Spend points")
@@ -20,7 +20,7 @@ blp = Blueprint("redemptions", __name__, url_prefix="/v1/me/redemptions",
 class RedemptionCollection(MethodView):
     @requires("user")
     @blp.doc(security=[{"bearerAuth": []}])
-    @blp.arguments(RedemptionInSchema)
+    @blp.arguments(RedemptionInSchema, example=REDEMPTION_EXAMPLE)
     @blp.response(201, RedemptionSchema, description="points spent")
     @blp.alt_response(200, schema=RedemptionSchema,
                       description="replay of a redemption_id already applied")

@@ -1,61 +1,21 @@
 """The partner dashboard in a real browser: headless Chromium against a real HTTP server.
 
-Needs Debian's ``chromium`` (``apt-get install -y chromium chromium-driver``; ``.ci/run``
-installs it). Without it this test fails, on purpose: a skipped browser test proves nothing.
+The browser and the server come from conftest.py.
 """
 
 from __future__ import annotations
 
 import html
 import re
-import shutil
-import subprocess
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
 from flask import Flask
-from werkzeug.serving import make_server
 
 from carbon_credits.extensions import Runtime
+from tests.e2e.conftest import browse
 from tests.integration.test_rollups import TODAY, YESTERDAY, bus, metro, post, seed_city, steps
-
-BROWSER_TIMEOUT_S = 90
-
-
-def chromium() -> str:
-    for name in ("chromium", "chromium-browser"):
-        found = shutil.which(name)
-        if found:
-            return found
-    pytest.fail("Chromium is not installed: run `apt-get install -y chromium chromium-driver` "
-                "(Debian; .ci/run does it) to run the dashboard test")
-
-
-@pytest.fixture
-def server(app: Flask) -> Iterator[str]:
-    """The test app behind a real HTTP server on a free port."""
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_port}"
-    httpd.shutdown()
-    thread.join(timeout=10)
-
-
-def browse(url: str, tmp_path: Path, *extra: str) -> str:
-    profile = tmp_path / "chromium-profile"
-    profile.mkdir(exist_ok=True)
-    command = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-               "--no-first-run", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-               f"--user-data-dir={profile}", "--virtual-time-budget=10000", *extra, url]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=BROWSER_TIMEOUT_S,
-                          check=False)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout
 
 
 def test_the_dashboard_draws_the_partner_report(

@@ -1,0 +1,256 @@
+"""The request examples of /openapi.json (shown in /docs) are accepted as they stand.
+
+Every requestBody example and every query parameter example of the admin, partner, event
+and redemption operations is taken from the served document and sent, with a token of the
+role the operation wants, and must get a 2xx (events: credited, not merely accepted). Only
+the event examples' date is moved, from EXAMPLE_DAY to today, since events must be recent.
+The path parameters (which user, which event) come from a set-up each operation names
+below: a new operation with examples and no set-up fails ``test_every_example_has_a_runner``.
+
+Runs on a database of its own: the factor version examples take the latest effective date.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from carbon_credits.config import Config
+from carbon_credits.schemas import EXAMPLE_DAY
+from methodology import METHODOLOGIES
+from tests import factories
+from tests.conftest import app_on_own_database
+from tests.gtfs_feed import sample_feed
+
+DOCUMENTED = ("/v1/admin/", "/v1/reports/", "/v1/events", "/v1/me/redemptions")
+"""Operations whose examples are shown and checked: admin, partner, ingest, redemption."""
+METHODS = ("get", "post", "put", "patch", "delete")
+
+
+@pytest.fixture(scope="module")
+def examples_app(make_config: Callable[..., Config],
+                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
+    with app_on_own_database(make_config, tmp_path_factory.mktemp("examples")) as app:
+        yield app
+
+
+@pytest.fixture(scope="module")
+def spec(examples_app: Flask) -> dict[str, Any]:
+    body: dict[str, Any] = examples_app.test_client().get("/openapi.json").json
+    return body
+
+
+def operations(spec: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path, item in spec["paths"].items():
+        if path.startswith(DOCUMENTED):
+            for method, op in item.items():
+                if method in METHODS:
+                    yield path, method, op
+
+
+def body_examples(op: dict[str, Any]) -> dict[str, Any]:
+    """The operation's JSON body examples by name (a lone ``example`` is named "example")."""
+    content = op.get("requestBody", {}).get("content", {}).get("application/json")
+    if content is None:
+        return {}
+    if "example" in content:
+        return {"example": content["example"]}
+    return {name: e["value"] for name, e in content.get("examples", {}).items()}
+
+
+def query_example(op: dict[str, Any]) -> dict[str, Any]:
+    """The query string the operation's parameter examples make."""
+    return {p["name"]: p["schema"]["example"] for p in op.get("parameters", [])
+            if p["in"] == "query" and "example" in p.get("schema", {})}
+
+
+def today(value: Any) -> Any:
+    """An event example moved from EXAMPLE_DAY to the tests' today (late in the day, so its
+    times are past): events must be recent and not in the future."""
+    return json.loads(json.dumps(value).replace(EXAMPLE_DAY, factories.NOW.date().isoformat()))
+
+
+class Caller:
+    """Requests with a token of each role, to the examples' own database."""
+
+    def __init__(self, app: Flask) -> None:
+        self.client: FlaskClient = app.test_client()
+        self.codec = app.extensions["carbon_credits"].codec
+
+    def headers(self, sub: str, role: str) -> dict[str, str]:
+        token = self.codec.encode(sub, role, "shenzhen", 600)
+        return {"Authorization": f"Bearer {token}"}
+
+    def new_user(self) -> tuple[str, dict[str, str]]:
+        user = f"doc-{uuid.uuid4().hex[:12]}"
+        return user, self.headers(user, "user")
+
+    def admin(self) -> dict[str, str]:
+        return self.headers("doc-admin", "admin")
+
+    def post_event(self, auth: dict[str, str], event: dict[str, Any]) -> dict[str, Any]:
+        r = self.client.post("/v1/events", json=today(event), headers=auth)
+        assert r.status_code == 201, r.json
+        result: dict[str, Any] = r.json
+        return result
+
+
+Run = Callable[[Caller, dict[str, Any], str, Any], Any]
+"""(caller, document, example name, example value) -> the response to check."""
+
+
+def event_example(spec: dict[str, Any], mode: str = "metro") -> dict[str, Any]:
+    value: dict[str, Any] = body_examples(spec["paths"]["/v1/events"]["post"])[mode]
+    return value
+
+
+def run_event(c: Caller, spec: dict[str, Any], name: str, value: Any) -> Any:
+    _, auth = c.new_user()
+    r = c.client.post("/v1/events", json=today(value), headers=auth)
+    assert r.status_code == 201 and r.json["status"] == "credited", (name, r.json)
+    return r
+
+
+def run_batch(c: Caller, spec: dict[str, Any], name: str, value: Any) -> Any:
+    _, auth = c.new_user()
+    r = c.client.post("/v1/events/batch", json=today(value), headers=auth)
+    items = r.json["results"]
+    assert [(i["status"], (i["result"] or {}).get("status")) for i in items] == \
+        [(201, "credited")] * len(value["events"]), items
+    return r
+
+
+def run_redemption(c: Caller, spec: dict[str, Any], name: str, value: Any) -> Any:
+    _, auth = c.new_user()
+    earned = c.post_event(auth, event_example(spec))
+    assert earned["points"] >= value["points"], "the example spends more than a trip earns"
+    return c.client.post("/v1/me/redemptions", json=value, headers=auth)
+
+
+def run_reversal(c: Caller, spec: dict[str, Any], name: str, value: Any) -> Any:
+    user, auth = c.new_user()
+    event = c.post_event(auth, event_example(spec))
+    return c.client.post(f"/v1/admin/users/{user}/events/{event['event_id']}/reversal",
+                         json=value, headers=c.admin())
+
+
+def run_review(c: Caller, spec: dict[str, Any], name: str, value: Any) -> Any:
+    """``name`` is the decision (approve, reject) on an event held as its user is frozen."""
+    user, auth = c.new_user()
+    c.post_event(auth, event_example(spec))  # a user exists once they have posted
+    frozen = c.client.post(f"/v1/admin/users/{user}/freeze", json={"reason": "hold one"},
+                           headers=c.admin())
+    assert frozen.status_code == 200
+    held = c.post_event(auth, event_example(spec, "bus"))
+    assert held["status"] == "held"
+    return c.client.post(f"/v1/admin/reviews/{user}/{held['event_id']}/{name}", json=value,
+                         headers=c.admin())
+
+
+def run_freeze(c: Caller, spec: dict[str, Any], name: str, value: Any) -> Any:
+    """``name`` is the action (freeze, unfreeze)."""
+    user, auth = c.new_user()
+    c.post_event(auth, event_example(spec))
+    return c.client.post(f"/v1/admin/users/{user}/{name}", json=value, headers=c.admin())
+
+
+def run_admin_json(path: str) -> Run:
+    def run(c: Caller, spec: dict[str, Any], name: str, value: Any) -> Any:
+        return c.client.post(path, json=value, headers=c.admin())
+    return run
+
+
+BODY_RUNS: dict[tuple[str, str], Run] = {
+    ("/v1/events", "post"): run_event,
+    ("/v1/events/batch", "post"): run_batch,
+    ("/v1/me/redemptions", "post"): run_redemption,
+    ("/v1/admin/users/{user_id}/events/{event_id}/reversal", "post"): run_reversal,
+    ("/v1/admin/reviews/{user_id}/{event_id}/{decision}", "post"): run_review,
+    ("/v1/admin/users/{user_id}/{action}", "post"): run_freeze,
+    ("/v1/admin/factor-versions", "post"): run_admin_json("/v1/admin/factor-versions"),
+    ("/v1/admin/factor-versions/preview", "post"):
+        run_admin_json("/v1/admin/factor-versions/preview"),
+}
+"""How each operation's body examples are sent."""
+
+PARTNER_QUERIES = {"/v1/reports/reduction", "/v1/reports/verification"}
+"""Sent as a partner of the examples' city; every other query example as an admin."""
+
+
+def test_every_example_has_a_runner(spec: dict[str, Any]) -> None:
+    with_bodies = {(path, method) for path, method, op in operations(spec)
+                   if body_examples(op)}
+    assert with_bodies == set(BODY_RUNS)
+
+
+def test_every_admin_partner_and_event_body_has_an_example(spec: dict[str, Any]) -> None:
+    """JSON bodies show an example; the GTFS upload, a zip, shows its query parameters'."""
+    missing = []
+    for path, method, op in operations(spec):
+        content = op.get("requestBody", {}).get("content", {})
+        if "application/json" in content and not body_examples(op):
+            missing.append((path, method))
+        if "application/zip" in content and not query_example(op):
+            missing.append((path, method))
+    assert missing == []
+
+
+def test_every_required_query_parameter_has_an_example(spec: dict[str, Any]) -> None:
+    missing = [(path, p["name"]) for path, _, op in operations(spec)
+               for p in op.get("parameters", [])
+               if p["in"] == "query" and p.get("required") and "example" not in p["schema"]]
+    assert missing == []
+
+
+@pytest.mark.parametrize("operation", [("/v1/events", "post"),
+                                       ("/v1/admin/factor-versions", "post"),
+                                       ("/v1/admin/factor-versions/preview", "post")],
+                         ids=" ".join)
+def test_one_example_per_mode(spec: dict[str, Any], operation: tuple[str, str]) -> None:
+    path, method = operation
+    values = body_examples(spec["paths"][path][method]).values()
+    assert sorted(v["mode"] for v in values) == sorted(METHODOLOGIES)
+
+
+@pytest.mark.parametrize("operation", sorted(BODY_RUNS), ids=" ".join)
+def test_body_examples_are_accepted(examples_app: Flask, spec: dict[str, Any],
+                                    operation: tuple[str, str]) -> None:
+    path, method = operation
+    examples = body_examples(spec["paths"][path][method])
+    assert examples
+    caller = Caller(examples_app)
+    for name, value in examples.items():
+        r = BODY_RUNS[operation](caller, spec, name, value)
+        assert 200 <= r.status_code < 300, (name, r.status_code, r.json)
+
+
+def test_query_examples_are_accepted(examples_app: Flask, spec: dict[str, Any],
+                                     tmp_path: Path) -> None:
+    caller = Caller(examples_app)
+    sent = []
+    for path, method, op in operations(spec):
+        query = query_example(op)
+        if not query:
+            continue
+        if method == "get":
+            headers = (caller.headers("doc-partner", "partner") if path in PARTNER_QUERIES
+                       else caller.admin())
+            r = caller.client.get(path, query_string=query, headers=headers)
+        else:
+            assert path == "/v1/admin/networks/{city}", path  # the one binary body
+            feed = sample_feed().write_zip(tmp_path / "feed.zip").read_bytes()
+            # Another city: the example city's network stays the demo one.
+            r = caller.client.post(path.replace("{city}", "lakeside"), query_string=query,
+                                   data=feed, headers={**caller.admin(),
+                                                       "Content-Type": "application/zip"})
+        assert 200 <= r.status_code < 300, (path, query, r.status_code, r.json)
+        sent.append(path)
+    assert {"/v1/reports/reduction", "/v1/reports/verification",
+            "/v1/admin/networks/{city}"} <= set(sent)
