@@ -25,6 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ingest_bench as ib  # noqa: E402  (the bench directory's own helpers)
+from benchlib import drop_database  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -104,6 +105,7 @@ def main() -> None:
         switches, steal = context_switches() - switches, stolen() - steal
     finally:
         ib.stop(service)
+        drop_database(ib.ADMIN_DSN, "cc_bench_cpu")
     # A group's CPU is what its processes hold after, less what they held before, those
     # gone since included: a reaped process's whole CPU moved into its parent's children
     # figures (cpu_times), the part it had used before the load with it.
