@@ -8,7 +8,7 @@ worker's group of that size is. Creates a private database (``cc_bench_chunk``) 
 PostgreSQL server, warms up 400 users (each with an account, a device and a first trip),
 then applies ``--groups`` chunks per size and prints the process's CPU time per event (the
 client side only: PostgreSQL's own CPU is not counted) and the wall time. The figures in
-BENCHMARKS.md ("Ingest", fifth round) come from this script.
+BENCHMARKS.md (figure 7; the rounds of `git show 24afb5c:BENCHMARKS.md`) come from this script.
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ Starts the service as bench/ingest_bench.py does (fresh database ``cc_bench_cpu`
 repo's gunicorn.conf.py, PostgreSQL + Redis, real JWTs) and loads it with wrk for
 ``--duration`` seconds (16 connections, ``bench/wrk/events.lua`` or GET /healthz). Reads
 every process's user and system CPU time from /proc before and after, and prints them per
-request, grouped. Variants used in BENCHMARKS.md ("Ingest", fifth round):
+request, grouped (BENCHMARKS.md, figure 6). Variants used in the fifth round of `git show
+24afb5c:BENCHMARKS.md`:
 ``--rate-limits 'reports:user=60/60'`` (no limit on the events route: the limiter's cost),
 ``--future-days 40`` (every event in the future, refused before any database work: the
 request path's own cost), ``--threads 1 --workers 5`` (sync workers).
@@ -24,6 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ingest_bench as ib  # noqa: E402  (the bench directory's own helpers)
+from benchlib import drop_database  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -103,6 +105,7 @@ def main() -> None:
         switches, steal = context_switches() - switches, stolen() - steal
     finally:
         ib.stop(service)
+        drop_database(ib.ADMIN_DSN, "cc_bench_cpu")
     # A group's CPU is what its processes hold after, less what they held before, those
     # gone since included: a reaped process's whole CPU moved into its parent's children
     # figures (cpu_times), the part it had used before the load with it.
