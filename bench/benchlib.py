@@ -28,8 +28,8 @@ from ingest_bench import SECRET  # noqa: E402
 def write_tokens(path: Path, subjects: list[str], base: datetime) -> None:
     """A Lua file defining TOKENS (one user JWT per subject, signed with the bench secret)
     and BASE (unix time), as bench/wrk/events.lua and bench/wrk/batch.lua expect."""
-    from carbon_credits.auth import TokenCodec
     from carbon_credits.config import Config
+    from carbon_credits.tokens import TokenCodec
 
     codec = TokenCodec(Config(instance_path=ROOT / "instance", database_url="sqlite://",
                               jwt_secret=SECRET))

@@ -78,9 +78,9 @@ from report_bench import machine  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
 from carbon_credits.config import Config  # noqa: E402
-from carbon_credits.extensions import Runtime  # noqa: E402
 from carbon_credits.factory import create_app  # noqa: E402
 from carbon_credits.reports import rollups  # noqa: E402
+from carbon_credits.runtime import Runtime
 
 EMPTY, FULL = "cc_bench_hist_empty", "cc_bench_hist_full"
 BEGIN, END = "<!-- history-bench:begin -->", "<!-- history-bench:end -->"

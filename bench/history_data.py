@@ -16,8 +16,8 @@ import psycopg
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from carbon_credits.extensions import Runtime
 from carbon_credits.networks import demo_network
+from carbon_credits.runtime import Runtime
 
 CITY = "shenzhen"
 USERS = 200_000

@@ -140,8 +140,8 @@ def interleaved(port: int, args: argparse.Namespace, wrk_env: dict[str, str]
 
 def write_tokens(path: Path, users: int, base: datetime) -> None:
     sys.path.insert(0, str(ROOT))
-    from carbon_credits.auth import TokenCodec
     from carbon_credits.config import Config
+    from carbon_credits.tokens import TokenCodec
 
     codec = TokenCodec(Config(instance_path=ROOT / "instance", database_url="sqlite://",
                               jwt_secret=SECRET))

@@ -46,12 +46,12 @@ from sqlalchemy import text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from carbon_credits.config import Config  # noqa: E402
-from carbon_credits.extensions import Runtime  # noqa: E402
 from carbon_credits.factory import create_app  # noqa: E402
 from carbon_credits.reports import (
     partner,  # noqa: E402
     rollups,  # noqa: E402
 )
+from carbon_credits.runtime import Runtime
 from carbon_credits.setup import init_db  # noqa: E402
 
 BEGIN = "<!-- report-bench:begin -->"

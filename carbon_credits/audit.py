@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from carbon_credits.extensions import Runtime
+from carbon_credits.runtime import Runtime
 from carbon_credits.storage.models import AuditRecord
 
 

@@ -9,13 +9,13 @@ import click
 from flask import Flask
 from flask.cli import with_appcontext
 
-from carbon_credits.auth import ROLES
+from carbon_credits.api.extensions import runtime
 from carbon_credits.errors import ServiceError
-from carbon_credits.extensions import runtime
 from carbon_credits.ledger.verification import Report, verify
 from carbon_credits.networks.gtfs_import import import_gtfs
 from carbon_credits.reports import rollups
 from carbon_credits.setup import init_db
+from carbon_credits.tokens import ROLES
 
 
 def register(app: Flask) -> None:

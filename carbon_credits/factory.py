@@ -8,18 +8,20 @@ from pathlib import Path
 import redis
 from flask import Blueprint, Flask
 
-from carbon_credits import cli, metrics
+from carbon_credits import cli
 from carbon_credits.antifraud.ratelimit import Limiter, LocalLimiter, RedisLimiter
+from carbon_credits.api import metrics as api_metrics
 from carbon_credits.api import register_blueprints
-from carbon_credits.auth import TokenCodec
+from carbon_credits.api.errors import register_error_handlers
+from carbon_credits.api.extensions import JsonErrorApi
 from carbon_credits.config import Config
-from carbon_credits.errors import register_error_handlers
-from carbon_credits.extensions import JsonErrorApi, Runtime
 from carbon_credits.ingest import events
 from carbon_credits.ingest.group_commit import GroupCommit
 from carbon_credits.networks.catalog import Catalog
+from carbon_credits.runtime import Runtime
 from carbon_credits.setup import init_db
 from carbon_credits.storage.db import Database
+from carbon_credits.tokens import TokenCodec
 
 REDIS_TIMEOUT_S = 0.5
 """Redis calls sit on the ingest path: fail fast and apply the failure policy."""
@@ -35,7 +37,7 @@ def create_app(config: Config | None = None) -> Flask:
     config = config or Config.from_env(Path(app.instance_path))
     register_extensions(app, config)
     register_error_handlers(app)
-    metrics.init_app(app)
+    api_metrics.init_app(app)
     cli.register(app)
     if config.auto_init_db:
         init_db(app.extensions["carbon_credits"].db, config.default_city)

@@ -8,7 +8,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from carbon_credits.extensions import Runtime
+from carbon_credits.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

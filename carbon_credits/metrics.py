@@ -15,18 +15,8 @@ status codes, modes and outcomes. No user id, token or payload value is ever a l
 from __future__ import annotations
 
 import os
-import time
 
-from flask import Flask, Response, g, request
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    generate_latest,
-    multiprocess,
-    values,
-)
+from prometheus_client import Counter, Histogram, values
 
 if os.environ.get("PROMETHEUS_MULTIPROC_DIR") and os.environ.get("PROMETHEUS_WORKER_SLOT"):
     # Under gunicorn: write under the worker's slot, not its pid (see gunicorn.conf.py), so a
@@ -54,32 +44,3 @@ LIMITER_FALLBACK_CHECKS = Counter("cc_ratelimit_fallback_checks",
 DEPENDENCY_ERRORS = Counter("cc_dependency_errors",
                             "Requests answered 503 because a dependency failed",
                             ["dependency"])
-
-
-def init_app(app: Flask) -> None:
-    """Time and count every request (GET /metrics itself is in api/health.py)."""
-
-    @app.before_request
-    def _start() -> None:
-        g.metrics_started = time.perf_counter()
-
-    @app.after_request
-    def _count(response: Response) -> Response:
-        route = request.url_rule.rule if request.url_rule is not None else "unmatched"
-        HTTP_REQUESTS.labels(request.method, route, str(response.status_code)).inc()
-        started = g.get("metrics_started")
-        if started is not None:
-            HTTP_SECONDS.labels(request.method, route).observe(time.perf_counter() - started)
-        return response
-
-
-def exposition() -> Response:
-    """The Prometheus text format, of every worker when under gunicorn."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        body = generate_latest(registry)
-    else:
-        body = generate_latest()
-    return Response(body, mimetype=CONTENT_TYPE_LATEST.split(";")[0],
-                    headers={"Cache-Control": "no-store"})

@@ -25,8 +25,8 @@ from sqlalchemy.engine import make_url
 from carbon_credits.antifraud.plausibility import RULES, Policy
 from carbon_credits.antifraud.ratelimit import parse_rate_limits
 from carbon_credits.config import Config
-from carbon_credits.extensions import Runtime
 from carbon_credits.factory import create_app
+from carbon_credits.runtime import Runtime
 from carbon_credits.setup import init_db
 from tests import factories
 

@@ -8,13 +8,13 @@ from typing import Any
 from sqlalchemy import select
 
 from carbon_credits import audit
-from carbon_credits.auth import Principal
 from carbon_credits.errors import Conflict, NotFound
-from carbon_credits.extensions import Runtime
 from carbon_credits.ingest.events import event_view
 from carbon_credits.ledger import caps, entries
+from carbon_credits.runtime import Runtime
 from carbon_credits.schemas import load_event
 from carbon_credits.storage.models import Account, Event, User, utcnow
+from carbon_credits.tokens import Principal
 from methodology import QuantifyContext, get_methodology
 
 

@@ -16,8 +16,8 @@ from datetime import timedelta
 from flask import Response, render_template
 from flask.views import MethodView
 
+from carbon_credits.api.extensions import runtime
 from carbon_credits.api.requests import Blueprint
-from carbon_credits.extensions import runtime
 
 blp = Blueprint("dashboard", __name__, description="Partner dashboard (HTML)")
 

@@ -8,6 +8,7 @@ from flask.views import MethodView
 
 from carbon_credits.api import device
 from carbon_credits.api.device import device_id
+from carbon_credits.api.extensions import runtime
 from carbon_credits.api.requests import (
     Blueprint,
     json_body,
@@ -16,7 +17,6 @@ from carbon_credits.api.requests import (
     rate_headers,
 )
 from carbon_credits.auth import current_principal, requires
-from carbon_credits.extensions import runtime
 from carbon_credits.ingest import events
 from carbon_credits.schemas import (
     BATCH_EXAMPLE,

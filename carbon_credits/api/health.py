@@ -7,10 +7,11 @@ from typing import Any
 from flask import Response, jsonify
 from flask.views import MethodView
 
-from carbon_credits import health, metrics
+from carbon_credits import health
+from carbon_credits.api import metrics as api_metrics
+from carbon_credits.api.extensions import runtime
 from carbon_credits.api.requests import Blueprint
 from carbon_credits.errors import RETRY_AFTER_S
-from carbon_credits.extensions import runtime
 from carbon_credits.schemas import HealthSchema
 
 blp = Blueprint("health", __name__, description="Operations")
@@ -47,4 +48,4 @@ class Metrics(MethodView):
         """Prometheus metrics of the whole server (every gunicorn worker): requests by route
         and status, events by mode and outcome, credited grams, rate-limit refusals, Redis
         fallbacks and dependency failures. Volumes only, no user data."""
-        return metrics.exposition()
+        return api_metrics.exposition()

@@ -6,8 +6,8 @@ from typing import Any
 
 from flask.views import MethodView
 
+from carbon_credits.api.extensions import runtime
 from carbon_credits.api.requests import Blueprint
-from carbon_credits.extensions import runtime
 from carbon_credits.networks import methodologies
 from carbon_credits.schemas import MethodologyListSchema, MethodologyQuerySchema
 

@@ -16,14 +16,21 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from carbon_credits import metrics
 from carbon_credits.antifraud.ratelimit import Check, Decision, refusal
-from carbon_credits.auth import Principal
 from carbon_credits.config import Config
-from carbon_credits.errors import RETRY_AFTER_S, InvalidInput, NotFound, ServiceError, Unavailable
-from carbon_credits.extensions import Runtime
+from carbon_credits.errors import (
+    RETRY_AFTER_S,
+    InvalidInput,
+    NotFound,
+    ServiceError,
+    Unavailable,
+    error_body,
+)
 from carbon_credits.ingest import intake
 from carbon_credits.ingest.intake import NewEvent, Posted, time_field
+from carbon_credits.runtime import Runtime
 from carbon_credits.schemas import is_valid_id, load_event
 from carbon_credits.storage.models import Event
+from carbon_credits.tokens import Principal
 from methodology import get_methodology
 from methodology.quantity import whole_grams
 
@@ -206,10 +213,8 @@ def _invalid_item(index: int, exc: ValidationError) -> dict[str, Any]:
 
 def _item_error(index: int, status: int, code: str, message: str, fields: dict[str, Any]
                 ) -> dict[str, Any]:
-    error: dict[str, Any] = {"code": code, "message": message}
-    if fields:
-        error["fields"] = fields
-    return {"index": index, "status": status, "result": None, "error": error}
+    return {"index": index, "status": status, "result": None,
+            "error": error_body(code, message, fields)}
 
 
 def _check_time_window(config: Config, data: dict[str, Any], occurred_at: datetime,

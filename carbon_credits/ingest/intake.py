@@ -69,7 +69,6 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from carbon_credits.antifraud import plausibility
-from carbon_credits.auth import Principal
 from carbon_credits.config import Config
 from carbon_credits.errors import Conflict, InvalidInput, ServiceError
 from carbon_credits.ledger import caps, entries
@@ -86,6 +85,7 @@ from carbon_credits.storage.sql import (
     insert_missing,
     read_together,
 )
+from carbon_credits.tokens import Principal
 from methodology import (
     METHODOLOGIES,
     Methodology,

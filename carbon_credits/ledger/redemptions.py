@@ -9,11 +9,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from carbon_credits.auth import Principal
 from carbon_credits.errors import Conflict
-from carbon_credits.extensions import Runtime
 from carbon_credits.ledger import entries
+from carbon_credits.runtime import Runtime
 from carbon_credits.storage.models import Redemption
+from carbon_credits.tokens import Principal
 
 ATTEMPTS = 3
 

@@ -7,13 +7,13 @@ from typing import Any
 from sqlalchemy import select
 
 from carbon_credits import audit
-from carbon_credits.auth import Principal
 from carbon_credits.errors import Conflict, NotFound
-from carbon_credits.extensions import Runtime
 from carbon_credits.ingest.events import event_view
 from carbon_credits.ledger import entries
 from carbon_credits.reports import rollups
+from carbon_credits.runtime import Runtime
 from carbon_credits.storage.models import Event, User, utcnow
+from carbon_credits.tokens import Principal
 
 
 def reverse_event(rt: Runtime, admin: Principal, user_id: str, event_id: str, reason: str

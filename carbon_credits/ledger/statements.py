@@ -10,12 +10,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from carbon_credits.auth import Principal
 from carbon_credits.errors import InvalidInput
-from carbon_credits.extensions import Runtime
 from carbon_credits.ledger.caps import daily_caps_ug
 from carbon_credits.networks.catalog import Timeline
+from carbon_credits.runtime import Runtime
 from carbon_credits.storage.models import Account, DailyUsage, Event, LedgerEntry, Redemption
+from carbon_credits.tokens import Principal
 from methodology import METHODOLOGIES
 from methodology.quantity import whole_grams
 

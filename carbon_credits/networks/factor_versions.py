@@ -13,11 +13,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from carbon_credits import audit
-from carbon_credits.auth import Principal
 from carbon_credits.errors import Conflict, InvalidInput
-from carbon_credits.extensions import Runtime
+from carbon_credits.runtime import Runtime
 from carbon_credits.schemas import load_event
 from carbon_credits.storage.models import Event, FactorVersion
+from carbon_credits.tokens import Principal
 from methodology import METHODOLOGIES, FactorSet, MethodologyInputError, QuantifyContext
 from methodology.factors import FactorError
 from methodology.quantity import whole_grams

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from carbon_credits.extensions import Runtime
+from carbon_credits.runtime import Runtime
 from methodology import METHODOLOGIES
 from methodology.factors import FactorError
 

@@ -37,11 +37,11 @@ from typing import Any
 
 from sqlalchemy import select
 
-from carbon_credits.auth import Principal
 from carbon_credits.errors import Forbidden
-from carbon_credits.extensions import Runtime
 from carbon_credits.reports import rollups
+from carbon_credits.runtime import Runtime
 from carbon_credits.storage.models import FactorVersion, ReportRollup
+from carbon_credits.tokens import Principal
 from methodology import FactorSet, get_methodology
 from methodology.quantity import M_PER_KM, UG_PER_G
 from methodology.steps import G_PER_STEP

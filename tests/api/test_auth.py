@@ -16,8 +16,8 @@ from flask.testing import FlaskClient
 from jwt.warnings import InsecureKeyLengthWarning
 from werkzeug.test import TestResponse
 
-from carbon_credits.auth import LEEWAY_S
-from carbon_credits.extensions import Runtime
+from carbon_credits.runtime import Runtime
+from carbon_credits.tokens import LEEWAY_S
 from tests import factories
 from tests.conftest import JWT_SECRET
 

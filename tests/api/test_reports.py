@@ -16,7 +16,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from carbon_credits.extensions import Runtime
+from carbon_credits.runtime import Runtime
 from tests.integration.test_rollups import (
     TODAY,
     YESTERDAY,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from carbon_credits.extensions import Runtime
+from carbon_credits.runtime import Runtime
 from tests.e2e.conftest import browse
 from tests.integration.test_rollups import TODAY, YESTERDAY, bus, metro, post, seed_city, steps
 

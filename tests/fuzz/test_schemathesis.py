@@ -48,7 +48,7 @@ from schemathesis.specs.openapi.checks import (
 from schemathesis.transport.serialization import serialize_binary
 
 from carbon_credits.config import Config
-from carbon_credits.extensions import Runtime
+from carbon_credits.runtime import Runtime
 from tests import factories
 from tests.conftest import app_on_own_database
 from tests.faults.figures import record

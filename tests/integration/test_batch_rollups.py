@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from carbon_credits.auth import Principal
-from carbon_credits.extensions import Runtime
 from carbon_credits.ingest import events
 from carbon_credits.reports import rollups
+from carbon_credits.runtime import Runtime
+from carbon_credits.tokens import Principal
 from tests import factories
 
 

@@ -9,12 +9,12 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from carbon_credits.auth import Principal
 from carbon_credits.errors import ServiceError
-from carbon_credits.extensions import Runtime
 from carbon_credits.ingest import events
+from carbon_credits.runtime import Runtime
 from carbon_credits.schemas import load_event
 from carbon_credits.storage.models import Account, Event, LedgerEntry
+from carbon_credits.tokens import Principal
 from tests import factories
 
 

@@ -24,14 +24,14 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from carbon_credits.antifraud.ratelimit import check_for, parse_rate_limits
-from carbon_credits.auth import Principal
 from carbon_credits.errors import ServiceError
-from carbon_credits.extensions import Runtime
 from carbon_credits.ingest import events
 from carbon_credits.ingest.intake import Posted
 from carbon_credits.ledger import verification
+from carbon_credits.runtime import Runtime
 from carbon_credits.schemas import load_event
 from carbon_credits.storage.models import Account, DeviceAccount, Event, User
+from carbon_credits.tokens import Principal
 from tests import factories
 
 STATIONS = ["luohu", "guomao", "laojie", "shaoniangong", "fumin", "atlantis"]

@@ -12,7 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from carbon_credits.extensions import Runtime
+from carbon_credits.runtime import Runtime
 from carbon_credits.storage.models import Account, Event, FactorVersion, LedgerEntry
 from methodology.factors import NET_FACTOR, Factor, factor_set
 from tests import factories

@@ -26,14 +26,14 @@ from hypothesis import strategies as st
 from sqlalchemy import bindparam, event, func, null, select, update
 from sqlalchemy.exc import OperationalError
 
-from carbon_credits.auth import Principal
 from carbon_credits.errors import ServiceError
-from carbon_credits.extensions import Runtime
 from carbon_credits.ingest import events, intake
 from carbon_credits.ingest.intake import NewEvent
+from carbon_credits.runtime import Runtime
 from carbon_credits.schemas import load_event
 from carbon_credits.storage.models import Account, Event
 from carbon_credits.storage.sql import COPY_FROM_ROWS
+from carbon_credits.tokens import Principal
 from tests import factories
 
 STATIONS = ["luohu", "guomao", "laojie", "huaxin", "shaoniangong", "fumin", "chegongmiao"]

@@ -23,12 +23,11 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from carbon_credits.auth import Principal
-from carbon_credits.extensions import Runtime
 from carbon_credits.ingest import events
 from carbon_credits.ledger import verification
 from carbon_credits.networks import demo_network
 from carbon_credits.networks.catalog import store_network
+from carbon_credits.runtime import Runtime
 from carbon_credits.schemas import load_event
 from carbon_credits.storage.models import (
     Account,
@@ -39,6 +38,7 @@ from carbon_credits.storage.models import (
     ReportParticipant,
     User,
 )
+from carbon_credits.tokens import Principal
 from methodology.factors import NET_FACTOR, Factor, factor_set
 from tests import factories
 

@@ -10,10 +10,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
-from carbon_credits.auth import Principal
-from carbon_credits.extensions import Runtime
 from carbon_credits.ledger import entries
+from carbon_credits.runtime import Runtime
 from carbon_credits.storage.models import LedgerEntry
+from carbon_credits.tokens import Principal
 from tests import factories
 
 

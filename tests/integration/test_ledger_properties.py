@@ -17,13 +17,13 @@ from hypothesis.stateful import (
 )
 from sqlalchemy import func, select
 
-from carbon_credits.auth import Principal
 from carbon_credits.errors import Conflict
-from carbon_credits.extensions import Runtime
 from carbon_credits.ingest import events
 from carbon_credits.ledger import redemptions, reversals
+from carbon_credits.runtime import Runtime
 from carbon_credits.schemas import load_event
 from carbon_credits.storage.models import Account, LedgerEntry
+from carbon_credits.tokens import Principal
 from tests import factories
 
 STATIONS = ["luohu", "guomao", "laojie", "huaxin", "shaoniangong", "fumin", "chegongmiao"]

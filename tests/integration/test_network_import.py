@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import func, select
 
 from carbon_credits.errors import Conflict, InvalidInput
-from carbon_credits.extensions import Runtime
 from carbon_credits.networks import catalog, gtfs_import
 from carbon_credits.networks.gtfs_import import import_gtfs
+from carbon_credits.runtime import Runtime
 from carbon_credits.storage.models import (
     AuditRecord,
     Network,

@@ -15,8 +15,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import bindparam, event, insert, select, text
 from sqlalchemy.exc import DBAPIError, PendingRollbackError
 
-from carbon_credits.extensions import Runtime
 from carbon_credits.ingest import intake
+from carbon_credits.runtime import Runtime
 from carbon_credits.storage.models import Event, User, utcnow
 from tests import factories
 

@@ -20,13 +20,12 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import func, select
 
 from carbon_credits.antifraud import reviews
-from carbon_credits.auth import Principal
-from carbon_credits.extensions import Runtime
 from carbon_credits.ingest import events
 from carbon_credits.ledger import reversals
 from carbon_credits.networks import demo_network
 from carbon_credits.networks.catalog import store_network
 from carbon_credits.reports import partner, rollups
+from carbon_credits.runtime import Runtime
 from carbon_credits.schemas import load_event
 from carbon_credits.setup import DEFAULTS_EFFECTIVE_FROM
 from carbon_credits.storage.models import (
@@ -36,6 +35,7 @@ from carbon_credits.storage.models import (
     ReportParticipant,
     ReportRollup,
 )
+from carbon_credits.tokens import Principal
 from methodology import METHODOLOGIES, Station
 from tests import factories
 

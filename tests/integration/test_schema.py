@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from carbon_credits.extensions import Runtime
+from carbon_credits.runtime import Runtime
 from carbon_credits.setup import init_db
 from carbon_credits.storage.models import Base
 

@@ -25,7 +25,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import text
 from werkzeug.test import TestResponse
 
-from carbon_credits.extensions import Runtime
+from carbon_credits.runtime import Runtime
 from tests import factories
 from tests.faults.figures import record
 from tests.faults.ledger import check_accounts

@@ -13,9 +13,9 @@ import jwt
 import pytest
 
 from carbon_credits import auth
-from carbon_credits.auth import LEEWAY_S, TokenCodec
 from carbon_credits.config import Config
 from carbon_credits.errors import Unauthorized
+from carbon_credits.tokens import LEEWAY_S, TokenCodec
 from tests.conftest import JWT_SECRET
 
 

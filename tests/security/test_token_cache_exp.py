@@ -14,7 +14,7 @@ import pytest
 
 from carbon_credits import auth
 from carbon_credits.errors import Unauthorized
-from carbon_credits.extensions import Runtime
+from carbon_credits.runtime import Runtime
 from tests.conftest import JWT_SECRET
 
 

@@ -25,7 +25,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from carbon_credits.auth import LEEWAY_S
+from carbon_credits.tokens import LEEWAY_S
 from tests import factories
 from tests.api.test_auth import ISSUER, claims
 from tests.conftest import JWT_SECRET
