@@ -13,9 +13,9 @@ from marshmallow import ValidationError
 
 from carbon_credits import audit
 from carbon_credits.antifraud import reviews
+from carbon_credits.api.auth import current_principal, requires
 from carbon_credits.api.extensions import runtime
 from carbon_credits.api.requests import Blueprint
-from carbon_credits.auth import current_principal, requires
 from carbon_credits.errors import InvalidInput, UnsupportedMedia
 from carbon_credits.ledger import reversals
 from carbon_credits.networks import factor_versions, gtfs_import

@@ -7,6 +7,7 @@ from typing import Any
 from flask.views import MethodView
 
 from carbon_credits.api import device
+from carbon_credits.api.auth import current_principal, requires
 from carbon_credits.api.device import device_id
 from carbon_credits.api.extensions import runtime
 from carbon_credits.api.requests import (
@@ -16,7 +17,6 @@ from carbon_credits.api.requests import (
     rate_checks,
     rate_headers,
 )
-from carbon_credits.auth import current_principal, requires
 from carbon_credits.ingest import events
 from carbon_credits.schemas import (
     BATCH_EXAMPLE,

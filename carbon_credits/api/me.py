@@ -6,9 +6,9 @@ from typing import Any
 
 from flask.views import MethodView
 
+from carbon_credits.api.auth import current_principal, requires
 from carbon_credits.api.extensions import runtime
 from carbon_credits.api.requests import Blueprint
-from carbon_credits.auth import current_principal, requires
 from carbon_credits.ledger import statements
 from carbon_credits.schemas import (
     AccountQuerySchema,

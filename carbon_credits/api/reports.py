@@ -9,9 +9,9 @@ from typing import Any
 from flask import Response, request
 from flask.views import MethodView
 
+from carbon_credits.api.auth import current_principal, requires
 from carbon_credits.api.extensions import runtime
 from carbon_credits.api.requests import Blueprint, limit_rate
-from carbon_credits.auth import current_principal, requires
 from carbon_credits.reports import partner
 from carbon_credits.schemas import (
     ReductionQuerySchema,

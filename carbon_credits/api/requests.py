@@ -19,8 +19,8 @@ from carbon_credits.antifraud.ratelimit import (
     device_subject,
     refusal,
 )
+from carbon_credits.api.auth import current_principal
 from carbon_credits.api.extensions import runtime
-from carbon_credits.auth import current_principal
 from carbon_credits.errors import ServiceError, UnsupportedMedia
 
 

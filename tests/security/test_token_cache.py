@@ -12,7 +12,7 @@ from pathlib import Path
 import jwt
 import pytest
 
-from carbon_credits import auth
+from carbon_credits.api import auth
 from carbon_credits.config import Config
 from carbon_credits.errors import Unauthorized
 from carbon_credits.tokens import LEEWAY_S, TokenCodec

@@ -12,7 +12,7 @@ import time
 import jwt
 import pytest
 
-from carbon_credits import auth
+from carbon_credits.api import auth
 from carbon_credits.errors import Unauthorized
 from carbon_credits.runtime import Runtime
 from tests.conftest import JWT_SECRET
