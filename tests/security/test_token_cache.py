@@ -1,4 +1,4 @@
-"""The cache of verified tokens (auth.TokenCodec.decode) answers as PyJWT would.
+"""The cache of verified tokens (tokens.TokenCodec.decode) answers as PyJWT would.
 
 A token is verified once and then remembered; every later use must still be refused once
 the token expires, and a token that is not yet valid is never remembered as valid.
@@ -12,7 +12,7 @@ from pathlib import Path
 import jwt
 import pytest
 
-from carbon_credits.api import auth
+from carbon_credits import tokens
 from carbon_credits.config import Config
 from carbon_credits.errors import Unauthorized
 from carbon_credits.tokens import LEEWAY_S, TokenCodec
@@ -37,7 +37,7 @@ def sleep_until(instant: float) -> None:
 
 def test_a_remembered_token_is_refused_once_it_expires(
         codec: TokenCodec, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(auth, "LEEWAY_S", 0)  # PyJWT and the cache both read it
+    monkeypatch.setattr(tokens, "LEEWAY_S", 0)  # PyJWT and the cache both read it
     now = int(time.time())
     token = sign(codec, iat=now, exp=now + 2)
     assert codec.decode(token).sub == "cached"
@@ -51,7 +51,7 @@ def test_a_remembered_token_is_refused_once_it_expires(
 
 def test_a_token_not_yet_valid_is_refused_until_it_is(
         codec: TokenCodec, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(auth, "LEEWAY_S", 0)
+    monkeypatch.setattr(tokens, "LEEWAY_S", 0)
     now = int(time.time())
     token = sign(codec, iat=now, nbf=now + 2, exp=now + 600)
     for _ in range(2):
@@ -71,7 +71,7 @@ def test_the_leeway_of_a_remembered_token_matches_pyjwt(codec: TokenCodec) -> No
 
 
 def test_the_cache_is_bounded(codec: TokenCodec, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(auth, "VERIFIED_CACHE_SIZE", 5)
+    monkeypatch.setattr(tokens, "VERIFIED_CACHE_SIZE", 5)
     now = int(time.time())
     for i in range(12):
         codec.decode(sign(codec, iat=now, exp=now + 600, jti=str(i)))
