@@ -13,7 +13,6 @@ from carbon_credits.api.extensions import runtime
 from carbon_credits.api.requests import (
     Blueprint,
     json_body,
-    limit_rate,
     rate_checks,
     rate_headers,
 )
@@ -25,7 +24,6 @@ from carbon_credits.schemas import (
     BatchResultSchema,
     BatchSchema,
     EventResultSchema,
-    load_event,
 )
 
 blp = Blueprint("events", __name__, url_prefix="/v1/events",
@@ -50,20 +48,14 @@ class EventCollection(MethodView):
                       description="replay of an event_id already applied")
     def post(self) -> tuple[dict[str, Any], int]:
         """Post one bus ride, metro trip or day's step count."""
-        rt = runtime()
-        principal = current_principal()
+        rt, limits = runtime(), rate_checks(events.ROUTE)
         try:
-            posted = events.prepare(rt, principal, load_event(json_body()), device_id())
-        except Exception:
-            # Refused before it could be applied: it still counts against the limits, and
-            # a client over them is told that first (429, not the refusal).
-            limit_rate("events")
+            body, device = json_body(), device_id()
+        except Exception as exc:
+            events.count_refused(rt, limits, exc)
             raise
-        # The limits of an event that can be applied are checked with the posts it is
-        # applied with, in one call to the limiter (ingest/events.py).
-        result = events.ingest_prepared(rt, posted, rate_checks("events"))
-        if result.limit is not None:
-            rate_headers(result.limit)
+        result = events.post(rt, current_principal(), body, device, limits)
+        rate_headers(result.limit)
         return result.event, 201 if result.created else 200
 
 
@@ -75,10 +67,11 @@ class EventBatch(MethodView):
     @blp.response(200, BatchResultSchema)
     def post(self, batch: dict[str, Any]) -> dict[str, Any]:
         """Post up to 500 events; each item succeeds or fails on its own."""
-        rt = runtime()
-        principal = current_principal()
-        limit_rate("events", cost=max(1, len(batch["events"])))
-        return {"results": events.ingest_batch(rt, principal, batch["events"], device_id())}
+        results, decision = events.post_batch(runtime(), current_principal(),
+                                              batch["events"], device_id(),
+                                              rate_checks(events.ROUTE))
+        rate_headers(decision)
+        return {"results": results}
 
 
 @blp.route("/<string:event_id>")

@@ -14,10 +14,10 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from carbon_credits.antifraud.ratelimit import (
     Check,
     Decision,
+    admit,
     check_for,
     client_ip,
     device_subject,
-    refusal,
 )
 from carbon_credits.api.auth import current_principal
 from carbon_credits.api.extensions import runtime
@@ -137,15 +137,12 @@ def limit_rate(route: str, cost: int = 1) -> None:
     Retry-After from the refusing dimension that frees last. Admitted: RateLimit-* headers
     of the tightest dimension (``rate_headers``).
     """
-    decision = runtime().limiter.check(rate_checks(route), cost)
-    if not decision.allowed:
-        raise refusal(route, decision)
-    rate_headers(decision)
+    rate_headers(admit(runtime().limiter, route, rate_checks(route), cost))
 
 
-def rate_headers(decision: Decision) -> None:
+def rate_headers(decision: Decision | None) -> None:
     """The RateLimit-* headers of an admitted request's decision, on its response."""
-    headers = decision.headers()
+    headers = decision.headers() if decision is not None else {}
     if headers:
         @after_this_request
         def _headers(response: Response) -> Response:

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from carbon_credits import metrics
-from carbon_credits.antifraud.ratelimit import Check, Decision, refusal
+from carbon_credits.antifraud.ratelimit import Check, Decision, admit, refusal
 from carbon_credits.config import Config
 from carbon_credits.errors import (
     RETRY_AFTER_S,
@@ -74,15 +74,59 @@ def payload_hash(payload: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+ROUTE = "events"
+"""The rate-limited route of posts and batches (``RATE_LIMITS``)."""
+
+
+def post(rt: Runtime, principal: Principal, body: Any, device_id: str | None,
+         limits: Sequence[Check]) -> Ingested:
+    """One client post (a JSON body) for a user, applied exactly once per (user, event_id).
+
+    The rate limits (``limits``: the request's checks) are decided here and only here: a
+    post that can be applied is counted with the posts it is applied with, in one call to
+    the limiter (``_admit``); a post refused before that (invalid, out of the time window)
+    still counts, and over the limits it is a 429 first.
+    """
+    try:
+        posted = prepare(rt, principal, load_event(body), device_id)
+    except ValidationError as exc:
+        fields = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
+        refused = InvalidInput("the request has invalid fields", fields=fields)
+        count_refused(rt, limits, refused)
+        raise refused from None
+    except Exception as exc:
+        count_refused(rt, limits, exc)
+        raise
+    return ingest_prepared(rt, posted, limits, ROUTE)
+
+
+def count_refused(rt: Runtime, limits: Sequence[Check], refused: Exception) -> None:
+    """Count a post refused before it could be applied (its body or headers unreadable,
+    invalid, out of the time window) against the limits: over them, the 429 is raised
+    instead, as a client over its limits is told that first."""
+    decision = admit(rt.limiter, ROUTE, limits)
+    if isinstance(refused, ServiceError):
+        refused.headers = {**decision.headers(), **(refused.headers or {})}
+
+
+def post_batch(rt: Runtime, principal: Principal, items: list[Any], device_id: str | None,
+               limits: Sequence[Check]) -> tuple[list[dict[str, Any]], Decision]:
+    """A batch of posts (``ingest_batch``), first counted against the rate limits: a batch
+    of k events costs k, decided in one call; over the limits, a 429 and nothing applied."""
+    decision = admit(rt.limiter, ROUTE, limits, cost=max(1, len(items)))
+    return ingest_batch(rt, principal, items, device_id), decision
+
+
 def ingest(rt: Runtime, principal: Principal, data: dict[str, Any],
            device_id: str | None = None) -> Ingested:
-    """Apply one validated event for a user, exactly once per (user, event_id): alone, or
-    with the process's concurrent posts in one transaction (``group_commit``)."""
+    """Apply one validated event for a user, exactly once per (user, event_id), with no
+    rate limit (tests, tools): alone, or with the process's concurrent posts in one
+    transaction (``group_commit``)."""
     return ingest_prepared(rt, prepare(rt, principal, data, device_id))
 
 
 def ingest_prepared(rt: Runtime, posted: Posted, limits: Sequence[Check] = (),
-                    route: str = "events") -> Ingested:
+                    route: str = ROUTE) -> Ingested:
     """``ingest`` of a post ``prepare`` accepted, first counted against its rate limits
     (``limits``: its checks on ``route``) with the posts it is applied with, in one call
     to the limiter: over a limit, the post is refused (429) and not applied."""
