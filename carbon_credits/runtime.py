@@ -18,7 +18,6 @@ from carbon_credits.storage.models import utcnow
 from carbon_credits.tokens import TokenCodec
 
 if TYPE_CHECKING:
-    from carbon_credits.errors import ServiceError
     from carbon_credits.ingest.events import Ingested, Post
 
 
@@ -32,7 +31,7 @@ class Runtime:
     limiter: Limiter
     codec: TokenCodec
     redis: redis.Redis | None
-    posts: GroupCommit[Post, Ingested | ServiceError]
+    posts: GroupCommit[Post, Ingested | Exception]
     """This process's single posts, applied in groups under load (``group_commit``)."""
     clock: Callable[[], datetime] = field(default=utcnow)
     """Business time: event windows, 'today', versions in force. Tests pin it."""

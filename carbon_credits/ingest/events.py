@@ -12,29 +12,24 @@ from typing import Any
 
 from marshmallow import ValidationError
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError, OperationalError
 
 from carbon_credits import metrics
 from carbon_credits.antifraud.ratelimit import Check, Decision, admit, refusal
 from carbon_credits.config import Config
 from carbon_credits.errors import (
-    RETRY_AFTER_S,
     InvalidInput,
     NotFound,
     ServiceError,
-    Unavailable,
     error_body,
 )
-from carbon_credits.ingest import intake
-from carbon_credits.ingest.intake import NewEvent, Posted, time_field
+from carbon_credits.ingest import intake, retry
+from carbon_credits.ingest.intake import Applied, NewEvent, Posted, time_field
 from carbon_credits.runtime import Runtime
 from carbon_credits.schemas import is_valid_id, load_event
 from carbon_credits.storage.models import Event
 from carbon_credits.tokens import Principal
 from methodology import get_methodology
 from methodology.quantity import whole_grams
-
-IDEMPOTENCY_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -131,9 +126,9 @@ def ingest_prepared(rt: Runtime, posted: Posted, limits: Sequence[Check] = (),
     (``limits``: its checks on ``route``) with the posts it is applied with, in one call
     to the limiter: over a limit, the post is refused (429) and not applied."""
     post = Post(posted, route, limits)
-    outcome = rt.posts.submit(post, lambda chunk: _apply(rt, [p.posted for p in chunk]),
+    outcome = rt.posts.submit(post, lambda chunk: _apply_group(rt, chunk),
                               lambda chunk: _admit(rt, chunk))
-    if isinstance(outcome, ServiceError):
+    if isinstance(outcome, Exception):
         raise outcome
     return replace(outcome, limit=post.limit)
 
@@ -149,30 +144,22 @@ def _admit(rt: Runtime, chunk: Sequence[Post]) -> list[ServiceError | None]:
             for p in chunk]
 
 
+def _apply_group(rt: Runtime, chunk: Sequence[Post]) -> list[Ingested | Exception]:
+    """A group of single posts (several users), applied together; if the group fails, each
+    post alone (retry.py, rule 2)."""
+    return retry.each_alone_on_failure(lambda posts: _apply(rt, [p.posted for p in posts]),
+                                       chunk)
+
+
 def _apply(rt: Runtime, chunk: Sequence[Posted]) -> list[Ingested | ServiceError]:
     """Apply a chunk of events (one user's, or one each of a group of posts) in one
-    transaction; counted once committed."""
-    for attempt in range(IDEMPOTENCY_ATTEMPTS):
-        try:
-            with rt.db.transaction_begun_by_reads() as session:
-                applied = intake.apply(session, rt.config, rt.catalog, chunk)  # and ends it
-            break
-        except (IntegrityError, OperationalError) as exc:
-            # IntegrityError: the unique (user_id, event_id) constraint caught a concurrent
-            # copy that the account lock did not serialise (e.g. the account was being
-            # created): the next attempt finds the stored event and answers it as a
-            # replay. A deadlock (two first posts of overlapping users locking in
-            # different orders, see ledger.open_accounts) is retried the same way; any
-            # other OperationalError is an outage (a 503). Should a conflict keep
-            # happening, the client is told to retry later, as for an outage: the request
-            # changed nothing, and a retry with the same ids is safe.
-            if isinstance(exc, OperationalError) and not _is_deadlock(exc):
-                raise
-            if attempt == IDEMPOTENCY_ATTEMPTS - 1:
-                raise Unavailable(
-                    "the events met concurrent writes of the same ids; retry with the "
-                    "same event_id", code="write_conflict",
-                    headers={"Retry-After": str(RETRY_AFTER_S)}) from None
+    transaction, tried again on conflicts (retry.py, rule 1); counted once committed."""
+
+    def attempt() -> list[Applied | ServiceError]:
+        with rt.db.transaction_begun_by_reads() as session:
+            return intake.apply(session, rt.config, rt.catalog, chunk)  # and ends it
+
+    applied = retry.retrying_conflicts(attempt)
     # Views after the writes: a new event's id and created_at are set there.
     outcomes = [x if isinstance(x, ServiceError) else Ingested(event_view(x.event), x.created)
                 for x in applied]
@@ -180,10 +167,6 @@ def _apply(rt: Runtime, chunk: Sequence[Posted]) -> list[Ingested | ServiceError
         if isinstance(outcome, Ingested):
             _count(outcome)  # after the commit: only what was applied is counted
     return outcomes
-
-
-def _is_deadlock(exc: OperationalError) -> bool:
-    return getattr(exc.orig, "sqlstate", None) == "40P01"
 
 
 def prepare(rt: Runtime, principal: Principal, data: dict[str, Any],

@@ -12,11 +12,9 @@ groups form by themselves, as large as the load.
 What a group does not change: an answer is given only after the commit that holds it
 (nothing answered can be lost); the group's events decide exactly as the same posts one
 after another (ingest/intake.py applies a chunk of several users in order); and a
-failure reaches only the posts it belongs to: a group that raises (anything but a
-refusal of one event, which is a result) is applied again post by post, so each post gets
-the answer it would have had alone. A lost database connection is the exception: it is
-answered to the whole group at once, since every post would meet it (each gets a 503 and
-retries with the same ``event_id``). A group that waits on a lock is bounded by the
+failure reaches only the posts it belongs to, which ``apply`` sees to (ingest/retry.py, the
+one retry layer: a failing group is applied again post by post). This module only queues
+and hands out: it never retries. A group that waits on a lock is bounded by the
 database's lock timeout (``Config.db_lock_timeout_ms``).
 """
 
@@ -28,21 +26,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from sqlalchemy.exc import DBAPIError
-
 from carbon_credits.errors import RETRY_AFTER_S, Unavailable
 
 T = TypeVar("T")
 R = TypeVar("R")
 Admit = Callable[[Sequence[T]], Sequence[R | None]]
 """Which items of a group go on to be applied: None for each that does, else its result."""
-
-def _shared(exc: Exception) -> bool:
-    """A failure answered to the whole group rather than retried post by post: a lost
-    database connection (every post would meet it). A lock timeout is not one: it belongs
-    to one user's account, and the others' posts succeed alone."""
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
-
 
 @dataclass(eq=False)
 class _Ticket(Generic[T, R]):
@@ -61,7 +50,7 @@ class GroupCommit(Generic[T, R]):
     def __init__(self, max_group: int) -> None:
         self.max_group = max_group
         """Posts per transaction at most: the app gives a batch's chunk
-        (``services.events.ITEMS_PER_TRANSACTION``), so no lock is held longer."""
+        (``ingest.events.ITEMS_PER_TRANSACTION``), so no lock is held longer."""
         self._mutex = threading.Lock()
         self._queue: deque[_Ticket[T, R]] = deque()
         self._busy = False
@@ -69,15 +58,15 @@ class GroupCommit(Generic[T, R]):
     def submit(self, item: T, apply: Callable[[Sequence[T]], Sequence[R]],
                admit: Admit[T, R] | None = None) -> R:
         """``item``'s result, applied alone or in a group by ``apply`` (items in, one
-        result per item out, in order; it raises only for the group as a whole). Every
-        caller passes the same ``apply`` and ``admit``.
+        result per item out, in order; if it raises, every post of the group gets the
+        error). Every caller passes the same ``apply`` and ``admit``.
 
         ``admit``, when given, is asked once per group, before ``apply``, which of its
         items go on (one answer per item: None to apply it, else its result, which it
         gets without being applied): what must happen once per post however the group is
         then applied (the rate limit: one call for the group, and never counted again
-        when a failed group is applied post by post). If it raises, every post of the
-        group gets the error."""
+        when ``apply`` applies a failed group post by post). If it raises, every post of
+        the group gets the error."""
         ticket: _Ticket[T, R] = _Ticket(item)
         with self._mutex:
             self._queue.append(ticket)
@@ -134,17 +123,9 @@ def _run(group: list[_Ticket[T, R]], apply: Callable[[Sequence[T]], Sequence[R]]
         return
     try:
         results = apply([ticket.item for ticket in group])
-    except Exception as exc:
-        if len(group) == 1 or _shared(exc):
-            for ticket in group:
-                ticket.error, ticket.done = exc, True
-            return
-        for ticket in group:  # one at a time: each gets the answer it would have alone
-            try:
-                ticket.result = apply([ticket.item])[0]
-            except Exception as alone:
-                ticket.error = alone
-            ticket.done = True
+    except Exception as exc:  # the group's own failure: every post of it hears it
+        for ticket in group:
+            ticket.error, ticket.done = exc, True
         return
     for ticket, result in zip(group, results, strict=True):
         ticket.result, ticket.done = result, True

@@ -12,10 +12,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
-from sqlalchemy.exc import OperationalError
 
 from carbon_credits.errors import Unavailable
 from carbon_credits.ingest.group_commit import GroupCommit
+from carbon_credits.ingest.retry import each_alone_on_failure
 
 
 class Recorder:
@@ -86,52 +86,6 @@ def test_a_group_is_at_most_max_group_posts() -> None:
     assert apply.calls == [[1], [2, 3], [4, 5], [6]]
 
 
-def test_a_failing_group_is_applied_again_post_by_post_so_only_the_culprit_fails() -> None:
-    def fail(items: Sequence[int]) -> Exception | None:
-        return ValueError(f"bad item in {list(items)}") if 4 in items else None
-
-    apply = Recorder(fail)
-    group: GroupCommit[int, int] = GroupCommit(max_group=100)
-    with ThreadPoolExecutor(8) as pool:
-        futures = _queue_behind_first(group, apply, [1, 2, 3, 4, 5], pool)
-        assert [f.result(10) for f in futures[:3]] == [2, 4, 6]
-        with pytest.raises(ValueError, match=r"\[4\]"):
-            futures[3].result(10)
-        assert futures[4].result(10) == 10
-    assert apply.calls == [[1], [2, 3, 4, 5], [2], [3], [4], [5]]
-
-
-def test_a_lost_database_is_answered_to_the_whole_group_without_retrying_each() -> None:
-    lost = OperationalError("SELECT 1", {}, Exception("server closed the connection"),
-                            connection_invalidated=True)
-    apply = Recorder(lambda items: lost if len(items) > 1 else None)
-    group: GroupCommit[int, int] = GroupCommit(max_group=100)
-    with ThreadPoolExecutor(8) as pool:
-        futures = _queue_behind_first(group, apply, [1, 2, 3, 4], pool)
-        assert futures[0].result(10) == 2
-        for future in futures[1:]:
-            with pytest.raises(OperationalError):
-                future.result(10)
-    assert apply.calls == [[1], [2, 3, 4]]
-
-
-def test_a_lock_timeout_is_retried_post_by_post_not_answered_to_all() -> None:
-    """A database error that left the connection usable (here a lock timeout on one
-    user's account) is not shared: each post is tried alone."""
-    def fail(items: Sequence[int]) -> Exception | None:
-        return (OperationalError("SELECT ... FOR UPDATE", {}, Exception("lock timeout"))
-                if 3 in items else None)
-
-    apply = Recorder(fail)
-    group: GroupCommit[int, int] = GroupCommit(max_group=100)
-    with ThreadPoolExecutor(8) as pool:
-        futures = _queue_behind_first(group, apply, [1, 2, 3, 4], pool)
-        assert [futures[n].result(10) for n in (0, 1, 3)] == [2, 4, 8]
-        with pytest.raises(OperationalError):
-            futures[2].result(10)
-    assert apply.calls == [[1], [2, 3, 4], [2], [3], [4]]
-
-
 def test_posts_of_a_group_cut_short_are_told_to_retry() -> None:
     """If applying a group is interrupted by a BaseException (the worker shutting down),
     the leader's thread sees it and the others get a 503 with Retry-After: their posts may
@@ -190,22 +144,38 @@ def test_admit_is_asked_once_per_group_and_the_refused_are_not_applied() -> None
 
 def test_a_group_applied_again_post_by_post_is_not_admitted_again() -> None:
     """What admit counts (the rate limit) is counted once per post, even when the group
-    fails and each post is applied alone."""
-    apply = Recorder(lambda items: ValueError("bad") if 8 in items else None)
+    fails and ingest's apply (retry.py) applies each post alone."""
+    recorder = Recorder(lambda items: ValueError("bad") if 8 in items else None)
+
+    def apply(items: Sequence[int]) -> list[int | Exception]:
+        return each_alone_on_failure(recorder, items)
+
     admit = Gate()
-    group: GroupCommit[int, int] = GroupCommit(max_group=100)
+    group: GroupCommit[int, int | Exception] = GroupCommit(max_group=100)
     with ThreadPoolExecutor(8) as pool:
         futures = [pool.submit(group.submit, 2, apply, admit)]
-        _wait_for(lambda: len(apply.calls) == 1)
+        _wait_for(lambda: len(recorder.calls) == 1)
         for n, item in enumerate([4, 8, 9], start=1):
             futures.append(pool.submit(group.submit, item, apply, admit))
             _wait_for(lambda n=n: len(group._queue) == n)
-        apply.release.set()
+        recorder.release.set()
         assert [futures[n].result(10) for n in (0, 1, 3)] == [4, 8, -9]
-        with pytest.raises(ValueError):
-            futures[2].result(10)
+        assert isinstance(futures[2].result(10), ValueError)  # its own answer, alone
     assert admit.calls == [[2], [4, 8, 9]]
-    assert apply.calls == [[2], [4, 8], [4], [8]]
+    assert recorder.calls == [[2], [4, 8], [4], [8]]
+
+
+def test_a_failing_group_is_answered_to_each_of_its_posts_and_not_retried() -> None:
+    """Group commit only queues: what to try again is ingest's (retry.py)."""
+    apply = Recorder(lambda items: ValueError("bad group") if len(items) > 1 else None)
+    group: GroupCommit[int, int] = GroupCommit(max_group=100)
+    with ThreadPoolExecutor(8) as pool:
+        futures = _queue_behind_first(group, apply, [1, 2, 3], pool)
+        assert futures[0].result(10) == 2
+        for future in futures[1:]:
+            with pytest.raises(ValueError, match="bad group"):
+                future.result(10)
+    assert apply.calls == [[1], [2, 3]]
 
 
 def test_when_admit_fails_every_post_of_the_group_hears_it() -> None:
