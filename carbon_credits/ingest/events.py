@@ -3,8 +3,6 @@ plausibility -> daily caps -> ledger) in one transaction per event or per batch 
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
@@ -22,7 +20,7 @@ from carbon_credits.errors import (
     ServiceError,
     error_body,
 )
-from carbon_credits.ingest import intake, retry
+from carbon_credits.ingest import idempotency, intake, retry
 from carbon_credits.ingest.intake import Applied, NewEvent, Posted, time_field
 from carbon_credits.runtime import Runtime
 from carbon_credits.schemas import is_valid_id, load_event
@@ -49,24 +47,6 @@ class Post:
     limits: Sequence[Check]
     limit: Decision | None = None
     """Set by the group's rate-limit check (``_admit``)."""
-
-
-def canonical_payload(data: dict[str, Any]) -> dict[str, Any]:
-    """The validated payload in a canonical JSON form: instants in UTC, dates ISO."""
-
-    def norm(value: Any) -> Any:
-        if isinstance(value, datetime):
-            return value.astimezone(UTC).isoformat()
-        if isinstance(value, date):
-            return value.isoformat()
-        return value
-
-    return {k: norm(v) for k, v in sorted(data.items())}
-
-
-def payload_hash(payload: dict[str, Any]) -> str:
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 ROUTE = "events"
@@ -179,8 +159,9 @@ def prepare(rt: Runtime, principal: Principal, data: dict[str, Any],
     occurred_at = method.occurred_at(data, tz)
     local_date = occurred_at.astimezone(tz).date()
     _check_time_window(rt.config, data, occurred_at, local_date, now)
-    payload = canonical_payload(data)
-    return Posted(principal, method, data, payload, payload_hash(payload), occurred_at,
+    payload = idempotency.canonical_payload(data)
+    return Posted(principal, method, data, payload, idempotency.payload_hash(payload),
+                  occurred_at,
                   local_date, device_id, now, tz)
 
 

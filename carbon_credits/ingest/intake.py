@@ -70,7 +70,8 @@ from sqlalchemy.orm import Session
 
 from carbon_credits.antifraud import plausibility
 from carbon_credits.config import Config
-from carbon_credits.errors import Conflict, InvalidInput, ServiceError
+from carbon_credits.errors import InvalidInput, ServiceError
+from carbon_credits.ingest import idempotency
 from carbon_credits.ledger import caps, entries
 from carbon_credits.networks.catalog import Catalog, Timeline, timeline_read
 from carbon_credits.reports import rollups
@@ -454,12 +455,7 @@ def _decide(session: Session, config: Config, catalog: Catalog, book: _Book,
     member = book.members[user_id]
     key = (user_id, data["event_id"])
     prior = book.stored.get(key) or book.fresh.get(key)
-    if prior is not None:
-        if prior.payload_hash != p.digest:
-            raise Conflict(
-                "event_id was already used with a different payload",
-                code="event_id_conflict", fields={"event_id": ["already used"]},
-            )
+    if prior is not None and idempotency.is_replay(prior.payload_hash, p.digest):
         return Applied(prior, created=False)
 
     city, mode = data["city"], method.mode
