@@ -3,7 +3,8 @@
 The backend comes from the environment, as in production: DATABASE_URL pointing at a
 PostgreSQL server makes the suite create a fresh database on that server for this run (and
 drop it afterwards); without it the suite uses a temporary SQLite file. REDIS_URL, when set,
-puts the rate limiter on that Redis. CI runs the suite both ways.
+puts the rate limiter on that Redis. CI runs the suite both ways. Tests that need a Redis
+when REDIS_URL is unset get a redis-server the suite starts (``suite_redis_url``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import psycopg
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import HealthCheck, settings
 from sqlalchemy.engine import make_url
 
 from carbon_credits.antifraud.plausibility import RULES, Policy
@@ -28,12 +30,41 @@ from carbon_credits.config import Config
 from carbon_credits.factory import create_app
 from carbon_credits.runtime import Runtime
 from carbon_credits.setup import init_db
-from tests import factories
+from tests import factories, prerequisites, redis_servers
+
+settings.register_profile("suite", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("suite")
+"""No property test depends on speed: Hypothesis's default 200 ms per example and its
+too-slow health check fail by load alone on a busy machine (a process there may wait that
+long for a CPU). Tests with settings of their own set the same."""
 
 JWT_SECRET = "test-secret-" + "x" * 32
 TEST_RATE_LIMITS = "events:user=10000/60,device=100000/60,ip=1000000/60"
 """High enough that only the rate-limit tests (which set their own) ever meet a limit: every
 test request comes from one address."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Stop before the first test, in one line, when a program the selected tests need is
+    not installed (tests/prerequisites.py)."""
+    if config.option.collectonly:
+        return
+    absent = prerequisites.missing(prerequisites.needs(items))
+    if absent:
+        pytest.exit("missing prerequisites: " + ", ".join(absent),
+                    returncode=pytest.ExitCode.USAGE_ERROR)
+
+
+@pytest.fixture(scope="session")
+def suite_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """REDIS_URL when set (CI's PostgreSQL + Redis phase); else a redis-server of this run's
+    own, never the shared 127.0.0.1:6379, whose other clients and state are not ours."""
+    url = os.environ.get("REDIS_URL")
+    if url:
+        yield url
+        return
+    with redis_servers.standalone(tmp_path_factory.mktemp("suite-redis")) as server:
+        yield server.url
 
 
 def pinned_clock() -> datetime:

@@ -1,7 +1,7 @@
 """Private redis-server processes on loopback ports, for failure and cluster tests.
 
 The shared Redis on 127.0.0.1:6379 is never stopped or reconfigured: these tests start
-their own servers on spare ports (6390-6399 standalone, 7100-7199 cluster, whose bus ports
+their own servers on spare ports (6390-6489 standalone, 7100-7199 cluster, whose bus ports
 are +10000), without persistence, and kill them when the fixture ends. A missing
 redis-server or redis-cli binary fails the test (it is a real component, see DESIGN §6);
 nothing is skipped.
@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 import redis
 
-STANDALONE_PORTS = range(6390, 6400)
+STANDALONE_PORTS = range(6390, 6490)
+"""Wide enough for several runs at once: each holds one for the session, plus its own."""
 CLUSTER_PORTS = range(7100, 7200)
 BUS_OFFSET = 10_000
 START_TIMEOUT_S = 10.0

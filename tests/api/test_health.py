@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -50,10 +49,10 @@ def test_readyz_is_200_with_the_database_check_ok(client: FlaskClient) -> None:
     assert "Retry-After" not in r.headers
 
 
-def test_readyz_checks_redis_when_configured(make_app: Callable[..., Flask]) -> None:
+def test_readyz_checks_redis_when_configured(make_app: Callable[..., Flask],
+                                            suite_redis_url: str) -> None:
     # The suite's Redis (as the rate limiter tests use it), also in the SQLite phase.
-    url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
-    r = make_app(redis_url=url).test_client().get("/readyz")
+    r = make_app(redis_url=suite_redis_url).test_client().get("/readyz")
     assert r.status_code == 200, r.json
     assert r.json["checks"]["redis"] == "ok"
 

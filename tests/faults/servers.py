@@ -28,6 +28,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+ANSWER_TIMEOUT_S = 120.0
+"""How long a client waits for the server: a bound for a hung server, never a speed test.
+On a busy machine (2 cores, load 7-12) a gunicorn worker took 1.5-4 s to boot and a client
+that gave up after 2 s saw no answer at all; a healthy server answers long before this."""
 
 
 def free_port() -> int:
@@ -37,16 +41,23 @@ def free_port() -> int:
     return port
 
 
-def postgres_bin() -> Path:
+def find_postgres_bin() -> Path | None:
+    """The directory of the newest PostgreSQL server binaries (initdb, pg_ctl), or None.
+    Debian keeps them in /usr/lib/postgresql/<version>/bin, off PATH."""
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
                    key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0)
     if found:
         return found[-1].parent
     initdb = shutil.which("initdb")
-    if initdb is None:
+    return None if initdb is None else Path(initdb).parent
+
+
+def postgres_bin() -> Path:
+    found = find_postgres_bin()
+    if found is None:
         pytest.fail("PostgreSQL server binaries (initdb, pg_ctl) are not installed: "
                     "apt-get install postgresql - the fault tests need a real server")
-    return Path(initdb).parent
+    return found
 
 
 class PostgresCluster:
@@ -129,10 +140,10 @@ class Gunicorn:
             cwd=REPO, env=self.env, stdin=subprocess.DEVNULL, stdout=log,
             stderr=subprocess.STDOUT)
         log.close()
-        if not self.wait_ready(60):
+        if not self.wait_ready(ANSWER_TIMEOUT_S):
             raise RuntimeError(f"gunicorn did not become ready:\n{self.log()[-3000:]}")
 
-    def status(self, path: str, timeout: float = 2.0) -> int | None:
+    def status(self, path: str, timeout: float = ANSWER_TIMEOUT_S) -> int | None:
         try:
             with urllib.request.urlopen(self.base + path, timeout=timeout) as response:
                 status: int = response.status
@@ -147,7 +158,7 @@ class Gunicorn:
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
                 return False
-            if self.status("/readyz") == 200:
+            if self.status("/readyz", timeout=max(0.5, deadline - time.monotonic())) == 200:
                 return True
             time.sleep(0.2)
         return False
@@ -165,7 +176,7 @@ class Gunicorn:
                 found.append(int(stat.parent.name))
         return sorted(found)
 
-    def worker_serving(self, client_port: int, timeout_s: float = 5.0) -> int:
+    def worker_serving(self, client_port: int, timeout_s: float = ANSWER_TIMEOUT_S) -> int:
         """The worker that accepted the connection from 127.0.0.1:``client_port``: the
         server side of it in /proc/net/tcp, and which worker holds that socket."""
         deadline = time.monotonic() + timeout_s

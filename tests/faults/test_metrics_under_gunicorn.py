@@ -75,7 +75,11 @@ def test_recycled_workers_continue_their_predecessors_files(
     recycling = ("--max-requests", "5", "--max-requests-jitter", "0")
     with sqlite_gunicorn(workdir, recycling, secret=SECRET,
                          PROMETHEUS_MULTIPROC_DIR=str(metrics_dir)) as gunicorn:
-        for _ in range(60):  # every worker is replaced after 5 requests: about 12 times
+        # Every worker is replaced after 5 requests, about 12 times each. While both boot
+        # again a request waits in the listen backlog (seconds on a busy machine), so each
+        # one waits for its answer as long as it takes (status's generous bound) and is
+        # never sent twice: a retry could count one request twice.
+        for _ in range(60):
             assert gunicorn.status("/healthz") == 200
         files_after_60 = sorted(p.name for p in metrics_dir.iterdir())
         for _ in range(60):

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from flask import Flask
 
 from carbon_credits.ingest import events
 from carbon_credits.reports import rollups
@@ -31,11 +33,16 @@ def _two_users_in_one_shard() -> tuple[str, str]:
         seen[shard] = uid
 
 
-def test_two_batches_crossing_cells_do_not_fail(rt: Runtime, is_postgres: bool,
+def test_two_batches_crossing_cells_do_not_fail(make_app: Callable[..., Flask],
+                                                 is_postgres: bool,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """On PostgreSQL the barrier forces the interleaving that deadlocked; SQLite serialises
     whole transactions (BEGIN IMMEDIATE), so there the second batch waits for the first and
     the barrier gives up after a short wait: the outcome must be the same."""
+    # The batch that waits on the other's first row waits out the barrier's timeout and the
+    # other's commit: with the default lock timeout (5 s) a busy machine could make that a
+    # 503, so the lock timeout here is only a bound for a real deadlock's "never".
+    rt: Runtime = make_app(db_lock_timeout_ms=120_000).extensions["carbon_credits"]
     a, b = _two_users_in_one_shard()
     today = factories.today_at(8)
     yesterday = today - timedelta(days=1)
@@ -50,9 +57,8 @@ def test_two_batches_crossing_cells_do_not_fail(rt: Runtime, is_postgres: bool,
     def credit(session: Any, rows: list[Any]) -> None:
         original(session, rows[:1])
         try:
-            # well under the lock timeout (DB_LOCK_TIMEOUT_MS, 5 s): with the rows in key
-            # order the other batch waits on this one's first row instead of reaching the
-            # barrier, and must not give up before the barrier does
+            # with the rows in key order the other batch waits on this one's first row
+            # instead of reaching the barrier, and must not give up before the barrier does
             barrier.wait(timeout=2 if is_postgres else 1)
         except threading.BrokenBarrierError:
             pass

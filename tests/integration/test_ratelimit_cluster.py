@@ -36,7 +36,8 @@ class TestClusterLimiter(RateLimitContract):
     def test_dimensions_live_on_their_own_slots(self, limited: Any,
                                                 cluster: redis_servers.Cluster) -> None:
         """One request, three keys on (usually) different nodes, each whole on one node."""
-        poster = limited("events:user=5/3,device=5/3,ip=5/3")
+        # A key lives one emission interval after a post: 60 s here, long enough to find it.
+        poster = limited("events:user=5/300,device=5/300,ip=5/300")
         holders = set()
         for _ in range(12):  # enough subjects that more than one node is involved
             user, device, ip = new_user(), f"dev-{uuid.uuid4().hex}", random_ip()

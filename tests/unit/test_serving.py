@@ -75,12 +75,12 @@ def test_the_worker_ends_when_its_threads_fail(
     monkeypatch.setattr(serving, "_readiness", _out_of_descriptors)
     running = threading.Thread(target=worker.run, daemon=True)
     running.start()
-    running.join(5)
+    running.join(60)
     ended = not running.is_alive()
     if not ended:  # stop it as a signal would, so the test leaves no thread behind
         worker.alive = False
         os.write(worker.PIPE[1], b".")
-        running.join(5)
+        running.join(60)
     assert ended
 
 
@@ -113,7 +113,7 @@ def _serving(worker: serving.AcceptThreadsWorker, stop_fd: int) -> threading.Thr
     return thread
 
 
-def _until(condition: Callable[[], bool], seconds: float = 5.0) -> bool:
+def _until(condition: Callable[[], bool], seconds: float = 60.0) -> bool:
     deadline = time.monotonic() + seconds
     while not condition() and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -122,7 +122,7 @@ def _until(condition: Callable[[], bool], seconds: float = 5.0) -> bool:
 
 def _stop(thread: threading.Thread, stop_write: int) -> None:
     os.write(stop_write, b"x")
-    thread.join(5)
+    thread.join(60)
     assert not thread.is_alive()
 
 
@@ -158,7 +158,7 @@ def test_reaching_max_requests_wakes_the_main_thread(
     worker.sockets = [listener]
     thread = _serving(worker, stop_pipe[0])
     with _connect(listener):
-        assert select.select([worker.PIPE[0]], [], [], 5)[0]
+        assert select.select([worker.PIPE[0]], [], [], 60)[0]
     _stop(thread, stop_pipe[1])
 
 
