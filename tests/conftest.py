@@ -1,14 +1,19 @@
 """Shared fixtures.
 
-The backend comes from the environment, as in production: DATABASE_URL pointing at a
-PostgreSQL server makes the suite create a fresh database on that server for this run (and
-drop it afterwards); without it the suite uses a temporary SQLite file. REDIS_URL, when set,
+The database backend (``suite_postgres``): DATABASE_URL pointing at a PostgreSQL server
+makes the suite create a fresh database on that server for this run (and drop it
+afterwards); DATABASE_URL set to ``sqlite`` (anything starting so) makes it use a temporary
+SQLite file. Unset, the suite uses the local PostgreSQL (127.0.0.1:5432, user postgres, the
+project's machines' default) if it answers, so the write path production runs is what the
+plain test command tests, and a temporary SQLite file otherwise. CI runs it both ways.
+REDIS_URL, when set,
 puts the rate limiter on that Redis. CI runs the suite both ways. Tests that need a Redis
 when REDIS_URL is unset get a redis-server the suite starts (``suite_redis_url``).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -72,6 +77,30 @@ def pinned_clock() -> datetime:
     return factories.NOW
 
 
+LOCAL_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+@functools.cache
+def suite_postgres() -> str | None:
+    """The PostgreSQL server this run's databases are made on, or None for SQLite."""
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        return url if url.startswith("postgresql") else None
+    try:
+        psycopg.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres",
+                        connect_timeout=5).close()
+    except psycopg.Error:
+        return None
+    return LOCAL_POSTGRES
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    server = suite_postgres()
+    where = (f"PostgreSQL at {make_url(server).render_as_string(hide_password=True)}"
+             if server else "SQLite (a temporary file)")
+    return f"database: {where}; redis: {os.environ.get('REDIS_URL') or 'a private redis-server'}"
+
+
 def _fresh_postgres(url: str) -> tuple[str, Callable[[], None]]:
     parsed = make_url(url)
     name = f"cc_test_{uuid.uuid4().hex[:12]}"
@@ -89,9 +118,9 @@ def _fresh_postgres(url: str) -> tuple[str, Callable[[], None]]:
 
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    url = os.environ.get("DATABASE_URL")
-    if url and url.startswith("postgresql"):
-        fresh, drop = _fresh_postgres(url)
+    server = suite_postgres()
+    if server:
+        fresh, drop = _fresh_postgres(server)
         yield fresh
         drop()
     else:
@@ -149,10 +178,10 @@ def app_on_own_database(make_config: Callable[..., Config], directory: Path,
     """An app (settings ``overrides``) on a fresh database of its own, migrated and seeded,
     on the suite's backend (a new PostgreSQL database, else a SQLite file in ``directory``);
     the database is dropped afterwards."""
-    url = os.environ.get("DATABASE_URL")
+    server = suite_postgres()
     drop: Callable[[], None] | None = None
-    if url and url.startswith("postgresql"):
-        fresh, drop = _fresh_postgres(url)
+    if server:
+        fresh, drop = _fresh_postgres(server)
     else:
         fresh = f"sqlite:///{directory / 'own.sqlite3'}"
     application = create_app(make_config(database_url=fresh, **overrides))
