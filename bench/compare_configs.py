@@ -1,6 +1,6 @@
 """Two or more gunicorn configs of the service, compared in alternating rounds.
 
-    .venv/bin/python bench/compare_configs.py gunicorn.conf.py other.conf.py \
+    .venv/bin/python bench/compare_configs.py deploy/gunicorn.conf.py other.conf.py \
         [--rounds 4] [--slice 8] [--workers 2]
 
 Each round starts the service once per config (in the order given, rotated each round so
@@ -11,7 +11,7 @@ round's requests/s, ingest / healthz and the machine's CPU per request (all proc
 workers, PostgreSQL, Redis, wrk), and per config the medians over rounds: on
 this shared, noisy machine a difference between configs counts only if it holds round
 after round. A config is a gunicorn config file; ``ENV=VALUE`` arguments after a
-config's path (``gunicorn.conf.py:GUNICORN_THREADS=8``, comma-separated) set the
+config's path (``deploy/gunicorn.conf.py:GUNICORN_THREADS=8``, comma-separated) set the
 environment of that config's server.
 """
 

@@ -1,4 +1,4 @@
-"""The repo's gunicorn.conf.py, plus the CPU each worker spends in named blocks of the
+"""The repo's deploy/gunicorn.conf.py, plus the CPU each worker spends in named blocks of the
 ingest path (bench/profile_server.py).
 
 Each block (a function of the service, of Flask or of gunicorn's threaded worker) is
@@ -17,8 +17,8 @@ import os
 import time
 from pathlib import Path
 
-exec(compile((Path(__file__).resolve().parent.parent / "gunicorn.conf.py").read_text(),
-             "gunicorn.conf.py", "exec"))
+exec(compile((Path(__file__).resolve().parent.parent / "deploy" / "gunicorn.conf.py").read_text(),
+             "deploy/gunicorn.conf.py", "exec"))
 
 _repo_worker_exit = globals().get("worker_exit")
 _seconds: dict[str, float] = {}
