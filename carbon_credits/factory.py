@@ -10,6 +10,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from carbon_credits import cli, metrics
 from carbon_credits.api import register_blueprints
+from carbon_credits.api.requests import drain_unread_body
 from carbon_credits.auth import TokenCodec
 from carbon_credits.catalog import Catalog
 from carbon_credits.config import Config
@@ -38,6 +39,7 @@ def create_app(config: Config | None = None) -> Flask:
             app.wsgi_app, x_for=config.proxy_fix_x_for, x_proto=0, x_host=0, x_port=0,
             x_prefix=0)
     register_error_handlers(app)
+    app.teardown_request(drain_unread_body)
     metrics.init_app(app)
     cli.register(app)
     if config.auto_init_db:
