@@ -46,8 +46,11 @@ class Nginx:
     """nginx with deploy/nginx.conf in front of ``upstream`` (host:port), listening on
     127.0.0.1:port (and the metrics server on 127.0.0.1:metrics_port)."""
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, worker_processes: str = "1") -> None:
         self.upstream = upstream
+        self.worker_processes = worker_processes
+        """nginx's worker_processes: 1 in the tests; the bench gives "auto" (one per core,
+        Debian's default)."""
         self.port = free_port()
         self.metrics_port = free_port()
         self.root = Path(tempfile.mkdtemp(prefix="cc-nginx-"))
@@ -69,7 +72,8 @@ class Nginx:
         user = "user root;\n" if os.geteuid() == 0 else ""
         main = self.root / "nginx.conf"
         main.write_text(
-            f"{user}daemon off;\nworker_processes 1;\npid {self.root / 'nginx.pid'};\n"
+            f"{user}daemon off;\nworker_processes {self.worker_processes};\n"
+            f"pid {self.root / 'nginx.pid'};\n"
             f"error_log {self.root / 'error.log'} info;\n"
             "events { worker_connections 1024; }\n"
             "http {\n"
