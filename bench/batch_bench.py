@@ -6,7 +6,7 @@
 What is measured, in one run on this machine:
 
 1. **Batch ingest.** A fresh database ``cc_bench_batch`` (``flask init-db``) and the service
-   under gunicorn with the repo's gunicorn.conf.py (PostgreSQL + Redis, real JWT auth, rate
+   under gunicorn with the repo's deploy/gunicorn.conf.py (PostgreSQL + Redis, real JWT auth, rate
    limits set far above the load as ingest_bench.py does, plausibility rules, methodology,
    caps, ledger, rollups). wrk (1 thread, ``--connections``, ``--duration`` s, 120 s timeout)
    with bench/wrk/batch.lua posts one batch of ``--batch`` events per request, each request
@@ -220,11 +220,11 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=3000, help="tokens (one user each)")
     parser.add_argument("--copy-runs", type=int, default=3)
     parser.add_argument("--workers", type=int, default=None,
-                        help="WEB_CONCURRENCY (default: gunicorn.conf.py's 2 x cores + 1)")
+                        help="WEB_CONCURRENCY (default: deploy/gunicorn.conf.py's 2 x cores + 1)")
     parser.add_argument("--keep", action="store_true",
                         help="keep the service and template databases")
     parser.add_argument("--update", type=Path, help="write the results into this file")
-    parser.add_argument("--config", type=Path, default=ROOT / "gunicorn.conf.py",
+    parser.add_argument("--config", type=Path, default=ROOT / "deploy" / "gunicorn.conf.py",
                         help="gunicorn config file (a variant under test)")
     args = parser.parse_args()
     results_dir = ROOT / "bench" / "results"

@@ -5,7 +5,7 @@ wrk, per request.
         [--workers 2] [--threads 16] [--rate-limits SPEC] [--future-days 0]
 
 Starts the service as bench/ingest_bench.py does (fresh database ``cc_bench_cpu``, the
-repo's gunicorn.conf.py, PostgreSQL + Redis, real JWTs) and loads it with wrk for
+repo's deploy/gunicorn.conf.py, PostgreSQL + Redis, real JWTs) and loads it with wrk for
 ``--duration`` seconds (16 connections, ``bench/wrk/events.lua`` or GET /healthz). Reads
 every process's user and system CPU time from /proc before and after, and prints them per
 request, grouped (BENCHMARKS.md, figure 6). Variants used in the fifth round of `git show
@@ -83,9 +83,9 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=15)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None,
-                        help="GUNICORN_THREADS (default: gunicorn.conf.py's)")
+                        help="GUNICORN_THREADS (default: deploy/gunicorn.conf.py's)")
     parser.add_argument("--rate-limits", default=ib.UNLIMITED)
-    parser.add_argument("--config", type=Path, default=ib.ROOT / "gunicorn.conf.py",
+    parser.add_argument("--config", type=Path, default=ib.ROOT / "deploy" / "gunicorn.conf.py",
                         help="gunicorn config file (a variant under test)")
     parser.add_argument("--future-days", type=int, default=0,
                         help="shift the events this many days ahead (40: all refused)")

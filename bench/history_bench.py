@@ -16,7 +16,7 @@ What is measured, in one run on this machine:
   the ``daily_usage`` rows, the id sequences moved past the generated ids, and the report
   rollups rebuilt by the service's own ``rollups.rebuild`` (``--no-rollups`` skips that;
   it takes about 6 of the 15 minutes at 10M), then ``ANALYZE``.
-* One gunicorn per database with the repo's gunicorn.conf.py (PostgreSQL + Redis, real JWT
+* One gunicorn per database with the repo's deploy/gunicorn.conf.py (PostgreSQL + Redis, real JWT
   auth, rate limits set far above the load as ingest_bench.py does, plausibility rules,
   methodology, ledger, rollups), both running for the whole measurement.
 * The load is exactly ingest_bench.py's figure 1: wrk (1 thread, 16 connections, 15 s)
@@ -186,7 +186,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=6,
                         help="measured wrk runs per database, alternating")
     parser.add_argument("--workers", type=int, default=None,
-                        help="WEB_CONCURRENCY (default: gunicorn.conf.py's 2 x cores + 1)")
+                        help="WEB_CONCURRENCY (default: deploy/gunicorn.conf.py's 2 x cores + 1)")
     parser.add_argument("--no-rollups", action="store_true",
                         help="do not rebuild the report rollups of the generated history")
     parser.add_argument("--keep", action="store_true", help="keep both databases")

@@ -3,7 +3,7 @@
     .venv/bin/python bench/ingest_bench.py [--duration 15] [--connections 16]
 
 Starts, on this machine: a fresh PostgreSQL database on the local server, the service under
-gunicorn with the repo's gunicorn.conf.py (PostgreSQL + Redis, real JWT auth, rate limits,
+gunicorn with the repo's deploy/gunicorn.conf.py (PostgreSQL + Redis, real JWT auth, rate limits,
 plausibility rules, methodology, ledger), and the minimal baseline handler (bench/minimal_app.py)
 under the same gunicorn settings. wrk (Debian package) loads each with unique, valid events
 for many users (bench/wrk/events.lua). Figures:
@@ -58,7 +58,7 @@ def fresh_database(admin_dsn: str, name: str) -> str:
 
 
 def start_gunicorn(target: str, env: dict[str, str], port: int, cwd: Path,
-                   config: Path = ROOT / "gunicorn.conf.py") -> subprocess.Popen[bytes]:
+                   config: Path = ROOT / "deploy" / "gunicorn.conf.py") -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         [str(VENV_BIN / "gunicorn"), "-c", str(config), target],
         cwd=cwd, env={**env, "PORT": str(port)}, stdout=subprocess.DEVNULL,
@@ -173,7 +173,7 @@ def day_tokens(users: int, days_back: int = 1) -> Path:
 
 
 def start_service(database: str, env: dict[str, str],
-                  config: Path = ROOT / "gunicorn.conf.py", admin_dsn: str = ADMIN_DSN,
+                  config: Path = ROOT / "deploy" / "gunicorn.conf.py", admin_dsn: str = ADMIN_DSN,
                   redis_url: str = REDIS_URL
                   ) -> tuple[str, dict[str, str], int, subprocess.Popen[bytes]]:
     """The service under gunicorn (``config``) on a fresh database ``database`` of the
@@ -213,7 +213,7 @@ def main() -> None:
                         help="interleaved healthz/ingest slices on the default server")
     parser.add_argument("--slice", type=int, default=3, help="seconds per slice")
     parser.add_argument("--workers", type=int, default=None,
-                        help="WEB_CONCURRENCY (default: gunicorn.conf.py's 2 x cores + 1)")
+                        help="WEB_CONCURRENCY (default: deploy/gunicorn.conf.py's 2 x cores + 1)")
     args = parser.parse_args()
     (ROOT / "bench" / "results").mkdir(exist_ok=True)
 

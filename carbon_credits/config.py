@@ -77,6 +77,15 @@ class Config:
     MaaS credits must be claimed within 7 days; 30 leaves room for operator back-office
     imports."""
     max_content_length: int = 1 << 20
+    """The largest request body (413 beyond it); deploy/nginx.conf's client_max_body_size
+    is the same 1 MiB, so a larger body is refused before it reaches a gunicorn thread."""
+    proxy_fix_x_for: int = 0
+    """How many proxies in front of the app set X-Forwarded-For (PROXY_FIX_X_FOR; 1 behind
+    deploy/nginx.conf). The client's address, which the rate limits count by, is then taken
+    from that header (werkzeug's ProxyFix), as the proxy nearest the app wrote it. 0, the
+    default: the header is ignored and the address is the socket's, since without a proxy
+    any client could write the header and pick a new address, and a new rate limit budget,
+    per request."""
     report_min_participants: int = 10
     """k: partner report cells with fewer distinct participants are suppressed; policy."""
     plausibility: Policy = field(default_factory=Policy)
@@ -142,6 +151,7 @@ class Config:
             clock_skew_s=_int(env, "CLOCK_SKEW_SECONDS", 300),
             backfill_days=_int(env, "BACKFILL_DAYS", 30),
             report_min_participants=_int(env, "REPORT_MIN_PARTICIPANTS", 10),
+            proxy_fix_x_for=_int(env, "PROXY_FIX_X_FOR", 0, minimum=0),
         )
         if caps is not None:
             cfg.daily_caps_g = caps
@@ -167,7 +177,7 @@ def _pairs(text: str) -> dict[str, str]:
     return pairs
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
     raw = env.get(name)
     if raw is None:
         return default
@@ -175,6 +185,7 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         value = int(raw)
     except ValueError:
         raise ConfigError(f"{name}: expected an integer, got {raw!r}") from None
-    if value <= 0:
-        raise ConfigError(f"{name}: must be positive")
+    if value < minimum:
+        raise ConfigError(f"{name}: must be positive" if minimum == 1
+                          else f"{name}: must be at least {minimum}")
     return value

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import redis
 from flask import Blueprint, Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from carbon_credits import cli
 from carbon_credits.antifraud.ratelimit import Limiter, LocalLimiter, RedisLimiter
@@ -14,6 +15,7 @@ from carbon_credits.api import metrics as api_metrics
 from carbon_credits.api import register_blueprints
 from carbon_credits.api.errors import register_error_handlers
 from carbon_credits.api.extensions import JsonErrorApi
+from carbon_credits.api.requests import drain_unread_body
 from carbon_credits.config import Config
 from carbon_credits.ingest import events
 from carbon_credits.ingest.group_commit import GroupCommit
@@ -36,7 +38,15 @@ def create_app(config: Config | None = None) -> Flask:
                 instance_relative_config=False)
     config = config or Config.from_env(Path(app.instance_path))
     register_extensions(app, config)
+    if config.proxy_fix_x_for:
+        # The client's address from the X-Forwarded-For the trusted proxies wrote (the rate
+        # limits count by it); Config.proxy_fix_x_for says why it is off by default. Only
+        # the address: nothing in the app builds URLs from the forwarded scheme or host.
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=config.proxy_fix_x_for, x_proto=0, x_host=0, x_port=0,
+            x_prefix=0)
     register_error_handlers(app)
+    app.teardown_request(drain_unread_body)
     api_metrics.init_app(app)
     cli.register(app)
     if config.auto_init_db:

@@ -34,7 +34,7 @@ def _where(item: pytest.Item) -> str:
 
 
 def needs(items: Iterable[pytest.Item]) -> set[str]:
-    """Which of "redis", "postgres", "chromium" the selected ``items`` need."""
+    """Which of "redis", "postgres", "chromium", "nginx" the selected ``items`` need."""
     needed: set[str] = set()
     for item in items:
         where = _where(item)
@@ -45,6 +45,8 @@ def needs(items: Iterable[pytest.Item]) -> set[str]:
             needed.add("redis")
         if where.startswith("e2e/"):
             needed.add("chromium")
+        if where == "faults/test_nginx_front.py":
+            needed.add("nginx")
     return needed
 
 
@@ -59,4 +61,6 @@ def missing(needed: set[str]) -> list[str]:
     if "chromium" in needed and not any(shutil.which(n) for n in ("chromium",
                                                                     "chromium-browser")):
         absent.append("chromium (apt-get install chromium)")
+    if "nginx" in needed and not (shutil.which("nginx") or os.access("/usr/sbin/nginx", os.X_OK)):
+        absent.append("nginx (apt-get install nginx)")
     return absent

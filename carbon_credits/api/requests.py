@@ -96,6 +96,40 @@ def body_bytes(req: Request) -> bytes:
     return raw
 
 
+DRAIN_CHUNK = 1 << 16
+
+
+def drain_unread_body(_exc: BaseException | None = None) -> None:
+    """Read what the app left unread of the request body, up to the route's limit
+    (teardown_request, so before the server decides whether to keep the connection).
+
+    Many answers come before the body is read: a missing token (401), a rate limit (429,
+    told before the body is read), a wrong media type (415). gunicorn then drains at most
+    64 KiB of the rest itself and otherwise closes the connection, after its answer has
+    already promised to keep it (gunicorn 27, http/parser.py, finish_body). nginx keeps
+    that connection in its upstream pool (deploy/nginx.conf) and may send the next request
+    on it as it closes: a POST so sent is answered 502 and not retried. Read here, the
+    connection stays usable. Behind nginx the body is already whole in nginx (memory
+    speed); a body over the limit is not read (the app answers 413 and gunicorn closes)."""
+    length = request.content_length
+    chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    if not length and not chunked:
+        return
+    limit = request.max_content_length
+    if length is not None and limit is not None and length > limit:
+        return
+    stream = request.environ.get("wsgi.input")
+    if stream is None:
+        return
+    budget = limit if limit is not None else length
+    while budget is None or budget > 0:
+        chunk = stream.read(DRAIN_CHUNK if budget is None else min(DRAIN_CHUNK, budget))
+        if not chunk:
+            return
+        if budget is not None:
+            budget -= len(chunk)
+
+
 def json_body() -> Any:
     """The parsed JSON body, or a 400/415 naming what is wrong with it."""
     if not request.is_json:

@@ -44,8 +44,7 @@ class _Ticket(Generic[T, R]):
 
 
 class GroupCommit(Generic[T, R]):
-    """One per process, shared by its request threads (carbon_credits/serving.py's worker,
-    or gunicorn's gthread)."""
+    """One per process, shared by its request threads (gunicorn's gthread worker)."""
 
     def __init__(self, max_group: int) -> None:
         self.max_group = max_group

@@ -117,7 +117,8 @@ class PostgresCluster:
 
 
 class Gunicorn:
-    """gunicorn -c gunicorn.conf.py app:app (the repo's own config) on 127.0.0.1:port."""
+    """gunicorn -c deploy/gunicorn.conf.py app:app (the repo's own config) on
+    127.0.0.1:port."""
 
     def __init__(self, env: dict[str, str], log: Path, args: tuple[str, ...] = ()) -> None:
         self.args = args
@@ -135,7 +136,7 @@ class Gunicorn:
         log = self.log_path.open("ab")
         # --bind on the command line only narrows the config's 0.0.0.0 to loopback.
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py",
+            [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py",
              "--bind", f"127.0.0.1:{self.port}", *self.args, "app:app"],
             cwd=REPO, env=self.env, stdin=subprocess.DEVNULL, stdout=log,
             stderr=subprocess.STDOUT)

@@ -3,10 +3,10 @@ SIGKILLed, while a second process posts a few thousand events over loopback.
 
 The whole production stack runs for real, on its own servers: a PostgreSQL cluster and a
 redis-server on spare loopback ports (tests/faults/servers.py), `flask --app app init-db`
-once, then gunicorn with the repo's gunicorn.conf.py and 2 sync workers. The load generator
-(tests/faults/loadgen.py, a separate process) posts honest trips of 42 users, one request in
-ten a batch, and records what each event was told. Meanwhile this test injects the faults
-at set points of the run. Afterwards:
+once, then gunicorn with the repo's deploy/gunicorn.conf.py and 2 sync workers. The load
+generator (tests/faults/loadgen.py, a separate process) posts honest trips of 42 users, one
+request in ten a batch, and records what each event was told. Meanwhile this test injects
+the faults at set points of the run. Afterwards:
 
 * every event answered 2xx is credited exactly once, with the points it was told;
 * every event that got a 5xx or no answer is credited at most once, and a retry with the

@@ -1,6 +1,6 @@
 """GET /metrics through gunicorn with two workers: every scrape shows the whole server.
 
-Each worker is its own process with its own counters; gunicorn.conf.py gives them one
+Each worker is its own process with its own counters; deploy/gunicorn.conf.py gives them one
 multiprocess directory and /metrics merges it. Without that, a scrape would show only the
 worker that happened to answer it.
 """

@@ -107,10 +107,10 @@ class RateLimitContract:
         ``app`` first: the shared database is initialised before these apps use it."""
         posters: list[Poster] = []
 
-        def make(spec: str) -> Poster:
+        def make(spec: str, **settings: Any) -> Poster:
             poster = Poster(make_app(rate_limits=parse_rate_limits(spec),
                                      redis_url=redis_url,
-                                     plausibility=LENIENT), token)
+                                     plausibility=LENIENT, **settings), token)
             posters.append(poster)
             return poster
 
@@ -180,6 +180,22 @@ class RateLimitContract:
         assert poster.post(new_user(), ip=f"{net}::1").status_code == 201
         assert poster.post(new_user(), ip=f"{net}::2").status_code == 201
         assert poster.post(new_user(), ip=f"{net}:ffff::3").status_code == 429
+
+    def test_behind_a_trusted_proxy_the_ip_is_the_one_it_forwards(self, limited: Any
+                                                                   ) -> None:
+        """PROXY_FIX_X_FOR=1 (deploy/nginx.conf in front): every request comes from the
+        proxy's address, and the limit counts the client address the proxy appended, the
+        last one of X-Forwarded-For; what a client wrote before it is not trusted."""
+        poster = limited("events:user=50/3,ip=2/3", proxy_fix_x_for=1)
+        proxy, client = "127.0.0.1", random_ip()
+        for forged in (client, f"{random_ip()}, {client}"):
+            sent = {"X-Forwarded-For": forged}
+            assert poster.post(new_user(), ip=proxy, headers=sent).status_code == 201
+        assert_refused(poster.post(new_user(), ip=proxy, headers={
+            "X-Forwarded-For": f"{random_ip()}, {client}"}), 2, 3)
+        # another client behind the same proxy has a budget of its own
+        assert poster.post(new_user(), ip=proxy,
+                           headers={"X-Forwarded-For": random_ip()}).status_code == 201
 
     def test_batch_costs_its_number_of_events(self, limited: Any) -> None:
         poster = limited("events:user=4/40")  # a unit back every 10 s
@@ -349,6 +365,14 @@ def test_default_rate_limits_cover_the_events_route(tmp_path: Any) -> None:
 def test_bad_rate_limits_are_refused_at_start(tmp_path: Any, spec: str) -> None:
     with pytest.raises(ConfigError, match="RATE_LIMITS"):
         Config.from_env(tmp_path, {"RATE_LIMITS": spec})
+
+
+def test_forwarded_addresses_are_trusted_only_when_configured(tmp_path: Any) -> None:
+    assert Config.from_env(tmp_path, {}).proxy_fix_x_for == 0
+    assert Config.from_env(tmp_path, {"PROXY_FIX_X_FOR": "1"}).proxy_fix_x_for == 1
+    for bad in ("-1", "one", ""):
+        with pytest.raises(ConfigError, match="PROXY_FIX_X_FOR"):
+            Config.from_env(tmp_path, {"PROXY_FIX_X_FOR": bad})
 
 
 def test_the_replaced_setting_is_refused_not_ignored(tmp_path: Any) -> None:

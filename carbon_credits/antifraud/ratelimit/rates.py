@@ -20,10 +20,11 @@ device id is chosen by the client, so the device limit only slows naive farms; t
 the IP limits are the ones a client cannot dodge.
 
 Client IP. The limiter uses ``request.remote_addr`` and never reads X-Forwarded-For itself,
-which any client can forge. Behind a reverse proxy or load balancer, wrap the WSGI app in
-``werkzeug.middleware.proxy_fix.ProxyFix(app.wsgi_app, x_for=N)`` with N the number of
-trusted proxies in front, so ``remote_addr`` is the client's address again. IPv6 clients are
-limited per /64 (one subscriber's usual allocation), IPv4 per address.
+which any client can forge. Behind a reverse proxy or load balancer, set PROXY_FIX_X_FOR=N,
+N the number of trusted proxies in front (1 behind deploy/nginx.conf): the app is then
+wrapped in werkzeug's ``ProxyFix(x_for=N)`` (carbon_credits/factory.py), so ``remote_addr``
+is the client's address again. IPv6 clients are limited per /64 (one subscriber's usual
+allocation), IPv4 per address.
 """
 
 from __future__ import annotations

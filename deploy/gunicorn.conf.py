@@ -1,4 +1,11 @@
-"""Gunicorn settings (`gunicorn -c gunicorn.conf.py app:app`).
+"""Gunicorn settings (`gunicorn -c deploy/gunicorn.conf.py app:app`, from the repo root).
+
+gunicorn's own workers: ``gthread`` (threads), or ``sync`` with GUNICORN_THREADS=1. In
+production they sit behind nginx (deploy/nginx.conf), which reads each request whole
+before passing it on and keeps its connections to gunicorn alive: a gthread thread is held
+by a request only while the app runs, never while a slow client sends or reads. Served
+directly, a client that sends slowly holds a thread for as long as it likes (gthread reads
+a request in a pool thread with a blocking socket), so do not expose gunicorn itself.
 
 Sizing comes from the environment so the same image fits any host.
 """
@@ -26,36 +33,23 @@ threads = int(os.environ.get("GUNICORN_THREADS", "16"))
 os.environ["GUNICORN_THREADS"] = str(threads)  # the app sizes its connection pool by it
 workers = int(os.environ.get("WEB_CONCURRENCY",
                              _cpu_count() if threads > 1 else 2 * _cpu_count() + 1))
+worker_class = "gthread" if threads > 1 else "sync"
 
-# No keep-alive by default: each request is accepted by whichever worker has a thread
-# free, so load spreads over the processes. A kept-alive connection stays with the worker
-# that accepted it: under wrk's 16 connections one worker got groups of 6.5 posts and was
-# saturated while the other's were 1.5. Behind a proxy that pools upstream connections,
-# GUNICORN_KEEPALIVE=5 saves a connect per request.
-keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "0"))
+# Keep-alive, in seconds, of an idle connection (gthread parks it in its poller: it holds
+# no thread; the sync worker ignores this). nginx keeps a pool of connections to gunicorn
+# (deploy/nginx.conf: `keepalive` in the upstream) and closes one after 60 s idle
+# (`keepalive_timeout 60s`). gunicorn must wait longer than that: if it closed a connection
+# first, nginx could send a request on it at the same moment, and a POST, which nginx does
+# not retry (not idempotent), would come back as a 502. Hence 75 s. A connection nginx
+# keeps stays with the worker that accepted it; with nginx's pool that is many connections
+# spread over the workers as the kernel hands them out.
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "75"))
 
-# Threads that each accept and serve their own connections (carbon_credits/serving.py)
-# instead of gthread, whose main thread hands every connection over and back: in eight
-# alternating rounds, 17 % more posts/s at 11 % less CPU per post, p99 67 ms against 97,
-# and 39 % more healthz/s (BENCHMARKS.md, eighth round). It never keeps a connection
-# alive, so with keep-alive on, gthread serves, parking idle connections in its poller.
-if threads == 1:
-    worker_class = "sync"
-elif keepalive:
-    worker_class = "gthread"
-else:
-    worker_class = "carbon_credits.serving.AcceptThreadsWorker"
-
-# gunicorn's access line, its atoms computed only as the format uses them (serving.py).
-# A logger_class of one's own keeps gunicorn from switching to its statsd logger when
-# --statsd-host is given: to use statsd, set --logger-class gunicorn.instrument.statsd.Statsd.
-logger_class = "carbon_credits.serving.AccessLogger"
-
-# 30 s: a sync worker stuck that long in one request is killed and replaced. The threaded
-# workers' main loops keep beating while their threads work, so there it bounds each read
-# of a request and the writing of its answer (serving.py; gthread: only the first byte,
-# 5 s); the app's own time is bounded only by the database's lock timeout and TCP
-# keepalives (DB_LOCK_TIMEOUT_MS: carbon_credits/storage/db.py).
+# 30 s: a sync worker stuck that long in one request is killed and replaced. gthread's main
+# loop beats the heartbeat while its threads work, so there it does not bound a request; the
+# app's own time is bounded by the database's lock timeout and TCP keepalives
+# (DB_LOCK_TIMEOUT_MS: carbon_credits/storage/db.py), and nginx gives up on an answer after its
+# proxy_read_timeout (deploy/nginx.conf).
 timeout = 30
 # On SIGTERM, in-flight requests get 30 s to finish. Let the orchestrator wait at least as long
 # (k8s terminationGracePeriodSeconds defaults to 30; `docker stop` only waits 10 unless -t is set).
@@ -70,7 +64,8 @@ graceful_timeout = 30
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "1000000"))
 max_requests_jitter = max_requests // 10
 
-# Log to stdout/stderr; the container runtime collects them.
+# Log to stdout/stderr; the container runtime collects them. (gunicorn's own access line;
+# nginx logs each request too, with the client's address.)
 accesslog = "-"
 errorlog = "-"
 
