@@ -13,6 +13,7 @@ from typing import Any
 from marshmallow import ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
 
 from carbon_credits import metrics
 from carbon_credits.auth import Principal
@@ -22,7 +23,7 @@ from carbon_credits.extensions import Runtime
 from carbon_credits.models import Event
 from carbon_credits.ratelimit import Check, Decision, refusal
 from carbon_credits.schemas import is_valid_id, load_event
-from carbon_credits.services import intake
+from carbon_credits.services import explain, intake
 from carbon_credits.services.intake import NewEvent, Posted, time_field
 from methodology import get_methodology
 from methodology.quantity import whole_grams
@@ -62,9 +63,10 @@ def canonical_payload(data: dict[str, Any]) -> dict[str, Any]:
     return {k: norm(v) for k, v in sorted(data.items())}
 
 
-def payload_hash(payload: dict[str, Any]) -> str:
+def payload_hash(payload: dict[str, Any]) -> bytes:
+    """SHA-256 of the canonical payload, as 32 bytes (stored so, not as 64 hex digits)."""
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.sha256(text.encode()).digest()
 
 
 def ingest(rt: Runtime, principal: Principal, data: dict[str, Any],
@@ -123,7 +125,8 @@ def _apply(rt: Runtime, chunk: Sequence[Posted]) -> list[Ingested | ServiceError
                     "same event_id", code="write_conflict",
                     headers={"Retry-After": str(RETRY_AFTER_S)}) from None
     # Views after the writes: a new event's id and created_at are set there.
-    outcomes = [x if isinstance(x, ServiceError) else Ingested(event_view(x.event), x.created)
+    outcomes = [x if isinstance(x, ServiceError) else
+                Ingested(event_view(x.event, x.event.explanation or {}), x.created)
                 for x in applied]
     for outcome in outcomes:
         if isinstance(outcome, Ingested):
@@ -234,8 +237,9 @@ def _check_time_window(config: Config, data: dict[str, Any], occurred_at: dateti
                            fields={field: [f"older than {config.backfill_days} days"]})
 
 
-def event_view(event: Event | NewEvent) -> dict[str, Any]:
-    """The public result of an event; a replay returns exactly this again."""
+def event_view(event: Event | NewEvent, explanation: dict[str, Any]) -> dict[str, Any]:
+    """The public result of an event; a replay returns exactly this again.
+    ``explanation``: as decided, or built from the stored event (``stored_view``)."""
     return {
         "event_id": event.event_id,
         "mode": event.mode,
@@ -248,7 +252,7 @@ def event_view(event: Event | NewEvent) -> dict[str, Any]:
         "local_date": event.local_date,
         "created_at": event.created_at,
         "methodology": {"mode": event.mode, "version": event.methodology_version},
-        "explanation": event.explanation,
+        "explanation": explanation,
         "reversal": None if event.reversed_at is None else {
             "reversed_at": event.reversed_at, "by": event.reversed_by,
             "reason": event.reversal_reason},
@@ -264,4 +268,9 @@ def get_event(rt: Runtime, principal: Principal, event_id: str) -> dict[str, Any
         ).one_or_none()
         if event is None:
             raise NotFound(f"no event {event_id!r} for this user")
-        return event_view(event)
+        return stored_view(rt, session, event)
+
+
+def stored_view(rt: Runtime, session: Session, event: Event) -> dict[str, Any]:
+    """``event_view`` of a stored event, its explanation built from the row."""
+    return event_view(event, explain.explain(session, rt.catalog, event))

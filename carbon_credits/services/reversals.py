@@ -10,8 +10,8 @@ from carbon_credits.auth import Principal
 from carbon_credits.errors import Conflict, NotFound
 from carbon_credits.extensions import Runtime
 from carbon_credits.models import Event, User, utcnow
-from carbon_credits.services import audit, ledger, rollups
-from carbon_credits.services.events import event_view
+from carbon_credits.services import audit, explain, ledger, rollups
+from carbon_credits.services.events import stored_view
 
 
 def reverse_event(rt: Runtime, admin: Principal, user_id: str, event_id: str, reason: str
@@ -35,6 +35,7 @@ def reverse_event(rt: Runtime, admin: Principal, user_id: str, event_id: str, re
                            event_pk=event.id, mode=event.mode,
                            factor_version_id=event.factor_version_id)
             rollups.reverse(session, event)  # take it out of the report rollups
+        event.notes = explain.reversed_notes(event)
         event.status = "reversed"
         event.reason = "reversed"
         event.reversed_at = utcnow()
@@ -43,4 +44,4 @@ def reverse_event(rt: Runtime, admin: Principal, user_id: str, event_id: str, re
         audit.record(session, actor=admin.sub, action="event.reverse",
                      target=f"event:{user_id}/{event_id}", reason=reason, before=before,
                      after={"status": event.status, "balance": account.balance_points})
-        return event_view(event)
+        return stored_view(rt, session, event)

@@ -11,9 +11,8 @@ from carbon_credits.auth import Principal
 from carbon_credits.errors import Conflict, NotFound
 from carbon_credits.extensions import Runtime
 from carbon_credits.models import Account, Event, User, utcnow
-from carbon_credits.schemas import load_event
-from carbon_credits.services import audit, crediting, ledger
-from carbon_credits.services.events import event_view
+from carbon_credits.services import audit, crediting, explain, ledger, rollups
+from carbon_credits.services.events import stored_view
 from methodology import QuantifyContext, get_methodology
 
 
@@ -24,7 +23,8 @@ def queue(rt: Runtime, limit: int, before_id: int | None) -> list[dict[str, Any]
         if before_id is not None:
             query = query.where(Event.id > before_id)
         rows = session.scalars(query.order_by(Event.id).limit(limit))
-        return [{"id": e.id, "user_id": e.user_id, **event_view(e)} for e in rows]
+        return [{"id": e.id, "user_id": e.user_id, **stored_view(rt, session, e)}
+                for e in rows]
 
 
 def decide(rt: Runtime, admin: Principal, user_id: str, event_id: str, approve: bool,
@@ -46,7 +46,7 @@ def decide(rt: Runtime, admin: Principal, user_id: str, event_id: str, approve: 
                      target=f"event:{user_id}/{event_id}", reason=reason, before=before,
                      after={"status": event.status, "grams": event.credited_ug // 10**6,
                             "points": event.points})
-        return event_view(event)
+        return stored_view(rt, session, event)
 
 
 def _held_event(session: Any, user_id: str, event_id: str) -> tuple[Account, Event]:
@@ -77,14 +77,17 @@ def _credit_now(rt: Runtime, session: Any, account: Account, event: Event,
     usage = crediting.day_usage(session, event.user_id, event.local_date)
     previous = (usage[event.mode].max_quantity
                 if method.cumulative and event.mode in usage else 0)
-    result = method.quantify(load_event(event.payload), versioned.factors,
+    result = method.quantify(explain.inputs_of(event), versioned.factors,
                              QuantifyContext(network=network, previous_quantity=previous))
     credit = crediting.decide(rt.config, method, versioned.factors, account, usage,
                               result.avoided_ug)
-    event.explanation = {**crediting.explain(dict(event.explanation), credit),
-                         **({"previous_steps": previous, "increase_steps":
-                             result.explanation.get("increase_steps")}
-                            if method.cumulative else {})}
+    # The explanation (built on read) is then that of this quantification and credit:
+    # the count measured against, the activity, the cap met; the hold's hits stay.
+    hits = (event.notes or {}).get("plausibility")
+    event.notes = {**({"plausibility": hits} if hits else {}),
+                   **(explain.notes_for((), credit.cap) or {})} or None
+    event.previous_quantity = previous if method.cumulative else None
+    event.activity = rollups.activity_of(result)
     event.avoided_ug = result.avoided_ug
     event.credited_ug = credit.credited_ug
     event.points = credit.points

@@ -1,0 +1,130 @@
+"""compact events: typed inputs instead of payload, explanation built on read
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-12-07 03:00:00
+
+Each event row carried its payload (JSON) and its whole explanation (JSON, every factor's
+source text included): about 2 kB a row. Both are derived from what stays: the inputs go
+to typed columns (line_id, origin, destination, distance_m, steps), the explanation is
+rebuilt on read from them and the factor and network versions (carbon_credits.services.
+explain), with ``activity`` (what the factor multiplied, for the rollups),
+``previous_quantity`` (steps: the count measured against) and ``notes`` (plausibility
+hits, the cap met, the status before a reversal; NULL when none) derived here from the
+stored explanation. ``payload_hash`` becomes its 32 bytes, and the (status, created_at)
+index a partial index of held events (the review queue's).
+
+Not reversible: the explanation a downgrade would need is built by application code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = '0003'
+down_revision = '0002'
+branch_labels = None
+depends_on = None
+
+INPUT_FIELDS = {"line_id": ("line_id",), "origin": ("board_stop_id", "entry_station_id"),
+                "destination": ("alight_stop_id", "exit_station_id"),
+                "distance_m": ("distance_m",), "steps": ("steps",)}
+"""Payload fields of each new column (copied, not imported from the application, so this
+migration means the same thing whatever the code becomes)."""
+CAP_KEYS = ("cap", "cap_g", "used_before_ug")
+BATCH = 5000
+
+
+def upgrade() -> None:
+    bind = op.get_bind()
+    with op.batch_alter_table('events') as batch:
+        for name in ('line_id', 'origin', 'destination'):
+            batch.add_column(sa.Column(name, sa.String(length=64), nullable=True))
+        for name in ('distance_m', 'steps', 'activity', 'previous_quantity'):
+            batch.add_column(sa.Column(name, sa.Integer(), nullable=True))
+        batch.add_column(sa.Column('notes', sa.JSON().with_variant(
+            sa.dialects.postgresql.JSONB(), 'postgresql'), nullable=True))
+        batch.add_column(sa.Column('payload_digest', sa.LargeBinary(length=32), nullable=True))
+
+    events = sa.table('events', sa.column('id', sa.BigInteger()), sa.column('mode', sa.String()),
+                      sa.column('status', sa.String()), sa.column('payload', sa.JSON()),
+                      sa.column('explanation', sa.JSON()),
+                      sa.column('payload_hash', sa.String()),
+                      *(sa.column(n, sa.String()) for n in ('line_id', 'origin', 'destination')),
+                      *(sa.column(n, sa.Integer()) for n in
+                        ('distance_m', 'steps', 'activity', 'previous_quantity')),
+                      sa.column('notes', sa.JSON(none_as_null=True)),
+                      sa.column('payload_digest', sa.LargeBinary()))
+    payload, explanation = events.c.payload, events.c.explanation
+    # The typed columns in one statement (JSON paths work alike on both databases).
+    values: dict[str, Any] = {
+        name: sa.func.coalesce(*(payload[f].as_string() for f in fields), None)
+        if name in ('line_id', 'origin', 'destination')
+        else sa.func.coalesce(*(payload[f].as_integer() for f in fields), None)
+        for name, fields in INPUT_FIELDS.items()}
+    values['activity'] = sa.func.coalesce(explanation['distance_m'].as_integer(),
+                                          explanation['increase_steps'].as_integer(), 0)
+    values['previous_quantity'] = sa.case(
+        (events.c.mode == 'steps',
+         sa.func.coalesce(explanation['previous_steps'].as_integer(), 0)), else_=None)
+    if bind.dialect.name == 'postgresql':
+        values['payload_digest'] = sa.func.decode(events.c.payload_hash, 'hex')
+    bind.execute(sa.update(events).values(values))
+    # What only the explanation says: in Python, by keyset (few rows have any).
+    last = 0
+    while True:
+        rows = bind.execute(
+            sa.select(events.c.id, events.c.status, events.c.explanation,
+                      events.c.payload_hash)
+            .where(events.c.id > last).order_by(events.c.id).limit(BATCH)).all()
+        if not rows:
+            break
+        last = rows[-1][0]
+        updates = []
+        for event_pk, status, stored, digest in rows:
+            notes = _notes(status, stored or {})
+            row: dict[str, Any] = {'pk': event_pk, 'n': notes}
+            if bind.dialect.name != 'postgresql':
+                row['d'] = bytes.fromhex(digest)
+            if notes is not None or 'd' in row:
+                updates.append(row)
+        if updates:
+            statement = sa.update(events).where(events.c.id == sa.bindparam('pk'))
+            statement = statement.values(
+                notes=sa.bindparam('n', type_=sa.JSON(none_as_null=True)),
+                **({'payload_digest': sa.bindparam('d')}
+                   if bind.dialect.name != 'postgresql' else {}))
+            bind.execute(statement, updates)
+
+    op.drop_index('ix_events_status_created_at', table_name='events')
+    with op.batch_alter_table('events') as batch:
+        batch.drop_column('payload')
+        batch.drop_column('explanation')
+        batch.drop_column('payload_hash')
+        batch.alter_column('payload_digest', new_column_name='payload_hash', nullable=False,
+                           existing_type=sa.LargeBinary(length=32))
+        batch.alter_column('activity', nullable=False, existing_type=sa.Integer())
+    op.create_index('ix_events_held', 'events', ['id'], unique=False,
+                    postgresql_where=sa.text("status = 'held'"),
+                    sqlite_where=sa.text("status = 'held'"))
+
+
+def _notes(status: str, explanation: dict[str, Any]) -> dict[str, Any] | None:
+    notes: dict[str, Any] = {}
+    if explanation.get('plausibility'):
+        notes['plausibility'] = explanation['plausibility']
+    cap = explanation.get('cap_applied')
+    if cap:
+        notes['cap'] = {k: cap[k] for k in CAP_KEYS}
+    if status == 'reversed':
+        # Whether the decision went through the caps: its explanation says so.
+        notes['was'] = ('capped' if cap else 'credited') if 'credited_ug' in explanation \
+            else 'held'
+    return notes or None
+
+
+def downgrade() -> None:
+    raise NotImplementedError("0003 is not reversible: restore a backup taken before it")
