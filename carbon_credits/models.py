@@ -100,7 +100,8 @@ class Account(Base):
     carry_ug: Mapped[int] = mapped_column(BigInteger, default=0)
     """Micrograms credited but not yet worth a whole point (see ledger.points_for)."""
     entry_count: Mapped[int] = mapped_column(BigInteger, default=0)
-    last_hash: Mapped[str] = mapped_column(String(64), default="0" * 64)
+    last_hash: Mapped[bytes] = mapped_column(LargeBinary(32), default=bytes(32))
+    """SHA-256 of the account's last ledger entry (32 zero bytes before the first)."""
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     user: Mapped[User] = relationship(lazy="raise")
 
@@ -278,8 +279,10 @@ class LedgerEntry(Base):
     mode: Mapped[str | None] = mapped_column(String(32))
     factor_version_id: Mapped[int | None] = mapped_column(ForeignKey("factor_versions.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    prev_hash: Mapped[str] = mapped_column(String(64))
-    hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    """SHA-256 over the entry's facts and the previous entry's hash (``ledger.row_hash``):
+    32 bytes. The previous hash is not stored again in each entry: it is the previous
+    entry's (by seq) ``hash``, which verify-ledger chains from the genesis."""
 
 
 class Redemption(Base):

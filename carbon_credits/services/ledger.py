@@ -31,7 +31,8 @@ from carbon_credits.models import Account, LedgerEntry, User, utcnow
 from carbon_credits.sql import Prebuilt, Read, insert_missing
 
 UG_PER_POINT = 1_000_000
-GENESIS_HASH = "0" * 64
+GENESIS_HASH = bytes(32)
+"""The hash an account's first entry chains to."""
 
 
 class Balance(Protocol):
@@ -44,7 +45,7 @@ class Balance(Protocol):
     lifetime_ug: int
     carry_ug: int
     entry_count: int
-    last_hash: str
+    last_hash: bytes
     updated_at: datetime
 
 
@@ -79,7 +80,7 @@ class LockedAccount:
     lifetime_ug: int
     carry_ug: int
     entry_count: int
-    last_hash: str
+    last_hash: bytes
     updated_at: datetime
     frozen: bool
     city: str
@@ -180,22 +181,26 @@ def points_for(carry_ug: int, ug: int) -> tuple[int, int]:
     return divmod(carry_ug + ug, UG_PER_POINT)
 
 
-HASHED = ("prev_hash", "user_id", "seq", "kind", "points", "ug", "balance_after", "event_pk",
-          "redemption_pk", "mode", "factor_version_id", "created_at")
-"""The facts of an entry its hash covers, in order."""
+HASHED = ("user_id", "seq", "kind", "points", "ug", "balance_after", "event_pk",
+          "redemption_pk", "mode", "factor_version_id")
+"""The facts of an entry its hash covers, in order, after its predecessor's hash and
+before its ``created_at``."""
 
 
-def entry_hash(entry: LedgerEntry) -> str:
-    """SHA-256 over the entry's facts and its predecessor's hash (tamper evidence)."""
-    return row_hash({name: getattr(entry, name) for name in HASHED})
+def entry_hash(entry: LedgerEntry, prev: bytes) -> bytes:
+    """SHA-256 over the entry's facts and its predecessor's hash ``prev`` (tamper
+    evidence): what its ``hash`` must be."""
+    return row_hash({name: getattr(entry, name) for name in (*HASHED, "created_at")}, prev)
 
 
-def row_hash(row: Mapping[str, Any]) -> str:
-    """``entry_hash`` of an entry given as its column values."""
+def row_hash(row: Mapping[str, Any], prev: bytes) -> bytes:
+    """``entry_hash`` of an entry given as its column values. The material is the one
+    entries were hashed with when hashes were stored as hex (the predecessor's in hex
+    first), so entries hashed then still verify."""
     material = "|".join(
-        "" if row[name] is None else str(row[name]) for name in HASHED[:-1]
+        [prev.hex(), *("" if row[name] is None else str(row[name]) for name in HASHED)]
     ) + "|" + row["created_at"].isoformat(timespec="microseconds")
-    return hashlib.sha256(material.encode()).hexdigest()
+    return hashlib.sha256(material.encode()).digest()
 
 
 def earn(session: Session, account: Account, *, ug: int, event_pk: int, mode: str,
@@ -260,9 +265,8 @@ def _entry(account: Balance, *, kind: str, points: int, ug: int, now: datetime,
         "user_id": account.user_id, "seq": account.entry_count + 1, "kind": kind,
         "points": points, "ug": ug, "balance_after": account.balance_points + points,
         "event_pk": event_pk, "redemption_pk": redemption_pk, "mode": mode,
-        "factor_version_id": factor_version_id, "created_at": now,
-        "prev_hash": account.last_hash}
-    entry["hash"] = row_hash(entry)
+        "factor_version_id": factor_version_id, "created_at": now}
+    entry["hash"] = row_hash(entry, account.last_hash)
     account.entry_count = entry["seq"]
     account.last_hash = entry["hash"]
     account.balance_points = entry["balance_after"]

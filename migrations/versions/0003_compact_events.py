@@ -14,6 +14,12 @@ hits, the cap met, the status before a reversal; NULL when none) derived here fr
 stored explanation. ``payload_hash`` becomes its 32 bytes, and the (status, created_at)
 index a partial index of held events (the review queue's).
 
+Ledger entries keep their hash as 32 bytes and no longer store ``prev_hash``: it must
+equal the previous entry's (by seq) ``hash``, the genesis for the first, which is checked
+here first (the upgrade stops if any differs: run verify-ledger); entries are not re-hashed
+(the hash material is unchanged), so the chain verifies as before. ``accounts.last_hash``
+becomes 32 bytes too.
+
 Not reversible: the explanation a downgrade would need is built by application code.
 """
 
@@ -40,15 +46,18 @@ BATCH = 5000
 
 def upgrade() -> None:
     bind = op.get_bind()
-    with op.batch_alter_table('events') as batch:
-        for name in ('line_id', 'origin', 'destination'):
-            batch.add_column(sa.Column(name, sa.String(length=64), nullable=True))
-        for name in ('distance_m', 'steps', 'activity', 'previous_quantity'):
-            batch.add_column(sa.Column(name, sa.Integer(), nullable=True))
-        batch.add_column(sa.Column('notes', sa.JSON().with_variant(
-            sa.dialects.postgresql.JSONB(), 'postgresql'), nullable=True))
-        batch.add_column(sa.Column('payload_digest', sa.LargeBinary(length=32), nullable=True))
-
+    for name in ('line_id', 'origin', 'destination'):
+        op.add_column('events', sa.Column(name, sa.String(length=64), nullable=True))
+    for name in ('distance_m', 'steps', 'previous_quantity'):
+        op.add_column('events', sa.Column(name, sa.Integer(), nullable=True))
+    op.add_column('events', sa.Column('notes', sa.JSON().with_variant(
+        sa.dialects.postgresql.JSONB(), 'postgresql'), nullable=True))
+    # SQLite adds a NOT NULL column only with a default, and cannot alter it later
+    # without copying the table (which its foreign keys forbid inside the migration's
+    # transaction): there the new NOT NULL columns start at a default that every row
+    # then replaces.
+    _add_required('events', 'activity', sa.Integer(), "0")
+    _add_required('events', 'payload_digest', sa.LargeBinary(length=32), "x''")
     events = sa.table('events', sa.column('id', sa.BigInteger()), sa.column('mode', sa.String()),
                       sa.column('status', sa.String()), sa.column('payload', sa.JSON()),
                       sa.column('explanation', sa.JSON()),
@@ -100,16 +109,82 @@ def upgrade() -> None:
             bind.execute(statement, updates)
 
     op.drop_index('ix_events_status_created_at', table_name='events')
-    with op.batch_alter_table('events') as batch:
-        batch.drop_column('payload')
-        batch.drop_column('explanation')
-        batch.drop_column('payload_hash')
-        batch.alter_column('payload_digest', new_column_name='payload_hash', nullable=False,
-                           existing_type=sa.LargeBinary(length=32))
-        batch.alter_column('activity', nullable=False, existing_type=sa.Integer())
+    for name in ('payload', 'explanation', 'payload_hash'):
+        _drop('events', name)
+    _required('events', 'payload_digest', 'payload_hash', sa.LargeBinary(length=32))
+    _required('events', 'activity', 'activity', sa.Integer())
     op.create_index('ix_events_held', 'events', ['id'], unique=False,
                     postgresql_where=sa.text("status = 'held'"),
                     sqlite_where=sa.text("status = 'held'"))
+    _compact_ledger()
+
+
+def _add_required(table: str, name: str, type_: sa.types.TypeEngine[Any], default: str
+                  ) -> None:
+    """A column that will be NOT NULL once filled (see ``_required``)."""
+    if op.get_bind().dialect.name == 'sqlite':
+        op.add_column(table, sa.Column(name, type_, nullable=False,
+                                       server_default=sa.text(default)))
+    else:
+        op.add_column(table, sa.Column(name, type_, nullable=True))
+
+
+def _required(table: str, name: str, final: str, type_: sa.types.TypeEngine[Any]) -> None:
+    """Column ``name``, filled, becomes NOT NULL and is named ``final``."""
+    if op.get_bind().dialect.name == 'sqlite':  # NOT NULL already (``_add_required``)
+        if name != final:
+            op.execute(f"ALTER TABLE {table} RENAME COLUMN {name} TO {final}")
+        return
+    op.alter_column(table, name, new_column_name=None if name == final else final,
+                    nullable=False, existing_type=type_)
+
+
+def _drop(table: str, name: str) -> None:
+    if op.get_bind().dialect.name == 'sqlite':  # in place (SQLite >= 3.35), no table copy
+        op.execute(f"ALTER TABLE {table} DROP COLUMN {name}")
+    else:
+        op.drop_column(table, name)
+
+
+def _compact_ledger() -> None:
+    bind = op.get_bind()
+    broken = bind.execute(sa.text(
+        "SELECT count(*) FROM ledger_entries e LEFT JOIN ledger_entries p "
+        "ON p.user_id = e.user_id AND p.seq = e.seq - 1 "
+        "WHERE e.prev_hash <> CASE WHEN e.seq = 1 THEN :genesis ELSE p.hash END "
+        "OR (e.seq > 1 AND p.hash IS NULL)"), {"genesis": "0" * 64}).scalar_one()
+    if broken:
+        raise RuntimeError(f"{broken} ledger entries do not chain to the previous entry's "
+                           "hash: run verify-ledger and repair before this upgrade")
+    postgres = bind.dialect.name == 'postgresql'
+    # Append-only: its UPDATE trigger is lifted for this conversion only.
+    if postgres:
+        op.execute("ALTER TABLE ledger_entries DISABLE TRIGGER ledger_entries_append_only")
+    else:
+        op.execute("DROP TRIGGER IF EXISTS ledger_entries_no_update")
+        op.execute("DROP TRIGGER IF EXISTS ledger_entries_no_delete")
+    for table, key, column in (('ledger_entries', 'id', 'hash'),
+                               ('accounts', 'user_id', 'last_hash')):
+        _add_required(table, 'digest', sa.LargeBinary(length=32), "x''")
+        if postgres:
+            op.execute(f"UPDATE {table} SET digest = decode({column}, 'hex')")
+        else:
+            rows = bind.execute(sa.text(f"SELECT {key}, {column} FROM {table}")).all()
+            if rows:
+                bind.execute(sa.text(f"UPDATE {table} SET digest = :d WHERE {key} = :k"),
+                             [{"k": k, "d": bytes.fromhex(h)} for k, h in rows])
+        if table == 'ledger_entries':
+            _drop(table, 'prev_hash')
+        _drop(table, column)
+        _required(table, 'digest', column, sa.LargeBinary(length=32))
+    if postgres:
+        op.execute("ALTER TABLE ledger_entries ENABLE TRIGGER ledger_entries_append_only")
+    else:  # as 0001 made them
+        for action in ("UPDATE", "DELETE"):
+            op.execute(
+                f"CREATE TRIGGER ledger_entries_no_{action.lower()} BEFORE {action} ON "
+                f"ledger_entries BEGIN SELECT RAISE(ABORT, 'ledger_entries is append-only: "
+                f"{action} refused'); END")
 
 
 def _notes(status: str, explanation: dict[str, Any]) -> dict[str, Any] | None:
