@@ -7,8 +7,8 @@ statement per row and table, pipelined with the COMMIT in one round trip. BENCHM
 ("Ingest", eighth round) named set-based writes as a way to make a post cheaper. This
 measures it before building it, on the service's own schema (tables, indexes, foreign keys,
 checks and triggers as migrated): it creates a private database (``cc_bench_shapes``), seeds
-it as the service does, posts one metro trip through the app for a real payload and
-explanation, creates 400 users with accounts and daily usage rows, then writes
+it as the service does, posts one metro trip through the app for a real events row,
+creates 400 users with accounts and daily usage rows, then writes
 ``--groups`` groups of ``--group`` events (one per user: an event, its earn entry, its
 account, its usage row) in each shape, shapes alternating by round, and prints the CPU per
 event of this process (the client: psycopg and the values) and of its PostgreSQL backend
@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -55,20 +54,21 @@ USERS = 400
 TICKS = os.sysconf("SC_CLK_TCK")
 
 EVENT_COLUMNS = ("id", "user_id", "event_id", "mode", "city", "occurred_at", "ends_at",
-                 "local_date", "device_id", "payload", "payload_hash", "status", "reason",
-                 "avoided_ug", "credited_ug", "points", "factor_version_id",
-                 "methodology_version", "network_id", "explanation", "created_at")
+                 "local_date", "device_id", "origin", "destination", "payload_hash",
+                 "status", "reason", "avoided_ug", "credited_ug", "points",
+                 "factor_version_id", "methodology_version", "network_id", "activity",
+                 "notes", "created_at")
 EVENT_TYPES = ("bigint", "varchar", "varchar", "varchar", "varchar", "timestamptz",
-               "timestamptz", "date", "varchar", "jsonb", "varchar", "varchar", "varchar",
-               "bigint", "bigint", "bigint", "bigint", "varchar", "bigint", "jsonb",
-               "timestamptz")
+               "timestamptz", "date", "varchar", "varchar", "varchar", "bytea", "varchar",
+               "varchar", "bigint", "bigint", "bigint", "bigint", "varchar", "bigint", "int",
+               "jsonb", "timestamptz")
 ENTRY_COLUMNS = ("user_id", "seq", "kind", "points", "ug", "balance_after", "event_pk",
-                 "mode", "factor_version_id", "created_at", "prev_hash", "hash")
+                 "mode", "factor_version_id", "created_at", "hash")
 ENTRY_TYPES = ("varchar", "bigint", "varchar", "bigint", "bigint", "bigint", "bigint",
-               "varchar", "bigint", "timestamptz", "varchar", "varchar")
+               "varchar", "bigint", "timestamptz", "bytea")
 ACCOUNT_COLUMNS = ("balance_points", "lifetime_points", "lifetime_ug", "carry_ug",
                    "entry_count", "last_hash", "updated_at")
-ACCOUNT_TYPES = ("bigint", "bigint", "bigint", "bigint", "bigint", "varchar", "timestamptz")
+ACCOUNT_TYPES = ("bigint", "bigint", "bigint", "bigint", "bigint", "bytea", "timestamptz")
 USAGE_COLUMNS = ("events", "credited_ug", "points", "max_quantity", "last_post_at")
 USAGE_TYPES = ("int", "bigint", "bigint", "bigint", "timestamptz")
 
@@ -135,16 +135,16 @@ class Rows:
             event = {**self.template, "id": event_pk, "user_id": uid,
                      "event_id": f"e{self.n}", "occurred_at": started,
                      "ends_at": started + timedelta(minutes=30), "local_date": self.day,
-                     "payload": Jsonb(self.template["payload"]),
-                     "explanation": Jsonb(self.template["explanation"]),
-                     "payload_hash": f"{self.n:064x}", "created_at": now}
+                     "notes": None, "payload_hash": self.n.to_bytes(32, "big"),
+                     "created_at": now}
             entry = {"user_id": uid, "seq": seq, "kind": "earn", "points": 1, "ug": 376_000,
                      "balance_after": seq, "event_pk": event_pk, "mode": "metro",
                      "factor_version_id": self.template["factor_version_id"],
-                     "created_at": now, "prev_hash": f"{seq - 1:064x}", "hash": f"{seq:064x}"}
+                     "created_at": now, "hash": seq.to_bytes(32, "big")}
             account = {"balance_points": seq, "lifetime_points": seq,
                        "lifetime_ug": 376_000 * seq, "carry_ug": 0, "entry_count": seq,
-                       "last_hash": f"{seq:064x}", "updated_at": now, "user_id": uid}
+                       "last_hash": seq.to_bytes(32, "big"), "updated_at": now,
+                       "user_id": uid}
             usage = {"events": self.usage[user], "credited_ug": 376_000 * self.usage[user],
                      "points": self.usage[user], "max_quantity": 0, "last_post_at": now,
                      "user_id": uid, "local_date": self.day, "mode": "metro"}
@@ -220,7 +220,7 @@ def setup() -> tuple[dict[str, Any], int]:
                          "VALUES (%s, 'shenzhen', false, %s)", (uid, now))
             conn.execute("INSERT INTO accounts (user_id, balance_points, lifetime_points, "
                          "lifetime_ug, carry_ug, entry_count, last_hash, updated_at) "
-                         "VALUES (%s, 0, 0, 0, 0, 0, %s, %s)", (uid, "0" * 64, now))
+                         "VALUES (%s, 0, 0, 0, 0, 0, %s, %s)", (uid, bytes(32), now))
             conn.execute("INSERT INTO daily_usage (user_id, local_date, mode, events, "
                          "credited_ug, points, max_quantity, last_post_at) "
                          "VALUES (%s, %s, 'metro', 0, 0, 0, 0, NULL)", (uid, day))
