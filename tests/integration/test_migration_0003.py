@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 from alembic import command
 from alembic.config import Config as AlembicConfig
+from flask import Flask
 from sqlalchemy import select, text
 
 from carbon_credits.auth import Principal
@@ -56,13 +58,8 @@ def test_upgrade_from_0002_keeps_every_events_explanation(
     assert {a["status"] for a in answered.values()} >= {"credited", "rejected", "held",
                                                         "capped"}
 
-    url, drop = (conftest._fresh_postgres(rt.config.database_url)
-                 if rt.config.database_url.startswith("postgresql")
-                 else (f"sqlite:///{tmp_path / 'at-0002.sqlite3'}", None))
-    app = create_app(make_config(database_url=url))
-    db = app.extensions["carbon_credits"].db
-    try:
-        _migrate(db, "0002")
+    with _at_0002(rt, make_config, tmp_path) as app:
+        db = app.extensions["carbon_credits"].db
         with db.transaction() as session:
             seed_defaults(session, "shenzhen")
             session.execute(text("INSERT INTO users (id, city, frozen, created_at) "
@@ -122,10 +119,47 @@ def test_upgrade_from_0002_keeps_every_events_explanation(
                                 ).first()
         # The chain, now of 32-byte hashes without prev_hash, verifies as before.
         assert list(verification.verify(db, user_ids=[user.sub])) == []
+
+
+@contextmanager
+def _at_0002(rt: Any, make_config: Callable[..., Config], tmp_path: Path) -> Iterator[Flask]:
+    """An app on a fresh database of the suite's backend, migrated to 0002 only."""
+    url, drop = (conftest._fresh_postgres(rt.config.database_url)
+                 if rt.config.database_url.startswith("postgresql")
+                 else (f"sqlite:///{tmp_path / 'at-0002.sqlite3'}", None))
+    app = create_app(make_config(database_url=url))
+    db = app.extensions["carbon_credits"].db
+    try:
+        _migrate(db, "0002")
+        yield app
     finally:
         db.dispose()
         if drop is not None:
             drop()
+
+
+def test_upgrade_stops_on_a_prev_hash_that_does_not_chain(
+        rt: Any, make_config: Callable[..., Config], tmp_path: Path) -> None:
+    """prev_hash is dropped only if it always equals the previous entry's hash: an entry
+    whose prev_hash does not (a tampered or broken chain) stops the upgrade."""
+    with _at_0002(rt, make_config, tmp_path) as app:
+        db = app.extensions["carbon_credits"].db
+        at = factories.NOW.astimezone(UTC)
+        with db.transaction() as session:
+            session.execute(text("INSERT INTO users (id, city, frozen, created_at) "
+                                 "VALUES ('c-user', 'shenzhen', false, :t)"), {"t": at})
+            session.execute(text(
+                "INSERT INTO accounts (user_id, balance_points, lifetime_points, lifetime_ug, "
+                "carry_ug, entry_count, last_hash, updated_at) VALUES ('c-user', 2, 2, 0, 0, "
+                "2, :h, :t)"), {"h": "2" * 64, "t": at})
+            for seq, prev, digest in ((1, "0" * 64, "1" * 64), (2, "f" * 64, "2" * 64)):
+                session.execute(text(
+                    "INSERT INTO ledger_entries (user_id, seq, kind, points, ug, "
+                    "balance_after, created_at, prev_hash, hash) VALUES ('c-user', :seq, "
+                    "'adjustment', 1, 0, :seq, :t, :prev, :hash)"),
+                    {"seq": seq, "t": at, "prev": prev, "hash": digest})
+        with pytest.raises(RuntimeError, match="1 ledger entries do not chain"):
+            init_db(db, "shenzhen")
 
 
 def stored_credits(session: Any) -> list[tuple[int, str, int, int, int]]:
