@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import literal_column, select
 
 from carbon_credits.auth import Principal
 from carbon_credits.errors import Conflict, NotFound
@@ -19,7 +19,10 @@ from methodology import QuantifyContext, get_methodology
 def queue(rt: Runtime, limit: int, before_id: int | None) -> list[dict[str, Any]]:
     """Held events, oldest first within the page, for admins to decide."""
     with rt.db.transaction() as session:
-        query = select(Event).where(Event.status == "held")
+        # 'held' as a literal, not a bound value: the partial index of held events
+        # (ix_events_held) serves only a query whose text says status = 'held', also
+        # under a prepared statement's generic plan.
+        query = select(Event).where(Event.status == literal_column("'held'"))
         if before_id is not None:
             query = query.where(Event.id > before_id)
         rows = session.scalars(query.order_by(Event.id).limit(limit))
