@@ -3,7 +3,7 @@
     .venv/bin/python bench/chunk_cpu.py [--sizes 1,2,4,8,16] [--groups 150]
 
 What group commit (carbon_credits/ingest/group_commit.py) makes of concurrent posts: the chunk of
-``size`` posts, one per user, applied by ``services.events._apply`` in one transaction, as a
+``size`` posts, one per user, applied by ``ingest.events._apply`` in one transaction, as a
 worker's group of that size is. Creates a private database (``cc_bench_chunk``) on the local
 PostgreSQL server, warms up 400 users (each with an account, a device and a first trip),
 then applies ``--groups`` chunks per size and prints the process's CPU time per event (the

@@ -105,7 +105,7 @@ WHERE a.user_id = l.user_id;
 INSERT INTO daily_usage (user_id, local_date, mode, events, credited_ug, points,
                          max_quantity, last_post_at)
 SELECT user_id, local_date, mode, count(*), sum(credited_ug), sum(points),
-       CASE WHEN mode = 'steps' THEN max((explanation->>'increase_steps')::bigint) ELSE 0 END,
+       CASE WHEN mode = 'steps' THEN max(activity) ELSE 0 END,
        NULL
 FROM events GROUP BY user_id, local_date, mode
 """

@@ -36,26 +36,23 @@ FROM generate_series(0, %(users)s::int - 1) u ON CONFLICT DO NOTHING;
 ---
 INSERT INTO accounts (user_id, balance_points, lifetime_points, lifetime_ug, carry_ug,
                       entry_count, last_hash, updated_at)
-SELECT 'bench-u' || u, 0, 0, 0, 0, 0, repeat('0', 64), now()
+SELECT 'bench-u' || u, 0, 0, 0, 0, 0, decode(repeat('0', 64), 'hex'), now()
 FROM generate_series(0, %(users)s::int - 1) u ON CONFLICT DO NOTHING
 """
 
 GENERATE_EVENTS = """
 INSERT INTO events (id, user_id, event_id, mode, city, occurred_at, ends_at, local_date,
-                    device_id, payload, payload_hash, status, reason, avoided_ug,
+                    device_id, origin, payload_hash, status, reason, avoided_ug,
                     credited_ug, points, factor_version_id, methodology_version, network_id,
-                    explanation, created_at)
+                    activity, created_at)
 SELECT i, 'bench-u' || (i %% %(users)s::int), 'e' || i, mode, %(city)s,
        (day + time '08:00') AT TIME ZONE 'Asia/Shanghai', NULL, day, NULL,
-       CASE mode WHEN 'metro' THEN jsonb_build_object('entry_station_id', metro_stop)
-                 WHEN 'bus' THEN jsonb_build_object('board_stop_id', bus_stop)
-                 ELSE '{}'::jsonb END,
-       md5(i::text) || md5(i::text), 'credited', NULL, ug, ug, ug / 1000000,
+       CASE mode WHEN 'metro' THEN metro_stop WHEN 'bus' THEN bus_stop END,
+       decode(md5(i::text) || md5(i::text), 'hex'), 'credited', NULL, ug, ug, ug / 1000000,
        CASE mode WHEN 'metro' THEN %(fv_metro)s WHEN 'bus' THEN %(fv_bus)s
                  ELSE %(fv_steps)s END,
        'sz-2021.1', CASE WHEN mode = 'steps' THEN NULL ELSE %(network)s END,
-       CASE WHEN mode = 'steps' THEN jsonb_build_object('increase_steps', walked)
-            ELSE jsonb_build_object('distance_m', dist) END,
+       CASE WHEN mode = 'steps' THEN walked ELSE dist END,
        now()
 FROM (
     SELECT i, mode, day, dist, walked, metro_stop, bus_stop,
@@ -76,11 +73,9 @@ FROM (
 ) g;
 ---
 INSERT INTO ledger_entries (id, user_id, seq, kind, points, ug, balance_after, event_pk,
-                            redemption_pk, mode, factor_version_id, created_at, prev_hash,
-                            hash)
+                            redemption_pk, mode, factor_version_id, created_at, hash)
 SELECT e.id, e.user_id, e.id / %(users)s::int + 1, 'earn', e.points, e.credited_ug, 0, e.id,
-       NULL, e.mode, e.factor_version_id, now(), repeat('0', 64),
-       md5(e.id::text) || md5(e.id::text)
+       NULL, e.mode, e.factor_version_id, now(), decode(md5(e.id::text) || md5(e.id::text), 'hex')
 FROM events e WHERE e.id BETWEEN %(lo)s AND %(hi)s
 """
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import literal_column, select
 
 from carbon_credits import audit
 from carbon_credits.errors import Conflict, NotFound
-from carbon_credits.ingest.events import event_view
-from carbon_credits.ledger import caps, entries
+from carbon_credits.ledger import caps, entries, explain
+from carbon_credits.reports import rollups
 from carbon_credits.runtime import Runtime
-from carbon_credits.schemas import load_event
 from carbon_credits.storage.models import Account, Event, User, utcnow
 from carbon_credits.tokens import Principal
 from methodology import QuantifyContext, get_methodology
@@ -21,11 +20,15 @@ from methodology import QuantifyContext, get_methodology
 def queue(rt: Runtime, limit: int, before_id: int | None) -> list[dict[str, Any]]:
     """Held events, oldest first within the page, for admins to decide."""
     with rt.db.transaction() as session:
-        query = select(Event).where(Event.status == "held")
+        # 'held' as a literal, not a bound value: the partial index of held events
+        # (ix_events_held) serves only a query whose text says status = 'held', also
+        # under a prepared statement's generic plan.
+        query = select(Event).where(Event.status == literal_column("'held'"))
         if before_id is not None:
             query = query.where(Event.id > before_id)
         rows = session.scalars(query.order_by(Event.id).limit(limit))
-        return [{"id": e.id, "user_id": e.user_id, **event_view(e)} for e in rows]
+        return [{"id": e.id, "user_id": e.user_id, **explain.stored_view(rt.catalog, session, e)}
+                for e in rows]
 
 
 def decide(rt: Runtime, admin: Principal, user_id: str, event_id: str, approve: bool,
@@ -47,7 +50,7 @@ def decide(rt: Runtime, admin: Principal, user_id: str, event_id: str, approve: 
                      target=f"event:{user_id}/{event_id}", reason=reason, before=before,
                      after={"status": event.status, "grams": event.credited_ug // 10**6,
                             "points": event.points})
-        return event_view(event)
+        return explain.stored_view(rt.catalog, session, event)
 
 
 def _held_event(session: Any, user_id: str, event_id: str) -> tuple[Account, Event]:
@@ -78,14 +81,17 @@ def _credit_now(rt: Runtime, session: Any, account: Account, event: Event,
     usage = caps.day_usage(session, event.user_id, event.local_date)
     previous = (usage[event.mode].max_quantity
                 if method.cumulative and event.mode in usage else 0)
-    result = method.quantify(load_event(event.payload), versioned.factors,
+    result = method.quantify(explain.inputs_of(event), versioned.factors,
                              QuantifyContext(network=network, previous_quantity=previous))
     credit = caps.decide(rt.config, method, versioned.factors, account, usage,
                               result.avoided_ug)
-    event.explanation = {**caps.explain(dict(event.explanation), credit),
-                         **({"previous_steps": previous, "increase_steps":
-                             result.explanation.get("increase_steps")}
-                            if method.cumulative else {})}
+    # The explanation (built on read) is then that of this quantification and credit:
+    # the count measured against, the activity, the cap met; the hold's hits stay.
+    hits = (event.notes or {}).get("plausibility")
+    event.notes = {**({"plausibility": hits} if hits else {}),
+                   **(explain.notes_for((), credit.cap) or {})} or None
+    event.previous_quantity = previous if method.cumulative else None
+    event.activity = rollups.activity_of(result)
     event.avoided_ug = result.avoided_ug
     event.credited_ug = credit.credited_ug
     event.points = credit.points

@@ -18,7 +18,7 @@ from carbon_credits.api.extensions import runtime
 from carbon_credits.api.requests import Blueprint
 from carbon_credits.errors import InvalidInput, UnsupportedMedia
 from carbon_credits.ledger import reversals
-from carbon_credits.networks import factor_versions, gtfs_import
+from carbon_credits.networks import gtfs_import
 from carbon_credits.schemas import (
     FREEZE_EXAMPLES,
     ID,
@@ -43,6 +43,7 @@ from carbon_credits.schemas import (
     factor_version_examples,
     preview_examples,
 )
+from carbon_credits.tuning import factor_versions
 
 blp = Blueprint("admin", __name__, url_prefix="/v1/admin", description="Administration")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from marshmallow import ValidationError
@@ -21,13 +21,13 @@ from carbon_credits.errors import (
     error_body,
 )
 from carbon_credits.ingest import idempotency, intake, retry
-from carbon_credits.ingest.intake import Applied, NewEvent, Posted, time_field
+from carbon_credits.ingest.intake import Applied, Posted, time_field
+from carbon_credits.ledger import explain
 from carbon_credits.runtime import Runtime
 from carbon_credits.schemas import is_valid_id, load_event
 from carbon_credits.storage.models import Event
 from carbon_credits.tokens import Principal
 from methodology import get_methodology
-from methodology.quantity import whole_grams
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,8 @@ def _apply(rt: Runtime, chunk: Sequence[Posted]) -> list[Ingested | ServiceError
 
     applied = retry.retrying_conflicts(attempt)
     # Views after the writes: a new event's id and created_at are set there.
-    outcomes = [x if isinstance(x, ServiceError) else Ingested(event_view(x.event), x.created)
+    outcomes = [x if isinstance(x, ServiceError) else
+                Ingested(explain.event_view(x.event, x.event.explanation or {}), x.created)
                 for x in applied]
     for outcome in outcomes:
         if isinstance(outcome, Ingested):
@@ -247,27 +248,6 @@ def _check_time_window(config: Config, data: dict[str, Any], occurred_at: dateti
                            fields={field: [f"older than {config.backfill_days} days"]})
 
 
-def event_view(event: Event | NewEvent) -> dict[str, Any]:
-    """The public result of an event; a replay returns exactly this again."""
-    return {
-        "event_id": event.event_id,
-        "mode": event.mode,
-        "city": event.city,
-        "status": event.status,
-        "grams": whole_grams(event.credited_ug),
-        "points": event.points,
-        "reason": event.reason,
-        "occurred_at": event.occurred_at.astimezone(UTC),
-        "local_date": event.local_date,
-        "created_at": event.created_at,
-        "methodology": {"mode": event.mode, "version": event.methodology_version},
-        "explanation": event.explanation,
-        "reversal": None if event.reversed_at is None else {
-            "reversed_at": event.reversed_at, "by": event.reversed_by,
-            "reason": event.reversal_reason},
-    }
-
-
 def get_event(rt: Runtime, principal: Principal, event_id: str) -> dict[str, Any]:
     if not is_valid_id(event_id):
         raise NotFound(f"no event {event_id!r} for this user")  # could never have been stored
@@ -277,4 +257,6 @@ def get_event(rt: Runtime, principal: Principal, event_id: str) -> dict[str, Any
         ).one_or_none()
         if event is None:
             raise NotFound(f"no event {event_id!r} for this user")
-        return event_view(event)
+        return explain.stored_view(rt.catalog, session, event)
+
+

@@ -38,12 +38,13 @@ def canonical_payload(data: dict[str, Any]) -> dict[str, Any]:
     return {k: norm(v) for k, v in sorted(data.items())}
 
 
-def payload_hash(payload: dict[str, Any]) -> str:
+def payload_hash(payload: dict[str, Any]) -> bytes:
+    """SHA-256 of the canonical payload, as 32 bytes (stored so, not as 64 hex digits)."""
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.sha256(text.encode()).digest()
 
 
-def is_replay(stored_hash: str, digest: str) -> bool:
+def is_replay(stored_hash: bytes, digest: bytes) -> bool:
     """True for a post of an event already stored with the same payload; a 409 for one
     stored with another."""
     if stored_hash != digest:

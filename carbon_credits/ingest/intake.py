@@ -72,7 +72,7 @@ from carbon_credits.antifraud import plausibility
 from carbon_credits.config import Config
 from carbon_credits.errors import InvalidInput, ServiceError
 from carbon_credits.ingest import idempotency
-from carbon_credits.ledger import caps, entries
+from carbon_credits.ledger import caps, entries, explain
 from carbon_credits.networks.catalog import Catalog, Timeline, timeline_read
 from carbon_credits.reports import rollups
 from carbon_credits.storage.models import DailyUsage, DeviceAccount, Event, LedgerEntry, utcnow
@@ -113,7 +113,8 @@ class Posted:
     method: Methodology
     data: dict[str, Any]
     payload: dict[str, Any]
-    digest: str
+    digest: bytes
+    """SHA-256 of the canonical payload: a replay has the same, a reuse of the id not."""
     occurred_at: datetime
     local_date: date
     device_id: str | None
@@ -135,7 +136,8 @@ class Posted:
 class NewEvent:
     """An event decided in a chunk and written at the chunk's end: its events row as plain
     values. Not an ORM instance: their attribute instrumentation cost a fifth of a batch's
-    CPU. tests/integration/test_intake.py checks the fields are the table's columns."""
+    CPU. tests/integration/test_intake.py checks the fields are the table's columns (and
+    ``explanation``, which is not stored)."""
 
     user_id: str
     event_id: str
@@ -145,8 +147,12 @@ class NewEvent:
     ends_at: datetime | None
     local_date: date
     device_id: str | None
-    payload: dict[str, Any]
-    payload_hash: str
+    line_id: str | None
+    origin: str | None
+    destination: str | None
+    distance_m: int | None
+    steps: int | None
+    payload_hash: bytes
     status: str
     reason: str | None
     avoided_ug: int
@@ -155,7 +161,9 @@ class NewEvent:
     factor_version_id: int
     methodology_version: str
     network_id: int | None
-    explanation: dict[str, Any]
+    activity: int
+    previous_quantity: int | None
+    notes: dict[str, Any] | None
     id: int = 0
     """Set when written."""
     created_at: datetime = datetime.min
@@ -166,6 +174,9 @@ class NewEvent:
     reversed_at: datetime | None = None
     reversed_by: str | None = None
     reversal_reason: str | None = None
+    explanation: dict[str, Any] | None = None
+    """Not a column: the explanation answered, as decided, or built from the row for a
+    replay (``ledger.explain``)."""
 
 
 @dataclass(frozen=True)
@@ -456,6 +467,8 @@ def _decide(session: Session, config: Config, catalog: Catalog, book: _Book,
     key = (user_id, data["event_id"])
     prior = book.stored.get(key) or book.fresh.get(key)
     if prior is not None and idempotency.is_replay(prior.payload_hash, p.digest):
+        if prior.explanation is None:  # stored by an earlier transaction: built again
+            prior.explanation = explain.explain(session, catalog, prior)
         return Applied(prior, created=False)
 
     city, mode = data["city"], method.mode
@@ -501,11 +514,13 @@ def _decide(session: Session, config: Config, catalog: Catalog, book: _Book,
     event = NewEvent(
         user_id=user_id, event_id=data["event_id"], mode=mode, city=city,
         occurred_at=p.occurred_at, ends_at=p.ends_at, local_date=p.local_date,
-        device_id=p.device_id, payload=p.payload, payload_hash=p.digest,
+        device_id=p.device_id, **explain.input_columns(data), payload_hash=p.digest,
         status=credit.status, reason=credit.reason, avoided_ug=result.avoided_ug,
         credited_ug=credit.credited_ug, points=credit.points,
         factor_version_id=versioned.id, methodology_version=versioned.factors.version,
-        network_id=network_id, explanation=explanation,
+        network_id=network_id, activity=rollups.activity_of(result),
+        previous_quantity=previous if method.cumulative else None,
+        notes=explain.notes_for(verdict.hits, credit.cap), explanation=explanation,
     )
     # From here on the event is accepted: the chunk's state moves on.
     book.fresh[key] = event

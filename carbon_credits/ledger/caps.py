@@ -22,6 +22,8 @@ from carbon_credits.storage.models import Account, DailyUsage, Event
 from methodology import FactorSet, Methodology
 from methodology.quantity import g_to_ug, whole_grams
 
+CAP_RULE = ("credited = min(avoided, cap - already credited today), per local day in the "
+            "city time zone")
 POINTS_RULE = ("1 point per gram; whole points of (carried remainder + this event's "
                "micrograms), the rest carried")
 
@@ -82,9 +84,7 @@ def decide(config: Config, method: Methodology, factors: FactorSet, account: ent
         return Credit(credited, points, "credited", None, None)
     return Credit(credited, points, "capped", "daily_cap", {
         "cap": which, "cap_g": whole_grams(cap_ug), "used_before_ug": used,
-        "uncapped_ug": avoided_ug,
-        "rule": "credited = min(avoided, cap - already credited today), per local day in "
-                "the city time zone"})
+        "uncapped_ug": avoided_ug, "rule": CAP_RULE})
 
 
 def explain(explanation: dict[str, Any], credit: Credit) -> dict[str, Any]:

@@ -18,7 +18,6 @@ sequence of events points == floor(total micrograms / 10^6): no gram is lost to 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -27,11 +26,11 @@ from typing import Any, Protocol, cast
 from sqlalchemy import Select, Table, bindparam, delete, select, update
 from sqlalchemy.orm import Session, joinedload
 
+from carbon_credits.ledger import chain
 from carbon_credits.storage.models import Account, LedgerEntry, User, utcnow
 from carbon_credits.storage.sql import Prebuilt, Read, insert_missing
 
 UG_PER_POINT = 1_000_000
-GENESIS_HASH = "0" * 64
 
 
 class Balance(Protocol):
@@ -44,7 +43,7 @@ class Balance(Protocol):
     lifetime_ug: int
     carry_ug: int
     entry_count: int
-    last_hash: str
+    last_hash: bytes
     updated_at: datetime
 
 
@@ -79,7 +78,7 @@ class LockedAccount:
     lifetime_ug: int
     carry_ug: int
     entry_count: int
-    last_hash: str
+    last_hash: bytes
     updated_at: datetime
     frozen: bool
     city: str
@@ -146,7 +145,7 @@ def _create(session: Session, cities: Mapping[str, str]) -> set[str]:
         for user_id in sorted(cities)])
     insert_missing(session, Account, [
         {"user_id": user_id, "balance_points": 0, "lifetime_points": 0, "lifetime_ug": 0,
-         "carry_ug": 0, "entry_count": 0, "last_hash": GENESIS_HASH, "updated_at": now}
+         "carry_ug": 0, "entry_count": 0, "last_hash": chain.GENESIS_HASH, "updated_at": now}
         for user_id in sorted(cities)])
     return created
 
@@ -178,24 +177,6 @@ def settle_new_accounts(session: Session, cities: Mapping[str, str | None]) -> N
 def points_for(carry_ug: int, ug: int) -> tuple[int, int]:
     """Whole points earned by ``ug`` on top of a carried remainder, and the new remainder."""
     return divmod(carry_ug + ug, UG_PER_POINT)
-
-
-HASHED = ("prev_hash", "user_id", "seq", "kind", "points", "ug", "balance_after", "event_pk",
-          "redemption_pk", "mode", "factor_version_id", "created_at")
-"""The facts of an entry its hash covers, in order."""
-
-
-def entry_hash(entry: LedgerEntry) -> str:
-    """SHA-256 over the entry's facts and its predecessor's hash (tamper evidence)."""
-    return row_hash({name: getattr(entry, name) for name in HASHED})
-
-
-def row_hash(row: Mapping[str, Any]) -> str:
-    """``entry_hash`` of an entry given as its column values."""
-    material = "|".join(
-        "" if row[name] is None else str(row[name]) for name in HASHED[:-1]
-    ) + "|" + row["created_at"].isoformat(timespec="microseconds")
-    return hashlib.sha256(material.encode()).hexdigest()
 
 
 def earn(session: Session, account: Account, *, ug: int, event_pk: int, mode: str,
@@ -260,9 +241,8 @@ def _entry(account: Balance, *, kind: str, points: int, ug: int, now: datetime,
         "user_id": account.user_id, "seq": account.entry_count + 1, "kind": kind,
         "points": points, "ug": ug, "balance_after": account.balance_points + points,
         "event_pk": event_pk, "redemption_pk": redemption_pk, "mode": mode,
-        "factor_version_id": factor_version_id, "created_at": now,
-        "prev_hash": account.last_hash}
-    entry["hash"] = row_hash(entry)
+        "factor_version_id": factor_version_id, "created_at": now}
+    entry["hash"] = chain.row_hash(entry, account.last_hash)
     account.entry_count = entry["seq"]
     account.last_hash = entry["hash"]
     account.balance_points = entry["balance_after"]

@@ -8,8 +8,7 @@ from sqlalchemy import select
 
 from carbon_credits import audit
 from carbon_credits.errors import Conflict, NotFound
-from carbon_credits.ingest.events import event_view
-from carbon_credits.ledger import entries
+from carbon_credits.ledger import entries, explain
 from carbon_credits.reports import rollups
 from carbon_credits.runtime import Runtime
 from carbon_credits.storage.models import Event, User, utcnow
@@ -37,6 +36,7 @@ def reverse_event(rt: Runtime, admin: Principal, user_id: str, event_id: str, re
                            event_pk=event.id, mode=event.mode,
                            factor_version_id=event.factor_version_id)
             rollups.reverse(session, event)  # take it out of the report rollups
+        event.notes = explain.reversed_notes(event)
         event.status = "reversed"
         event.reason = "reversed"
         event.reversed_at = utcnow()
@@ -45,4 +45,4 @@ def reverse_event(rt: Runtime, admin: Principal, user_id: str, event_id: str, re
         audit.record(session, actor=admin.sub, action="event.reverse",
                      target=f"event:{user_id}/{event_id}", reason=reason, before=before,
                      after={"status": event.status, "balance": account.balance_points})
-        return event_view(event)
+        return explain.stored_view(rt.catalog, session, event)

@@ -15,7 +15,8 @@ from itertools import groupby
 from sqlalchemy import ColumnElement, and_, func, or_, select, true
 from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
-from carbon_credits.ledger.entries import GENESIS_HASH, UG_PER_POINT, entry_hash
+from carbon_credits.ledger.chain import GENESIS_HASH, entry_hash
+from carbon_credits.ledger.entries import UG_PER_POINT
 from carbon_credits.storage.db import Database
 from carbon_credits.storage.models import Account, Event, LedgerEntry
 
@@ -115,10 +116,12 @@ def _account(session: Session, user_id: str, entries: list[tuple[LedgerEntry, Ev
         where = f"ledger entry {entry.id} (user {entry.user_id}, seq {entry.seq})"
         if entry.seq != seq:
             yield Problem(where, f"sequence gap: expected seq {seq}")
-        if entry.prev_hash != expected_prev:
-            yield Problem(where, "prev_hash does not match the previous entry's hash")
-        if entry.hash != entry_hash(entry):
-            yield Problem(where, "hash does not match the entry's contents (altered)")
+        # The hash covers the previous entry's hash: an entry altered (its facts or its
+        # hash), or one missing before it, makes this check fail here or at the next one.
+        if entry.hash != entry_hash(entry, expected_prev):
+            yield Problem(where, "hash does not match the entry's contents and the previous "
+                                 "entry's hash (this entry or the one before it altered, "
+                                 "or an entry missing)")
         balance += entry.points
         ug_sum += entry.ug
         if entry.balance_after != balance:

@@ -2,14 +2,14 @@
 
 **Cost.** A report reads the ``report_rollups`` rows of one city between two local dates:
 days x cells x 16 shards rows, each a few integers and a 256-byte sketch slice, whatever
-the number of events behind them (see ``services.rollups``). Rows arrive in date order, so
+the number of events behind them (see ``reports.rollups``). Rows arrive in date order, so
 a CSV is streamed period by period: memory holds one period's groups, not the range.
 
 **Figures.** ``ug`` is the exact credited micrograms (earn minus reversal entries of the
 ledger), ``grams`` = floor(ug / 10^6) of each cell's own total (not a sum of per-event
 floors), ``tonnes`` = grams / 10^6, ``points`` the points those credits earned, ``events``
 the live credited events, ``participants`` the estimated distinct users (HyperLogLog, see
-``services.rollups``: relative standard error 1.6 %, small counts exact or low). Totals are
+``reports.rollups``: relative standard error 1.6 %, small counts exact or low). Totals are
 the range's own aggregate: their participants are distinct over the whole range.
 
 **Privacy.** No report carries a user id. In partner reports every cell, and the totals,

@@ -79,13 +79,12 @@ from carbon_credits.storage.models import (
     ReportRollup,
 )
 from carbon_credits.storage.sql import Prebuilt
+from methodology import Quantification
 
 log = logging.getLogger(__name__)
 
 UNKNOWN = "unknown"
 """District of events whose stop has none (steps, bike-share, networks without districts)."""
-ORIGIN_INPUTS = ("entry_station_id", "board_stop_id")
-"""Payload fields naming where a trip starts, in order of preference; its stop's district."""
 ACTIVITY_FIELDS = ("distance_m", "increase_steps")
 """Explanation fields holding the quantity a factor multiplies: metres, or steps credited."""
 
@@ -264,18 +263,17 @@ def _stop_districts(session: Session, network_id: int) -> dict[str, str]:
     return found
 
 
-def district_of(session: Session, network_id: int | None, payload: dict[str, Any]) -> str:
-    if network_id is None:
+def district_of(session: Session, network_id: int | None, origin: str | None) -> str:
+    """The district of the stop a trip began at (``Event.origin``)."""
+    if network_id is None or origin is None:
         return UNKNOWN
-    stop = next((payload[f] for f in ORIGIN_INPUTS if isinstance(payload.get(f), str)), None)
-    if stop is None:
-        return UNKNOWN
-    return _stop_districts(session, network_id).get(stop, UNKNOWN)
+    return _stop_districts(session, network_id).get(origin, UNKNOWN)
 
 
-def activity_of(explanation: dict[str, Any]) -> int:
+def activity_of(result: Quantification) -> int:
+    """What the factor multiplied (an event's ``activity``): metres, or steps credited."""
     for name in ACTIVITY_FIELDS:
-        value = explanation.get(name)
+        value = result.explanation.get(name)
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     return 0
@@ -296,7 +294,7 @@ class Credited(Protocol):
     @property
     def network_id(self) -> int | None: ...
     @property
-    def payload(self) -> dict[str, Any]: ...
+    def origin(self) -> str | None: ...
     @property
     def methodology_version(self) -> str: ...
     @property
@@ -306,12 +304,12 @@ class Credited(Protocol):
     @property
     def points(self) -> int: ...
     @property
-    def explanation(self) -> dict[str, Any]: ...
+    def activity(self) -> int: ...
 
 
 def cell_of(session: Session, event: Credited) -> Cell:
     return Cell(event.city, event.local_date, event.mode,
-                district_of(session, event.network_id, event.payload),
+                district_of(session, event.network_id, event.origin),
                 event.methodology_version)
 
 
@@ -360,7 +358,7 @@ def _credit_values(session: Session, event: Credited) -> dict[str, Any]:
     values = {f"p_{name}": value for name, value in cell.key(user.shard).items()}
     values.update(p_user_id=event.user_id, p_events=1, p_ug=event.credited_ug,
                   p_avoided_ug=event.avoided_ug, p_points=event.points,
-                  p_activity=activity_of(event.explanation), p_hll=bytes(first),
+                  p_activity=event.activity, p_hll=bytes(first),
                   p_register=user.register, p_rho=user.rho)
     return values
 
@@ -452,7 +450,7 @@ def reverse(session: Session, event: Event) -> None:
         events=ReportRollup.events - 1, ug=ReportRollup.ug - event.credited_ug,
         avoided_ug=ReportRollup.avoided_ug - event.avoided_ug,
         points=ReportRollup.points - event.points,
-        activity=ReportRollup.activity - activity_of(event.explanation))))
+        activity=ReportRollup.activity - event.activity)))
     if done.rowcount == 0:
         log.warning("event %s was credited before rollups existed; run rebuild-rollups",
                     event.id)
@@ -534,8 +532,7 @@ def _day_sums(session: Session, city: str, day: date) -> dict[tuple[Cell, int], 
     Python maps stops to districts and users to shards with the incremental path's code.
     """
     earn, rev = aliased(LedgerEntry), aliased(LedgerEntry)
-    stop = func.coalesce(*(Event.payload[f].as_string() for f in ORIGIN_INPUTS))
-    activity = func.coalesce(*(Event.explanation[f].as_integer() for f in ACTIVITY_FIELDS), 0)
+    stop, activity = Event.origin, Event.activity
     live = case((rev.id.is_(None), 1), else_=0)
     query = (
         select(Event.mode, Event.methodology_version, Event.network_id, stop, Event.user_id,
@@ -551,8 +548,7 @@ def _day_sums(session: Session, city: str, day: date) -> dict[tuple[Cell, int], 
     cells: dict[tuple[Cell, int], _Sums] = {}
     for mode, version, network_id, origin, user_id, n, ug, points, avoided, act in (
             session.connection().execute(query.execution_options(yield_per=10_000))):
-        payload = {ORIGIN_INPUTS[0]: origin} if origin is not None else {}
-        cell = Cell(city, day, mode, district_of(session, network_id, payload), version)
+        cell = Cell(city, day, mode, district_of(session, network_id, origin), version)
         user = UserHash.of(user_id)
         sums = cells.setdefault((cell, user.shard), _Sums())
         sums.events += int(n)

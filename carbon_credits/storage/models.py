@@ -25,6 +25,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -51,6 +52,8 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 JsonType = JSON().with_variant(JSONB(), "postgresql")
+NullableJson = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+"""JSON whose Python None is SQL NULL (not JSON 'null'): nothing stored but a null bit."""
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets 64-bit ids.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -97,7 +100,8 @@ class Account(Base):
     carry_ug: Mapped[int] = mapped_column(BigInteger, default=0)
     """Micrograms credited but not yet worth a whole point (see ledger.points_for)."""
     entry_count: Mapped[int] = mapped_column(BigInteger, default=0)
-    last_hash: Mapped[str] = mapped_column(String(64), default="0" * 64)
+    last_hash: Mapped[bytes] = mapped_column(LargeBinary(32), default=bytes(32))
+    """SHA-256 of the account's last ledger entry (32 zero bytes before the first)."""
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     user: Mapped[User] = relationship(lazy="raise")
 
@@ -181,7 +185,17 @@ class NetworkLineStop(Base):
 
 
 class Event(Base):
-    """One posted event, with its result and the explanation of how it was found."""
+    """One posted event: its inputs, the versions it was priced with, and its result.
+
+    The explanation of how the result was found is not stored: it is built on read
+    (``ledger.explain``) from the inputs, the factor version and the network version,
+    which are immutable, and from ``notes``, what the decision met that the inputs do not
+    say (plausibility hits, the daily cap, the status before a reversal); ``notes`` is
+    NULL for an event that met none. The payload is not stored either: its inputs are
+    the typed columns (``ledger.explain.INPUT_COLUMNS`` maps each mode's declared
+    inputs to them), its SHA-256 (``payload_hash``, 32 bytes) tells a replay from a
+    reuse of the event id.
+    """
 
     __tablename__ = "events"
     __table_args__ = (
@@ -189,7 +203,9 @@ class Event(Base):
         UniqueConstraint("user_id", "event_id"),
         Index("ix_events_city_local_date", "city", "local_date"),
         Index("ix_events_user_id_occurred_at", "user_id", "occurred_at"),
-        Index("ix_events_status_created_at", "status", "created_at"),
+        # The review queue reads held events only: a partial index holds just those.
+        Index("ix_events_held", "id", postgresql_where=text("status = 'held'"),
+              sqlite_where=text("status = 'held'")),
         CheckConstraint("credited_ug >= 0 AND credited_ug <= avoided_ug", name="credited_le"),
     )
 
@@ -199,12 +215,20 @@ class Event(Base):
     mode: Mapped[str] = mapped_column(String(32))
     city: Mapped[str] = mapped_column(String(64))
     occurred_at: Mapped[datetime] = mapped_column()
+    """A trip's ``started_at``, or the start of a day count's local ``date``."""
     ends_at: Mapped[datetime | None] = mapped_column()
-    """A trip's end, when known: overlapping trips are a fraud signal."""
+    """A trip's end (``ended_at``), when known: overlapping trips are a fraud signal."""
     local_date: Mapped[date] = mapped_column(Date)
     device_id: Mapped[str | None] = mapped_column(String(128))
-    payload: Mapped[dict[str, Any]] = mapped_column()
-    payload_hash: Mapped[str] = mapped_column(String(64))
+    line_id: Mapped[str | None] = mapped_column(String(64))
+    origin: Mapped[str | None] = mapped_column(String(64))
+    """Where a trip began: a bus ``board_stop_id`` or a metro ``entry_station_id``."""
+    destination: Mapped[str | None] = mapped_column(String(64))
+    """Where it ended: ``alight_stop_id`` or ``exit_station_id``."""
+    distance_m: Mapped[int | None] = mapped_column(Integer)
+    """The distance the client (or the bike-share operator) reported, as posted."""
+    steps: Mapped[int | None] = mapped_column(Integer)
+    payload_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
     status: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(String(64))
     avoided_ug: Mapped[int] = mapped_column(BigInteger)
@@ -213,7 +237,11 @@ class Event(Base):
     factor_version_id: Mapped[int] = mapped_column(ForeignKey("factor_versions.id"))
     methodology_version: Mapped[str] = mapped_column(String(64))
     network_id: Mapped[int | None] = mapped_column(ForeignKey("networks.id"))
-    explanation: Mapped[dict[str, Any]] = mapped_column()
+    activity: Mapped[int] = mapped_column(Integer)
+    """What the factor multiplied: metres travelled, or steps credited (the increase)."""
+    previous_quantity: Mapped[int | None] = mapped_column(Integer)
+    """Cumulative modes: the day's highest earlier count it was measured against."""
+    notes: Mapped[dict[str, Any] | None] = mapped_column(NullableJson)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     reviewed_at: Mapped[datetime | None] = mapped_column()
     reviewed_by: Mapped[str | None] = mapped_column(String(128))
@@ -251,8 +279,10 @@ class LedgerEntry(Base):
     mode: Mapped[str | None] = mapped_column(String(32))
     factor_version_id: Mapped[int | None] = mapped_column(ForeignKey("factor_versions.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    prev_hash: Mapped[str] = mapped_column(String(64))
-    hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    """SHA-256 over the entry's facts and the previous entry's hash (``ledger.chain.row_hash``):
+    32 bytes. The previous hash is not stored again in each entry: it is the previous
+    entry's (by seq) ``hash``, which verify-ledger chains from the genesis."""
 
 
 class Redemption(Base):
@@ -319,12 +349,12 @@ class DeviceAccount(Base):
 class ReportRollup(Base):
     """Credited reduction per city, local day, mode, district, methodology version and shard.
 
-    Maintained per credit by ``services.rollups`` (deltas added with an atomic upsert, never
+    Maintained per credit by ``reports.rollups`` (deltas added with an atomic upsert, never
     read-modify-written in Python on PostgreSQL) and rebuilt from the ledger by
     ``flask rebuild-rollups``. ``shard`` is the top 4 bits of a hash of the user id, so the
     events of one cell and day spread over 16 rows: no single row is hot. Reports sum the
     shards. ``hll`` is this shard's slice of a HyperLogLog sketch of the cell's live
-    participants (256 one-byte registers; see ``services.rollups``).
+    participants (256 one-byte registers; see ``reports.rollups``).
     """
 
     __tablename__ = "report_rollups"

@@ -73,9 +73,9 @@ def bulk_insert(session: Session, table: Table, rows: list[dict[str, Any]],
     BENCHMARKS.md, batch ingest). Driver errors are raised as SQLAlchemy's, so callers see
     the usual IntegrityError (a retry) or OperationalError (a 503). Both skip SQLAlchemy's
     type processing: values must already be what the driver takes (aware datetimes, which
-    ``UTCDateTime`` would check; dicts for JSON columns, sent as JSONB). Other databases:
-    one multi-row INSERT (... RETURNING) through SQLAlchemy; ``ids`` must be None there
-    (``ids_read`` draws none).
+    ``UTCDateTime`` would check; dicts for JSON columns, sent as JSONB, None as NULL).
+    Other databases: one multi-row INSERT (... RETURNING) through SQLAlchemy; ``ids`` must
+    be None there (``ids_read`` draws none).
     """
     if not rows:
         return []
@@ -89,8 +89,9 @@ def bulk_insert(session: Session, table: Table, rows: list[dict[str, Any]],
             insert(table).returning(table.c.id, sort_by_parameter_order=True), rows)
         return list(returned.scalars())
     json_columns = {c.name for c in table.columns if isinstance(c.type, JSON)}
-    values = [[Jsonb(row[name]) if name in json_columns else row[name] for name in columns]
-              for row in rows]
+    # None stays SQL NULL (a nullable JSON column's NULL costs a bit, JSON 'null' bytes).
+    values = [[Jsonb(value) if name in json_columns and value is not None else value
+               for name in columns for value in (row[name],)] for row in rows]
     assert ids is not None or not returning, "on PostgreSQL, draw the ids (ids_read)"
     with driver_errors(session, f"INSERT INTO {table.name}") as driver:
         if ids is not None:

@@ -18,12 +18,13 @@ from flask.testing import FlaskClient
 from sqlalchemy import select, text
 
 from carbon_credits.errors import InvalidInput
-from carbon_credits.networks import demo_network, factor_versions
+from carbon_credits.networks import demo_network
 from carbon_credits.networks.catalog import store_network
 from carbon_credits.runtime import Runtime
 from carbon_credits.schemas import FactorVersionInSchema
 from carbon_credits.storage.models import Event, FactorVersion
 from carbon_credits.tokens import Principal
+from carbon_credits.tuning import factor_versions
 from methodology.factors import NET_FACTOR, Factor, factor_set
 from tests import factories
 

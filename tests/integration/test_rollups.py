@@ -198,10 +198,9 @@ def test_a_platform_without_district_takes_its_parent_station_s(rt: Runtime) -> 
     with rt.db.transaction() as s:
         net = store_network(s, city, "platforms", "test", stations, demo_network.lines())
         s.flush()
-        payload = {"entry_station_id": "luohu-p1"}
-        assert rollups.district_of(s, net.id, payload) == "luohu"
-        assert rollups.district_of(s, net.id, {"entry_station_id": "nowhere"}) == "unknown"
-        assert rollups.district_of(s, None, payload) == "unknown"
+        assert rollups.district_of(s, net.id, "luohu-p1") == "luohu"
+        assert rollups.district_of(s, net.id, "nowhere") == "unknown"
+        assert rollups.district_of(s, None, "luohu-p1") == "unknown"
 
 
 # ---------------------------------------------------------------- the acceptance

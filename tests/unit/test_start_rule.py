@@ -1,4 +1,4 @@
-"""When a new factor version may start (networks/factor_versions.py, ``start_rule``)."""
+"""When a new factor version may start (tuning/factor_versions.py, ``start_rule``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from carbon_credits.errors import InvalidInput
-from carbon_credits.networks.factor_versions import FIRST_VERSION, LATER_VERSION, start_rule
+from carbon_credits.tuning.factor_versions import FIRST_VERSION, LATER_VERSION, start_rule
 
 NOW = datetime(2026, 12, 1, 4, 0, tzinfo=UTC)  # 12:00 on the 1st in Shenzhen
 LEAD = 360  # clock skew 300 s + margin 60 s

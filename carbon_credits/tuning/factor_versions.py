@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 
 from carbon_credits import audit
 from carbon_credits.errors import Conflict, InvalidInput
+from carbon_credits.ledger import explain
 from carbon_credits.runtime import Runtime
-from carbon_credits.schemas import load_event
 from carbon_credits.storage.models import Event, FactorVersion
 from carbon_credits.tokens import Principal
 from methodology import METHODOLOGIES, FactorSet, MethodologyInputError, QuantifyContext
@@ -206,10 +206,10 @@ def preview(rt: Runtime, data: dict[str, Any]) -> dict[str, Any]:
         for event in rows:
             network = (rt.catalog.network_by_id(session, event.network_id)
                        if event.network_id is not None else None)
-            ctx = QuantifyContext(network=network, previous_quantity=int(
-                event.explanation.get("previous_steps", 0)))
+            ctx = QuantifyContext(network=network,
+                                  previous_quantity=event.previous_quantity or 0)
             try:
-                after = method.quantify(load_event(event.payload), draft, ctx).avoided_ug
+                after = method.quantify(explain.inputs_of(event), draft, ctx).avoided_ug
             except MethodologyInputError:
                 continue  # cannot happen for stored events; never let one sink a preview
             day = days[event.local_date]

@@ -1,0 +1,1 @@
+"""Admin tuning of the methodology: immutable factor versions, previewed on past events."""
