@@ -136,8 +136,13 @@ def _apply(rt: Runtime, chunk: Sequence[Posted]) -> list[Ingested | ServiceError
     transaction, tried again on conflicts (retry.py, rule 1); counted once committed."""
 
     def attempt() -> list[Applied | ServiceError]:
-        with rt.db.transaction_begun_by_reads() as session:
-            return intake.apply(session, rt.config, rt.catalog, chunk)  # and ends it
+        # The unit of work: opened here, committed here (the writes with the COMMIT), and
+        # rolled back here when nothing new is stored or anything raises.
+        with rt.db.unit_of_work() as uow:
+            results, writes = intake.apply(uow.session, rt.config, rt.catalog, chunk)
+            if writes is not None:
+                uow.commit(writes)
+        return results
 
     applied = retry.retrying_conflicts(attempt)
     # Views after the writes: a new event's id and created_at are set there.

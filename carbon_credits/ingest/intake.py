@@ -26,7 +26,7 @@ arrived while the process was busy). It goes in three steps:
    chunk of several users decides as their posts one after another would.
 3. **Write**, and commit, in this order:
    - the devices' new accounts; new users who stored nothing are removed again;
-   - then, sent with the COMMIT in one round trip (``sql.committing``): the new events
+   - then, sent with the COMMIT in one round trip (``UnitOfWork.commit``): the new events
      (with the ids drawn; elsewhere they are inserted first and their ids come back), their
      hash-chained earn entries, the accounts' balances, the usage rows (inserted or
      updated), one executemany each, and the report rollups, merged per row and in key
@@ -48,7 +48,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Any, cast
@@ -81,7 +81,6 @@ from carbon_credits.storage.sql import (
     Prebuilt,
     Read,
     bulk_insert,
-    committing,
     ids_read,
     insert_missing,
     read_together,
@@ -187,12 +186,16 @@ class Applied:
     created: bool
 
 
+Writes = Callable[[], None]
+"""The statements a chunk sends with its COMMIT (``UnitOfWork.commit``)."""
+
+
 def apply(session: Session, config: Config, catalog: Catalog, chunk: Sequence[Posted]
-          ) -> list[Applied | ServiceError]:
-    """Apply ``chunk`` (events of one or more users, each user's in order) in the caller's
-    transaction, and end it; one result per event: what was stored, or why it was refused.
-    The transaction commits if anything was stored (the writes sent with the COMMIT:
-    ``_write``), else rolls back.
+          ) -> tuple[list[Applied | ServiceError], Writes | None]:
+    """Decide ``chunk`` (events of one or more users, each user's in order) in the caller's
+    unit of work: one result per event (what is stored, or why it was refused), and the
+    writes to send with the COMMIT, or None when the chunk stores nothing (the caller then
+    rolls back, so refusals and replays leave no account, user or device row behind).
 
     Users' events do not interact (every rule reads one user's own state, or a device's
     accounts, which the chunk keeps current), so a chunk of several users decides exactly
@@ -209,11 +212,7 @@ def apply(session: Session, config: Config, catalog: Catalog, chunk: Sequence[Po
             results.append(_decide(session, config, catalog, book, posted))
         except ServiceError as exc:
             results.append(exc)
-    if book.fresh:
-        _write(session, book)
-    else:  # nothing new: refusals and replays leave no account, user or device row behind
-        session.rollback()
-    return results
+    return results, (_write(session, book) if book.fresh else None)
 
 
 # ---------------------------------------------------------------- read
@@ -591,11 +590,12 @@ _SAVE_USAGE = Prebuilt(lambda _: (
              if name not in _USAGE_KEY})))
 
 
-def _write(session: Session, book: _Book) -> None:
+def _write(session: Session, book: _Book) -> Writes:
     """The chunk's new events, earn entries, device records, accounts, usage and rollups;
-    new users who stored nothing are removed again, the others get their city. Commits.
+    new users who stored nothing are removed again, the others get their city. What can
+    go before the COMMIT is done here; the rest is returned, to be sent with it.
 
-    On PostgreSQL all of it goes in one round trip with the COMMIT (``sql.committing``),
+    On PostgreSQL all of it goes in one round trip with the COMMIT (``UnitOfWork.commit``),
     the events with the ids drawn with the reads; only a batch's many events and entries
     go by COPY before it, and the rare writes that go through SQLAlchemy (new device
     records, new users to settle) and the rollup cells (which may read a network's
@@ -630,7 +630,8 @@ def _write(session: Session, book: _Book) -> None:
         user_id: member.city for user_id, member in book.members.items()
         if member.account.created and member.city != member.account.city})
     credits = rollups.credit_rows(session, book.earned)
-    with committing(session):
+
+    def with_the_commit() -> None:
         if drawn:
             bulk_insert(session, EVENTS, rows, ids=ids)
         bulk_insert(session, ENTRIES, earned, returning=False)
@@ -638,6 +639,8 @@ def _write(session: Session, book: _Book) -> None:
                                        for user_id in sorted({e.user_id for e in book.earned})])
         _write_usage(session, book)
         rollups.apply_credits(session, credits)
+
+    return with_the_commit
 
 
 def _write_usage(session: Session, book: _Book) -> None:

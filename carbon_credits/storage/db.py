@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
+
+from carbon_credits.storage.sql import committing
 
 
 class Database:
@@ -46,20 +48,26 @@ class Database:
             yield session
 
     @contextmanager
-    def transaction_begun_by_reads(self) -> Iterator[Session]:
-        """``transaction``, whose BEGIN on PostgreSQL is sent with its first reads
+    def unit_of_work(self) -> Iterator[UnitOfWork]:
+        """A unit of work for the write path: nothing is kept unless ``commit`` is called,
+        and any exception, or leaving the block without a commit, rolls it back.
+
+        On PostgreSQL the transaction's BEGIN is sent with its first reads
         (``sql.read_together``) instead of in a round trip of its own: psycopg sends a
         transaction's BEGIN alone and waits for it, even in a pipeline, unless the
         connection is in autocommit mode, which this session's is. Its first statement
-        must therefore be a ``read_together``: anything before it would run (and commit)
-        on its own, so the driver-level helpers of ``carbon_credits.storage.sql`` refuse to run
-        outside a transaction. The end is as ``transaction``'s: COMMIT on success (or the
-        one ``sql.committing`` sent), ROLLBACK on any exception. Elsewhere: ``transaction``.
+        must therefore be a ``read_together``: anything before it would run (and commit) on
+        its own, so the driver-level helpers of ``storage.sql`` refuse to run outside a
+        transaction. ``commit`` sends the writes given to it with the COMMIT, in one round
+        trip (``sql.committing``). Elsewhere: a plain transaction.
         """
         if self._deferred is None:
             raise RuntimeError("database is not configured")
         with self._deferred() as session, session.begin():
-            yield session
+            uow = UnitOfWork(session)
+            yield uow
+            if not uow.committed:
+                session.rollback()
 
     def dispose(self) -> None:
         if self._engine is not None:
@@ -120,3 +128,18 @@ def _sqlite_serializable(engine: Engine, busy_timeout_ms: int) -> None:
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class UnitOfWork:
+    """One write transaction (``Database.unit_of_work``): its session, and its end."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.committed = False
+
+    def commit(self, writes: Callable[[], None] = lambda: None) -> None:
+        """Run ``writes`` (statements run by the driver: ``Prebuilt.run``, ``bulk_insert``)
+        and commit: on PostgreSQL one round trip for all of them and the COMMIT."""
+        with committing(self.session):
+            writes()
+        self.committed = True

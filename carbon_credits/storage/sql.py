@@ -281,7 +281,7 @@ def read_together(session: Session, reads: Sequence[Read]) -> list[list[tuple[An
     """The rows of several reads, in order. PostgreSQL: sent in one pipeline, so one round
     trip (each read still sees the writes and locks of the statements before it), led by
     the transaction's BEGIN if it has not begun (a session of
-    ``Database.transaction_begun_by_reads``); others: one after another."""
+    ``Database.unit_of_work``); others: one after another."""
     conn = session.connection()
     if conn.dialect.name != "postgresql":
         return [statement.rows(session, values) for statement, values in reads]
@@ -303,7 +303,7 @@ def driver_errors(session: Session, statement: str, begins: bool = False
     whole group; the transaction's rollback then discards the connection).
 
     A connection in autocommit mode outside a transaction (a session of
-    ``Database.transaction_begun_by_reads`` before its first ``read_together``, which
+    ``Database.unit_of_work`` before its first ``read_together``, which
     ``begins`` it) is refused: the statement would commit on its own."""
     conn = session.connection()
     driver = conn.connection.driver_connection

@@ -84,25 +84,40 @@ _ADD_USER = intake.Prebuilt(lambda _: insert(User).values(
 
 def test_a_transaction_begun_by_its_reads_is_one_transaction(
         rt: Runtime, is_postgres: bool) -> None:
-    """A session of ``transaction_begun_by_reads`` (autocommit on PostgreSQL, its BEGIN
+    """A session of ``unit_of_work`` (autocommit on PostgreSQL, its BEGIN
     sent with the first ``read_together``): a write after the reads is undone when the
     transaction fails, as in any transaction; a driver statement before them, which would
     commit on its own, is refused and writes nothing (SQLite: the session is a plain
     transaction, and the write is undone with it)."""
     user = f"u-{uuid.uuid4().hex[:8]}"
-    with pytest.raises(ZeroDivisionError), rt.db.transaction_begun_by_reads() as session:
-        intake.read_together(session, [(intake._STORED, {"users": [user], "ids": ["e1"]})])
-        _ADD_USER.run(session, [{"u": user, "at": utcnow()}])
+    with pytest.raises(ZeroDivisionError), rt.db.unit_of_work() as uow:
+        intake.read_together(uow.session,
+                             [(intake._STORED, {"users": [user], "ids": ["e1"]})])
+        _ADD_USER.run(uow.session, [{"u": user, "at": utcnow()}])
         1 / 0  # noqa: B018  (the transaction fails after the write)
     assert _users_named(rt, user) == 0
-    with rt.db.transaction_begun_by_reads() as session:
+    with rt.db.unit_of_work() as uow:
         if is_postgres:
             with pytest.raises(RuntimeError, match="outside a transaction"):
-                _ADD_USER.run(session, [{"u": user, "at": utcnow()}])
+                _ADD_USER.run(uow.session, [{"u": user, "at": utcnow()}])
         else:
-            _ADD_USER.run(session, [{"u": user, "at": utcnow()}])
-            session.rollback()
-    assert _users_named(rt, user) == 0
+            _ADD_USER.run(uow.session, [{"u": user, "at": utcnow()}])
+    assert _users_named(rt, user) == 0  # left without a commit: rolled back
+
+
+def test_a_unit_of_work_keeps_only_what_it_commits(rt: Runtime) -> None:
+    """Cosmic Python's rule: leaving the block without ``commit`` rolls back; ``commit``
+    sends its writes with the COMMIT and keeps them."""
+    kept, dropped = f"u-{uuid.uuid4().hex[:8]}", f"u-{uuid.uuid4().hex[:8]}"
+    with rt.db.unit_of_work() as uow:
+        intake.read_together(uow.session,
+                             [(intake._STORED, {"users": [dropped], "ids": ["e1"]})])
+        _ADD_USER.run(uow.session, [{"u": dropped, "at": utcnow()}])
+    with rt.db.unit_of_work() as uow:
+        intake.read_together(uow.session,
+                             [(intake._STORED, {"users": [kept], "ids": ["e1"]})])
+        uow.commit(lambda: _ADD_USER.run(uow.session, [{"u": kept, "at": utcnow()}]))
+    assert (_users_named(rt, dropped), _users_named(rt, kept)) == (0, 1)
 
 
 def test_connections_go_back_to_the_pool_out_of_autocommit(
@@ -121,8 +136,9 @@ def test_connections_go_back_to_the_pool_out_of_autocommit(
     try:
         body = factories.metro(start=factories.today_at(7))
         assert client.post("/v1/events", json=body, headers=auth).status_code == 201
-        with pytest.raises(ZeroDivisionError), rt.db.transaction_begun_by_reads() as session:
-            intake.read_together(session, [(intake._STORED, {"users": ["u"], "ids": ["e"]})])
+        with pytest.raises(ZeroDivisionError), rt.db.unit_of_work() as uow:
+            intake.read_together(uow.session,
+                                 [(intake._STORED, {"users": ["u"], "ids": ["e"]})])
             1 / 0  # noqa: B018
     finally:
         event.remove(rt.db.engine.pool, "checkin", checkin)
