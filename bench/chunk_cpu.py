@@ -42,7 +42,7 @@ def main() -> None:
     from benchlib import in_process_app
 
     from carbon_credits.ingest import events
-    from carbon_credits.ingest.intake import Posted
+    from carbon_credits.ingest.decide import Posted
     from carbon_credits.schemas import load_event
     from carbon_credits.tokens import Principal
     from tests import factories

@@ -21,7 +21,7 @@ from carbon_credits.errors import (
     error_body,
 )
 from carbon_credits.ingest import idempotency, intake, retry
-from carbon_credits.ingest.intake import Applied, Posted, time_field
+from carbon_credits.ingest.decide import Applied, Posted, time_field
 from carbon_credits.ledger import explain
 from carbon_credits.runtime import Runtime
 from carbon_credits.schemas import is_valid_id, load_event

@@ -46,11 +46,9 @@ applies the chunk again, which then answers the stored copy as a replay.
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
-from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
-from datetime import date, datetime, time, timedelta, tzinfo
+from dataclasses import fields
+from datetime import datetime, time, timedelta
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -68,12 +66,23 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from carbon_credits.antifraud import plausibility
 from carbon_credits.config import Config
-from carbon_credits.errors import InvalidInput, ServiceError
-from carbon_credits.ingest import idempotency
-from carbon_credits.ledger import caps, entries, explain
-from carbon_credits.networks.catalog import Catalog, Timeline, timeline_read
+from carbon_credits.errors import ServiceError
+from carbon_credits.ingest.decide import (
+    LONGEST_TRIP,
+    TRIP_MODES,
+    TRIP_STATUSES,
+    Applied,
+    Book,
+    DayUsage,
+    Device,
+    Member,
+    NewEvent,
+    Posted,
+    decide,
+)
+from carbon_credits.ledger import entries, explain
+from carbon_credits.networks.catalog import Catalog, timeline_read
 from carbon_credits.reports import rollups
 from carbon_credits.storage.models import DailyUsage, DeviceAccount, Event, LedgerEntry, utcnow
 from carbon_credits.storage.sql import (
@@ -85,106 +94,7 @@ from carbon_credits.storage.sql import (
     insert_missing,
     read_together,
 )
-from carbon_credits.tokens import Principal
-from methodology import (
-    METHODOLOGIES,
-    Methodology,
-    MethodologyInputError,
-    Quantification,
-    QuantifyContext,
-)
-from methodology.quantity import whole_grams
-
-TRIP_STATUSES = ("credited", "capped", "held")
-"""Trips that count for overlap and trips-per-day: everything not rejected or reversed."""
-TRIP_MODES = tuple(m.mode for m in METHODOLOGIES.values() if not m.cumulative)
-"""Modes whose events are trips (not cumulative day counts)."""
-LONGEST_TRIP = timedelta(days=1)
-"""No trip lasts longer (policy): a trip that started more than a day before another
-cannot overlap it, so the overlap rule reads one day back."""
-
-
-@dataclass(frozen=True)
-class Posted:
-    """One posted event with what was derived from it before the transaction."""
-
-    principal: Principal
-    method: Methodology
-    data: dict[str, Any]
-    payload: dict[str, Any]
-    digest: bytes
-    """SHA-256 of the canonical payload: a replay has the same, a reuse of the id not."""
-    occurred_at: datetime
-    local_date: date
-    device_id: str | None
-    now: datetime
-    tz: tzinfo
-    """The city's time zone: local days are the city's, whatever offset the client sent."""
-
-    @property
-    def ends_at(self) -> datetime | None:
-        ended: datetime | None = self.data.get("ended_at")
-        return ended
-
-    @property
-    def is_trip(self) -> bool:
-        return not self.method.cumulative
-
-
-@dataclass(slots=True)
-class NewEvent:
-    """An event decided in a chunk and written at the chunk's end: its events row as plain
-    values. Not an ORM instance: their attribute instrumentation cost a fifth of a batch's
-    CPU. tests/integration/test_intake.py checks the fields are the table's columns (and
-    ``explanation``, which is not stored)."""
-
-    user_id: str
-    event_id: str
-    mode: str
-    city: str
-    occurred_at: datetime
-    ends_at: datetime | None
-    local_date: date
-    device_id: str | None
-    line_id: str | None
-    origin: str | None
-    destination: str | None
-    distance_m: int | None
-    steps: int | None
-    payload_hash: bytes
-    status: str
-    reason: str | None
-    avoided_ug: int
-    credited_ug: int
-    points: int
-    factor_version_id: int
-    methodology_version: str
-    network_id: int | None
-    activity: int
-    previous_quantity: int | None
-    notes: dict[str, Any] | None
-    id: int = 0
-    """Set when written."""
-    created_at: datetime = datetime.min
-    """Set when written."""
-    reviewed_at: datetime | None = None
-    reviewed_by: str | None = None
-    review_reason: str | None = None
-    reversed_at: datetime | None = None
-    reversed_by: str | None = None
-    reversal_reason: str | None = None
-    explanation: dict[str, Any] | None = None
-    """Not a column: the explanation answered, as decided, or built from the row for a
-    replay (``ledger.explain``)."""
-
-
-@dataclass(frozen=True)
-class Applied:
-    """An event as stored: ``created`` is False for a replay of an earlier post."""
-
-    event: NewEvent
-    created: bool
-
+from methodology import TransitNetwork
 
 Writes = Callable[[], None]
 """The statements a chunk sends with its COMMIT (``UnitOfWork.commit``)."""
@@ -206,101 +116,36 @@ def apply(session: Session, config: Config, catalog: Catalog, chunk: Sequence[Po
     stored (not of an earlier refused one).
     """
     book = _read(session, catalog, chunk)
+    lookups = _Lookups(session, catalog)
     results: list[Applied | ServiceError] = []
     for posted in chunk:
         try:
-            results.append(_decide(session, config, catalog, book, posted))
+            results.append(decide(config, lookups, book, posted))
         except ServiceError as exc:
             results.append(exc)
     return results, (_write(session, book) if book.fresh else None)
 
 
+
+class _Lookups:
+    """``decide.Lookups`` on the catalog, in the unit of work's session."""
+
+    def __init__(self, session: Session, catalog: Catalog) -> None:
+        self.session, self.catalog = session, catalog
+
+    def explain(self, event: NewEvent) -> dict[str, Any]:
+        return explain.explain(self.session, self.catalog, event)
+
+    def has_factors(self, city: str, mode: str) -> bool:
+        return self.catalog.has_factors(self.session, city, mode)
+
+    def network(self, network_id: int) -> TransitNetwork:
+        return self.catalog.network_by_id(self.session, network_id)
+
+
 # ---------------------------------------------------------------- read
 
-@dataclass
-class _Trips:
-    """The user's trips (not rejected or reversed) over the chunk's window, by start."""
-
-    starts: list[datetime] = field(default_factory=list)
-    rows: list[tuple[datetime, str, datetime | None]] = field(default_factory=list)
-    per_day: Counter[date] = field(default_factory=Counter)
-
-    def add(self, event_id: str, local_date: date, began: datetime, ended: datetime | None
-            ) -> None:
-        at = bisect_right(self.starts, began)
-        self.starts.insert(at, began)
-        self.rows.insert(at, (began, event_id, ended))
-        self.per_day[local_date] += 1
-
-    def around(self, local_date: date, start: datetime, end: datetime
-               ) -> tuple[tuple[str, ...], int]:
-        """Up to 5 trips overlapping [start, end), and the trips of ``local_date``."""
-        lo = bisect_right(self.starts, start - LONGEST_TRIP)
-        hi = bisect_left(self.starts, end)
-        overlapping = tuple(event_id for began, event_id, ended in self.rows[lo:hi]
-                            if (ended or began) > start)[:5]
-        return overlapping, self.per_day[local_date]
-
-
-@dataclass(slots=True)
-class _Usage:
-    """A daily usage row (``DailyUsage``) as plain values (``caps.Usage``)."""
-
-    user_id: str
-    local_date: date
-    mode: str
-    events: int = 0
-    credited_ug: int = 0
-    points: int = 0
-    max_quantity: int = 0
-    last_post_at: datetime | None = None
-    stored: bool = False
-    """Whether the row exists (else ``_write`` inserts it)."""
-    counted: bool = False
-    """Whether the chunk added to it (else ``_write`` leaves it alone)."""
-
-
-@dataclass
-class _Member:
-    """One user of a chunk: the locked account and what the rules read of that user."""
-
-    account: entries.LockedAccount
-    usage: dict[date, dict[str, _Usage]] = field(default_factory=dict)
-    trips: _Trips = field(default_factory=_Trips)
-    city: str | None = None
-    """A new user's city, from the first post of the user stored in the chunk: its token's
-    city, else its event's (None: nothing stored)."""
-
-
-@dataclass
-class _Device:
-    """A device of the chunk: how many accounts it has been seen with, and which of the
-    chunk's users are among them (recorded when one of their events is stored)."""
-
-    accounts: int
-    users: set[str]
-    new_users: list[str] = field(default_factory=list)
-    """Users first seen on it in this chunk: written by ``_write``."""
-
-
-@dataclass
-class _Book:
-    """What the rules of a chunk read, kept current in memory as its events are decided."""
-
-    members: dict[str, _Member]
-    stored: dict[tuple[str, str], NewEvent]
-    """Events already stored under the chunk's (user id, event id) pairs: replays."""
-    timeline: Timeline
-    devices: dict[str, _Device]
-    fresh: dict[tuple[str, str], NewEvent] = field(default_factory=dict)
-    """New events by (user id, event id), in the order decided: written by ``_write``."""
-    earned: list[NewEvent] = field(default_factory=list)
-    """New events with credited grams, in order: their earn entries are written in it."""
-    ids: list[int] | None = None
-    """Ids for the new events, drawn with the reads (PostgreSQL; None elsewhere)."""
-
-
-def _read(session: Session, catalog: Catalog, chunk: Sequence[Posted]) -> _Book:
+def _read(session: Session, catalog: Catalog, chunk: Sequence[Posted]) -> Book:
     """Everything in one round trip (``read_together``, which also begins the
     transaction): the accounts first, locked (nothing the rules read of their users can
     change before the commit), then the reads that need the locks, which the server runs
@@ -324,7 +169,7 @@ def _read(session: Session, catalog: Catalog, chunk: Sequence[Posted]) -> _Book:
     locked, *results = read_together(session, [entries.accounts_read(cities), *reads,
                                                *([draw] if draw else [])])
     ids = [row[0] for row in results.pop()] if draw else None
-    members = {user_id: _Member(account) for user_id, account
+    members = {user_id: Member(account) for user_id, account
                in entries.open_accounts(session, cities, locked).items()}
     if len(locked) < len(cities):
         results = read_together(session, reads)
@@ -336,7 +181,7 @@ def _read(session: Session, catalog: Catalog, chunk: Sequence[Posted]) -> _Book:
         for user_id, event_id, local_date, began, ended, mode, status in next(rows):
             if mode in TRIP_MODES and status in TRIP_STATUSES:
                 members[user_id].trips.add(event_id, local_date, began, ended)
-    return _Book(members, stored, timeline, {} if devices is None else _devices(
+    return Book(members, stored, timeline, {} if devices is None else _devices(
         devices[1]["devices"], next(rows)), ids=ids)
 
 
@@ -349,8 +194,8 @@ LINKS = cast(Table, DeviceAccount.__table__)
 _STORED = Prebuilt(lambda one_of: select(EVENTS).where(one_of(EVENTS.c.user_id, "users"),
                                                         one_of(EVENTS.c.event_id, "ids")))
 _EVENT_FIELDS = tuple(c.key for c in EVENTS.columns)
-_USAGE_COLUMNS = tuple(f.name for f in fields(_Usage) if f.name not in ("stored", "counted"))
-"""A usage row's columns, in ``_Usage``'s order (read, and written back, by name)."""
+_USAGE_COLUMNS = tuple(f.name for f in fields(DayUsage) if f.name not in ("stored", "counted"))
+"""A usage row's columns, in ``DayUsage``'s order (read, and written back, by name)."""
 _USAGE = Prebuilt(lambda one_of: select(*(USAGE.c[name] for name in _USAGE_COLUMNS)).where(
     one_of(USAGE.c.user_id, "users"), one_of(USAGE.c.local_date, "days")))
 _DEVICES = Prebuilt(lambda one_of: union_all(
@@ -369,14 +214,14 @@ def _stored(keys: set[tuple[str, str]], rows: Sequence[tuple[Any, ...]]
     return {key: e for e in events if (key := (e.user_id, e.event_id)) in keys}
 
 
-def _usage(members: dict[str, _Member], chunk: Sequence[Posted],
+def _usage(members: dict[str, Member], chunk: Sequence[Posted],
            rows: Sequence[tuple[Any, ...]]) -> None:
     """Each member's daily usage rows of its events' local days (``_USAGE`` read those of
     the chunk's users and days)."""
     for p in chunk:
         members[p.principal.sub].usage.setdefault(p.local_date, {})
     for row in rows:
-        found = _Usage(*row)
+        found = DayUsage(*row)
         found.stored = True
         usage = members[found.user_id].usage.get(found.local_date)
         if usage is not None:
@@ -446,136 +291,14 @@ def _devices_read(chunk: Sequence[Posted]) -> Read | None:
 
 
 def _devices(device_ids: Sequence[str], rows: Sequence[tuple[Any, ...]]
-             ) -> dict[str, _Device]:
-    devices = {device_id: _Device(0, set()) for device_id in device_ids}
+             ) -> dict[str, Device]:
+    devices = {device_id: Device(0, set()) for device_id in device_ids}
     for device_id, user_id, count in rows:
         if user_id is None:
             devices[device_id].accounts = count
         else:
             devices[device_id].users.add(user_id)
     return devices
-
-
-# ---------------------------------------------------------------- decide
-
-def _decide(session: Session, config: Config, catalog: Catalog, book: _Book,
-            p: Posted) -> Applied:
-    """One event against the chunk's state; the state moves on only if it is stored."""
-    user_id, method, data = p.principal.sub, p.method, p.data
-    member = book.members[user_id]
-    key = (user_id, data["event_id"])
-    prior = book.stored.get(key) or book.fresh.get(key)
-    if prior is not None and idempotency.is_replay(prior.payload_hash, p.digest):
-        if prior.explanation is None:  # stored by an earlier transaction: built again
-            prior.explanation = explain.explain(session, catalog, prior)
-        return Applied(prior, created=False)
-
-    city, mode = data["city"], method.mode
-    versioned = book.timeline.at(city, mode, p.occurred_at)
-    if versioned is None:
-        field_name = time_field(data) if catalog.has_factors(session, city, mode) else "city"
-        raise InvalidInput(f"no {mode} methodology is in force for {city!r} at that time",
-                           code="no_methodology",
-                           fields={field_name: ["no methodology in force"]})
-    network_id, network = None, None
-    if method.network_mode is not None:
-        network_id = book.timeline.networks.get(city)
-        if network_id is None:
-            raise InvalidInput(f"no transit network is loaded for {city!r}",
-                               code="no_network", fields={"city": ["no network loaded"]})
-        network = catalog.network_by_id(session, network_id)
-
-    usage = member.usage[p.local_date]
-    mode_usage = usage.get(mode)
-    previous = mode_usage.max_quantity if (method.cumulative and mode_usage) else 0
-    try:
-        result = method.quantify(data, versioned.factors,
-                                 QuantifyContext(network=network, previous_quantity=previous))
-    except MethodologyInputError as exc:
-        raise InvalidInput(exc.message, code="unquantifiable",
-                           fields={exc.field: [exc.message]}) from None
-
-    verdict = plausibility.judge(config.plausibility,
-                                 _facts(book, member, p, result, previous, mode_usage))
-    explanation = dict(result.explanation)
-    explanation["methodology"] = {"mode": mode, "version": versioned.factors.version,
-                                  "kind": versioned.factors.kind,
-                                  "effective_from": versioned.effective_from.isoformat()}
-    explanation["avoided_grams"] = whole_grams(result.avoided_ug)
-    explanation["plausibility"] = [hit.to_dict() for hit in verdict.hits]
-    if verdict.outcome == "credit":
-        credit = caps.decide(config, method, versioned.factors, member.account, usage,
-                                  result.avoided_ug)
-        explanation = caps.explain(explanation, credit)
-    else:
-        credit = caps.Credit(0, 0, "held" if verdict.outcome == "hold" else "rejected",
-                                  verdict.reason, None)
-    event = NewEvent(
-        user_id=user_id, event_id=data["event_id"], mode=mode, city=city,
-        occurred_at=p.occurred_at, ends_at=p.ends_at, local_date=p.local_date,
-        device_id=p.device_id, **explain.input_columns(data), payload_hash=p.digest,
-        status=credit.status, reason=credit.reason, avoided_ug=result.avoided_ug,
-        credited_ug=credit.credited_ug, points=credit.points,
-        factor_version_id=versioned.id, methodology_version=versioned.factors.version,
-        network_id=network_id, activity=rollups.activity_of(result),
-        previous_quantity=previous if method.cumulative else None,
-        notes=explain.notes_for(verdict.hits, credit.cap), explanation=explanation,
-    )
-    # From here on the event is accepted: the chunk's state moves on.
-    book.fresh[key] = event
-    if member.city is None:
-        member.city = p.principal.city or city
-    device = book.devices.get(p.device_id) if p.device_id else None
-    if device is not None and user_id not in device.users:
-        device.users.add(user_id)
-        device.new_users.append(user_id)
-        device.accounts += 1
-    if p.is_trip and event.status in TRIP_STATUSES:
-        member.trips.add(event.event_id, p.local_date, p.occurred_at, p.ends_at)
-    if verdict.outcome == "credit":
-        if credit.credited_ug > 0:
-            entries.claim_points(member.account, credit.credited_ug)
-            book.earned.append(event)
-        row = usage.get(mode)
-        if row is None:  # added to ``usage``: the next event of the day sees it
-            row = usage[mode] = _Usage(user_id, p.local_date, mode)
-        row.counted = True
-        caps.count_usage(row, method, credit, result.quantity, p.now)
-    return Applied(event, created=True)
-
-
-def _facts(book: _Book, member: _Member, p: Posted, result: Quantification, previous: int,
-           mode_usage: _Usage | None) -> plausibility.Facts:
-    """What the plausibility rules need, from the chunk's state."""
-    accounts_on_device = 0
-    if p.device_id:  # the device's accounts, this user's included as if recorded already
-        device = book.devices[p.device_id]
-        accounts_on_device = device.accounts + (p.principal.sub not in device.users)
-    frozen = member.account.frozen
-    if p.method.cumulative:
-        if mode_usage is not None and mode_usage.last_post_at is not None:
-            since = mode_usage.last_post_at
-        else:  # the day's first post: the steps accrued since local midnight
-            since = datetime.combine(p.local_date, time(0), tzinfo=p.tz)
-        return plausibility.Facts(
-            mode=p.method.mode, steps=result.quantity,
-            steps_increase=max(0, result.quantity - previous),
-            minutes_since_last_post=max(0.0, (p.now - since).total_seconds() / 60),
-            day_closed=p.local_date < p.now.astimezone(p.tz).date(),
-            accounts_on_device=accounts_on_device, user_frozen=frozen)
-    start = p.occurred_at
-    overlapping, trips_today = member.trips.around(p.local_date, start, p.ends_at or start)
-    duration = int((p.ends_at - start).total_seconds()) if p.ends_at is not None else None
-    distance = result.explanation.get("distance_m")
-    return plausibility.Facts(
-        mode=p.method.mode, distance_m=distance if isinstance(distance, int) else None,
-        duration_s=duration, overlapping_event_ids=overlapping, trips_today=trips_today,
-        accounts_on_device=accounts_on_device, user_frozen=frozen)
-
-
-def time_field(data: dict[str, Any]) -> str:
-    """The field that dates an event: a day count's ``date`` or a trip's ``started_at``."""
-    return "date" if "date" in data else "started_at"
 
 
 # ---------------------------------------------------------------- write
@@ -590,7 +313,7 @@ _SAVE_USAGE = Prebuilt(lambda _: (
              if name not in _USAGE_KEY})))
 
 
-def _write(session: Session, book: _Book) -> Writes:
+def _write(session: Session, book: Book) -> Writes:
     """The chunk's new events, earn entries, device records, accounts, usage and rollups;
     new users who stored nothing are removed again, the others get their city. What can
     go before the COMMIT is done here; the rest is returned, to be sent with it.
@@ -643,7 +366,7 @@ def _write(session: Session, book: _Book) -> Writes:
     return with_the_commit
 
 
-def _write_usage(session: Session, book: _Book) -> None:
+def _write_usage(session: Session, book: Book) -> None:
     """The usage rows the chunk added to: new ones inserted, the others updated."""
     added: list[dict[str, Any]] = []
     changed: list[dict[str, Any]] = []

@@ -26,7 +26,7 @@ from sqlalchemy import select
 from carbon_credits.antifraud.ratelimit import check_for, parse_rate_limits
 from carbon_credits.errors import ServiceError
 from carbon_credits.ingest import events
-from carbon_credits.ingest.intake import Posted
+from carbon_credits.ingest.decide import Posted
 from carbon_credits.ledger import verification
 from carbon_credits.runtime import Runtime
 from carbon_credits.schemas import load_event

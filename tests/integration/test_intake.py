@@ -28,7 +28,7 @@ from sqlalchemy.exc import OperationalError
 
 from carbon_credits.errors import ServiceError
 from carbon_credits.ingest import events, intake
-from carbon_credits.ingest.intake import NewEvent
+from carbon_credits.ingest.decide import NewEvent
 from carbon_credits.runtime import Runtime
 from carbon_credits.schemas import load_event
 from carbon_credits.storage.models import Account, Event
