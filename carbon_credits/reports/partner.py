@@ -38,7 +38,7 @@ from typing import Any
 from sqlalchemy import select
 
 from carbon_credits.errors import Forbidden
-from carbon_credits.reports import rollups
+from carbon_credits.reports import sketch
 from carbon_credits.runtime import Runtime
 from carbon_credits.storage.models import FactorVersion, ReportRollup
 from carbon_credits.tokens import Principal
@@ -103,7 +103,7 @@ class _Acc:
     avoided_ug: int = 0
     points: int = 0
     activity: int = 0
-    sketch: rollups.Sketch = field(default_factory=rollups.Sketch)
+    sketch: sketch.Sketch = field(default_factory=sketch.Sketch)
 
     def add(self, row: Any) -> None:
         self.events += row.events
@@ -212,8 +212,8 @@ def _meta(rt: Runtime, scope: Scope, q: ReductionQuery) -> dict[str, Any]:
             "group_by": list(q.groups),
             "participants_method": {
                 "method": "HyperLogLog (linear counting when sparse, else Ertl 2017)",
-                "registers": rollups.M,
-                "relative_standard_error": round(rollups.RELATIVE_STANDARD_ERROR, 5),
+                "registers": sketch.M,
+                "relative_standard_error": round(sketch.RELATIVE_STANDARD_ERROR, 5),
                 "note": "estimated distinct users; a user active on several days or in "
                         "several groups of one row is counted once"}}
 

@@ -17,7 +17,7 @@ import pytest
 from flask import Flask
 
 from carbon_credits.ingest import events
-from carbon_credits.reports import rollups
+from carbon_credits.reports import rollups, sketch
 from carbon_credits.runtime import Runtime
 from carbon_credits.tokens import Principal
 from tests import factories
@@ -27,7 +27,7 @@ def _two_users_in_one_shard() -> tuple[str, str]:
     seen: dict[int, str] = {}
     while True:
         uid = f"u-{uuid.uuid4().hex[:16]}"
-        shard = rollups.UserHash.of(uid).shard
+        shard = sketch.UserHash.of(uid).shard
         if shard in seen:
             return seen[shard], uid
         seen[shard] = uid

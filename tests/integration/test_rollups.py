@@ -25,6 +25,7 @@ from carbon_credits.ledger import reversals
 from carbon_credits.networks import demo_network
 from carbon_credits.networks.catalog import store_network
 from carbon_credits.reports import partner, rollups
+from carbon_credits.reports import sketch as hll
 from carbon_credits.runtime import Runtime
 from carbon_credits.schemas import load_event
 from carbon_credits.setup import DEFAULTS_EFFECTIVE_FROM
@@ -127,13 +128,13 @@ def admin_report(rt: Runtime, city: str, start: date, end: date,
 
 # ---------------------------------------------------------------- sketches
 
-def _sketch(users: list[str]) -> rollups.Sketch:
-    sketch = rollups.Sketch()
+def _sketch(users: list[str]) -> hll.Sketch:
+    sketch = hll.Sketch()
     by_shard: dict[int, list[str]] = {}
     for user in users:
-        by_shard.setdefault(rollups.UserHash.of(user).shard, []).append(user)
+        by_shard.setdefault(hll.UserHash.of(user).shard, []).append(user)
     for shard, members in by_shard.items():
-        sketch.add_slice(shard, rollups.slice_of(members))
+        sketch.add_slice(shard, hll.slice_of(members))
     return sketch
 
 
@@ -146,13 +147,13 @@ def test_small_counts_are_exact_or_low_never_high() -> None:
 @pytest.mark.parametrize("n", [500, 3_000, 10_000, 60_000])
 def test_large_counts_are_within_four_standard_errors(n: int) -> None:
     estimate = _sketch([f"large-{n}-{i}" for i in range(n)]).estimate()
-    assert abs(estimate - n) <= 4 * rollups.RELATIVE_STANDARD_ERROR * n, (n, estimate)
+    assert abs(estimate - n) <= 4 * hll.RELATIVE_STANDARD_ERROR * n, (n, estimate)
 
 
 def test_a_union_counts_a_user_of_many_days_once() -> None:
     users = [f"union-{i}" for i in range(40)]
     days = [_sketch(users[i:i + 20]) for i in range(0, 21, 5)]  # overlapping windows
-    union = rollups.Sketch()
+    union = hll.Sketch()
     for sketch in days:
         union.update(sketch)
     assert union.estimate() == _sketch(users).estimate() <= 40
@@ -161,18 +162,18 @@ def test_a_union_counts_a_user_of_many_days_once() -> None:
 def test_merge_max_is_a_register_wise_max() -> None:
     rng = random.Random(7)
     for _ in range(200):
-        a = bytes(rng.randrange(rollups.Q + 2) for _ in range(rollups.SLICE_REGISTERS))
-        b = bytes(rng.randrange(rollups.Q + 2) for _ in range(rollups.SLICE_REGISTERS))
-        merged = rollups.merge_max(int.from_bytes(a, "big"), int.from_bytes(b, "big"))
-        assert merged.to_bytes(rollups.SLICE_REGISTERS, "big") == bytes(map(max, a, b))
+        a = bytes(rng.randrange(hll.Q + 2) for _ in range(hll.SLICE_REGISTERS))
+        b = bytes(rng.randrange(hll.Q + 2) for _ in range(hll.SLICE_REGISTERS))
+        merged = hll.merge_max(int.from_bytes(a, "big"), int.from_bytes(b, "big"))
+        assert merged.to_bytes(hll.SLICE_REGISTERS, "big") == bytes(map(max, a, b))
 
 
 def test_user_hash_layout() -> None:
-    seen = [rollups.UserHash.of(f"layout-{i}") for i in range(2000)]
-    assert {u.shard for u in seen} == set(range(rollups.SHARDS))
-    assert all(0 <= u.register < rollups.SLICE_REGISTERS for u in seen)
-    assert all(1 <= u.rho <= rollups.Q + 1 for u in seen)
-    assert rollups.UserHash.of("same") == rollups.UserHash.of("same")
+    seen = [hll.UserHash.of(f"layout-{i}") for i in range(2000)]
+    assert {u.shard for u in seen} == set(range(hll.SHARDS))
+    assert all(0 <= u.register < hll.SLICE_REGISTERS for u in seen)
+    assert all(1 <= u.rho <= hll.Q + 1 for u in seen)
+    assert hll.UserHash.of("same") == hll.UserHash.of("same")
 
 
 # ---------------------------------------------------------------- cells
