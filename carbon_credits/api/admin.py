@@ -88,7 +88,12 @@ class FactorVersions(MethodView):
     @blp.arguments(FactorVersionInSchema, examples=factor_version_examples())
     @blp.response(201, FactorVersionSchema)
     def post(self, data: dict[str, Any]) -> dict[str, Any]:
-        """Create an immutable factor version, effective from a future instant; audited."""
+        """Create an immutable factor version; audited.
+
+        It starts at a future instant, at least the clock skew + 60 s ahead and after every
+        existing version; a city's first version of a mode may start at any instant, the
+        past included, while no event of that city and mode is stored.
+        """
         return factor_versions.create_version(runtime(), current_principal(), data)
 
 
