@@ -20,10 +20,7 @@ from carbon_credits.errors import InvalidInput, UnsupportedMedia
 from carbon_credits.ledger import reversals
 from carbon_credits.networks import gtfs_import
 from carbon_credits.schemas import (
-    FREEZE_EXAMPLES,
     ID,
-    REVERSAL_EXAMPLE,
-    REVIEW_EXAMPLES,
     AuditPageSchema,
     AuditQuerySchema,
     DecisionInSchema,
@@ -40,6 +37,11 @@ from carbon_credits.schemas import (
     ReversalInSchema,
     ReviewPageSchema,
     ReviewQuerySchema,
+)
+from carbon_credits.schemas.examples import (
+    FREEZE_EXAMPLES,
+    REVERSAL_EXAMPLE,
+    REVIEW_EXAMPLES,
     factor_version_examples,
     preview_examples,
 )

@@ -17,14 +17,8 @@ from carbon_credits.api.requests import (
     rate_headers,
 )
 from carbon_credits.ingest import events
-from carbon_credits.schemas import (
-    BATCH_EXAMPLE,
-    EVENT_EXAMPLES,
-    EVENT_SCHEMAS,
-    BatchResultSchema,
-    BatchSchema,
-    EventResultSchema,
-)
+from carbon_credits.schemas import EVENT_SCHEMAS, BatchResultSchema, BatchSchema, EventResultSchema
+from carbon_credits.schemas.examples import BATCH_EXAMPLE, EVENT_EXAMPLES
 
 blp = Blueprint("events", __name__, url_prefix="/v1/events",
                 description="Trips and steps in; grams and points out")

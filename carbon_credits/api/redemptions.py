@@ -10,7 +10,8 @@ from carbon_credits.api.auth import current_principal, requires
 from carbon_credits.api.extensions import runtime
 from carbon_credits.api.requests import Blueprint
 from carbon_credits.ledger import redemptions
-from carbon_credits.schemas import REDEMPTION_EXAMPLE, RedemptionInSchema, RedemptionSchema
+from carbon_credits.schemas import RedemptionInSchema, RedemptionSchema
+from carbon_credits.schemas.examples import REDEMPTION_EXAMPLE
 
 blp = Blueprint("redemptions", __name__, url_prefix="/v1/me/redemptions",
                 description="Spend points")

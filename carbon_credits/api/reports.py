@@ -13,7 +13,7 @@ from carbon_credits.api.auth import current_principal, requires
 from carbon_credits.api.extensions import runtime
 from carbon_credits.api.requests import Blueprint, limit_rate
 from carbon_credits.reports import partner
-from carbon_credits.schemas import (
+from carbon_credits.schemas.reports import (
     ReductionQuerySchema,
     ReductionReportSchema,
     ReportRangeQuerySchema,

@@ -23,7 +23,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from carbon_credits.config import Config
-from carbon_credits.schemas import EXAMPLE_DAY
+from carbon_credits.schemas.examples import EXAMPLE_DAY
 from methodology import METHODOLOGIES
 from tests import factories
 from tests.conftest import app_on_own_database
