@@ -10,12 +10,15 @@ from __future__ import annotations
 from typing import Any
 
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
+from carbon_credits.runtime import Runtime
+from carbon_credits.storage.models import Event, LedgerEntry
 from tests import factories
 
 
 def test_an_earn_and_its_reversal_record_the_event_its_mode_and_its_grams(
-        client: FlaskClient, auth: dict[str, str], token: Any, user_id: str) -> None:
+        rt: Runtime, client: FlaskClient, auth: dict[str, str], token: Any, user_id: str) -> None:
     r = client.post("/v1/events", json=factories.bus(), headers=auth)
     assert r.status_code == 201, r.json
     event = r.json
@@ -36,3 +39,12 @@ def test_an_earn_and_its_reversal_record_the_event_its_mode_and_its_grams(
         "kind": "reversal", "event_id": event["event_id"], "mode": "bus",
         "points": -event["points"], "ug": -earn["ug"], "grams": -event["grams"],
         "balance_after": 0, "redemption_id": None}
+    with rt.db.transaction() as session:  # the factor version is not shown by the API
+        stored = session.scalars(select(Event).where(
+            Event.user_id == user_id, Event.event_id == event["event_id"])).one()
+        assert [(e.kind, e.event_pk, e.factor_version_id) for e in session.scalars(
+            select(LedgerEntry).where(LedgerEntry.user_id == user_id)
+            .order_by(LedgerEntry.seq))] == [
+            ("earn", stored.id, stored.factor_version_id),
+            ("reversal", stored.id, stored.factor_version_id)]
+        assert stored.factor_version_id is not None
