@@ -39,6 +39,9 @@ def test_an_earn_and_its_reversal_record_the_event_its_mode_and_its_grams(
         "kind": "reversal", "event_id": event["event_id"], "mode": "bus",
         "points": -event["points"], "ug": -earn["ug"], "grams": -event["grams"],
         "balance_after": 0, "redemption_id": None}
+    account = client.get("/v1/me/account", headers=auth).json
+    assert (account["balance"], account["lifetime_points"], account["lifetime_grams"]) == (
+        0, 0, 0)
     with rt.db.transaction() as session:  # the factor version is not shown by the API
         stored = session.scalars(select(Event).where(
             Event.user_id == user_id, Event.event_id == event["event_id"])).one()
