@@ -9,7 +9,7 @@ import flask_smorest
 from flask import Request, Response, after_this_request, request
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from carbon_credits.antifraud.ratelimit import (
     Check,
@@ -118,16 +118,15 @@ def drain_unread_body(_exc: BaseException | None = None) -> None:
     limit = request.max_content_length
     if length is not None and limit is not None and length > limit:
         return
-    stream = request.environ.get("wsgi.input")
-    if stream is None:
+    # request.stream, not wsgi.input: it ends at the body's end (Content-Length, or the
+    # server's end of a chunked body) and shares the app's position in it, while a raw
+    # wsgi.input (werkzeug's development server gives the socket itself) would wait for
+    # bytes the client never sends.
+    try:
+        while request.stream.read(DRAIN_CHUNK):
+            pass
+    except (OSError, HTTPException):  # a client gone, or a chunked body over the limit
         return
-    budget = limit if limit is not None else length
-    while budget is None or budget > 0:
-        chunk = stream.read(DRAIN_CHUNK if budget is None else min(DRAIN_CHUNK, budget))
-        if not chunk:
-            return
-        if budget is not None:
-            budget -= len(chunk)
 
 
 def json_body() -> Any:

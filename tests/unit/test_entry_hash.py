@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 
-from carbon_credits.ledger.entries import GENESIS_HASH, HASHED, row_hash
+from carbon_credits.ledger.chain import GENESIS_HASH, HASHED, row_hash
 
 ROW = {"prev_hash": GENESIS_HASH, "user_id": "u-1", "seq": 1, "kind": "earn", "points": 3,
        "ug": 3_500_000, "balance_after": 3, "event_pk": 42, "redemption_pk": None,
