@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.servers import Gunicorn, sqlite_gunicorn
+from tests.faults.servers import ANSWER_TIMEOUT_S, Gunicorn, sqlite_gunicorn
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +23,7 @@ THREADED = {"WEB_CONCURRENCY": "1", "GUNICORN_THREADS": "2"}
 
 def stalled(server: Gunicorn) -> socket.socket:
     """A connection whose request line has come and whose headers never end."""
-    conn = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    conn = socket.create_connection(("127.0.0.1", server.port), timeout=ANSWER_TIMEOUT_S)
     conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
     return conn
 
@@ -52,7 +52,7 @@ def test_one_thread_stalled_the_other_serves(tmp_path: Path) -> None:
         conn = stalled(server)
         try:
             for _ in range(20):
-                assert server.status("/healthz", timeout=5) == 200
+                assert server.status("/healthz") == 200
         finally:
             conn.close()
 
@@ -69,7 +69,7 @@ def test_sigterm_lets_the_request_in_progress_finish(tmp_path: Path) -> None:
         reply = answer(conn)
         conn.close()
         assert reply.startswith(b"HTTP/1.1 200"), reply[:200]
-        server.proc.wait(timeout=20)
+        server.proc.wait(timeout=ANSWER_TIMEOUT_S)
         assert server.status("/healthz", timeout=1) is None  # the server is gone
     assert f"Worker exiting (pid: {pid})" in server.log()
 
@@ -78,6 +78,6 @@ def test_workers_recycled_by_max_requests_keep_serving(tmp_path: Path) -> None:
     with sqlite_gunicorn(tmp_path, ("--max-requests", "5", "--max-requests-jitter", "0"),
                          **THREADED) as server:
         first = server.workers()
-        statuses = [server.status("/healthz", timeout=5) for _ in range(40)]
+        statuses = [server.status("/healthz") for _ in range(40)]
         assert statuses == [200] * 40
         assert server.workers() != first  # replaced along the way
