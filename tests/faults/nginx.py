@@ -122,7 +122,7 @@ class Nginx:
         if self.proc is not None:
             self.proc.send_signal(signal.SIGQUIT)  # nginx's graceful stop
             try:
-                self.proc.wait(timeout=20)
+                self.proc.wait(timeout=120)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()

@@ -318,7 +318,7 @@ def test_faults_under_load_lose_and_duplicate_nothing(stack: dict[str, Any]) -> 
 def raw_request(port: int, headers: dict[str, str], body: bytes | None = None,
                 chunked: bytes | None = None) -> tuple[int | None, bytes]:
     """POST /v1/events on a raw connection; returns (status, body), (None, b"") if cut off."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)  # a bound, not a speed
     try:
         conn.putrequest("POST", "/v1/events")
         for name, value in headers.items():

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests import factories
 from tests.faults import loadgen
-from tests.faults.servers import Gunicorn, sqlite_gunicorn
+from tests.faults.servers import ANSWER_TIMEOUT_S, Gunicorn, sqlite_gunicorn
 
 EVENTS = 40
 SECRET = "metrics-secret-" + uuid.uuid4().hex
@@ -34,7 +34,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gunicorn]:
 
 
 def scrape(server: Gunicorn) -> str:
-    with urllib.request.urlopen(server.base + "/metrics", timeout=10) as response:
+    with urllib.request.urlopen(server.base + "/metrics", timeout=ANSWER_TIMEOUT_S) as response:
         return str(response.read().decode())
 
 
