@@ -150,6 +150,16 @@ MAX_FEED_BYTES = 64 << 20
 """A city's GTFS zip is tens of MB; larger feeds go through `flask --app app import-gtfs`."""
 
 
+@blp.before_request
+def _feed_body_limit() -> None:
+    """The feed upload's own body limit, set before the view's checks: an answer given
+    before the body is read (401, 403, 415) drains it up to this limit, not the app's
+    1 MiB, so the connection nginx pools stays usable (api/requests.py
+    ``drain_unread_body``; a body left unread there came back from nginx as a 502)."""
+    if request.endpoint == f"{blp.name}.{NetworkImport.__name__}":
+        request.max_content_length = MAX_FEED_BYTES
+
+
 @blp.route("/networks/<string:city>")
 class NetworkImport(MethodView):
     @requires("admin")
@@ -167,7 +177,6 @@ class NetworkImport(MethodView):
         if request.mimetype not in ("application/zip", "application/x-zip-compressed"):
             raise UnsupportedMedia("send the GTFS feed as application/zip",
                                    fields={"Content-Type": ["expected application/zip"]})
-        request.max_content_length = MAX_FEED_BYTES
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "feed.zip"
             with path.open("wb") as out:

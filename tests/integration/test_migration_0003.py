@@ -20,7 +20,7 @@ from sqlalchemy import select, text
 
 from carbon_credits.config import Config
 from carbon_credits.factory import create_app
-from carbon_credits.ingest import events
+from carbon_credits.ingest import events, idempotency
 from carbon_credits.ledger import chain, explain, verification
 from carbon_credits.schemas import load_event
 from carbon_credits.setup import MIGRATIONS, init_db, seed_defaults
@@ -71,7 +71,7 @@ def test_upgrade_from_0002_keeps_every_events_explanation(
             network = session.execute(text("SELECT id FROM networks")).scalar_one()
             for n, body in enumerate(bodies):
                 data = load_event(body)
-                payload = events.canonical_payload(data)
+                payload = idempotency.canonical_payload(data)
                 shown = answered[body["event_id"]]
                 # The first credited metro trip is stored reversed, as a reversal left it.
                 status = "reversed" if body["event_id"] == "metro" and \
@@ -89,7 +89,7 @@ def test_upgrade_from_0002_keeps_every_events_explanation(
                         "mode": body["mode"], "occurred_at": shown["occurred_at"],
                         "ends_at": data.get("ended_at"), "local_date": shown["local_date"],
                         "payload": json.dumps(payload),
-                        "payload_hash": events.payload_hash(payload).hex(),
+                        "payload_hash": idempotency.payload_hash(payload).hex(),
                         "status": status, "reason": shown["reason"],
                         "avoided_ug": shown["explanation"]["avoided_ug"],
                         "credited_ug": shown["explanation"].get("credited_ug", 0),
@@ -108,8 +108,8 @@ def test_upgrade_from_0002_keeps_every_events_explanation(
                 built = explain.explain(session, runtime.catalog, event)
                 assert _json(built) == _json(answered[event_id]["explanation"]), event_id
                 body = next(b for b in bodies if b["event_id"] == event_id)
-                assert event.payload_hash == events.payload_hash(
-                    events.canonical_payload(load_event(body)))
+                assert event.payload_hash == idempotency.payload_hash(
+                    idempotency.canonical_payload(load_event(body)))
             assert stored["tap-on"].origin == "b-luohu" and stored["tap-on"].destination is None
             assert stored["client"].distance_m == 700
             assert stored["steps-1"].previous_quantity == 0
