@@ -75,3 +75,35 @@ def test_an_approved_event_capped_to_nothing_writes_no_entry(
     assert r.status_code == 200 and (r.json["status"], r.json["points"]) == ("capped", 0)
     ledger = client.get("/v1/me/ledger", headers=auth).json["items"]
     assert [(e["kind"], e["points"]) for e in ledger] == [("earn", 100)]
+
+
+def test_an_approval_counts_the_users_own_day_only_and_starts_a_new_usage_row(
+        rt: Runtime, make_app: Any, user_id: str) -> None:
+    """Another user at the day's cap does not cap this user's approval (the usage read is
+    the user's own), and the approved event starts the day's usage row of its mode: one
+    event, its grams and points."""
+    app = make_app(daily_caps_g={"total": 400})
+    client = app.test_client()
+    codec = app.extensions["carbon_credits"].codec
+    other = f"{user_id}-other"
+    admin = {"Authorization": f"Bearer {codec.encode('facts-admin', 'admin', None, 600)}"}
+    other_auth = {"Authorization": f"Bearer {codec.encode(other, 'user', 'shenzhen', 600)}"}
+    assert client.post("/v1/events", headers=other_auth, json=factories.metro(
+        start=factories.today_at(6))).json["grams"] == 376
+    assert client.post("/v1/events", headers=other_auth, json=factories.metro(
+        start=factories.today_at(7))).json["grams"] == 23  # the other user is at the cap
+    auth = {"Authorization": f"Bearer {codec.encode(user_id, 'user', 'shenzhen', 600)}"}
+    start = factories.today_at(8)
+    held = client.post("/v1/events", headers=auth, json=factories.metro(
+        start=start, ended_at=(start + timedelta(minutes=2)).isoformat())).json
+    assert held["status"] == "held"
+    assert ("metro", start.date()) not in _usage(rt, user_id)
+    r = client.post(f"/v1/admin/reviews/{user_id}/{held['event_id']}/approve",
+                    json={"reason": "checked"}, headers=admin)
+    assert r.status_code == 200 and (r.json["status"], r.json["grams"]) == ("credited", 376)
+    with rt.db.transaction() as session:
+        row = session.scalars(select(DailyUsage).where(
+            DailyUsage.user_id == user_id, DailyUsage.local_date == start.date(),
+            DailyUsage.mode == "metro")).one()
+        assert (row.events, row.credited_ug, row.points, row.max_quantity) == (
+            1, 376_178_400, 376, 0)
