@@ -44,6 +44,14 @@ class InvalidInput(ServiceError):
     code = "invalid_input"
 
 
+def invalid_fields(messages: Any, message: str = "the request has invalid fields"
+                   ) -> InvalidInput:
+    """The 422 of a schema's validation messages (marshmallow's ``ValidationError``), each
+    under its field; messages not tied to a field under ``_schema``."""
+    return InvalidInput(message, fields=messages if isinstance(messages, dict)
+                        else {"_schema": messages})
+
+
 class Unauthorized(ServiceError):
     status = 401
     code = "unauthorized"

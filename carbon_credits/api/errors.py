@@ -14,7 +14,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from carbon_credits import metrics
-from carbon_credits.errors import RETRY_AFTER_S, ServiceError, error_body
+from carbon_credits.errors import RETRY_AFTER_S, ServiceError, error_body, invalid_fields
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +62,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(ValidationError)
     def _validation(exc: ValidationError) -> Response:
-        fields = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
-        return error_response(422, "invalid_input", "the request has invalid fields", fields)
+        return _service(invalid_fields(exc.messages))
 
     @app.errorhandler(OperationalError)
     @app.errorhandler(InterfaceError)

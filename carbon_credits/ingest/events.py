@@ -19,6 +19,7 @@ from carbon_credits.errors import (
     NotFound,
     ServiceError,
     error_body,
+    invalid_fields,
 )
 from carbon_credits.ingest import idempotency, intake, retry
 from carbon_credits.ingest.decide import Applied, Posted, time_field
@@ -65,8 +66,7 @@ def post(rt: Runtime, principal: Principal, body: Any, device_id: str | None,
     try:
         posted = prepare(rt, principal, load_event(body), device_id)
     except ValidationError as exc:
-        fields = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
-        refused = InvalidInput("the request has invalid fields", fields=fields)
+        refused = invalid_fields(exc.messages)
         count_refused(rt, limits, refused)
         raise refused from None
     except Exception as exc:
@@ -204,31 +204,25 @@ def ingest_batch(rt: Runtime, principal: Principal, items: list[Any],
         try:
             ready.append((index, prepare(rt, principal, load_event(body), device_id)))
         except ValidationError as exc:
-            results[index] = _invalid_item(index, exc)
+            results[index] = _refused_item(
+                index, invalid_fields(exc.messages, "the event has invalid fields"))
         except ServiceError as exc:
-            results[index] = _item_error(index, exc.status, exc.code, exc.message, exc.fields)
+            results[index] = _refused_item(index, exc)
     for start in range(0, len(ready), ITEMS_PER_TRANSACTION):
         chunk = ready[start:start + ITEMS_PER_TRANSACTION]
         outcomes = _apply(rt, [posted for _index, posted in chunk])
         for (index, _prepared), outcome in zip(chunk, outcomes, strict=True):
             if isinstance(outcome, ServiceError):
-                results[index] = _item_error(index, outcome.status, outcome.code,
-                                             outcome.message, outcome.fields)
+                results[index] = _refused_item(index, outcome)
             else:
                 results[index] = {"index": index, "status": 201 if outcome.created else 200,
                                   "result": outcome.event, "error": None}
     return [r for r in results if r is not None]
 
 
-def _invalid_item(index: int, exc: ValidationError) -> dict[str, Any]:
-    fields = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
-    return _item_error(index, 422, "invalid_input", "the event has invalid fields", fields)
-
-
-def _item_error(index: int, status: int, code: str, message: str, fields: dict[str, Any]
-                ) -> dict[str, Any]:
-    return {"index": index, "status": status, "result": None,
-            "error": error_body(code, message, fields)}
+def _refused_item(index: int, refused: ServiceError) -> dict[str, Any]:
+    return {"index": index, "status": refused.status, "result": None,
+            "error": error_body(refused.code, refused.message, refused.fields)}
 
 
 def _check_time_window(config: Config, data: dict[str, Any], occurred_at: datetime,
