@@ -12,13 +12,11 @@ import signal
 import subprocess
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.faults.servers import REPO, free_port
+from tests.faults.servers import REPO, free_port, http_status
 
 TEMPLATE = REPO / "deploy" / "nginx.conf"
 PLACEHOLDERS = ("CC_UPSTREAM", "CC_LISTEN", "CC_METRICS_LISTEN")
@@ -105,14 +103,7 @@ class Nginx:
         raise RuntimeError(f"nginx did not answer:\n{self.error_log()[-3000:]}")
 
     def status(self, path: str, timeout: float = 2.0) -> int | None:
-        try:
-            with urllib.request.urlopen(self.base + path, timeout=timeout) as response:
-                status: int = response.status
-                return status
-        except urllib.error.HTTPError as exc:
-            return exc.code
-        except OSError:
-            return None
+        return http_status(self.base + path, timeout)
 
     def error_log(self) -> str:
         path = self.root / "error.log"

@@ -116,6 +116,19 @@ class PostgresCluster:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+
+def http_status(url: str, timeout: float) -> int | None:
+    """The status of a GET of ``url``; None if nothing answered within ``timeout``."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            status: int = response.status
+            return status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return None
+
+
 class Gunicorn:
     """gunicorn -c deploy/gunicorn.conf.py app:app (the repo's own config) on
     127.0.0.1:port."""
@@ -145,14 +158,7 @@ class Gunicorn:
             raise RuntimeError(f"gunicorn did not become ready:\n{self.log()[-3000:]}")
 
     def status(self, path: str, timeout: float = ANSWER_TIMEOUT_S) -> int | None:
-        try:
-            with urllib.request.urlopen(self.base + path, timeout=timeout) as response:
-                status: int = response.status
-                return status
-        except urllib.error.HTTPError as exc:
-            return exc.code
-        except OSError:
-            return None
+        return http_status(self.base + path, timeout)
 
     def wait_ready(self, seconds: float) -> bool:
         deadline = time.monotonic() + seconds
