@@ -3,7 +3,7 @@
     .venv/bin/python bench/chunk_cpu.py [--sizes 1,2,4,8,16] [--groups 150]
 
 What group commit (carbon_credits/ingest/group_commit.py) makes of concurrent posts: the chunk of
-``size`` posts, one per user, applied by ``ingest.events._apply`` in one transaction, as a
+``size`` posts, one per user, applied by ``ingest.events.apply_chunk`` in one transaction, as a
 worker's group of that size is. Creates a private database (``cc_bench_chunk``) on the local
 PostgreSQL server, warms up 400 users (each with an account, a device and a first trip),
 then applies ``--groups`` chunks per size and prints the process's CPU time per event (the
@@ -58,7 +58,7 @@ def main() -> None:
                               f"dev{user}")
 
     for user in range(USERS):
-        events._apply(rt, [posted(user)])
+        events.apply_chunk(rt, [posted(user)])
     turn = 0
     try:
         for size in (int(s) for s in args.sizes.split(",")):
@@ -67,10 +67,10 @@ def main() -> None:
                 chunks.append([posted((turn + k) % USERS) for k in range(size)])
                 turn += size
             for chunk in chunks[:5]:  # warm-up: statements compiled and prepared
-                events._apply(rt, chunk)
+                events.apply_chunk(rt, chunk)
             cpu, wall = time.process_time(), time.perf_counter()
             for chunk in chunks[5:]:
-                assert all(getattr(r, "created", False) for r in events._apply(rt, chunk))
+                assert all(getattr(r, "created", False) for r in events.apply_chunk(rt, chunk))
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
             n = (args.groups - 5) * size
             print(f"chunk of {size:3d}: CPU {1000 * cpu / n:6.3f} ms per event, "

@@ -11,6 +11,7 @@ from flask.cli import with_appcontext
 
 from carbon_credits.api.extensions import runtime
 from carbon_credits.errors import ServiceError
+from carbon_credits.ingest import operator
 from carbon_credits.ledger.verification import Report, verify
 from carbon_credits.networks.gtfs_import import import_gtfs
 from carbon_credits.reports import rollups
@@ -24,6 +25,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(verify_ledger_command)
     app.cli.add_command(import_gtfs_command)
     app.cli.add_command(rebuild_rollups_command)
+    app.cli.add_command(expire_unconfirmed_command)
 
 
 @click.command("init-db")
@@ -103,3 +105,10 @@ def rebuild_rollups_command(city: str | None) -> None:
                f"{done.events} live credited events, {done.rollup_rows} rollup rows, "
                f"{done.participant_rows} participant rows in "
                f"{time.perf_counter() - started:.1f} s")
+
+
+@click.command("expire-unconfirmed")
+@with_appcontext
+def expire_unconfirmed_command() -> None:
+    """Reject client posts no provider's record confirmed within their policy's days."""
+    click.echo(f"rejected {operator.expire_unconfirmed(runtime())} unconfirmed posts")

@@ -13,6 +13,7 @@ from carbon_credits.api import (
     methodologies,
     redemptions,
     reports,
+    trust_policies,
 )
 from carbon_credits.schemas import EVENT_SCHEMAS
 
@@ -22,5 +23,6 @@ def register_blueprints(api: Any) -> None:
         # Named so that the oneOf request body of POST /v1/events can refer to them.
         api.spec.components.schema(type(schema).__name__.removesuffix("Schema"),
                                    schema=type(schema))
-    for module in (events, me, redemptions, methodologies, reports, admin, health, dashboard):
+    for module in (events, me, redemptions, methodologies, reports, admin,
+                   trust_policies, health, dashboard):
         api.register_blueprint(module.blp)

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Any, Protocol
 
 from carbon_credits.antifraud import plausibility
 from carbon_credits.config import Config
 from carbon_credits.errors import InvalidInput
-from carbon_credits.ingest import idempotency
+from carbon_credits.ingest import idempotency, trust
 from carbon_credits.ledger import caps, entries, explain
 from carbon_credits.networks.catalog import Timeline
 from carbon_credits.reports import rollups
@@ -58,6 +58,8 @@ class Posted:
     now: datetime
     tz: tzinfo
     """The city's time zone: local days are the city's, whatever offset the client sent."""
+    source: str | None = None
+    """None for the user's own client; else the scenario provider that reported it."""
 
     @property
     def ends_at(self) -> datetime | None:
@@ -101,6 +103,8 @@ class NewEvent:
     activity: int
     previous_quantity: int | None
     notes: dict[str, Any] | None
+    source: str | None = None
+    """None: the user's client; else the scenario provider that reported it."""
     id: int = 0
     """Set when written."""
     created_at: datetime = datetime.min
@@ -141,6 +145,14 @@ class Trips:
         self.rows.insert(at, (began, event_id, ended))
         self.per_day[local_date] += 1
 
+    def remove(self, event_id: str, local_date: date) -> None:
+        """A trip closed by another report of it (``trust``): it no longer counts."""
+        for at, (_began, known, _ended) in enumerate(self.rows):
+            if known == event_id:
+                del self.starts[at], self.rows[at]
+                self.per_day[local_date] -= 1
+                return
+
     def around(self, local_date: date, start: datetime, end: datetime
                ) -> tuple[tuple[str, ...], int]:
         """Up to 5 trips overlapping [start, end), and the trips of ``local_date``."""
@@ -179,6 +191,11 @@ class Member:
     city: str | None = None
     """A new user's city, from the first post of the user stored in the chunk: its token's
     city, else its event's (None: nothing stored)."""
+    reports: dict[str, trust.Report] = field(default_factory=dict)
+    """The user's reports around the chunk's provider records and trips, by event id, for
+    matching a client post with a provider's record (``trust``); read with the trips."""
+    notes: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    """The stored notes of ``reports``, by event id (kept when one is closed)."""
 
 
 @dataclass
@@ -207,6 +224,12 @@ class Book:
     """New events with credited grams, in order: their earn entries are written in it."""
     ids: list[int] | None = None
     """Ids for the new events, drawn with the reads (PostgreSQL; None elsewhere)."""
+    policies: dict[tuple[str, str], trust.Trust] = field(default_factory=dict)
+    """The trust policies of the chunk's cities and modes (none: ``trust.CLIENT``)."""
+    changed: dict[tuple[str, str], tuple[str, str | None, dict[str, Any] | None]] = field(
+        default_factory=dict)
+    """Stored events another report changed (status, reason, notes), by (user, event id):
+    a held client post closed by its provider's record, a credited one confirmed by it."""
 
 
 
@@ -242,6 +265,11 @@ def decide(config: Config, lookups: Lookups, book: Book, p: Posted) -> Applied:
         return Applied(prior, created=False)
 
     city, mode = data["city"], method.mode
+    trusted = book.policies.get((city, mode), trust.CLIENT)
+    if p.source is None and trusted.policy == "operator_only":
+        raise InvalidInput(f"{mode} trips in {city!r} are credited from scenario providers' "
+                           "records only", code="operator_only",
+                           fields={"mode": ["credited from providers' records only"]})
     versioned = book.timeline.at(city, mode, p.occurred_at)
     if versioned is None:
         field_name = time_field(data) if lookups.has_factors(city, mode) else "city"
@@ -266,15 +294,26 @@ def decide(config: Config, lookups: Lookups, book: Book, p: Posted) -> Applied:
         raise InvalidInput(exc.message, code="unquantifiable",
                            fields={exc.field: [exc.message]}) from None
 
-    verdict = plausibility.judge(config.plausibility,
-                                 _facts(book, member, p, result, previous, mode_usage))
+    inputs = explain.input_columns(data)
+    report = trust.Report(data["event_id"], mode, p.occurred_at, p.ends_at, p.local_date,
+                          inputs["origin"], inputs["destination"], inputs["line_id"], p.source)
+    matched = trust.judge(trusted, report, (r for r in member.reports.values()
+                                            if r.mode == mode))
+    verdict = (plausibility.Verdict("credit", ()) if matched.outcome == "duplicate" else
+               plausibility.judge(config.plausibility,
+                                  _facts(book, member, p, result, previous, mode_usage,
+                                         ignore=matched.close)))
     explanation = dict(result.explanation)
     explanation["methodology"] = {"mode": mode, "version": versioned.factors.version,
                                   "kind": versioned.factors.kind,
                                   "effective_from": versioned.effective_from.isoformat()}
     explanation["avoided_grams"] = whole_grams(result.avoided_ug)
     explanation["plausibility"] = [hit.to_dict() for hit in verdict.hits]
-    if verdict.outcome == "credit":
+    if matched.outcome == "duplicate":  # credited once already, under the other report
+        credit = caps.Credit(0, 0, "rejected", trust.SAME_TRIP, None)
+    elif verdict.outcome == "credit" and matched.outcome == "hold":
+        credit = caps.Credit(0, 0, "held", trust.AWAITING, None)
+    elif verdict.outcome == "credit":
         credit = caps.decide(config, method, versioned.factors, member.account, usage,
                                   result.avoided_ug)
         explanation = caps.explain(explanation, credit)
@@ -284,13 +323,14 @@ def decide(config: Config, lookups: Lookups, book: Book, p: Posted) -> Applied:
     event = NewEvent(
         user_id=user_id, event_id=data["event_id"], mode=mode, city=city,
         occurred_at=p.occurred_at, ends_at=p.ends_at, local_date=p.local_date,
-        device_id=p.device_id, **explain.input_columns(data), payload_hash=p.digest,
+        device_id=p.device_id, **inputs, payload_hash=p.digest,
         status=credit.status, reason=credit.reason, avoided_ug=result.avoided_ug,
         credited_ug=credit.credited_ug, points=credit.points,
         factor_version_id=versioned.id, methodology_version=versioned.factors.version,
         network_id=network_id, activity=rollups.activity_of(result),
         previous_quantity=previous if method.cumulative else None,
-        notes=explain.notes_for(verdict.hits, credit.cap), explanation=explanation,
+        notes=_linked(explain.notes_for(verdict.hits, credit.cap), matched),
+        explanation=explanation, source=p.source,
     )
     # From here on the event is accepted: the chunk's state moves on.
     book.fresh[key] = event
@@ -301,9 +341,13 @@ def decide(config: Config, lookups: Lookups, book: Book, p: Posted) -> Applied:
         device.users.add(user_id)
         device.new_users.append(user_id)
         device.accounts += 1
-    if p.is_trip and event.status in TRIP_STATUSES:
-        member.trips.add(event.event_id, p.local_date, p.occurred_at, p.ends_at)
-    if verdict.outcome == "credit":
+    if event.status in TRIP_STATUSES:
+        if p.is_trip:
+            member.trips.add(event.event_id, p.local_date, p.occurred_at, p.ends_at)
+        member.reports[event.event_id] = replace(report, status=event.status,
+                                                 reason=event.reason)
+    _link_others(book, member, event, matched)
+    if event.status in trust.CREDITED:
         if credit.credited_ug > 0:
             entries.claim_points(member.account, credit.credited_ug)
             book.earned.append(event)
@@ -315,8 +359,51 @@ def decide(config: Config, lookups: Lookups, book: Book, p: Posted) -> Applied:
     return Applied(event, created=True)
 
 
+def _linked(notes: dict[str, Any] | None, matched: trust.Verdict
+            ) -> dict[str, Any] | None:
+    """An event's notes with its links to the other report of its trip: the credited one
+    it repeats (``same_trip``), or the held client posts it confirms (``confirms``)."""
+    if matched.outcome == "duplicate" and matched.match is not None:
+        return {**(notes or {}), "same_trip": matched.match.event_id}
+    if matched.close:
+        return {**(notes or {}), "confirms": [r.event_id for r in matched.close]}
+    return notes
+
+
+def _link_others(book: Book, member: Member, event: NewEvent, matched: trust.Verdict
+                 ) -> None:
+    """The other reports of a stored event's trip: held client posts it confirms are
+    closed (``same_trip``, credited once, here); a client post it repeats notes the
+    provider that confirmed it."""
+    changes: list[tuple[str, str, str | None, dict[str, Any]]] = []
+    for closed in matched.close:
+        member.trips.remove(closed.event_id, closed.local_date)
+        changes.append((closed.event_id, "rejected", trust.SAME_TRIP,
+                        {"same_trip": event.event_id}))
+    if (matched.outcome == "duplicate" and matched.match is not None
+            and event.source is not None and matched.match.source is None):
+        changes.append((matched.match.event_id, matched.match.status, matched.match.reason,
+                        {"confirmed_by": {"provider": event.source,
+                                          "event_id": event.event_id}}))
+    for event_id, status, reason, link in changes:
+        key = (event.user_id, event_id)
+        fresh = book.fresh.get(key)
+        if fresh is not None:  # decided in this chunk: written as changed
+            fresh.status, fresh.reason = status, reason
+            fresh.notes = {**(fresh.notes or {}), **link}
+        else:
+            notes = {**(member.notes.get(event_id) or {}), **link}
+            member.notes[event_id] = notes
+            book.changed[key] = (status, reason, notes)
+        if status == "rejected":
+            member.reports.pop(event_id, None)
+        else:
+            member.reports[event_id] = replace(member.reports[event_id], status=status)
+
+
 def _facts(book: Book, member: Member, p: Posted, result: Quantification, previous: int,
-           mode_usage: DayUsage | None) -> plausibility.Facts:
+           mode_usage: DayUsage | None, ignore: tuple[trust.Report, ...] = ()
+           ) -> plausibility.Facts:
     """What the plausibility rules need, from the chunk's state."""
     accounts_on_device = 0
     if p.device_id:  # the device's accounts, this user's included as if recorded already
@@ -336,6 +423,9 @@ def _facts(book: Book, member: Member, p: Posted, result: Quantification, previo
             accounts_on_device=accounts_on_device, user_frozen=frozen)
     start = p.occurred_at
     overlapping, trips_today = member.trips.around(p.local_date, start, p.ends_at or start)
+    if ignore:  # another report of this very trip, closed by this one: not an overlap
+        overlapping = tuple(e for e in overlapping if e not in {r.event_id for r in ignore})
+        trips_today -= sum(r.local_date == p.local_date for r in ignore)
     duration = int((p.ends_at - start).total_seconds()) if p.ends_at is not None else None
     distance = result.explanation.get("distance_m")
     return plausibility.Facts(

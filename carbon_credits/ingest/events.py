@@ -127,11 +127,11 @@ def _admit(rt: Runtime, chunk: Sequence[Post]) -> list[ServiceError | None]:
 def _apply_group(rt: Runtime, chunk: Sequence[Post]) -> list[Ingested | Exception]:
     """A group of single posts (several users), applied together; if the group fails, each
     post alone (retry.py, rule 2)."""
-    return retry.each_alone_on_failure(lambda posts: _apply(rt, [p.posted for p in posts]),
+    return retry.each_alone_on_failure(lambda posts: apply_chunk(rt, [p.posted for p in posts]),
                                        chunk)
 
 
-def _apply(rt: Runtime, chunk: Sequence[Posted]) -> list[Ingested | ServiceError]:
+def apply_chunk(rt: Runtime, chunk: Sequence[Posted]) -> list[Ingested | ServiceError]:
     """Apply a chunk of events (one user's, or one each of a group of posts) in one
     transaction, tried again on conflicts (retry.py, rule 1); counted once committed."""
 
@@ -204,23 +204,27 @@ def ingest_batch(rt: Runtime, principal: Principal, items: list[Any],
         try:
             ready.append((index, prepare(rt, principal, load_event(body), device_id)))
         except ValidationError as exc:
-            results[index] = _refused_item(
+            results[index] = refused_item(
                 index, invalid_fields(exc.messages, "the event has invalid fields"))
         except ServiceError as exc:
-            results[index] = _refused_item(index, exc)
+            results[index] = refused_item(index, exc)
     for start in range(0, len(ready), ITEMS_PER_TRANSACTION):
         chunk = ready[start:start + ITEMS_PER_TRANSACTION]
-        outcomes = _apply(rt, [posted for _index, posted in chunk])
+        outcomes = apply_chunk(rt, [posted for _index, posted in chunk])
         for (index, _prepared), outcome in zip(chunk, outcomes, strict=True):
-            if isinstance(outcome, ServiceError):
-                results[index] = _refused_item(index, outcome)
-            else:
-                results[index] = {"index": index, "status": 201 if outcome.created else 200,
-                                  "result": outcome.event, "error": None}
+            results[index] = item_result(index, outcome)
     return [r for r in results if r is not None]
 
 
-def _refused_item(index: int, refused: ServiceError) -> dict[str, Any]:
+def item_result(index: int, outcome: Ingested | ServiceError) -> dict[str, Any]:
+    """One item's answer in a batch (of events, or of a provider's records)."""
+    if isinstance(outcome, ServiceError):
+        return refused_item(index, outcome)
+    return {"index": index, "status": 201 if outcome.created else 200,
+            "result": outcome.event, "error": None}
+
+
+def refused_item(index: int, refused: ServiceError) -> dict[str, Any]:
     return {"index": index, "status": refused.status, "result": None,
             "error": error_body(refused.code, refused.message, refused.fields)}
 
@@ -248,7 +252,8 @@ def _check_time_window(config: Config, data: dict[str, Any], occurred_at: dateti
 
 
 def get_event(rt: Runtime, principal: Principal, event_id: str) -> dict[str, Any]:
-    if not is_valid_id(event_id):
+    if not all(is_valid_id(part) for part in event_id.split("~", 1)):  # a client's or
+        # a provider's record's ("<provider>~<record>": ingest/operator.py)
         raise NotFound(f"no event {event_id!r} for this user")  # could never have been stored
     with rt.db.transaction() as session:
         event = session.scalars(

@@ -68,6 +68,7 @@ from sqlalchemy.orm import Session
 
 from carbon_credits.config import Config
 from carbon_credits.errors import ServiceError
+from carbon_credits.ingest import trust
 from carbon_credits.ingest.decide import (
     LONGEST_TRIP,
     TRIP_MODES,
@@ -84,7 +85,14 @@ from carbon_credits.ingest.decide import (
 from carbon_credits.ledger import entries, explain
 from carbon_credits.networks.catalog import Catalog, timeline_read
 from carbon_credits.reports import rollups
-from carbon_credits.storage.models import DailyUsage, DeviceAccount, Event, LedgerEntry, utcnow
+from carbon_credits.storage.models import (
+    DailyUsage,
+    DeviceAccount,
+    Event,
+    LedgerEntry,
+    TrustPolicy,
+    utcnow,
+)
 from carbon_credits.storage.sql import (
     COPY_FROM_ROWS,
     Prebuilt,
@@ -162,7 +170,9 @@ def _read(session: Session, catalog: Catalog, chunk: Sequence[Posted]) -> Book:
                    "ids": sorted({event_id for _, event_id in keys})}),
         timeline_read({p.data["city"] for p in chunk}, {p.method.mode for p in chunk},
                       max(p.occurred_at for p in chunk)),
-        (_USAGE, {"users": sorted(cities), "days": sorted({p.local_date for p in chunk})})]
+        (_USAGE, {"users": sorted(cities), "days": sorted({p.local_date for p in chunk})}),
+        (_POLICIES, {"cities": sorted({p.data["city"] for p in chunk}),
+                     "modes": sorted({p.method.mode for p in chunk})})]
     trips, devices = _trips_read(chunk), _devices_read(chunk)
     reads += [read for read in (trips, devices) if read is not None]
     draw = ids_read(session, EVENTS, len(chunk))
@@ -177,12 +187,22 @@ def _read(session: Session, catalog: Catalog, chunk: Sequence[Posted]) -> Book:
     stored = _stored(keys, next(rows))
     timeline = catalog.timeline_of(session, next(rows))
     _usage(members, chunk, next(rows))
+    policies = {(city, mode): trust.Trust(policy, confirm_days, tolerance_s)
+                for city, mode, policy, confirm_days, tolerance_s in next(rows)}
     if trips is not None:
-        for user_id, event_id, local_date, began, ended, mode, status in next(rows):
-            if mode in TRIP_MODES and status in TRIP_STATUSES:
-                members[user_id].trips.add(event_id, local_date, began, ended)
+        for (user_id, event_id, local_date, began, ended, mode, status, origin, destination,
+             line_id, source, reason, notes) in next(rows):
+            if status not in TRIP_STATUSES:
+                continue
+            member = members[user_id]
+            if mode in TRIP_MODES:
+                member.trips.add(event_id, local_date, began, ended)
+            member.reports[event_id] = trust.Report(event_id, mode, began, ended, local_date,
+                                                    origin, destination, line_id, source,
+                                                    status, reason)
+            member.notes[event_id] = notes
     return Book(members, stored, timeline, {} if devices is None else _devices(
-        devices[1]["devices"], next(rows)), ids=ids)
+        devices[1]["devices"], next(rows)), ids=ids, policies=policies)
 
 
 # The reads are built once and run with bound values only (each statement's compiled form
@@ -191,6 +211,7 @@ EVENTS = cast(Table, Event.__table__)
 ENTRIES = cast(Table, LedgerEntry.__table__)
 USAGE = cast(Table, DailyUsage.__table__)
 LINKS = cast(Table, DeviceAccount.__table__)
+POLICIES = cast(Table, TrustPolicy.__table__)
 _STORED = Prebuilt(lambda one_of: select(EVENTS).where(one_of(EVENTS.c.user_id, "users"),
                                                         one_of(EVENTS.c.event_id, "ids")))
 _EVENT_FIELDS = tuple(c.key for c in EVENTS.columns)
@@ -203,6 +224,10 @@ _DEVICES = Prebuilt(lambda one_of: union_all(
     .where(one_of(LINKS.c.device_id, "devices"), one_of(LINKS.c.user_id, "users")),
     select(LINKS.c.device_id, null(), func.count())
     .where(one_of(LINKS.c.device_id, "devices")).group_by(LINKS.c.device_id)))
+_POLICIES = Prebuilt(lambda one_of: select(
+    POLICIES.c.city, POLICIES.c.mode, POLICIES.c.policy, POLICIES.c.confirm_days,
+    POLICIES.c.tolerance_s).where(one_of(POLICIES.c.city, "cities"),
+                                  one_of(POLICIES.c.mode, "modes")))
 _trips_by_users: dict[int, Prebuilt] = {}
 
 
@@ -232,15 +257,14 @@ def _trips_read(chunk: Sequence[Posted]) -> Read | None:
     """The read of each member's trips from one day before its earliest trip of the chunk
     (or the start of its first local day) to the end of its last trip's local day: an
     index range scan on (user_id, occurred_at) per user, bounded by the chunk's span, not
-    by the users' history. None if the chunk has no trips.
+    by the users' history. None if the chunk has no trips. A day's step count reads its
+    local day, for the other source's count of it (``trust``).
 
     Days are the city's local days (``Posted.tz``), not the client's offset: an offset
     east or west of the city would otherwise cut a day short and hide its late trips.
     """
     windows: dict[str, tuple[datetime, datetime]] = {}
     for p in chunk:
-        if not p.is_trip:
-            continue
         since = min(p.occurred_at - LONGEST_TRIP,
                     datetime.combine(p.local_date, time(0), tzinfo=p.tz))
         until = max(p.ends_at or p.occurred_at,
@@ -273,7 +297,9 @@ def _trips_statement(users: int) -> Prebuilt:
         # the table (posts/s 477 -> 266 over 40,000 events; BENCHMARKS.md, eighth round).
         statement = _trips_by_users[users] = Prebuilt(lambda _: (
             select(EVENTS.c.user_id, EVENTS.c.event_id, EVENTS.c.local_date,
-                   EVENTS.c.occurred_at, EVENTS.c.ends_at, EVENTS.c.mode, EVENTS.c.status)
+                   EVENTS.c.occurred_at, EVENTS.c.ends_at, EVENTS.c.mode, EVENTS.c.status,
+                   EVENTS.c.origin, EVENTS.c.destination, EVENTS.c.line_id, EVENTS.c.source,
+                   EVENTS.c.reason, EVENTS.c.notes)
             .where(spans[0] if users == 1 else or_(*spans))
             .order_by(EVENTS.c.occurred_at)))
     return statement
@@ -361,9 +387,21 @@ def _write(session: Session, book: Book) -> Writes:
         entries.save_accounts(session, [book.members[user_id].account
                                        for user_id in sorted({e.user_id for e in book.earned})])
         _write_usage(session, book)
+        _CHANGE_EVENTS.run(session, [
+            {"b_user": user_id, "b_event": event_id, "b_status": status, "b_reason": reason,
+             "b_notes": notes}
+            for (user_id, event_id), (status, reason, notes) in sorted(book.changed.items())])
         rollups.apply_credits(session, credits)
 
     return with_the_commit
+
+
+_CHANGE_EVENTS = Prebuilt(lambda _: (
+    update(EVENTS).where(EVENTS.c.user_id == bindparam("b_user"),
+                         EVENTS.c.event_id == bindparam("b_event"))
+    .values(status=bindparam("b_status"), reason=bindparam("b_reason"),
+            notes=bindparam("b_notes", type_=EVENTS.c.notes.type))), json=("b_notes",))
+"""Stored events another report of their trip changed (``Book.changed``)."""
 
 
 def _write_usage(session: Session, book: Book) -> None:

@@ -185,6 +185,8 @@ class Viewed(Stored, Protocol):
     def reversed_by(self) -> str | None: ...
     @property
     def reversal_reason(self) -> str | None: ...
+    @property
+    def source(self) -> str | None: ...
 
 
 def event_view(event: Viewed, explanation: dict[str, Any]) -> dict[str, Any]:
@@ -203,10 +205,22 @@ def event_view(event: Viewed, explanation: dict[str, Any]) -> dict[str, Any]:
         "created_at": event.created_at,
         "methodology": {"mode": event.mode, "version": event.methodology_version},
         "explanation": explanation,
+        "source": event.source or "client",
+        "same_trip": (event.notes or {}).get("same_trip"),
+        "confirmed_by": _confirmed_by(event),
         "reversal": None if event.reversed_at is None else {
             "reversed_at": event.reversed_at, "by": event.reversed_by,
             "reason": event.reversal_reason},
     }
+
+
+def _confirmed_by(event: Viewed) -> str | None:
+    """The provider whose record confirmed the trip: the event's own source for a
+    provider's record, else the provider noted on a client post it confirmed."""
+    if event.source is not None:
+        return event.source
+    confirmed = (event.notes or {}).get("confirmed_by")
+    return confirmed["provider"] if isinstance(confirmed, dict) else None
 
 
 def stored_view(catalog: Catalog, session: Session, event: Viewed) -> dict[str, Any]:

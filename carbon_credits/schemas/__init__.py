@@ -287,6 +287,14 @@ class EventResultSchema(Schema):
     created_at = fields.DateTime()
     methodology = fields.Nested(MethodologyRefSchema)
     explanation = fields.Dict()
+    source = fields.String(metadata={
+        "description": "who reported it: 'client' (the user's app) or a scenario provider's id"})
+    same_trip = fields.String(allow_none=True, metadata={
+        "description": "the event id of the other report of this trip, credited instead "
+                       "(reason same_trip), or null"})
+    confirmed_by = fields.String(allow_none=True, metadata={
+        "description": "the scenario provider whose record reported or confirmed this "
+                       "trip, or null"})
     reversal = fields.Dict(allow_none=True, metadata={
         "description": "who reversed the credit, when and why; null if never reversed"})
 

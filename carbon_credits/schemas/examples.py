@@ -118,3 +118,14 @@ def preview_examples() -> dict[str, dict[str, Any]]:
             found[mode] = example(f"{mode}: the shipped factors over November 2026",
                                   {**draft, "from": "2026-11-01", "to": "2026-11-30"})
     return found
+
+
+TRUST_POLICY_EXAMPLES = {
+    "operator_confirms": {"summary": "hold client posts until the operator's record comes",
+                          "value": {"policy": "operator_confirms", "confirm_days": 2,
+                                    "tolerance_s": 600,
+                                    "reason": "the metro operator now reports every trip"}},
+    "client": {"summary": "believe the user's app (the default)",
+               "value": {"policy": "client", "reason": "no provider covers this mode yet"}},
+}
+"""PUT /v1/admin/trust-policies/{city}/{mode}."""

@@ -211,7 +211,8 @@ class Event(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
-    event_id: Mapped[str] = mapped_column(String(64))
+    event_id: Mapped[str] = mapped_column(String(100))
+    """The client's id, or "<provider id>~<record id>" for a provider's record (``source``)."""
     mode: Mapped[str] = mapped_column(String(32))
     city: Mapped[str] = mapped_column(String(64))
     occurred_at: Mapped[datetime] = mapped_column()
@@ -249,6 +250,30 @@ class Event(Base):
     reversed_at: Mapped[datetime | None] = mapped_column()
     reversed_by: Mapped[str | None] = mapped_column(String(128))
     reversal_reason: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[str | None] = mapped_column(String(32))
+    """None: posted by the user's client; else the id of the scenario provider that reported
+    it (ingest/trust.py)."""
+
+
+class TrustPolicy(Base):
+    """Whose word credits a trip of ``mode`` in ``city`` (ingest/trust.py); a city and
+    mode without a row is ``client``, today's behaviour."""
+
+    __tablename__ = "trust_policies"
+    __table_args__ = (
+        CheckConstraint("policy IN ('client', 'operator_confirms', 'operator_only')",
+                        name="known_policy"),
+    )
+
+    city: Mapped[str] = mapped_column(String(64), primary_key=True)
+    mode: Mapped[str] = mapped_column(String(32), primary_key=True)
+    policy: Mapped[str] = mapped_column(String(24))
+    confirm_days: Mapped[int] = mapped_column(Integer)
+    """``operator_confirms``: days a client post waits for its operator record."""
+    tolerance_s: Mapped[int] = mapped_column(Integer)
+    """How far apart a client post's and an operator record's times may be to match."""
+    updated_by: Mapped[str] = mapped_column(String(128))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class LedgerEntry(Base):

@@ -205,11 +205,14 @@ class Prebuilt:
     datetimes come back in UTC as ``UTCDateTime`` would give them). Elsewhere SQLAlchemy
     runs it, a list bound to an expanding IN.
 
-    ``build`` makes the statement, given how to test a column against a list parameter.
+    ``build`` makes the statement, given how to test a column against a list parameter;
+    ``json`` names the values bound to JSON columns (sent as JSONB by the driver).
     """
 
-    def __init__(self, build: Callable[[OneOf], Executable]) -> None:
+    def __init__(self, build: Callable[[OneOf], Executable], json: Sequence[str] = ()
+                 ) -> None:
         self._build = build
+        self._json = frozenset(json)
         self._compiled: dict[tuple[str, tuple[tuple[str, int], ...]], _Compiled] = {}
 
     def _for(self, dialect: Dialect, values: Mapping[str, Any]) -> _Compiled:
@@ -261,6 +264,9 @@ class Prebuilt:
         if compiled.text is None:
             conn.execute(compiled.statement, list(rows))
             return
+        if self._json:
+            rows = [{k: Jsonb(v) if k in self._json and v is not None else v
+                     for k, v in row.items()} for row in rows]
         with driver_errors(session, compiled.text) as driver, driver.cursor() as cursor:
             if len(rows) == 1:
                 cursor.execute(compiled.text, {**compiled.defaults, **rows[0]})

@@ -167,6 +167,12 @@ def run_admin_json(path: str) -> Run:
     return run
 
 
+def run_trust_policy(c: Caller, spec: dict[str, Any], name: str, value: Any) -> Any:
+    """In another city than the examples' events: a policy there would hold them."""
+    return c.client.put("/v1/admin/trust-policies/lakeside/metro", json=value,
+                        headers=c.admin())
+
+
 BODY_RUNS: dict[tuple[str, str], Run] = {
     ("/v1/events", "post"): run_event,
     ("/v1/events/batch", "post"): run_batch,
@@ -177,6 +183,7 @@ BODY_RUNS: dict[tuple[str, str], Run] = {
     ("/v1/admin/factor-versions", "post"): run_admin_json("/v1/admin/factor-versions"),
     ("/v1/admin/factor-versions/preview", "post"):
         run_admin_json("/v1/admin/factor-versions/preview"),
+    ("/v1/admin/trust-policies/{city}/{mode}", "put"): run_trust_policy,
 }
 """How each operation's body examples are sent."""
 

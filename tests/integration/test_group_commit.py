@@ -131,7 +131,7 @@ def test_a_group_of_several_users_decides_exactly_as_their_posts_one_by_one(
             refused[n] = exc
     applied = []
     for start in range(0, len(chunk), group):
-        applied.extend(events._apply(rt, chunk[start:start + group]))
+        applied.extend(events.apply_chunk(rt, chunk[start:start + group]))
     together, rest = [], iter(applied)
     for n in range(len(posts)):
         together.append(_outcome(refused[n] if n in refused else next(rest)))
@@ -195,7 +195,7 @@ def _behind_a_held_post(rt: Runtime, monkeypatch: pytest.MonkeyPatch, send: Any,
     chunks applied, and each post's answer."""
     calls: list[int] = []
     gate = threading.Event()
-    real = events._apply
+    real = events.apply_chunk
 
     def held(rt_: Runtime, chunk: list[Posted]) -> Any:
         calls.append(len(chunk))
@@ -203,7 +203,7 @@ def _behind_a_held_post(rt: Runtime, monkeypatch: pytest.MonkeyPatch, send: Any,
             assert gate.wait(WAIT_BOUND_S)
         return real(rt_, chunk)
 
-    monkeypatch.setattr(events, "_apply", held)
+    monkeypatch.setattr(events, "apply_chunk", held)
     with ThreadPoolExecutor(len(posts)) as pool:
         futures = [pool.submit(send, *posts[0])]
         _wait_for(lambda: calls == [1])
@@ -269,7 +269,7 @@ def test_a_new_users_city_is_the_token_city_of_its_first_stored_post(rt: Runtime
                             load_event(stored), None),
              events.prepare(rt, Principal(f"c2-{run}", "user", None), load_event(stored),
                             None)]
-    assert [_outcome(x)[0] for x in events._apply(rt, chunk)] == [422, 201, 201]
+    assert [_outcome(x)[0] for x in events.apply_chunk(rt, chunk)] == [422, 201, 201]
     with rt.db.transaction() as session:
         assert session.get_one(User, f"c1-{run}").city == "huizhou"
         assert session.get_one(User, f"c2-{run}").city == "shenzhen"
