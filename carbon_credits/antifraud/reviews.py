@@ -16,6 +16,9 @@ from carbon_credits.storage.models import Account, Event, User, utcnow
 from carbon_credits.tokens import Principal
 from methodology import QuantifyContext, get_methodology
 
+AWAITING_OPERATOR = "awaiting_operator"
+"""ingest.trust.AWAITING (a test keeps them equal)."""
+
 
 def queue(rt: Runtime, limit: int, before_id: int | None) -> list[dict[str, Any]]:
     """Held events, oldest first within the page, for admins to decide."""
@@ -23,7 +26,10 @@ def queue(rt: Runtime, limit: int, before_id: int | None) -> list[dict[str, Any]
         # 'held' as a literal, not a bound value: the partial index of held events
         # (ix_events_held) serves only a query whose text says status = 'held', also
         # under a prepared statement's generic plan.
-        query = select(Event).where(Event.status == literal_column("'held'"))
+        # Posts held for their provider's record (ingest.trust.AWAITING, which this
+        # module cannot import: ingest imports antifraud) wait for a machine, not a person.
+        query = select(Event).where(Event.status == literal_column("'held'"),
+                                    Event.reason.is_distinct_from(AWAITING_OPERATOR))
         if before_id is not None:
             query = query.where(Event.id > before_id)
         rows = session.scalars(query.order_by(Event.id).limit(limit))

@@ -16,6 +16,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from carbon_credits.antifraud import reviews
 from carbon_credits.errors import ServiceError
 from carbon_credits.ingest import events, idempotency, operator, trust
 from carbon_credits.ledger import verification
@@ -180,6 +181,9 @@ def test_under_operator_confirms_a_post_waits_for_its_record(
     assert (posted["status"], posted["reason"], posted["points"]) == (
         "held", trust.AWAITING, 0)
     assert balance(rt, user_id) == 0
+    # the review queue is for what a person must look at, not for posts awaiting records
+    assert reviews.AWAITING_OPERATOR == trust.AWAITING
+    assert body["event_id"] not in {e["event_id"] for e in reviews.queue(rt, 500, None)}
     reported = ingested(send(rt, bindings, record("card-1", body))[0])
     assert reported["status"] == "credited" and reported["points"] > 0
     closed = client.get(f"/v1/events/{body['event_id']}", headers=auth).json
