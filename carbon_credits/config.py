@@ -60,6 +60,18 @@ class Config:
     redis_url: str | None = None
     jwt_secret: str | None = None
     jwt_public_key: str | None = None
+    jwt_jwks_url: str | None = None
+    """The identity provider's JWK Set (JWT_JWKS_URL): tokens are verified with the key
+    their ``kid`` names, fetched and cached (PyJWT's PyJWKClient), so the provider can
+    rotate keys without a redeploy. Takes the place of JWT_PUBLIC_KEY; this instance then
+    only verifies tokens."""
+    jwt_jwks_cache_s: int = 300
+    """How long a fetched JWK Set is used before it is fetched again (JWT_JWKS_CACHE_S); an
+    unknown ``kid`` fetches it at once, at most once per ``jwt_jwks_cooldown_s``."""
+    jwt_jwks_cooldown_s: int = 30
+    """The least time between two fetches of the JWK Set for unknown ``kid`` values
+    (JWT_JWKS_COOLDOWN_S; PyJWT's default): a client sending made-up key ids cannot turn
+    this service against the identity provider; a newly rotated key may wait that long."""
     jwt_algorithm: str = "HS256"
     jwt_issuer: str = "carbon-credits"
     jwt_audience: str = "carbon-credits-api"
@@ -101,11 +113,14 @@ class Config:
             ZoneInfo(self.city_timezone)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ConfigError(f"CITY_TIMEZONE: unknown time zone {self.city_timezone!r}") from exc
-        if self.jwt_public_key:
+        if self.jwt_public_key and self.jwt_jwks_url:
+            raise ConfigError("set one of JWT_PUBLIC_KEY and JWT_JWKS_URL, not both")
+        if self.jwt_public_key or self.jwt_jwks_url:
             if self.jwt_algorithm == "HS256":
                 self.jwt_algorithm = "RS256"
         elif self.jwt_algorithm != "HS256":
-            raise ConfigError("JWT_ALGORITHM other than HS256 needs JWT_PUBLIC_KEY")
+            raise ConfigError("JWT_ALGORITHM other than HS256 needs JWT_PUBLIC_KEY or "
+                              "JWT_JWKS_URL")
 
     @property
     def tz(self) -> ZoneInfo:
@@ -142,6 +157,9 @@ class Config:
             redis_url=env.get("REDIS_URL") or None,
             jwt_secret=env.get("JWT_SECRET") or None,
             jwt_public_key=env.get("JWT_PUBLIC_KEY") or None,
+            jwt_jwks_url=env.get("JWT_JWKS_URL") or None,
+            jwt_jwks_cache_s=int(env.get("JWT_JWKS_CACHE_S", "300")),
+            jwt_jwks_cooldown_s=int(env.get("JWT_JWKS_COOLDOWN_S", "30")),
             jwt_algorithm=env.get("JWT_ALGORITHM", "HS256"),
             jwt_issuer=env.get("JWT_ISSUER", "carbon-credits"),
             jwt_audience=env.get("JWT_AUDIENCE", "carbon-credits-api"),

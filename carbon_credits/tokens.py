@@ -1,8 +1,9 @@
 """Tokens: the principal a JWT names, and the codec that signs and verifies them (PyJWT).
 
 The algorithm is pinned by configuration (never read from the token): HS256 with a shared
-secret by default, RS256/ES256 with a public key as an option. ``exp``, ``iat``, ``iss``,
-``aud``, ``sub`` and ``role`` are required and verified.
+secret by default, RS256/ES256 with a public key, or with the identity provider's JWK Set
+(``JWT_JWKS_URL``: the key is the one the token's ``kid`` names), as options. ``exp``,
+``iat``, ``iss``, ``aud``, ``sub`` and ``role`` are required and verified.
 """
 
 from __future__ import annotations
@@ -15,13 +16,16 @@ from typing import Any, Literal, cast
 import jwt
 
 from carbon_credits.config import Config
-from carbon_credits.errors import Unauthorized
+from carbon_credits.errors import Unauthorized, Unavailable
 
 Role = Literal["user", "partner", "admin"]
 ROLES: tuple[Role, ...] = ("user", "partner", "admin")
 REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub", "role"]
 LEEWAY_S = 30
 """Clock skew tolerated between the identity service and this one, seconds (policy)."""
+JWKS_TIMEOUT_S = 5
+"""How long a fetch of the JWK Set may take (policy): a request waits for it."""
+JWKS_RETRY_AFTER_S = 5
 VERIFIED_CACHE_SIZE = 10_000
 """Verified tokens remembered per process (a few MB); a client reuses its token for many
 requests, so most requests skip the signature check."""
@@ -39,14 +43,22 @@ class TokenCodec:
         self.algorithm = config.jwt_algorithm
         self.issuer = config.jwt_issuer
         self.audience = config.jwt_audience
-        self._verify_key = config.jwt_public_key or config.signing_secret()
-        self._signing_key = None if config.jwt_public_key else self._verify_key
+        self._jwks = (jwt.PyJWKClient(config.jwt_jwks_url, lifespan=config.jwt_jwks_cache_s,
+                                      timeout=JWKS_TIMEOUT_S,
+                                      cooldown_duration=config.jwt_jwks_cooldown_s)
+                      if config.jwt_jwks_url else None)
+        self._verify_key: Any = None
+        if self._jwks is None:
+            self._verify_key = config.jwt_public_key or config.signing_secret()
+        self._signing_key = (None if config.jwt_public_key or self._jwks
+                             else self._verify_key)
         self._verified: dict[str, tuple[Principal, int, int]] = {}
         """token -> (principal, nbf, exp) of tokens that passed verification."""
 
     def encode(self, sub: str, role: Role, city: str | None, ttl_s: int) -> str:
         if self._signing_key is None:
-            raise RuntimeError("this instance only verifies tokens (JWT_PUBLIC_KEY is set)")
+            raise RuntimeError("this instance only verifies tokens (JWT_PUBLIC_KEY or "
+                               "JWT_JWKS_URL is set)")
         now = int(time.time())
         claims: dict[str, Any] = {"sub": sub, "role": role, "iat": now, "exp": now + ttl_s,
                                   "iss": self.issuer, "aud": self.audience}
@@ -71,11 +83,26 @@ class TokenCodec:
         self._verified[token] = (principal, not_before, expires)
         return principal
 
+    def _key(self, token: str) -> Any:
+        """The verification key: configured, or from the JWK Set by the token's ``kid``. The
+        set unreachable is the identity provider's failure, not the client's: a 503."""
+        if self._jwks is None:
+            return self._verify_key
+        try:
+            return self._jwks.get_signing_key_from_jwt(token).key
+        except jwt.PyJWKClientConnectionError:
+            raise Unavailable("the identity provider's keys cannot be fetched",
+                              code="jwks_unavailable",
+                              headers={"Retry-After": str(JWKS_RETRY_AFTER_S)}) from None
+        except (jwt.PyJWKClientError, jwt.InvalidTokenError) as exc:
+            raise Unauthorized(f"invalid token: {exc}", code="invalid_token") from None
+
     def _verify(self, token: str) -> tuple[Principal, int, int]:
+        key = self._key(token)
         try:
             claims = jwt.decode(
                 token,
-                self._verify_key,
+                key,
                 algorithms=[self.algorithm],
                 audience=self.audience,
                 issuer=self.issuer,
