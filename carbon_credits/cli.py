@@ -16,6 +16,7 @@ from carbon_credits.ledger.verification import Report, verify
 from carbon_credits.networks.gtfs_import import import_gtfs
 from carbon_credits.reports import rollups
 from carbon_credits.setup import init_db
+from carbon_credits.storage import roles
 from carbon_credits.tokens import ROLES
 
 
@@ -26,6 +27,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(import_gtfs_command)
     app.cli.add_command(rebuild_rollups_command)
     app.cli.add_command(expire_unconfirmed_command)
+    app.cli.add_command(grant_service_role_command)
 
 
 @click.command("init-db")
@@ -112,3 +114,26 @@ def rebuild_rollups_command(city: str | None) -> None:
 def expire_unconfirmed_command() -> None:
     """Reject client posts no provider's record confirmed within their policy's days."""
     click.echo(f"rejected {operator.expire_unconfirmed(runtime())} unconfirmed posts")
+
+
+@click.command("grant-service-role")
+@click.argument("role")
+@click.option("--print-sql", is_flag=True, help="print the statements instead of running them")
+@with_appcontext
+def grant_service_role_command(role: str, print_sql: bool) -> None:
+    """Create and grant the role the service runs as (PostgreSQL; run as the owner, after
+    each init-db): rows only, no DDL, the append-only tables insert-only."""
+    try:
+        statements = roles.grants_sql(role)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if print_sql:
+        click.echo(";\n".join(statements) + ";")
+        return
+    rt = runtime()
+    if rt.config.is_sqlite:
+        raise click.UsageError("SQLite has no roles: the service's file permissions are its grant")
+    with rt.db.engine.begin() as connection:
+        roles.grant_service_role(connection, role)
+    click.echo(f"role {role}: rows of every table, no DDL; "
+               f"insert-only on {', '.join(roles.APPEND_ONLY)}")

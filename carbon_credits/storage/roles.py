@@ -1,0 +1,61 @@
+"""The service's own PostgreSQL role: least privilege (issue 23).
+
+Migrations run as the owner (the role of ``init-db``'s DATABASE_URL), which owns every
+table. The service runs as another role, made and granted here
+(``flask --app app grant-service-role NAME``, run by the owner after each ``init-db``, as
+its grants cover the tables that exist), which:
+
+- reads and writes rows, but cannot run DDL: it owns nothing, and since PostgreSQL 15 no
+  role but the owner may CREATE in the ``public`` schema (a database upgraded from an
+  older server keeps PUBLIC's CREATE: it is revoked here too);
+- cannot UPDATE, DELETE or TRUNCATE the append-only tables (``APPEND_ONLY``: the ledger,
+  the audit log, factor versions and network versions), whatever a trigger says; the
+  owner's triggers refuse it too, a second wall;
+- cannot touch ``alembic_version`` beyond reading it.
+
+It may still INSERT ledger entries: the ingest path writes them by COPY, which no
+function can take. What stops a forged entry is the keyed hash chain, whose key is not in
+the database (ledger/chain.py), not a grant. ``GRANTS_SQL`` is the same as SQL for a DBA.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+from carbon_credits.schemas import is_valid_id
+
+APPEND_ONLY = ("ledger_entries", "audit_log", "factor_versions", "networks", "network_stops",
+               "network_lines", "network_line_stops")
+"""Tables whose rows, once written, only the owner may change (and whose triggers refuse
+even that for the first three)."""
+
+
+def grants_sql(role: str) -> list[str]:
+    """The statements that make ``role`` the service's role (idempotent)."""
+    if not is_valid_id(role) or not role.replace("_", "").isalnum():
+        raise ValueError("a role name of letters, digits and _")
+    append_only = ", ".join(APPEND_ONLY)
+    return [
+        f"""DO $$ BEGIN
+              IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN
+                CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION;
+              END IF;
+            END $$""",
+        "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+        f"REVOKE ALL ON SCHEMA public FROM {role}",
+        f"GRANT USAGE ON SCHEMA public TO {role}",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}",
+        f"REVOKE UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON ALL TABLES IN SCHEMA public "
+        f"FROM {role}",
+        f"GRANT UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}",
+        f"REVOKE UPDATE, DELETE ON {append_only} FROM {role}",
+        f"REVOKE INSERT, UPDATE, DELETE ON alembic_version FROM {role}",
+        f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}",
+    ]
+
+
+def grant_service_role(connection: Connection, role: str) -> None:
+    """Create (if missing) and grant the service's role, in the caller's transaction."""
+    for statement in grants_sql(role):
+        connection.execute(text(statement))
