@@ -71,6 +71,13 @@ def _types(db: Any) -> dict[tuple[str, str], str]:
                 for c in found.get_columns(table) if c["name"] == column}
 
 
+def _fillfactors(db: Any) -> dict[str, Any]:
+    with db.transaction() as session:
+        return dict(session.execute(text(
+            "SELECT relname, reloptions FROM pg_class WHERE relname IN ('pk_events', "
+            "'pk_ledger_entries', 'uq_ledger_entries_event_pk_kind')")).all())
+
+
 def test_upgrade_from_0003_keeps_every_value_and_the_chain(
         rt: Any, make_config: Callable[..., Config], tmp_path: Path) -> None:
     user = Principal(f"m4-{uuid.uuid4().hex[:12]}", "user", "shenzhen")
@@ -99,6 +106,9 @@ def test_upgrade_from_0003_keeps_every_value_and_the_chain(
             assert "report_participants" not in inspect(conn).get_table_names()
         if postgres:
             assert set(_types(db).values()) == {"INTEGER"}
+            assert _fillfactors(db) == {"pk_events": ["fillfactor=100"],
+                                        "pk_ledger_entries": ["fillfactor=100"],
+                                        "uq_ledger_entries_event_pk_kind": ["fillfactor=100"]}
         assert _rows(db) == before
         assert list(verification.verify(db, user_ids=[user.sub])) == []
         with db.transaction() as session:
@@ -111,4 +121,6 @@ def test_upgrade_from_0003_keeps_every_value_and_the_chain(
         with db.engine.connect() as conn:
             assert "report_participants" in inspect(conn).get_table_names()
         assert _types(db) == types_before
+        if postgres:
+            assert set(map(str, _fillfactors(db).values())) == {"None"}
         assert _rows(db) == before
