@@ -37,7 +37,7 @@ concurrent credit either is seen by the rebuild (committed before it) or applies
 register after it (its upsert waits for the lock). No table keeps who is in which cell:
 that was a row per credited event (~175 bytes an event) for the rare reversal.
 
-**Rebuild** (``flask --app app rebuild-rollups``): in one transaction, with the rollup tables
+**Rebuild** (``flask --app app rebuild-rollups``): in one transaction, with the rollup table
 locked against writers (PostgreSQL ``LOCK ... IN EXCLUSIVE MODE``: reports keep reading the
 old rows, ingests wait), delete the rollups and recompute them from events joined with
 their ledger entries (earn minus reversal), through the same cell and hash functions as
