@@ -10,10 +10,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from flask import Flask
 from sqlalchemy import inspect, select, text
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from carbon_credits.config import Config
 from carbon_credits.factory import create_app
@@ -71,11 +73,27 @@ def _types(db: Any) -> dict[tuple[str, str], str]:
                 for c in found.get_columns(table) if c["name"] == column}
 
 
+def _refused_twice(db: Any, user_id: str, kind: str) -> None:
+    """A second entry of ``kind`` for an event that has one is refused by the database
+    (an adjustment: the first is made here, for an event with an earn entry)."""
+    add = ("INSERT INTO ledger_entries (user_id, seq, kind, points, ug, balance_after, "
+           "event_pk, mode, factor_version_id, created_at, hash) SELECT user_id, :seq, "
+           ":kind, 0, 0, 0, event_pk, mode, factor_version_id, created_at, hash "
+           "FROM ledger_entries WHERE user_id = :u AND kind = :of LIMIT 1")
+    of = "earn" if kind == "adjustment" else kind
+    with pytest.raises(IntegrityError):
+        with db.transaction() as session:
+            if kind == "adjustment":
+                session.execute(text(add), {"u": user_id, "kind": kind, "of": of, "seq": 1000})
+            session.execute(text(add), {"u": user_id, "kind": kind, "of": of, "seq": 1001})
+
+
 def _fillfactors(db: Any) -> dict[str, Any]:
     with db.transaction() as session:
         return dict(session.execute(text(
             "SELECT relname, reloptions FROM pg_class WHERE relname IN ('pk_events', "
-            "'pk_ledger_entries', 'uq_ledger_entries_event_pk_kind')")).all())
+            "'pk_ledger_entries', 'uq_ledger_entries_event_pk_kind', "
+            "'uq_ledger_entries_earn', 'uq_ledger_entries_reversal')")).all())
 
 
 def test_upgrade_from_0003_keeps_every_value_and_the_chain(
@@ -108,7 +126,8 @@ def test_upgrade_from_0003_keeps_every_value_and_the_chain(
             assert set(_types(db).values()) == {"INTEGER"}
             assert _fillfactors(db) == {"pk_events": ["fillfactor=100"],
                                         "pk_ledger_entries": ["fillfactor=100"],
-                                        "uq_ledger_entries_event_pk_kind": ["fillfactor=100"]}
+                                        "uq_ledger_entries_earn": ["fillfactor=100"],
+                                        "uq_ledger_entries_reversal": ["fillfactor=100"]}
         assert _rows(db) == before
         assert list(verification.verify(db, user_ids=[user.sub])) == []
         with db.transaction() as session:
@@ -117,10 +136,17 @@ def test_upgrade_from_0003_keeps_every_value_and_the_chain(
                     assert explain.explain(session, runtime.catalog, event) == \
                         answered[event.event_id]["explanation"], event.event_id
 
+        for kind in ("earn", "reversal", "adjustment"):  # the (event, kind) rule, by index
+            _refused_twice(db, user.sub, kind)
+        with pytest.raises(DBAPIError, match="append-only"):  # the triggers survived a copy
+            with db.transaction() as session:
+                session.execute(text("UPDATE ledger_entries SET points = points + 1"))
+
         _alembic(db, command.downgrade, "0003")
         with db.engine.connect() as conn:
             assert "report_participants" in inspect(conn).get_table_names()
         assert _types(db) == types_before
         if postgres:
-            assert set(map(str, _fillfactors(db).values())) == {"None"}
+            assert _fillfactors(db) == {"pk_events": None, "pk_ledger_entries": None,
+                                        "uq_ledger_entries_event_pk_kind": None}
         assert _rows(db) == before
