@@ -23,7 +23,7 @@ What is measured, in one run on this machine:
    time), beside wrk's own count (credited items in complete replies / duration).
 2. **COPY.** Every row the service wrote for those events, read back table by table
    (``users``, ``accounts``, ``events``, ``ledger_entries``, ``daily_usage``,
-   ``report_rollups``, ``report_participants``: all that a credited event writes; no
+   ``report_rollups``: all that a credited event writes; no
    ``device_accounts`` since no X-Device-Id is sent) and written with psycopg
    ``COPY ... FROM STDIN (FORMAT binary)`` into a fresh database with the same schema
    (migrations, indexes, constraints, triggers; made by ``init-db`` then cloned as a
@@ -82,7 +82,7 @@ SERVICE_DB, TEMPLATE_DB = "cc_bench_batch", "cc_bench_batch_copy"
 BEGIN, END = "<!-- batch-bench:begin -->", "<!-- batch-bench:end -->"
 TZ = ZoneInfo("Asia/Shanghai")
 COPY_TABLES = ("users", "accounts", "events", "ledger_entries", "daily_usage",
-               "report_rollups", "report_participants")
+               "report_rollups")
 """Every table one credited event writes (no device id sent), in foreign-key order."""
 CITY_DAY = 15_000_000
 TRIPS_PER_DAY, SLOT = 16, timedelta(minutes=40)

@@ -22,8 +22,8 @@ What is measured, in one run on this machine:
 * The load is exactly ingest_bench.py's figure 1: wrk (1 thread, 16 connections, 15 s)
   with bench/wrk/events.lua, POST /v1/events, unique metro trips 40 minutes apart on
   yesterday, every one credited. On the full database the token subjects are users that
-  already have history (``bench-u<n>``, ~50 events, ledger entries, daily usage and
-  rollup participant rows each), so the per-user indexes of the big tables are used; on
+  already have history (``bench-u<n>``, ~50 events, ledger entries and daily usage
+  rows each), so the per-user indexes of the big tables are used; on
   the empty database they are new users. Each server is warmed up first (3 s of ingest
   with other users); then ``--rounds`` rounds alternate the two servers (empty, full;
   full, empty; ...) with fresh users each time, so load from other work on the machine
@@ -85,8 +85,7 @@ from carbon_credits.runtime import Runtime
 EMPTY, FULL = "cc_bench_hist_empty", "cc_bench_hist_full"
 BEGIN, END = "<!-- history-bench:begin -->", "<!-- history-bench:end -->"
 TZ = ZoneInfo("Asia/Shanghai")
-TABLES = ("events", "ledger_entries", "accounts", "users", "daily_usage", "report_rollups",
-          "report_participants")
+TABLES = ("events", "ledger_entries", "accounts", "users", "daily_usage", "report_rollups")
 
 FIX_UP = """
 SELECT setval(pg_get_serial_sequence('events', 'id'), (SELECT max(id) FROM events));

@@ -104,8 +104,7 @@ def rebuild_rollups_command(city: str | None) -> None:
     with runtime().db.transaction() as session:
         done = rollups.rebuild(session, city)
     click.echo(f"rebuilt rollups of {city or 'every city'}: {done.days} city-days, "
-               f"{done.events} live credited events, {done.rollup_rows} rollup rows, "
-               f"{done.participant_rows} participant rows in "
+               f"{done.events} live credited events, {done.rollup_rows} rollup rows in "
                f"{time.perf_counter() - started:.1f} s")
 
 

@@ -29,14 +29,15 @@ practice, which is the safe side for privacy suppression. A user active on many 
 range is counted once, because the same user always lands in the same register.
 
 **Reversals** subtract exactly what the event added (events, grams, points, avoided grams,
-activity). A sketch cannot forget a user, so ``report_participants`` keeps each user's live
-credited events per cell (one upsert per credit, keyed by user, so never contended beyond
-the user's own account lock); a reversal that takes a user's count in a cell to zero
-deletes that row and rebuilds the shard's 256-byte slice from the cell's remaining users
-in that shard, with the rollup row locked first, so a concurrent credit either is seen by
-the rebuild or applies its register after it.
+activity). A sketch cannot forget a user: a reversal that leaves the user no other live
+credited event in the cell (read from the user's own events) rebuilds the shard's 256-byte
+slice from the cell's remaining live credited events (the event table's ``(city,
+local_date)`` index: one city-day, read only then), with the rollup row locked first, so a
+concurrent credit either is seen by the rebuild (committed before it) or applies its
+register after it (its upsert waits for the lock). No table keeps who is in which cell:
+that was a row per credited event (~175 bytes an event) for the rare reversal.
 
-**Rebuild** (``flask --app app rebuild-rollups``): in one transaction, with the rollup tables
+**Rebuild** (``flask --app app rebuild-rollups``): in one transaction, with the rollup table
 locked against writers (PostgreSQL ``LOCK ... IN EXCLUSIVE MODE``: reports keep reading the
 old rows, ingests wait), delete the rollups and recompute them from events joined with
 their ledger entries (earn minus reversal), through the same cell and hash functions as
@@ -74,7 +75,6 @@ from carbon_credits.storage.models import (
     Event,
     LedgerEntry,
     NetworkStop,
-    ReportParticipant,
     ReportRollup,
 )
 from carbon_credits.storage.sql import Prebuilt
@@ -82,6 +82,10 @@ from methodology import Quantification
 
 log = logging.getLogger(__name__)
 
+LIVE_STATUSES = ("credited", "capped")
+"""Statuses of an event that may hold an earn entry (``ledger.explain.CREDIT_STATUSES``;
+not imported: ledger imports reports). Live = one of these with ``credited_ug > 0``: an
+earn entry is written exactly then, and a reversal changes the status."""
 UNKNOWN = "unknown"
 """District of events whose stop has none (steps, bike-share, networks without districts)."""
 ACTIVITY_FIELDS = ("distance_m", "increase_steps")
@@ -186,11 +190,11 @@ def credit(session: Session, events: Sequence[Credited]) -> None:
     """Add just-credited events (earn entries written) to their cells. Caller holds the
     lock on the events' account.
 
-    The credits are merged per row (one upsert per cell and user instead of one per event)
-    and applied in one global order, the rows' key order: two transactions crediting the
-    same cells lock them in the same order, so they cannot deadlock, and each row stays
-    locked only from here to the commit. PostgreSQL: one upsert per row (the participant
-    upsert rides in a data-modifying CTE), all rows in one executemany (``apply_credits``),
+    The credits are merged per cell and user (one upsert instead of one per event: the
+    same register) and applied in one global order, the rows' key order: two transactions
+    crediting the same cells lock them in the same order, so they cannot deadlock, and each
+    row stays locked only from here to the commit. PostgreSQL: one upsert per row, all rows
+    in one executemany (``apply_credits``),
     each upsert atomic under its row lock, so exact under concurrency. The statements are
     built once per dialect and run with bound values only.
     """
@@ -211,7 +215,10 @@ def credit_rows(session: Session, events: Sequence[Credited]) -> list[dict[str, 
         else:  # the same user: the same register and value, so the sketch byte agrees
             for name in _SUMMED:
                 into[name] += values[name]
-    return [merged[key] for key in sorted(merged)]
+    rows = [merged[key] for key in sorted(merged)]
+    for values in rows:
+        del values["p_user_id"]  # merged by it; no statement binds it
+    return rows
 
 
 def _credit_values(session: Session, event: Credited) -> dict[str, Any]:
@@ -272,13 +279,8 @@ def _build_credit_statements(dialect: str) -> _CreditStatements:
     pg = dialect == "postgresql"
     ins = postgresql.insert if pg else sqlite.insert
     rollup = cast(Table, ReportRollup.__table__)
-    people = cast(Table, ReportParticipant.__table__)
     key: dict[str, Any] = {name: bindparam(f"p_{name}") for name in PK}
 
-    who = ins(people).values(**key, user_id=bindparam("p_user_id"),
-                             events=bindparam("p_events"))
-    who = who.on_conflict_do_update(index_elements=[*PK, "user_id"],
-                                    set_={"events": people.c.events + who.excluded.events})
     row = ins(rollup).values(
         **key, events=bindparam("p_events"), **{name: bindparam(f"p_{name}")
                             for name in ("ug", "avoided_ug", "points", "activity", "hll")})
@@ -289,11 +291,10 @@ def _build_credit_statements(dialect: str) -> _CreditStatements:
         register: Any = bindparam("p_register")
         sums["hll"] = func.set_byte(rollup.c.hll, register, func.greatest(
             func.get_byte(rollup.c.hll, register), bindparam("p_rho")))
-        upsert = row.on_conflict_do_update(index_elements=list(PK), set_=sums).add_cte(
-            who.returning(people.c.events).cte("participant"))
+        upsert = row.on_conflict_do_update(index_elements=list(PK), set_=sums)
         return _CreditStatements(upsert=Prebuilt(lambda _: upsert))
     return _CreditStatements(
-        writes=(who, row.on_conflict_do_update(index_elements=list(PK), set_=sums)),
+        writes=(row.on_conflict_do_update(index_elements=list(PK), set_=sums),),
         read_slice=select(rollup.c.hll).where(where),
         raise_register=update(rollup).where(where).values(hll=bindparam("p_new")))
 
@@ -319,19 +320,26 @@ def reverse(session: Session, event: Event) -> None:
         log.warning("event %s was credited before rollups existed; run rebuild-rollups",
                     event.id)
         return
-    who = and_(*(getattr(ReportParticipant, n) == v for n, v in key.items()),
-               ReportParticipant.user_id == event.user_id)
-    left = session.execute(select(ReportParticipant.events).where(who)).scalar_one_or_none()
-    if left is None:
-        return
-    if left > 1:
-        session.execute(update(ReportParticipant).where(who)
-                        .values(events=ReportParticipant.events - 1))
-        return
-    session.execute(delete(ReportParticipant).where(who))
-    users = session.scalars(select(ReportParticipant.user_id).where(
-        *(getattr(ReportParticipant, n) == v for n, v in key.items()))).all()
+    if _live_users(session, cell, event.id, event.user_id):
+        return  # still in the cell through another event: its register stands
+    users = [u for u in _live_users(session, cell, event.id)
+             if UserHash.of(u).shard == user.shard]
     session.execute(update(ReportRollup).where(where).values(hll=slice_of(users)))
+
+
+def _live_users(session: Session, cell: Cell, but: int, user_id: str | None = None
+                ) -> set[str]:
+    """Users with a live credited event in ``cell`` other than event ``but`` (of
+    ``user_id`` only, if given: then through the user's index, else the city-day's)."""
+    query = (select(Event.user_id, Event.network_id, Event.origin).distinct()
+             .where(Event.city == cell.city, Event.local_date == cell.local_date,
+                    Event.mode == cell.mode,
+                    Event.methodology_version == cell.methodology_version,
+                    Event.status.in_(LIVE_STATUSES), Event.credited_ug > 0, Event.id != but))
+    if user_id is not None:
+        query = query.where(Event.user_id == user_id)
+    return {user for user, network_id, origin in session.execute(query)
+            if district_of(session, network_id, origin) == cell.district}
 
 
 # ---------------------------------------------------------------- rebuild
@@ -350,42 +358,34 @@ class _Sums:
 class Rebuilt:
     days: int
     rollup_rows: int
-    participant_rows: int
     events: int
 
 
 def rebuild(session: Session, city: str | None = None, *, batch: int = 20_000) -> Rebuilt:
     """Replace the rollups (of one city, or all) with a recomputation from the ledger."""
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("LOCK TABLE report_rollups, report_participants "
-                             "IN EXCLUSIVE MODE"))
+        session.execute(text("LOCK TABLE report_rollups IN EXCLUSIVE MODE"))
     scope_r = [] if city is None else [ReportRollup.city == city]
-    scope_p = [] if city is None else [ReportParticipant.city == city]
     session.execute(delete(ReportRollup).where(*scope_r))
-    session.execute(delete(ReportParticipant).where(*scope_p))
     days = session.execute(
         select(Event.city, Event.local_date).distinct()
         .join(LedgerEntry, and_(LedgerEntry.event_pk == Event.id, LedgerEntry.kind == "earn"))
         .where(*([] if city is None else [Event.city == city]))
         .order_by(Event.city, Event.local_date)).all()
-    rollup_rows = participant_rows = events = 0
+    rollup_rows = events = 0
     for day_city, day in days:
         cells = _day_sums(session, day_city, day)
         rollups: list[dict[str, Any]] = []
-        people: list[dict[str, Any]] = []
         for (cell, shard), sums in sorted(cells.items()):
             key = cell.key(shard)
             live = [u for u, n in sums.users.items() if n > 0]
             rollups.append({**key, "events": sums.events, "ug": sums.ug,
                             "avoided_ug": sums.avoided_ug, "points": sums.points,
                             "activity": sums.activity, "hll": slice_of(live)})
-            people.extend({**key, "user_id": u, "events": sums.users[u]} for u in live)
             events += sums.events
         _insert(session, ReportRollup, rollups, batch)
-        _insert(session, ReportParticipant, people, batch)
         rollup_rows += len(rollups)
-        participant_rows += len(people)
-    return Rebuilt(len(days), rollup_rows, participant_rows, events)
+    return Rebuilt(len(days), rollup_rows, events)
 
 
 def _day_sums(session: Session, city: str, day: date) -> dict[tuple[Cell, int], _Sums]:
@@ -424,9 +424,9 @@ def _day_sums(session: Session, city: str, day: date) -> dict[tuple[Cell, int], 
     return cells
 
 
-def _insert(session: Session, model: type[ReportRollup] | type[ReportParticipant],
+def _insert(session: Session, model: type[ReportRollup],
             rows: list[dict[str, Any]], batch: int) -> None:
-    """Bulk insert: COPY on PostgreSQL (a rebuild writes a row per user-day-cell), else
+    """Bulk insert: COPY on PostgreSQL, else
     multi-row INSERTs."""
     if not rows:
         return

@@ -56,6 +56,14 @@ NullableJson = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "p
 """JSON whose Python None is SQL NULL (not JSON 'null'): nothing stored but a null bit."""
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets 64-bit ids.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
+Int4 = Integer().with_variant(BigInteger(), "sqlite")
+"""4 bytes on PostgreSQL for a count that cannot near 2**31 (a row's points, a per-account
+sequence number): next to another 4-byte column it saves the 8-byte alignment a bigint
+needs (migration 0004). SQLite keeps the BIGINT it was created with (it stores integers in
+1-8 bytes whatever the declared type, and cannot alter a column's type in place);
+out-of-range values fail the write. An event's references to its factor set and network
+version are plain ``Integer`` for the same reason (SQLite created them INTEGER, ``BigId``'s
+type there)."""
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -234,10 +242,10 @@ class Event(Base):
     reason: Mapped[str | None] = mapped_column(String(64))
     avoided_ug: Mapped[int] = mapped_column(BigInteger)
     credited_ug: Mapped[int] = mapped_column(BigInteger)
-    points: Mapped[int] = mapped_column(BigInteger)
-    factor_version_id: Mapped[int] = mapped_column(ForeignKey("factor_versions.id"))
+    points: Mapped[int] = mapped_column(Int4)
+    factor_version_id: Mapped[int] = mapped_column(Integer, ForeignKey("factor_versions.id"))
     methodology_version: Mapped[str] = mapped_column(String(64))
-    network_id: Mapped[int | None] = mapped_column(ForeignKey("networks.id"))
+    network_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("networks.id"))
     activity: Mapped[int] = mapped_column(Integer)
     """What the factor multiplied: metres travelled, or steps credited (the increase)."""
     previous_quantity: Mapped[int | None] = mapped_column(Integer)
@@ -276,14 +284,27 @@ class TrustPolicy(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+OTHER_EVENT_ENTRIES = "event_pk IS NOT NULL AND kind NOT IN ('earn', 'reversal')"
+
+
 class LedgerEntry(Base):
     """Append-only: never updated or deleted (a trigger refuses it). Hash-chained per account."""
 
     __tablename__ = "ledger_entries"
     __table_args__ = (
         UniqueConstraint("user_id", "seq"),
-        # At most one entry of each kind per event: one earn, one reversal.
-        UniqueConstraint("event_pk", "kind"),
+        # At most one entry of each kind per event: one earn, one reversal. A partial
+        # unique index per kind keyed by the event alone (an entry is in one of them) is
+        # 20 bytes an entry where (event_pk, kind) was 28 (migration 0004); a third keeps
+        # the rule for other kinds, which carry no event today.
+        Index("uq_ledger_entries_earn", "event_pk", unique=True,
+              postgresql_where=text("kind = 'earn'"), sqlite_where=text("kind = 'earn'")),
+        Index("uq_ledger_entries_reversal", "event_pk", unique=True,
+              postgresql_where=text("kind = 'reversal'"),
+              sqlite_where=text("kind = 'reversal'")),
+        Index("uq_ledger_entries_other", "event_pk", "kind", unique=True,
+              postgresql_where=text(OTHER_EVENT_ENTRIES),
+              sqlite_where=text(OTHER_EVENT_ENTRIES)),
         CheckConstraint("kind IN ('earn', 'redeem', 'reversal', 'adjustment')", name="kind"),
         # Spending can never overdraw an account, whatever the code above the database does.
         CheckConstraint("kind <> 'redeem' OR (balance_after >= 0 AND points < 0)",
@@ -293,9 +314,9 @@ class LedgerEntry(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("accounts.user_id"))
-    seq: Mapped[int] = mapped_column(BigInteger)
+    seq: Mapped[int] = mapped_column(Int4)
     kind: Mapped[str] = mapped_column(String(16))
-    points: Mapped[int] = mapped_column(BigInteger)
+    points: Mapped[int] = mapped_column(Int4)
     ug: Mapped[int] = mapped_column(BigInteger)
     balance_after: Mapped[int] = mapped_column(BigInteger)
     """The account balance right after this entry: a running total auditors can re-add."""
@@ -354,8 +375,8 @@ class DailyUsage(Base):
     mode: Mapped[str] = mapped_column(String(32), primary_key=True)
     events: Mapped[int] = mapped_column(Integer, default=0)
     credited_ug: Mapped[int] = mapped_column(BigInteger, default=0)
-    points: Mapped[int] = mapped_column(BigInteger, default=0)
-    max_quantity: Mapped[int] = mapped_column(BigInteger, default=0)
+    points: Mapped[int] = mapped_column(Int4, default=0)
+    max_quantity: Mapped[int] = mapped_column(Int4, default=0)
     """For cumulative modes: the highest count posted that day (steps)."""
     last_post_at: Mapped[datetime | None] = mapped_column()
     """When the mode was last posted that day (server time): steps velocity."""
@@ -401,23 +422,3 @@ class ReportRollup(Base):
     """Metres travelled (trip modes) or steps credited (steps): the quantity a factor
     multiplies, for the verification export."""
     hll: Mapped[bytes] = mapped_column(LargeBinary)
-
-
-class ReportParticipant(Base):
-    """A user's live credited events in one rollup cell: what reversals need to retract them.
-
-    One row per (cell, user) with at least one live credited event; a reversal that takes
-    the count to zero deletes the row and rebuilds the cell's sketch slice from the rows
-    left. Never read by reports (they read ``report_rollups`` only).
-    """
-
-    __tablename__ = "report_participants"
-
-    city: Mapped[str] = mapped_column(String(64), primary_key=True)
-    local_date: Mapped[date] = mapped_column(Date, primary_key=True)
-    mode: Mapped[str] = mapped_column(String(32), primary_key=True)
-    district: Mapped[str] = mapped_column(String(64), primary_key=True)
-    methodology_version: Mapped[str] = mapped_column(String(64), primary_key=True)
-    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
-    user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    events: Mapped[int] = mapped_column(Integer, default=0)

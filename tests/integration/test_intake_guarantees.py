@@ -27,6 +27,7 @@ from carbon_credits.ingest import events
 from carbon_credits.ledger import verification
 from carbon_credits.networks import demo_network
 from carbon_credits.networks.catalog import store_network
+from carbon_credits.reports.sketch import UserHash
 from carbon_credits.runtime import Runtime
 from carbon_credits.schemas import load_event
 from carbon_credits.storage.models import (
@@ -35,7 +36,7 @@ from carbon_credits.storage.models import (
     Event,
     FactorVersion,
     LedgerEntry,
-    ReportParticipant,
+    ReportRollup,
     User,
 )
 from carbon_credits.tokens import Principal
@@ -223,12 +224,27 @@ def test_a_chunks_credits_reach_every_cell_it_touches(rt: Runtime, user_id: str)
               factories.metro(start=factories.today_at(11)),
               factories.bus(start=yesterday.replace(hour=12)),
               factories.metro(start=yesterday.replace(hour=15))]
+    where = (ReportRollup.city == "shenzhen",
+             ReportRollup.shard == UserHash.of(user_id).shard)
+
+    def cells() -> dict[tuple[str, str], tuple[int, int]]:
+        """(day, mode) -> (events, the user's register) over the user's shard rows."""
+        with rt.db.transaction() as s:
+            rows = s.execute(select(ReportRollup.local_date, ReportRollup.mode,
+                                    ReportRollup.events, ReportRollup.hll)
+                             .where(*where)).all()
+        found: dict[tuple[str, str], tuple[int, int]] = {}
+        for day, mode, n, hll in rows:
+            had = found.get((str(day), mode), (0, 0))
+            found[(str(day), mode)] = (had[0] + n,
+                                       max(had[1], hll[UserHash.of(user_id).register]))
+        return found
+
+    before = cells()
     results = events.ingest_batch(rt, user, bodies)
     assert all(r["status"] == 201 and r["result"]["grams"] > 0 for r in results), results
     expected = Counter((str(r["result"]["local_date"]), r["result"]["mode"]) for r in results)
-    with rt.db.transaction() as s:
-        rows = s.execute(select(ReportParticipant.local_date, ReportParticipant.mode,
-                                func.sum(ReportParticipant.events))
-                         .where(ReportParticipant.user_id == user_id)
-                         .group_by(ReportParticipant.local_date, ReportParticipant.mode)).all()
-    assert Counter({(str(day), mode): int(n) for day, mode, n in rows}) == expected
+    after = cells()
+    assert {k: after[k][0] - before.get(k, (0, 0))[0] for k in after
+            if after[k][0] != before.get(k, (0, 0))[0]} == expected
+    assert all(after[k][1] >= UserHash.of(user_id).rho for k in expected)
