@@ -42,16 +42,21 @@ def _alembic(db: Any, how: Callable[[AlembicConfig, str], None], revision: str) 
         how(cfg, revision)
 
 
+BEFORE = "0004_trust"
+"""The revision before 0004_lean: rows of the 0003 shape, written by today's code (which
+needs 0004_trust's ``events.source``)."""
+
+
 @contextmanager
 def _at_0003(rt: Any, make_config: Callable[..., Config], tmp_path: Path) -> Iterator[Flask]:
-    """An app on a fresh database of the suite's backend, migrated to 0003 only."""
+    """An app on a fresh database of the suite's backend, migrated to ``BEFORE`` only."""
     url, drop = (conftest._fresh_postgres(rt.config.database_url)
                  if rt.config.database_url.startswith("postgresql")
                  else (f"sqlite:///{tmp_path / 'at-0003.sqlite3'}", None))
     app = create_app(make_config(database_url=url))
     db = app.extensions["carbon_credits"].db
     try:
-        _alembic(db, command.upgrade, "0003")
+        _alembic(db, command.upgrade, BEFORE)
         yield app
     finally:
         db.dispose()
@@ -119,7 +124,7 @@ def test_upgrade_from_0003_keeps_every_value_and_the_chain(
         if postgres:
             assert set(types_before.values()) == {"BIGINT"}
 
-        _alembic(db, command.upgrade, "head")
+        _alembic(db, command.upgrade, "0004_lean")
         with db.engine.connect() as conn:
             assert "report_participants" not in inspect(conn).get_table_names()
         if postgres:
@@ -142,7 +147,7 @@ def test_upgrade_from_0003_keeps_every_value_and_the_chain(
             with db.transaction() as session:
                 session.execute(text("UPDATE ledger_entries SET points = points + 1"))
 
-        _alembic(db, command.downgrade, "0003")
+        _alembic(db, command.downgrade, BEFORE)
         with db.engine.connect() as conn:
             assert "report_participants" in inspect(conn).get_table_names()
         assert _types(db) == types_before
