@@ -1,11 +1,14 @@
-"""Flask CLI: `flask --app app init-db | token | verify-ledger`."""
+"""Flask CLI: `flask --app app init-db | token | verify-ledger | worker`."""
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from pathlib import Path
 
 import click
+import dramatiq
 from flask import Flask
 from flask.cli import with_appcontext
 
@@ -13,6 +16,7 @@ from carbon_credits.api.extensions import runtime
 from carbon_credits.errors import ServiceError
 from carbon_credits.ledger.verification import Report, verify
 from carbon_credits.networks.gtfs_import import import_gtfs
+from carbon_credits.providers import jobs
 from carbon_credits.reports import rollups
 from carbon_credits.setup import init_db
 from carbon_credits.tokens import ROLES
@@ -24,6 +28,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(verify_ledger_command)
     app.cli.add_command(import_gtfs_command)
     app.cli.add_command(rebuild_rollups_command)
+    app.cli.add_command(worker_command)
 
 
 @click.command("init-db")
@@ -103,3 +108,27 @@ def rebuild_rollups_command(city: str | None) -> None:
                f"{done.events} live credited events, {done.rollup_rows} rollup rows, "
                f"{done.participant_rows} participant rows in "
                f"{time.perf_counter() - started:.1f} s")
+
+
+@click.command("worker")
+@click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="files processed at once by this process")
+@with_appcontext
+def worker_command(threads: int) -> None:
+    """Process queued record files (Dramatiq on REDIS_URL) until SIGTERM or SIGINT."""
+    rt = runtime()
+    queue = jobs.queue(rt.config)
+    if queue is None:
+        raise click.UsageError("REDIS_URL is not set: without Redis, record files are "
+                               "processed by the web process itself")
+    stop = threading.Event()
+    queue.serve(jobs.perform(rt, jobs.applier(rt), stop))
+    worker = dramatiq.Worker(queue.broker, queues={jobs.QUEUE_NAME}, worker_threads=threads)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    worker.start()
+    click.echo(f"worker: {threads} thread(s) on queue {jobs.QUEUE_NAME}", err=True)
+    stop.wait()
+    # A file being processed stops at its next chunk and is queued again (from its
+    # checkpoint) for another worker.
+    worker.stop(timeout=60_000)
