@@ -5,13 +5,15 @@ applied twice shows as a replay, never as a second row; counts its calls.
 user_ref "nobody..." is refused (not_bound), "held..." held. With FAKE_APPLIER_HANG_AT_CALL=N
 and FAKE_APPLIER_MARKER=path, this process's Nth call commits its records, creates the
 marker file and then never returns: a worker to be killed between applying a chunk and
-checkpointing it.
+checkpointing it. With FAKE_APPLIER_DELAY_MS, each call takes at least that long: a worker
+still busy with a file when it is told to stop.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
 from sqlalchemy import Engine, text
@@ -38,6 +40,7 @@ def make(rt: Runtime) -> ApplyChunk:
     engine = rt.db.engine
     hang_at = int(os.environ.get("FAKE_APPLIER_HANG_AT_CALL", "0"))
     marker = os.environ.get("FAKE_APPLIER_MARKER")
+    delay_s = int(os.environ.get("FAKE_APPLIER_DELAY_MS", "0")) / 1000
     calls = 0
     lock = threading.Lock()
 
@@ -60,6 +63,7 @@ def make(rt: Runtime) -> ApplyChunk:
                 status = ("replayed" if new is None else
                           "held" if record.user_ref.startswith("held") else "credited")
                 outcomes.append(RowOutcome(line, status))  # type: ignore[arg-type]
+        time.sleep(delay_s)
         with lock:
             calls += 1
             hang = calls == hang_at

@@ -82,15 +82,23 @@ def workers() -> Iterator[Callable[[dict[str, str], Path], subprocess.Popen[byte
                 proc.wait()
 
 
-def test_a_killed_workers_file_is_finished_by_another_exactly_once(
-        make_app: Callable[..., Flask], suite_redis_url: str, worker_env: dict[str, str],
-        workers: Callable[[dict[str, str], Path], subprocess.Popen[bytes]],
-        tmp_path: Path) -> None:
+@pytest.fixture
+def queued_rt(make_app: Callable[..., Flask], suite_redis_url: str,
+              worker_env: dict[str, str]) -> Runtime:
+    """The web side: uploads queue their jobs on the suite's Redis, for the workers."""
     rt: Runtime = make_app(
         redis_url=suite_redis_url, upload_dir=Path(worker_env["UPLOAD_DIR"]),
         record_chunk_rows=CHUNK, worker_heartbeat_timeout_ms=HEARTBEAT_MS,
         queue_maintenance_chance=1_000_000).extensions["carbon_credits"]
     record_file_applier.create_tables(rt.db.engine)
+    return rt
+
+
+def test_a_killed_workers_file_is_finished_by_another_exactly_once(
+        queued_rt: Runtime, worker_env: dict[str, str],
+        workers: Callable[[dict[str, str], Path], subprocess.Popen[bytes]],
+        tmp_path: Path) -> None:
+    rt = queued_rt
     provider = f"p-{uuid.uuid4().hex[:12]}"
     job, created = jobs.upload(rt, provider, io.BytesIO(record_file(provider)), "text/csv")
     assert created and job.status == "queued"
@@ -139,3 +147,33 @@ def test_a_killed_workers_file_is_finished_by_another_exactly_once(
     assert done.attempts == 2
     errors = list(jobs.errors_csv(rt, provider, job.id))[1:]
     assert [int(line.split(",")[0]) for line in errors] == sorted(i + 2 for i in INVALID)
+
+
+def test_a_stopped_worker_leaves_its_file_at_a_checkpoint_for_the_next(
+        queued_rt: Runtime, worker_env: dict[str, str],
+        workers: Callable[[dict[str, str], Path], subprocess.Popen[bytes]],
+        tmp_path: Path) -> None:
+    """SIGTERM: the worker stops between chunks and the file is queued again; the next
+    worker goes on from the checkpoint, re-applying nothing."""
+    rt = queued_rt
+    provider = f"p-{uuid.uuid4().hex[:12]}"
+    job, _ = jobs.upload(rt, provider, io.BytesIO(record_file(provider)), "text/csv")
+    first = workers({**worker_env, "FAKE_APPLIER_DELAY_MS": "300"}, tmp_path / "worker-1.log")
+    wait_for(lambda: jobs.status(rt, provider, job.id).checkpoint_line > 0,
+             "the first worker's first checkpoint")
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=120) == 0
+    stopped = jobs.status(rt, provider, job.id)
+    assert stopped.status == "running" and 0 < stopped.rows_read < ROWS
+
+    workers(worker_env, tmp_path / "worker-2.log")
+    wait_for(lambda: jobs.status(rt, provider, job.id).status == "done",
+             "the second worker to finish the file")
+    done = jobs.status(rt, provider, job.id)
+    assert (done.rows_read, done.credited, done.replayed, done.refused) == (
+        ROWS, ROWS - len(INVALID), 0, len(INVALID))
+    with rt.db.engine.connect() as conn:
+        starts = list(conn.execute(text(
+            "SELECT first_line FROM fake_record_calls WHERE provider_id = :p"),
+            {"p": provider}).scalars())
+    assert len(starts) == len(set(starts)) == ROWS // CHUNK
