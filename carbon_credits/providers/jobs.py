@@ -384,6 +384,10 @@ def perform(rt: Runtime, apply_chunk: ApplyChunk, stop: threading.Event
             process(rt, job_id, apply_chunk, stop)
         except Superseded:
             log.info("record file %s: another worker has it", job_id)
+        except Stopping:
+            # Queued again (Retries) for another worker, from the checkpoint; not an error.
+            raise dramatiq.Retry(f"record file {job_id}: stopped at a checkpoint",
+                                 delay=1000) from None
 
     return run
 
