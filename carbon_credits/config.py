@@ -91,8 +91,8 @@ class Config:
     plausibility: Policy = field(default_factory=Policy)
     """Fraud rule thresholds and outcomes (see carbon_credits.antifraud.plausibility)."""
     upload_dir: Path | None = None
-    """Where record files are kept, named by their SHA-256 (UPLOAD_DIR; default
-    instance/uploads). Workers read them there: a shared volume with several hosts."""
+    """Where record files are kept, named by their SHA-256 (UPLOAD_DIR; None: instance/
+    uploads, see ``uploads``). Workers read them there: a shared volume with several hosts."""
     upload_max_bytes: int = 4 << 30
     """The largest record file accepted (UPLOAD_MAX_BYTES, 4 GiB: some 15 M records)."""
     record_chunk_rows: int = 1000
@@ -114,8 +114,6 @@ class Config:
             self.database_url = f"sqlite:///{self.instance_path / 'carbon_credits.sqlite3'}"
             # With no configuration at all, a new user gets a ready database on start.
             self.auto_init_db = True
-        if self.upload_dir is None:
-            self.upload_dir = self.instance_path / "uploads"
         try:
             ZoneInfo(self.city_timezone)
         except (ZoneInfoNotFoundError, ValueError) as exc:
@@ -129,6 +127,11 @@ class Config:
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.city_timezone)
+
+    @property
+    def uploads(self) -> Path:
+        """The folder of record files (``upload_dir``)."""
+        return self.upload_dir or self.instance_path / "uploads"
 
     @property
     def is_sqlite(self) -> bool:

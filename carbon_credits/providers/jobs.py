@@ -36,6 +36,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import Retries
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from carbon_credits.config import Config
 from carbon_credits.errors import NotFound, TooLarge
@@ -51,6 +52,9 @@ READ_BLOCK = 1 << 16
 QUEUE_NAME = "record_files"
 ACTOR_NAME = "process_record_file"
 MAX_REASON = 300
+MAX_ATTEMPTS = 20
+"""Starts of one job (a worker died, stopped, or the crediting raised) before it is given
+up as failed; the queue's Retries allow as many deliveries."""
 
 
 @dataclass(frozen=True)
@@ -86,8 +90,7 @@ def applier(rt: Runtime) -> ApplyChunk:
 
 
 def file_path(config: Config, sha256: str) -> Path:
-    assert config.upload_dir is not None  # set by Config.__post_init__
-    return config.upload_dir / sha256[:2] / sha256
+    return config.uploads / sha256[:2] / sha256
 
 
 def upload(rt: Runtime, provider_id: str, stream: IO[bytes], content_type: str | None,
@@ -97,9 +100,8 @@ def upload(rt: Runtime, provider_id: str, stream: IO[bytes], content_type: str |
     that is still queued: its first queuing may have failed)."""
     declared = declared_format(content_type)
     config = rt.config
-    assert config.upload_dir is not None
-    config.upload_dir.mkdir(parents=True, exist_ok=True)
-    sha256, size, incoming = _store_incoming(stream, config.upload_dir, config.upload_max_bytes)
+    config.uploads.mkdir(parents=True, exist_ok=True)
+    sha256, size, incoming = _store_incoming(stream, config.uploads, config.upload_max_bytes)
     try:
         job, created = _job_for(rt, provider_id, sha256, size, incoming, declared,
                                 default_city or config.default_city)
@@ -134,32 +136,38 @@ def _store_incoming(stream: IO[bytes], directory: Path, limit: int) -> tuple[str
 
 def _job_for(rt: Runtime, provider_id: str, sha256: str, size: int, incoming: Path,
              declared: Format | None, city: str) -> tuple[RecordFile, bool]:
-    with rt.db.transaction() as session:
-        existing = session.scalar(select(RecordFile).where(
-            RecordFile.provider_id == provider_id, RecordFile.sha256 == sha256))
-        if existing is not None:
-            return existing, False
-    with incoming.open("rb") as fh:
-        fmt = RecordReader(fh, city, declared).format  # a bad file: 4xx, nothing kept
-    final = file_path(rt.config, sha256)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(incoming, final)  # the same content from another upload: the same bytes
-    job = RecordFile(id=uuid.uuid4().hex, provider_id=provider_id, sha256=sha256, format=fmt,
-                     size_bytes=size, city=city, status="queued", rows_read=0, credited=0,
-                     held=0, replayed=0, refused=0, checkpoint_line=0, checkpoint_offset=0,
-                     attempts=0)
+    """The job of this content, found or made, in one unit of work."""
     try:
         with rt.db.transaction() as session:
+            existing = _find(session, provider_id, sha256)
+            if existing is not None:
+                return existing, False
+            with incoming.open("rb") as fh:
+                fmt = RecordReader(fh, city, declared).format  # a bad file: 4xx, nothing kept
+            final = file_path(rt.config, sha256)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            # Before the commit: a job never names a file that is not there. The same
+            # content from another upload is the same bytes, so replacing it is harmless.
+            os.replace(incoming, final)
+            job = RecordFile(
+                id=uuid.uuid4().hex, provider_id=provider_id, sha256=sha256, format=fmt,
+                size_bytes=size, city=city, status="queued", rows_read=0, credited=0,
+                held=0, replayed=0, refused=0, checkpoint_line=0, checkpoint_offset=0,
+                attempts=0)
             session.add(job)
+        return job, True
     except IntegrityError:
         # The same file, uploaded at the same moment: the other upload's job is this one.
         with rt.db.transaction() as session:
-            found = session.scalar(select(RecordFile).where(
-                RecordFile.provider_id == provider_id, RecordFile.sha256 == sha256))
+            found = _find(session, provider_id, sha256)
         if found is None:
             raise
         return found, False
-    return job, True
+
+
+def _find(session: Session, provider_id: str, sha256: str) -> RecordFile | None:
+    return session.scalar(select(RecordFile).where(
+        RecordFile.provider_id == provider_id, RecordFile.sha256 == sha256))
 
 
 # -- status and errors -----------------------------------------------------------------
@@ -231,6 +239,11 @@ def process(rt: Runtime, job_id: str, apply_chunk: ApplyChunk,
         job = session.get(RecordFile, job_id, with_for_update=True)
         if job is None or job.status in ("done", "failed"):
             return None
+        if job.attempts >= MAX_ATTEMPTS:
+            job.status, job.failure, job.finished_at = (
+                "failed", f"given up after {job.attempts} attempts (see the workers' logs)",
+                utcnow())
+            return job
         job.status = "running"
         job.attempts += 1
         job.started_at = job.started_at or utcnow()
@@ -321,7 +334,8 @@ class RecordFileQueue:
             url=config.redis_url, namespace="carbon-credits",
             heartbeat_timeout=config.worker_heartbeat_timeout_ms,
             maintenance_chance=config.queue_maintenance_chance,
-            middleware=[Retries(max_retries=20, min_backoff=1000, max_backoff=60_000)])
+            middleware=[Retries(max_retries=MAX_ATTEMPTS, min_backoff=1000,
+                                max_backoff=60_000)])
         self._perform: Callable[[str], None] | None = None
         self.actor: dramatiq.Actor[[str], None] = dramatiq.Actor(
             self._run, broker=self.broker, actor_name=ACTOR_NAME, queue_name=QUEUE_NAME,

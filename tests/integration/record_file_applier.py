@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Engine, text
@@ -30,10 +32,19 @@ TABLES = (
 )
 
 
-def create_tables(engine: Engine) -> None:
+@contextmanager
+def tables(engine: Engine) -> Iterator[None]:
+    """This stand-in's tables, for one test: dropped after it, since the suite's database
+    must hold exactly the models' schema (tests/integration/test_schema.py)."""
     with engine.begin() as conn:
         for statement in TABLES:
             conn.execute(text(statement))
+    try:
+        yield
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DROP TABLE IF EXISTS fake_record_credits"))
+            conn.execute(text("DROP TABLE IF EXISTS fake_record_calls"))
 
 
 def make(rt: Runtime) -> ApplyChunk:

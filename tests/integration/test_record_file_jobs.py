@@ -7,7 +7,7 @@ import csv
 import io
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,11 +54,11 @@ def dispatched(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 @pytest.fixture
-def chunked_rt(make_app: Callable[..., Flask]) -> Runtime:
+def chunked_rt(make_app: Callable[..., Flask]) -> Iterator[Runtime]:
     rt: Runtime = make_app(record_chunk_rows=10, record_applier=APPLIER
                            ).extensions["carbon_credits"]
-    record_file_applier.create_tables(rt.db.engine)
-    return rt
+    with record_file_applier.tables(rt.db.engine):
+        yield rt
 
 
 def credited_lines(rt: Runtime, provider: str) -> list[int]:
@@ -104,8 +104,7 @@ def test_a_done_job_uploaded_again_is_not_queued_again(
 
 
 def incoming_files(rt: Runtime) -> list[Path]:
-    assert rt.config.upload_dir is not None
-    return list(rt.config.upload_dir.glob(".incoming-*"))
+    return list(rt.config.uploads.glob(".incoming-*"))
 
 
 @pytest.mark.parametrize("data, code", [(b"a,b,c\n1,2,3\n", "csv_no_header"),
@@ -229,17 +228,35 @@ def test_a_job_whose_file_is_gone_fails_with_a_reason(
     assert jobs.process(chunked_rt, job.id, jobs.applier(chunked_rt)) is None
 
 
+def test_a_job_started_too_often_is_given_up(
+        chunked_rt: Runtime, provider: str, dispatched: list[str]) -> None:
+    """A crediting that raises each time (a bug) ends in 'failed', not in retries forever."""
+    job, _ = jobs.upload(chunked_rt, provider, io.BytesIO(steps_file(3, prefix="often")),
+                         "text/csv")
+
+    def broken(provider_id: str, rows: list[tuple[int, Record]]) -> list[RowOutcome]:
+        raise Crash
+
+    for _ in range(jobs.MAX_ATTEMPTS):
+        with pytest.raises(Crash):
+            jobs.process(chunked_rt, job.id, broken)
+    failed = jobs.process(chunked_rt, job.id, broken)
+    assert failed is not None and failed.status == "failed"
+    assert failed.failure == f"given up after {jobs.MAX_ATTEMPTS} attempts (see the workers' logs)"
+    assert jobs.status(chunked_rt, provider, job.id).status == "failed"
+
+
 def test_without_redis_a_file_is_processed_in_the_web_process(
         make_app: Callable[..., Flask], provider: str) -> None:
     rt: Runtime = make_app(redis_url=None, record_applier=APPLIER
                            ).extensions["carbon_credits"]
-    record_file_applier.create_tables(rt.db.engine)
-    job, created = jobs.upload(rt, provider, io.BytesIO(steps_file(30, prefix="inproc")),
-                               "text/csv")
-    assert created
-    deadline = time.monotonic() + 120  # a bound on a condition, not a timing assertion
-    state: Any = job
-    while state.status != "done" and time.monotonic() < deadline:
-        time.sleep(0.05)
-        state = jobs.status(rt, provider, job.id)
-    assert (state.status, state.rows_read, state.credited) == ("done", 30, 30)
+    with record_file_applier.tables(rt.db.engine):
+        job, created = jobs.upload(rt, provider,
+                                   io.BytesIO(steps_file(30, prefix="inproc")), "text/csv")
+        assert created
+        deadline = time.monotonic() + 120  # a bound on a condition, not a timing assertion
+        state: Any = job
+        while state.status != "done" and time.monotonic() < deadline:
+            time.sleep(0.05)
+            state = jobs.status(rt, provider, job.id)
+        assert (state.status, state.rows_read, state.credited) == ("done", 30, 30)

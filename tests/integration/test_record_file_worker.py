@@ -84,14 +84,14 @@ def workers() -> Iterator[Callable[[dict[str, str], Path], subprocess.Popen[byte
 
 @pytest.fixture
 def queued_rt(make_app: Callable[..., Flask], suite_redis_url: str,
-              worker_env: dict[str, str]) -> Runtime:
+              worker_env: dict[str, str]) -> Iterator[Runtime]:
     """The web side: uploads queue their jobs on the suite's Redis, for the workers."""
     rt: Runtime = make_app(
         redis_url=suite_redis_url, upload_dir=Path(worker_env["UPLOAD_DIR"]),
         record_chunk_rows=CHUNK, worker_heartbeat_timeout_ms=HEARTBEAT_MS,
         queue_maintenance_chance=1_000_000).extensions["carbon_credits"]
-    record_file_applier.create_tables(rt.db.engine)
-    return rt
+    with record_file_applier.tables(rt.db.engine):
+        yield rt
 
 
 def test_a_killed_workers_file_is_finished_by_another_exactly_once(
