@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import IO, Literal, Protocol
 
 import dramatiq
+import redis
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import Retries
 from sqlalchemy import insert, select, update
@@ -39,7 +40,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from carbon_credits.config import Config
-from carbon_credits.errors import NotFound, TooLarge
+from carbon_credits.errors import RETRY_AFTER_S, NotFound, TooLarge, Unavailable
 from carbon_credits.providers.files import Format, RecordReader, RowError, declared_format
 from carbon_credits.providers.records import Record
 from carbon_credits.runtime import Runtime
@@ -375,7 +376,13 @@ def dispatch(rt: Runtime, job_id: str) -> None:
     (the embedded default: one process, SQLite)."""
     q = queue(rt.config)
     if q is not None:
-        q.enqueue(job_id)
+        try:
+            q.enqueue(job_id)
+        except redis.RedisError:
+            # The job is stored, queued: the same upload again is its replay, and queues it.
+            raise Unavailable("the job queue is unavailable; send the file again",
+                              code="queue_unavailable",
+                              headers={"Retry-After": str(RETRY_AFTER_S)}) from None
         return
     threading.Thread(target=_process_logged, args=(rt, job_id), daemon=True,
                      name=f"record-file-{job_id}").start()

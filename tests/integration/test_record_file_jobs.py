@@ -15,7 +15,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import select, text
 
-from carbon_credits.errors import InvalidInput, NotFound, TooLarge
+from carbon_credits.errors import InvalidInput, NotFound, TooLarge, Unavailable
 from carbon_credits.providers import jobs
 from carbon_credits.providers.job_schemas import RecordFileErrorSchema, RecordFileSchema
 from carbon_credits.providers.jobs import RowOutcome
@@ -226,6 +226,23 @@ def test_a_job_whose_file_is_gone_fails_with_a_reason(
     assert failed is not None and failed.status == "failed"
     assert failed.failure is not None and "cannot be read" in failed.failure
     assert jobs.process(chunked_rt, job.id, jobs.applier(chunked_rt)) is None
+
+
+def test_a_queue_that_is_down_is_a_503_and_the_same_upload_again_queues_the_job(
+        make_app: Callable[..., Flask], suite_redis_url: str, provider: str) -> None:
+    down: Runtime = make_app(redis_url="redis://127.0.0.1:1/0").extensions["carbon_credits"]
+    data = steps_file(4, prefix="down")
+    with pytest.raises(Unavailable) as caught:
+        jobs.upload(down, provider, io.BytesIO(data), "text/csv")
+    assert caught.value.status == 503 and caught.value.headers["Retry-After"]
+    up: Runtime = make_app(redis_url=suite_redis_url).extensions["carbon_credits"]
+    queue = jobs.queue(up.config)
+    assert queue is not None
+    before = queue.broker.client.llen(f"{queue.broker.namespace}:{jobs.QUEUE_NAME}")
+    job, created = jobs.upload(up, provider, io.BytesIO(data), "text/csv")
+    assert not created and job.status == "queued"
+    assert queue.broker.client.llen(f"{queue.broker.namespace}:{jobs.QUEUE_NAME}") == before + 1
+    queue.broker.flush_all()  # no worker of a later test is to take it
 
 
 def test_a_job_started_too_often_is_given_up(

@@ -90,6 +90,9 @@ def queued_rt(make_app: Callable[..., Flask], suite_redis_url: str,
         redis_url=suite_redis_url, upload_dir=Path(worker_env["UPLOAD_DIR"]),
         record_chunk_rows=CHUNK, worker_heartbeat_timeout_ms=HEARTBEAT_MS,
         queue_maintenance_chance=1_000_000).extensions["carbon_credits"]
+    queue = jobs.queue(rt.config)
+    assert queue is not None
+    queue.broker.flush_all()  # only this test's jobs for this test's workers
     with record_file_applier.tables(rt.db.engine):
         yield rt
 
