@@ -1,11 +1,14 @@
-"""Flask CLI: `flask --app app init-db | token | verify-ledger`."""
+"""Flask CLI: `flask --app app init-db | token | verify-ledger | worker`."""
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from pathlib import Path
 
 import click
+import dramatiq
 from flask import Flask
 from flask.cli import with_appcontext
 
@@ -14,6 +17,7 @@ from carbon_credits.errors import ServiceError
 from carbon_credits.ingest import operator
 from carbon_credits.ledger.verification import Report, verify
 from carbon_credits.networks.gtfs_import import import_gtfs
+from carbon_credits.providers import jobs
 from carbon_credits.reports import rollups
 from carbon_credits.setup import init_db
 from carbon_credits.storage import roles
@@ -28,6 +32,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(rebuild_rollups_command)
     app.cli.add_command(expire_unconfirmed_command)
     app.cli.add_command(grant_service_role_command)
+    app.cli.add_command(worker_command)
 
 
 @click.command("init-db")
@@ -136,3 +141,27 @@ def grant_service_role_command(role: str, print_sql: bool) -> None:
         roles.grant_service_role(connection, role)
     click.echo(f"role {role}: rows of every table, no DDL; "
                f"insert-only on {', '.join(roles.APPEND_ONLY)}")
+
+
+@click.command("worker")
+@click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="files processed at once by this process")
+@with_appcontext
+def worker_command(threads: int) -> None:
+    """Process queued record files (Dramatiq on REDIS_URL) until SIGTERM or SIGINT."""
+    rt = runtime()
+    queue = jobs.queue(rt.config)
+    if queue is None:
+        raise click.UsageError("REDIS_URL is not set: without Redis, record files are "
+                               "processed by the web process itself")
+    stop = threading.Event()
+    queue.serve(jobs.perform(rt, jobs.applier(rt), stop))
+    worker = dramatiq.Worker(queue.broker, queues={jobs.QUEUE_NAME}, worker_threads=threads)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    worker.start()
+    click.echo(f"worker: {threads} thread(s) on queue {jobs.QUEUE_NAME}", err=True)
+    stop.wait()
+    # A file being processed stops at its next chunk and is queued again (from its
+    # checkpoint) for another worker.
+    worker.stop(timeout=60_000)

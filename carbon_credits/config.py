@@ -102,6 +102,23 @@ class Config:
     """k: partner report cells with fewer distinct participants are suppressed; policy."""
     plausibility: Policy = field(default_factory=Policy)
     """Fraud rule thresholds and outcomes (see carbon_credits.antifraud.plausibility)."""
+    upload_dir: Path | None = None
+    """Where record files are kept, named by their SHA-256 (UPLOAD_DIR; None: instance/
+    uploads, see ``uploads``). Workers read them there: a shared volume with several hosts."""
+    upload_max_bytes: int = 4 << 30
+    """The largest record file accepted (UPLOAD_MAX_BYTES, 4 GiB: some 15 M records)."""
+    record_chunk_rows: int = 1000
+    """Rows of a record file applied, counted and checkpointed together (RECORD_CHUNK_ROWS):
+    a worker killed mid-file re-applies at most this many (as replays)."""
+    record_applier: str = "carbon_credits.ingest.operator:make_apply_chunk"
+    """``module:factory`` of the crediting of record files (RECORD_APPLIER): called with the
+    Runtime, it returns ``providers.jobs.ApplyChunk``."""
+    worker_heartbeat_timeout_ms: int = 60_000
+    """A worker silent this long is dead, and its file goes to another worker
+    (WORKER_HEARTBEAT_TIMEOUT_MS; Dramatiq's Redis broker heartbeat timeout)."""
+    queue_maintenance_chance: int = 1000
+    """Per million queue commands, how many look for dead workers' messages
+    (QUEUE_MAINTENANCE_CHANCE; Dramatiq's default 1000)."""
     testing: bool = False
 
     def __post_init__(self) -> None:
@@ -125,6 +142,11 @@ class Config:
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.city_timezone)
+
+    @property
+    def uploads(self) -> Path:
+        """The folder of record files (``upload_dir``)."""
+        return self.upload_dir or self.instance_path / "uploads"
 
     @property
     def is_sqlite(self) -> bool:
@@ -170,6 +192,13 @@ class Config:
             backfill_days=_int(env, "BACKFILL_DAYS", 30),
             report_min_participants=_int(env, "REPORT_MIN_PARTICIPANTS", 10),
             proxy_fix_x_for=_int(env, "PROXY_FIX_X_FOR", 0, minimum=0),
+            upload_dir=Path(env["UPLOAD_DIR"]) if env.get("UPLOAD_DIR") else None,
+            upload_max_bytes=_int(env, "UPLOAD_MAX_BYTES", 4 << 30),
+            record_chunk_rows=_int(env, "RECORD_CHUNK_ROWS", 1000),
+            record_applier=env.get("RECORD_APPLIER",
+                                   "carbon_credits.ingest.operator:make_apply_chunk"),
+            worker_heartbeat_timeout_ms=_int(env, "WORKER_HEARTBEAT_TIMEOUT_MS", 60_000),
+            queue_maintenance_chance=_int(env, "QUEUE_MAINTENANCE_CHANCE", 1000),
         )
         if caps is not None:
             cfg.daily_caps_g = caps

@@ -72,6 +72,11 @@ class Conflict(ServiceError):
     code = "conflict"
 
 
+class TooLarge(ServiceError):
+    status = 413
+    code = "payload_too_large"
+
+
 class RateLimited(ServiceError):
     status = 429
     code = "rate_limited"

@@ -422,3 +422,55 @@ class ReportRollup(Base):
     """Metres travelled (trip modes) or steps credited (steps): the quantity a factor
     multiplies, for the verification export."""
     hll: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class RecordFile(Base):
+    """A provider's record file and the job that applies it (providers/jobs.py).
+
+    One per (provider, content): the same file uploaded again is the same job. Progress
+    is a checkpoint, the last line whose chunk was applied and counted, written in one
+    transaction with that chunk's counts and errors, so a restarted job recounts nothing.
+    """
+
+    __tablename__ = "record_files"
+    __table_args__ = (
+        UniqueConstraint("provider_id", "sha256"),
+        CheckConstraint("status IN ('queued', 'running', 'done', 'failed')", name="status"),
+        CheckConstraint("format IN ('csv', 'jsonl')", name="format"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    provider_id: Mapped[str] = mapped_column(String(64))
+    sha256: Mapped[str] = mapped_column(String(64))
+    """Hex SHA-256 of the file as uploaded (compressed or not): also its name on disk."""
+    format: Mapped[str] = mapped_column(String(8))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    city: Mapped[str] = mapped_column(String(64))
+    """The city of records that name none: the provider's, when uploaded."""
+    status: Mapped[str] = mapped_column(String(16))
+    rows_read: Mapped[int] = mapped_column(BigInteger, default=0)
+    credited: Mapped[int] = mapped_column(BigInteger, default=0)
+    held: Mapped[int] = mapped_column(BigInteger, default=0)
+    replayed: Mapped[int] = mapped_column(BigInteger, default=0)
+    refused: Mapped[int] = mapped_column(BigInteger, default=0)
+    """Rows that failed to parse or validate, and rows the crediting refused."""
+    checkpoint_line: Mapped[int] = mapped_column(BigInteger, default=0)
+    checkpoint_offset: Mapped[int] = mapped_column(BigInteger, default=0)
+    """Byte offset (in the decompressed file) just after ``checkpoint_line``."""
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    failure: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+
+
+class RecordFileError(Base):
+    """Why one row of a record file was refused: its line, the field, a code and reason."""
+
+    __tablename__ = "record_file_errors"
+
+    file_id: Mapped[str] = mapped_column(ForeignKey("record_files.id"), primary_key=True)
+    line: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    field: Mapped[str] = mapped_column(String(64))
+    code: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(String(300))
