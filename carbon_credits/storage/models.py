@@ -219,8 +219,10 @@ class Event(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
-    event_id: Mapped[str] = mapped_column(String(100))
-    """The client's id, or "<provider id>~<record id>" for a provider's record (``source``)."""
+    event_id: Mapped[str] = mapped_column(String(100).with_variant(String(64), "sqlite"))
+    """The client's id, or "<provider id>~<record id>" for a provider's record (``source``).
+    SQLite enforces no length, and changes a declared one only by copying the table: its
+    declaration stays the first one."""
     mode: Mapped[str] = mapped_column(String(32))
     city: Mapped[str] = mapped_column(String(64))
     occurred_at: Mapped[datetime] = mapped_column()
