@@ -88,6 +88,10 @@ class Config:
     per request."""
     report_min_participants: int = 10
     """k: partner report cells with fewer distinct participants are suppressed; policy."""
+    reward_cancel_days: int = 7
+    """How long after redeeming a user may cancel an unused voucher or an unshipped good
+    and get the points back (REWARD_CANCEL_DAYS); policy, after China's 7-day no-reason
+    return rule for goods bought at a distance."""
     plausibility: Policy = field(default_factory=Policy)
     """Fraud rule thresholds and outcomes (see carbon_credits.antifraud.plausibility)."""
     testing: bool = False
@@ -152,6 +156,7 @@ class Config:
             backfill_days=_int(env, "BACKFILL_DAYS", 30),
             report_min_participants=_int(env, "REPORT_MIN_PARTICIPANTS", 10),
             proxy_fix_x_for=_int(env, "PROXY_FIX_X_FOR", 0, minimum=0),
+            reward_cancel_days=_int(env, "REWARD_CANCEL_DAYS", 7, minimum=0),
         )
         if caps is not None:
             cfg.daily_caps_g = caps
