@@ -9,7 +9,7 @@ from flask.views import MethodView
 
 from carbon_credits.api.auth import current_principal, requires
 from carbon_credits.api.extensions import runtime
-from carbon_credits.api.requests import Blueprint, body_bytes
+from carbon_credits.api.requests import Blueprint, body_bytes, decode_json
 from carbon_credits.errors import UnsupportedMedia
 from carbon_credits.rewards import catalogue, redemptions, vouchers
 from carbon_credits.schemas.examples import (
@@ -86,7 +86,9 @@ class Codes(MethodView):
         if request.mimetype not in ("application/json", "text/csv"):
             raise UnsupportedMedia("send the codes as application/json or text/csv",
                                    fields={"Content-Type": ["expected JSON or CSV"]})
-        codes = vouchers.parse_pool(body_bytes(request), request.mimetype)
+        raw = body_bytes(request)
+        codes = (vouchers.pool_from_csv(raw) if request.mimetype == "text/csv"
+                 else vouchers.pool_from_json(decode_json(raw)))
         return vouchers.upload(runtime(), current_principal(), reward_id, codes), 201
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 import secrets
 from collections import Counter
@@ -34,32 +33,28 @@ def generate() -> str:
     return "".join(secrets.choice(ALPHABET) for _ in range(GENERATED_LENGTH))
 
 
-def parse_pool(body: bytes, mimetype: str) -> list[str]:
-    """The codes of an upload: a JSON ``{"codes": [...]}`` (or a bare list), or CSV (the
-    first column of each row; a header row "code" is skipped). 422 naming the bad or
-    repeated codes."""
-    if mimetype == "text/csv":
-        try:
-            rows = list(csv.reader(io.StringIO(body.decode("utf-8-sig"))))
-        except (UnicodeDecodeError, csv.Error):
-            raise InvalidInput("the CSV is not valid UTF-8 CSV",
-                               fields={"body": ["not CSV"]}) from None
-        codes = [row[0].strip() for row in rows if row and row[0].strip()]
-        if codes and codes[0].lower() == "code":
-            codes = codes[1:]
-    else:
-        try:
-            value: Any = json.loads(body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError, RecursionError):
-            raise InvalidInput("the body is not valid JSON",
-                               fields={"body": ["malformed JSON"]}) from None
-        if isinstance(value, dict) and set(value) == {"codes"}:
-            value = value["codes"]
-        if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
-            raise InvalidInput("expected {\"codes\": [strings]}",
-                               fields={"codes": ["a list of strings"]})
-        codes = value
+def pool_from_csv(body: bytes) -> list[str]:
+    """The codes of a CSV upload: the first column of each row (a header row "code" is
+    skipped). 422 naming the bad or repeated codes."""
+    try:
+        rows = list(csv.reader(io.StringIO(body.decode("utf-8-sig"))))
+    except (UnicodeDecodeError, csv.Error):
+        raise InvalidInput("the CSV is not valid UTF-8 CSV",
+                           fields={"body": ["not CSV"]}) from None
+    codes = [row[0].strip() for row in rows if row and row[0].strip()]
+    if codes and codes[0].lower() == "code":
+        codes = codes[1:]
     return check_pool(codes)
+
+
+def pool_from_json(value: Any) -> list[str]:
+    """The codes of a decoded JSON upload: ``{"codes": [...]}`` or a bare list."""
+    if isinstance(value, dict) and set(value) == {"codes"}:
+        value = value["codes"]
+    if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
+        raise InvalidInput('expected {"codes": [strings]}',
+                           fields={"codes": ["a list of strings"]})
+    return check_pool(value)
 
 
 def check_pool(codes: list[str]) -> list[str]:
