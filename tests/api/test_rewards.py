@@ -241,3 +241,22 @@ def test_pool_codes_upload_as_csv_and_refuse_duplicates(
     r = client.post(f"/v1/merchant/rewards/{generated}/codes", json={"codes": [f"{mark}-4"]},
                     headers=merchant)
     assert r.status_code == 409 and r.json["error"]["code"] == "not_a_pool_reward"
+
+
+def test_a_merchant_never_cuts_stock_below_the_units_redeemed(
+        client: FlaskClient, token: Callable[..., str], rt: Runtime, user_id: str,
+        auth: Auth) -> None:
+    merchant = new_merchant(token)
+    rid = create(client, merchant, price_points=1, stock=5, per_user_limit=5)["id"]
+    approve(client, token, rid)
+    data.grant(rt, Principal(user_id, "user", "shenzhen"), 10)
+    r = client.post("/v1/me/redemptions", headers=auth,
+                    json={"redemption_id": "three", "reward_id": rid, "quantity": 3})
+    assert r.status_code == 201
+    path = f"/v1/merchant/rewards/{rid}"
+    r = client.patch(path, json={"stock": 2}, headers=merchant)
+    assert r.status_code == 409 and r.json["error"]["code"] == "stock_below_redeemed"
+    r = client.patch(path, json={"stock": 10}, headers=merchant)
+    assert (r.json["stock"], r.json["stock_left"]) == (10, 7)
+    r = client.patch(path, json={"stock": 3}, headers=merchant)
+    assert (r.json["stock"], r.json["stock_left"]) == (3, 0)
