@@ -45,7 +45,7 @@ def init_db_command() -> None:
 
 
 @click.command("token")
-@click.option("--sub", required=True, help="user or client id")
+@click.option("--sub", required=True, help="user, client or merchant id")
 @click.option("--role", type=click.Choice(ROLES), default="user", show_default=True)
 @click.option("--city", default=None, help="home city (users) or the city a partner may see")
 @click.option("--ttl", type=click.IntRange(1, 366 * 86400), default=3600, show_default=True,

@@ -100,6 +100,10 @@ class Config:
     per request."""
     report_min_participants: int = 10
     """k: partner report cells with fewer distinct participants are suppressed; policy."""
+    reward_cancel_days: int = 7
+    """How long after redeeming a user may cancel an unused voucher or an unshipped good
+    and get the points back (REWARD_CANCEL_DAYS); policy, after China's 7-day no-reason
+    return rule for goods bought at a distance."""
     plausibility: Policy = field(default_factory=Policy)
     """Fraud rule thresholds and outcomes (see carbon_credits.antifraud.plausibility)."""
     upload_dir: Path | None = None
@@ -199,6 +203,7 @@ class Config:
                                    "carbon_credits.ingest.operator:make_apply_chunk"),
             worker_heartbeat_timeout_ms=_int(env, "WORKER_HEARTBEAT_TIMEOUT_MS", 60_000),
             queue_maintenance_chance=_int(env, "QUEUE_MAINTENANCE_CHANCE", 1000),
+            reward_cancel_days=_int(env, "REWARD_CANCEL_DAYS", 7, minimum=0),
         )
         if caps is not None:
             cfg.daily_caps_g = caps

@@ -18,8 +18,9 @@ import jwt
 from carbon_credits.config import Config
 from carbon_credits.errors import Unauthorized, Unavailable
 
-Role = Literal["user", "partner", "admin"]
-ROLES: tuple[Role, ...] = ("user", "partner", "admin")
+Role = Literal["user", "partner", "admin", "merchant"]
+ROLES: tuple[Role, ...] = ("user", "partner", "admin", "merchant")
+"""A merchant's ``sub`` is its merchant id: it offers rewards (carbon_credits/rewards)."""
 REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub", "role"]
 LEEWAY_S = 30
 """Clock skew tolerated between the identity service and this one, seconds (policy)."""

@@ -10,9 +10,11 @@ from carbon_credits.api import (
     events,
     health,
     me,
+    merchants,
     methodologies,
     redemptions,
     reports,
+    rewards,
     trust_policies,
 )
 from carbon_credits.schemas import EVENT_SCHEMAS
@@ -23,6 +25,6 @@ def register_blueprints(api: Any) -> None:
         # Named so that the oneOf request body of POST /v1/events can refer to them.
         api.spec.components.schema(type(schema).__name__.removesuffix("Schema"),
                                    schema=type(schema))
-    for module in (events, me, redemptions, methodologies, reports, admin,
-                   trust_policies, health, dashboard):
+    for module in (events, me, redemptions, rewards, merchants, methodologies, reports,
+                   admin, trust_policies, health, dashboard):
         api.register_blueprint(module.blp)

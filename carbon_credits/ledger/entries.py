@@ -214,6 +214,14 @@ def redeem(session: Session, account: Account, *, points: int, redemption_pk: in
                    redemption_pk=redemption_pk)
 
 
+def adjust(session: Session, account: Account, *, points: int,
+           redemption_pk: int | None = None) -> LedgerEntry:
+    """Points given back to a locked account (a cancelled reward redemption refunds
+    ``points`` > 0, naming its redemption), or an operator's correction."""
+    return _append(session, account, kind="adjustment", points=points, ug=0,
+                   redemption_pk=redemption_pk)
+
+
 def reverse(session: Session, account: Account, *, points: int, ug: int, event_pk: int,
             mode: str, factor_version_id: int) -> LedgerEntry:
     """Take back what an event earned (see the reversal policy above)."""

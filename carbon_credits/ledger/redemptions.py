@@ -8,50 +8,71 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from carbon_credits.errors import Conflict
 from carbon_credits.ledger import entries
 from carbon_credits.runtime import Runtime
-from carbon_credits.storage.models import Redemption
+from carbon_credits.storage.models import Account, Redemption
 from carbon_credits.tokens import Principal
 
 ATTEMPTS = 3
 
 
+def payload_digest(payload: dict[str, Any]) -> str:
+    """The fingerprint of a redemption's body: a replay must carry the same one."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def replay(session: Session, user_id: str, redemption_id: str, digest: str
+           ) -> Redemption | None:
+    """The redemption already applied under this id (the account locked by the caller), or
+    None; 409 if it was applied with another payload."""
+    existing = session.scalars(select(Redemption).where(
+        Redemption.user_id == user_id,
+        Redemption.redemption_id == redemption_id)).one_or_none()
+    if existing is not None and existing.payload_hash != digest:
+        raise Conflict("redemption_id was already used with another payload",
+                       code="redemption_id_conflict",
+                       fields={"redemption_id": ["already used"]})
+    return existing
+
+
+def spend(session: Session, account: Account, *, redemption_id: str, points: int,
+          description: str | None, digest: str) -> Redemption:
+    """Debit ``points`` from a locked account as a redemption and its 'redeem' entry; 409
+    if the balance falls short (the caller's transaction then rolls back)."""
+    if account.balance_points < points:
+        raise Conflict(
+            f"insufficient points: balance {account.balance_points}, requested {points}",
+            code="insufficient_points",
+            fields={"points": [f"balance is {account.balance_points}"],
+                    "balance": account.balance_points})
+    redemption = Redemption(
+        user_id=account.user_id, redemption_id=redemption_id, points=points,
+        description=description, payload_hash=digest,
+        balance_after=account.balance_points - points)
+    session.add(redemption)
+    session.flush()
+    entries.redeem(session, account, points=points, redemption_pk=redemption.id)
+    return redemption
+
+
 def redeem(rt: Runtime, principal: Principal, data: dict[str, Any]) -> tuple[dict[str, Any],
                                                                              bool]:
     """Apply a redemption once; returns (view, created). 409 if the balance falls short."""
-    digest = hashlib.sha256(json.dumps(
-        {"points": data["points"], "description": data.get("description")},
-        sort_keys=True).encode()).hexdigest()
+    digest = payload_digest({"points": data["points"], "description": data.get("description")})
     for attempt in range(ATTEMPTS):
         try:
             with rt.db.transaction() as session:
                 account = entries.lock_account(session, principal.sub,
                                               principal.city or rt.config.default_city)
-                existing = session.scalars(select(Redemption).where(
-                    Redemption.user_id == principal.sub,
-                    Redemption.redemption_id == data["redemption_id"])).one_or_none()
+                existing = replay(session, principal.sub, data["redemption_id"], digest)
                 if existing is not None:
-                    if existing.payload_hash != digest:
-                        raise Conflict("redemption_id was already used with another payload",
-                                       code="redemption_id_conflict",
-                                       fields={"redemption_id": ["already used"]})
                     return view(existing), False
-                if account.balance_points < data["points"]:
-                    raise Conflict(
-                        f"insufficient points: balance {account.balance_points}, "
-                        f"requested {data['points']}", code="insufficient_points",
-                        fields={"points": [f"balance is {account.balance_points}"],
-                                "balance": account.balance_points})
-                redemption = Redemption(
-                    user_id=principal.sub, redemption_id=data["redemption_id"],
-                    points=data["points"], description=data.get("description"),
-                    payload_hash=digest, balance_after=account.balance_points - data["points"])
-                session.add(redemption)
-                session.flush()
-                entries.redeem(session, account, points=data["points"],
-                              redemption_pk=redemption.id)
+                redemption = spend(session, account, redemption_id=data["redemption_id"],
+                                   points=data["points"], description=data.get("description"),
+                                   digest=digest)
                 return view(redemption), True
         except IntegrityError:
             if attempt == ATTEMPTS - 1:

@@ -18,7 +18,14 @@ from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 from carbon_credits.ledger.chain import GENESIS_HASH, entry_hash
 from carbon_credits.ledger.entries import UG_PER_POINT
 from carbon_credits.storage.db import Database
-from carbon_credits.storage.models import Account, Event, LedgerEntry
+from carbon_credits.storage.models import (
+    Account,
+    Event,
+    LedgerEntry,
+    Reward,
+    RewardRedemption,
+    VoucherCode,
+)
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,8 @@ def verify(db: Database, report: Report | None = None,
                 .where(_in_scope(Event.user_id, only), Event.credited_ug > 0, earn.id.is_(None))):
             yield Problem(f"event {event.id} ({event.user_id}/{event.event_id})",
                           "credited but has no earn entry")
+        if only is None:
+            yield from _rewards(session)
 
 
 def _in_scope(column: InstrumentedAttribute[str], only: list[str] | None
@@ -152,3 +161,72 @@ def _account(session: Session, user_id: str, entries: list[tuple[LedgerEntry, Ev
 def _count_empty(session: Session) -> int:
     return int(session.scalar(select(func.count()).select_from(Account).where(
         Account.entry_count == 0)) or 0)
+
+
+def _rewards(session: Session) -> Iterator[Problem]:
+    """The rewards catalogue's invariants: no reward sold beyond its stock; every voucher
+    code issued once and tied to one redemption of its own reward, one per unit; every
+    reward redemption paid by its 'redeem' entry, and every cancelled one refunded once by
+    an 'adjustment' entry naming it (and no other refund)."""
+    held = (select(RewardRedemption.reward_id,
+                   func.sum(RewardRedemption.quantity).label("units"))
+            .where(RewardRedemption.state != "cancelled")
+            .group_by(RewardRedemption.reward_id).subquery())
+    for reward, units in session.execute(
+            select(Reward, func.coalesce(held.c.units, 0))
+            .outerjoin(held, held.c.reward_id == Reward.id)
+            .where(Reward.stock_left + func.coalesce(held.c.units, 0) != Reward.stock)):
+        yield Problem(f"reward {reward.id}", f"stock {reward.stock} != stock_left "
+                                             f"{reward.stock_left} + {units} units redeemed")
+    for text, n in session.execute(select(VoucherCode.code, func.count()).group_by(
+            VoucherCode.code).having(func.count() > 1)):
+        yield Problem(f"voucher code {text}", f"stored {n} times")
+    for code, made in session.execute(
+            select(VoucherCode, RewardRedemption)
+            .outerjoin(RewardRedemption, RewardRedemption.id == VoucherCode.reward_redemption_id)
+            .where(VoucherCode.state != "available",
+                   or_(RewardRedemption.id.is_(None),
+                       RewardRedemption.reward_id != VoucherCode.reward_id))):
+        yield Problem(f"voucher code {code.id}",
+                      "issued without a redemption of its reward" if made is None
+                      else f"issued to redemption {made.id} of another reward")
+    issued = (select(VoucherCode.reward_redemption_id.label("made"),
+                     func.count().label("n"))
+              .where(VoucherCode.state != "available")
+              .group_by(VoucherCode.reward_redemption_id).subquery())
+    for made, n in session.execute(
+            select(RewardRedemption, func.coalesce(issued.c.n, 0))
+            .join(Reward, Reward.id == RewardRedemption.reward_id)
+            .outerjoin(issued, issued.c.made == RewardRedemption.id)
+            .where(Reward.kind == "voucher",
+                   func.coalesce(issued.c.n, 0) != RewardRedemption.quantity)):
+        yield Problem(f"reward redemption {made.id}",
+                      f"{n} voucher codes for {made.quantity} units")
+    paid = aliased(LedgerEntry)
+    for made, entry in session.execute(
+            select(RewardRedemption, paid)
+            .outerjoin(paid, and_(paid.redemption_pk == RewardRedemption.redemption_pk,
+                                  paid.kind == "redeem"))
+            .where(or_(paid.id.is_(None), paid.points != -RewardRedemption.points))):
+        yield Problem(f"reward redemption {made.id}",
+                      "no redeem entry" if entry is None
+                      else f"redeem entry of {entry.points} for {made.points} points")
+    refunds = (select(LedgerEntry.redemption_pk.label("pk"), func.count().label("n"),
+                      func.sum(LedgerEntry.points).label("points"))
+               .where(LedgerEntry.kind == "adjustment", LedgerEntry.redemption_pk.is_not(None))
+               .group_by(LedgerEntry.redemption_pk).subquery())
+    for made, n, points in session.execute(
+            select(RewardRedemption, func.coalesce(refunds.c.n, 0), refunds.c.points)
+            .outerjoin(refunds, refunds.c.pk == RewardRedemption.redemption_pk)
+            .where(or_(and_(RewardRedemption.state == "cancelled",
+                            or_(func.coalesce(refunds.c.n, 0) != 1,
+                                refunds.c.points != RewardRedemption.points)),
+                       and_(RewardRedemption.state != "cancelled",
+                            func.coalesce(refunds.c.n, 0) != 0)))):
+        yield Problem(f"reward redemption {made.id} ({made.state})",
+                      f"{n} refund entries of {points} points for {made.points} points")
+    for pk, in session.execute(
+            select(refunds.c.pk).outerjoin(RewardRedemption,
+                                           RewardRedemption.redemption_pk == refunds.c.pk)
+            .where(RewardRedemption.id.is_(None))):
+        yield Problem(f"redemption {pk}", "refunded but not a reward redemption")

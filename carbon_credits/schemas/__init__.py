@@ -139,10 +139,36 @@ class BatchResultSchema(Schema):
 
 
 class RedemptionInSchema(Schema):
+    """Either points spent against nothing (``points``), or a reward of the catalogue
+    (``reward_id`` and ``quantity``): exactly one of ``points`` and ``reward_id``."""
+
     redemption_id = fields.String(required=True, validate=ID)
-    points = fields.Integer(strict=True, required=True,
-                            validate=validate.Range(min=1, max=10**9))
+    points = fields.Integer(strict=True, validate=validate.Range(min=1, max=10**9),
+                            metadata={"description": "points to spend (without reward_id)"})
     description = fields.String(load_default=None, validate=validate.Length(max=200))
+    reward_id = fields.Integer(strict=True, validate=validate.Range(min=1, max=2**63 - 1),
+                               metadata={"description": "a reward of GET /v1/rewards"})
+    quantity = fields.Integer(strict=True, validate=validate.Range(min=1, max=1000),
+                              metadata={"description": "units of the reward (default 1)"})
+
+    @validates_schema
+    def _points_or_reward(self, data: dict[str, Any], **_: Any) -> None:
+        if "points" not in data and "reward_id" not in data:
+            raise ValidationError({"points": ["give points or reward_id"],
+                                   "reward_id": ["give points or reward_id"]})
+        if "points" in data and "reward_id" in data:
+            raise ValidationError("give either points or reward_id, not both", "reward_id")
+        if "reward_id" in data and data.get("description") is not None:
+            raise ValidationError("a reward redemption takes no description", "description")
+        if "quantity" in data and "reward_id" not in data:
+            raise ValidationError("quantity goes with reward_id", "quantity")
+
+
+class RedemptionVoucherSchema(Schema):
+    code = fields.String()
+    state = fields.String()
+    issued_at = fields.DateTime(allow_none=True)
+    used_at = fields.DateTime(allow_none=True)
 
 
 class RedemptionSchema(Schema):
@@ -151,6 +177,14 @@ class RedemptionSchema(Schema):
     description = fields.String(allow_none=True)
     balance_after = fields.Integer()
     created_at = fields.DateTime()
+    reward_id = fields.Integer(metadata={"description": "reward redemptions only"})
+    kind = fields.String()
+    quantity = fields.Integer()
+    state = fields.String(metadata={"description": "issued, used, pending, shipped, delivered, "
+                                                   "donated or cancelled"})
+    vouchers = fields.List(fields.Nested(RedemptionVoucherSchema))
+    cancellable_until = fields.DateTime(allow_none=True)
+    certificate_hash = fields.String(allow_none=True)
 
 
 class ReversalInSchema(Schema):

@@ -476,3 +476,94 @@ class RecordFileError(Base):
     field: Mapped[str] = mapped_column(String(64))
     code: Mapped[str] = mapped_column(String(64))
     reason: Mapped[str] = mapped_column(String(300))
+
+
+class Reward(Base):
+    """A merchant's offer in the rewards catalogue (carbon_credits/rewards). Shown to users
+    only once an admin approved it; ``stock_left`` only moves by a conditional UPDATE
+    (never below zero) in the transaction that spends the user's points."""
+
+    __tablename__ = "rewards"
+    __table_args__ = (
+        CheckConstraint("kind IN ('voucher', 'physical', 'donation')", name="known_kind"),
+        CheckConstraint("status IN ('pending_review', 'approved', 'rejected')",
+                        name="known_status"),
+        CheckConstraint("price_points > 0", name="price_positive"),
+        CheckConstraint("stock_left >= 0 AND stock_left <= stock", name="stock_in_range"),
+        CheckConstraint("per_user_limit >= 1", name="limit_positive"),
+        CheckConstraint("valid_until > valid_from", name="valid_window"),
+        Index("ix_rewards_city_status", "city", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    merchant_id: Mapped[str] = mapped_column(String(128), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    price_points: Mapped[int] = mapped_column(BigInteger)
+    stock: Mapped[int] = mapped_column(Integer)
+    """Units ever offered; ``stock_left`` + units redeemed and not cancelled == ``stock``."""
+    stock_left: Mapped[int] = mapped_column(Integer)
+    per_user_limit: Mapped[int] = mapped_column(Integer)
+    valid_from: Mapped[datetime] = mapped_column()
+    valid_until: Mapped[datetime] = mapped_column()
+    city: Mapped[str] = mapped_column(String(64))
+    title_zh: Mapped[str] = mapped_column(String(200))
+    title_en: Mapped[str] = mapped_column(String(200))
+    description_zh: Mapped[str] = mapped_column(Text)
+    description_en: Mapped[str] = mapped_column(Text)
+    codes: Mapped[str | None] = mapped_column(String(16))
+    """Vouchers: 'generated' (by the server) or 'pool' (uploaded by the merchant)."""
+    project: Mapped[dict[str, Any] | None] = mapped_column(NullableJson)
+    """Donations: the public-welfare project ({name, unit})."""
+    review_reason: Mapped[str | None] = mapped_column(Text)
+    reviewed_by: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RewardRedemption(Base):
+    """A redemption of a reward: the points side is the ``Redemption`` (and its 'redeem'
+    ledger entry); this row holds the units, the fulfilment state and the certificate."""
+
+    __tablename__ = "reward_redemptions"
+    __table_args__ = (
+        CheckConstraint("quantity >= 1", name="quantity_positive"),
+        CheckConstraint("state IN ('issued', 'used', 'pending', 'shipped', 'delivered', "
+                        "'donated', 'cancelled')", name="known_state"),
+        Index("ix_reward_redemptions_reward_id_user_id", "reward_id", "user_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    redemption_pk: Mapped[int] = mapped_column(ForeignKey("redemptions.id"), unique=True)
+    reward_id: Mapped[int] = mapped_column(ForeignKey("rewards.id"))
+    user_id: Mapped[str] = mapped_column(String(128))
+    quantity: Mapped[int] = mapped_column(Integer)
+    points: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(16))
+    certificate_hash: Mapped[str | None] = mapped_column(String(64))
+    """Donations: SHA-256 of the certificate's facts, printed on it for verification."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    redemption: Mapped[Redemption] = relationship(lazy="raise")
+
+
+class VoucherCode(Base):
+    """A single-use voucher code: unique over all rewards, issued at most once, ever (a
+    cancelled voucher's code is void, never issued again)."""
+
+    __tablename__ = "voucher_codes"
+    __table_args__ = (
+        CheckConstraint("state IN ('available', 'issued', 'used', 'void')", name="known_state"),
+        CheckConstraint("(state = 'available') = (reward_redemption_id IS NULL)",
+                        name="issued_has_redemption"),
+        Index("ix_voucher_codes_reward_id_state", "reward_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    reward_id: Mapped[int] = mapped_column(ForeignKey("rewards.id"))
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    state: Mapped[str] = mapped_column(String(16))
+    reward_redemption_id: Mapped[int | None] = mapped_column(
+        ForeignKey("reward_redemptions.id"), index=True)
+    issued_at: Mapped[datetime | None] = mapped_column()
+    used_at: Mapped[datetime | None] = mapped_column()

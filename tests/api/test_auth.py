@@ -300,3 +300,14 @@ def test_cli_token_with_an_unknown_role_is_a_usage_error(app: Flask) -> None:
     result = app.test_cli_runner().invoke(args=["token", "--sub", "x", "--role", "root"])
     assert result.exit_code == 2
     assert "eyJ" not in result.output
+
+
+def test_cli_merchant_token_names_the_merchant_and_reaches_merchant_routes(
+        app: Flask, rt: Runtime, client: FlaskClient) -> None:
+    result = app.test_cli_runner().invoke(args=["token", "--sub", "shop-1", "--role",
+                                                "merchant"])
+    assert result.exit_code == 0, result.output
+    token = result.output.strip()
+    assert (rt.codec.decode(token).sub, rt.codec.decode(token).role) == ("shop-1", "merchant")
+    assert client.get("/v1/merchant/rewards", headers=bearer(token)).status_code == 200
+    assert client.get(PROTECTED, headers=bearer(token)).status_code == 403

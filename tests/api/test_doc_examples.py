@@ -29,8 +29,10 @@ from tests import factories
 from tests.conftest import app_on_own_database
 from tests.gtfs_feed import sample_feed
 
-DOCUMENTED = ("/v1/admin/", "/v1/reports/", "/v1/events", "/v1/me/redemptions")
-"""Operations whose examples are shown and checked: admin, partner, ingest, redemption."""
+DOCUMENTED = ("/v1/admin/", "/v1/reports/", "/v1/events", "/v1/me/redemptions",
+              "/v1/merchant/")
+"""Operations whose examples are shown and checked: admin, partner, ingest, redemption,
+merchant."""
 METHODS = ("get", "post", "put", "patch", "delete")
 
 
@@ -95,6 +97,26 @@ class Caller:
     def admin(self) -> dict[str, str]:
         return self.headers("doc-admin", "admin")
 
+    def merchant(self) -> dict[str, str]:
+        return self.headers("doc-merchant", "merchant")
+
+    def reward(self, spec: dict[str, Any], kind: str, **overrides: Any) -> dict[str, Any]:
+        """A new reward of the merchant, made from the documented example of its kind
+        (priced at 10 points, so one trip pays for it)."""
+        value = body_examples(spec["paths"]["/v1/merchant/rewards"]["post"])[kind]
+        r = self.client.post("/v1/merchant/rewards", headers=self.merchant(),
+                             json={**value, "price_points": 10, **overrides})
+        assert r.status_code == 201, r.json
+        result: dict[str, Any] = r.json
+        return result
+
+    def approved_reward(self, spec: dict[str, Any], kind: str) -> dict[str, Any]:
+        reward = self.reward(spec, kind)
+        r = self.client.post(f"/v1/admin/rewards/{reward['id']}/approve",
+                             json={"reason": "checked"}, headers=self.admin())
+        assert r.status_code == 200, r.json
+        return reward
+
     def post_event(self, auth: dict[str, str], event: dict[str, Any]) -> dict[str, Any]:
         r = self.client.post("/v1/events", json=today(event), headers=auth)
         assert r.status_code == 201, r.json
@@ -128,10 +150,53 @@ def run_batch(c: Caller, spec: dict[str, Any], name: str, value: Any) -> Any:
 
 
 def run_redemption(c: Caller, spec: dict[str, Any], name: str, value: Any) -> Any:
+    """``name`` is the form: points, or a reward (the example's id replaced by a reward
+    made and approved here)."""
     _, auth = c.new_user()
     earned = c.post_event(auth, event_example(spec))
-    assert earned["points"] >= value["points"], "the example spends more than a trip earns"
+    if "reward_id" in value:
+        reward = c.approved_reward(spec, "voucher")
+        assert earned["points"] >= reward["price_points"] * value.get("quantity", 1)
+        value = {**value, "reward_id": reward["id"]}
+    else:
+        assert earned["points"] >= value["points"], "the example spends more than a trip earns"
     return c.client.post("/v1/me/redemptions", json=value, headers=auth)
+
+
+def run_new_reward(c: Caller, spec: dict[str, Any], name: str, value: Any) -> Any:
+    return c.client.post("/v1/merchant/rewards", json=value, headers=c.merchant())
+
+
+def run_reward_edit(c: Caller, spec: dict[str, Any], name: str, value: Any) -> Any:
+    reward = c.reward(spec, "voucher")
+    return c.client.patch(f"/v1/merchant/rewards/{reward['id']}", json=value,
+                          headers=c.merchant())
+
+
+def run_codes(c: Caller, spec: dict[str, Any], name: str, value: Any) -> Any:
+    reward = c.reward(spec, "voucher", codes="pool")
+    return c.client.post(f"/v1/merchant/rewards/{reward['id']}/codes", json=value,
+                         headers=c.merchant())
+
+
+def run_fulfilment(c: Caller, spec: dict[str, Any], name: str, value: Any) -> Any:
+    reward = c.approved_reward(spec, "physical")
+    _, auth = c.new_user()
+    c.post_event(auth, event_example(spec))
+    bought = c.client.post("/v1/me/redemptions", headers=auth,
+                           json={"redemption_id": "bag", "reward_id": reward["id"]})
+    assert bought.status_code == 201, bought.json
+    [made] = c.client.get(f"/v1/merchant/rewards/{reward['id']}/redemptions",
+                          headers=c.merchant()).json["items"]
+    return c.client.post(f"/v1/merchant/redemptions/{made['id']}/fulfilment", json=value,
+                         headers=c.merchant())
+
+
+def run_reward_review(c: Caller, spec: dict[str, Any], name: str, value: Any) -> Any:
+    """``name`` is the decision (approve, reject) on a new reward."""
+    reward = c.reward(spec, "donation")
+    return c.client.post(f"/v1/admin/rewards/{reward['id']}/{name}", json=value,
+                         headers=c.admin())
 
 
 def run_reversal(c: Caller, spec: dict[str, Any], name: str, value: Any) -> Any:
@@ -184,6 +249,11 @@ BODY_RUNS: dict[tuple[str, str], Run] = {
     ("/v1/admin/factor-versions/preview", "post"):
         run_admin_json("/v1/admin/factor-versions/preview"),
     ("/v1/admin/trust-policies/{city}/{mode}", "put"): run_trust_policy,
+    ("/v1/merchant/rewards", "post"): run_new_reward,
+    ("/v1/merchant/rewards/{reward_id}", "patch"): run_reward_edit,
+    ("/v1/merchant/rewards/{reward_id}/codes", "post"): run_codes,
+    ("/v1/merchant/redemptions/{redemption}/fulfilment", "post"): run_fulfilment,
+    ("/v1/admin/rewards/{reward_id}/{decision}", "post"): run_reward_review,
 }
 """How each operation's body examples are sent."""
 

@@ -3,8 +3,8 @@
 For each operation the OpenAPI document lists, schemathesis generates requests from the
 document itself: valid ones (positive mode) and invalid ones (negative mode: wrong types,
 missing or extra fields, out-of-range values, malformed parameters). Each is sent with a
-valid token of one role (user, partner, admin; and once more with no token at all) to an app
-on a database of its own. Every response must be
+valid token of one role (user, partner, admin, merchant; and once more with no token at
+all) to an app on a database of its own. Every response must be
 
 * not a server error (no 5xx at all: this app on a healthy database owes no 503), and
 * conforming to the document: a documented status, a documented Content-Type, a body valid
@@ -65,6 +65,7 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 ROLE_MODES = [("user", GenerationMode.POSITIVE), ("user", GenerationMode.NEGATIVE),
               ("partner", GenerationMode.POSITIVE), ("partner", GenerationMode.NEGATIVE),
               ("admin", GenerationMode.POSITIVE), ("admin", GenerationMode.NEGATIVE),
+              ("merchant", GenerationMode.POSITIVE), ("merchant", GenerationMode.NEGATIVE),
               (None, GenerationMode.POSITIVE)]
 """(role, generation mode); None sends no token (every protected operation must say 401)."""
 
@@ -120,7 +121,7 @@ def token_for(app: Flask, role: str | None) -> str | None:
     if role is None:
         return None
     rt: Runtime = app.extensions["carbon_credits"]
-    # A user nobody else fuzzes, per role and run; partners see Shenzhen.
+    # A user (or merchant) nobody else fuzzes, per role and run; partners see Shenzhen.
     return rt.codec.encode(f"fz-{role}-{uuid.uuid4().hex[:10]}", role, "shenzhen",  # type: ignore[arg-type]
                            3600)
 

@@ -30,10 +30,12 @@ ALLOWED: list[tuple[str, set[str]]] = [
     ("/v1/me/", {"user"}),
     ("/v1/reports/", {"partner", "admin"}),
     ("/v1/admin/", {"admin"}),
+    ("/v1/rewards", {"user"}),
+    ("/v1/merchant/", {"merchant"}),
 ]
 """Path prefix -> the roles that may call it (DESIGN.md section 4)."""
 PUBLIC = {"/v1/methodologies", "/healthz", "/readyz", "/metrics", "/dashboard"}
-ROLES = ("user", "partner", "admin")
+ROLES = ("user", "partner", "admin", "merchant")
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -58,6 +60,7 @@ def secured_operations(client: FlaskClient) -> list[tuple[str, str, set[str]]]:
 
 def concrete(path: str) -> str:
     return (path.replace("{decision}", "approve").replace("{action}", "freeze")
+            .replace("{reward_id}", "1").replace("{redemption}", "1")
             .replace("{", "").replace("}", ""))
 
 

@@ -34,7 +34,7 @@ from tests.faults.ledger import check_accounts
 Token = Callable[..., str]
 
 ROLE_OF = [("/v1/events", "user"), ("/v1/me/", "user"), ("/v1/reports/", "partner"),
-           ("/v1/admin/", "admin")]
+           ("/v1/admin/", "admin"), ("/v1/merchant/", "merchant")]
 MIB = 1 << 20
 
 
@@ -68,7 +68,8 @@ def json_operations(client: FlaskClient) -> list[tuple[str, str]]:
 
 def concrete(path: str) -> str:
     return (path.replace("{decision}", "approve").replace("{action}", "freeze")
-            .replace("{user_id}", "nobody").replace("{event_id}", "nothing"))
+            .replace("{user_id}", "nobody").replace("{event_id}", "nothing")
+            .replace("{reward_id}", "1").replace("{redemption}", "1"))
 
 
 @pytest.fixture

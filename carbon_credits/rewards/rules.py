@@ -1,0 +1,80 @@
+"""The rewards' decisions as pure functions of the rows they read (tested without a
+database): may this reward be redeemed, may this redemption be cancelled, may its
+fulfilment move on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from carbon_credits.errors import Conflict
+from carbon_credits.storage.models import Reward, RewardRedemption
+
+KINDS = ("voucher", "physical", "donation")
+FIRST_STATE = {"voucher": "issued", "physical": "pending", "donation": "donated"}
+"""A redemption's state when made, by the reward's kind."""
+CANCELLABLE = {"voucher": "issued", "physical": "pending"}
+"""The state in which a redemption of each kind may still be cancelled: a voucher none of
+whose codes was used, a good not yet shipped. A donation is final."""
+SHIPPING = {"pending": "shipped", "shipped": "delivered"}
+"""A physical good's fulfilment: the one next state the merchant may set."""
+
+
+@dataclass(frozen=True)
+class Refusal:
+    code: str
+    message: str
+
+    def conflict(self) -> Conflict:
+        return Conflict(self.message, code=self.code)
+
+
+def redeem_refusal(reward: Reward, *, now: datetime, city: str, quantity: int,
+                   already: int) -> Refusal | None:
+    """Why the user (of ``city``, who holds ``already`` units of it) may not redeem
+    ``quantity`` units of ``reward`` now, or None. Stock and points are checked where they
+    are reserved (a conditional UPDATE; the locked account)."""
+    if reward.status != "approved":
+        return Refusal("reward_not_approved", "the reward is not approved")
+    if now < reward.valid_from:
+        return Refusal("reward_not_yet_valid", f"the reward is valid from {reward.valid_from}")
+    if now >= reward.valid_until:
+        return Refusal("reward_expired", f"the reward expired at {reward.valid_until}")
+    if reward.city != city:
+        return Refusal("reward_other_city", f"the reward is offered in {reward.city}")
+    if already + quantity > reward.per_user_limit:
+        return Refusal("over_user_limit",
+                       f"at most {reward.per_user_limit} per user; you hold {already}")
+    if reward.stock_left < quantity:
+        return out_of_stock(reward.stock_left)
+    return None
+
+
+def out_of_stock(left: int) -> Refusal:
+    return Refusal("out_of_stock", f"out of stock: {left} left")
+
+
+def cancel_refusal(reward: Reward, redemption: RewardRedemption, *, used_codes: int,
+                   now: datetime, window: timedelta) -> Refusal | None:
+    """Why a redemption may not be cancelled (by its user, for the points back), or None.
+    An already cancelled one is answered as it stands by the caller (idempotent)."""
+    if reward.kind == "donation":
+        return Refusal("not_cancellable", "a donation is final")
+    if used_codes:
+        return Refusal("voucher_used", "a voucher code of this redemption was used")
+    if redemption.state != CANCELLABLE[reward.kind]:
+        return Refusal("already_shipped" if reward.kind == "physical" else "voucher_used",
+                       f"the redemption is {redemption.state}")
+    if now >= redemption.created_at + window:
+        return Refusal("cancel_window_closed",
+                       f"cancellable until {redemption.created_at + window}")
+    return None
+
+
+def next_shipping(kind: str, state: str, wanted: str) -> Refusal | None:
+    """Why a merchant may not move a redemption from ``state`` to ``wanted``, or None."""
+    if kind != "physical":
+        return Refusal("not_physical", "only physical goods have a fulfilment state")
+    if SHIPPING.get(state) != wanted:
+        return Refusal("invalid_transition", f"cannot go from {state} to {wanted}")
+    return None
