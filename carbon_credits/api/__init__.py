@@ -6,11 +6,13 @@ from typing import Any
 
 from carbon_credits.api import (
     admin,
+    bindings,
     dashboard,
     events,
     health,
     me,
     methodologies,
+    provider_admin,
     redemptions,
     reports,
 )
@@ -24,3 +26,6 @@ def register_blueprints(api: Any) -> None:
                                    schema=type(schema))
     for module in (events, me, redemptions, methodologies, reports, admin, health, dashboard):
         api.register_blueprint(module.blp)
+    api.register_blueprint(provider_admin.blp)
+    api.register_blueprint(bindings.blp)
+    api.register_blueprint(bindings.provider_blp)
