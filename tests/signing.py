@@ -55,7 +55,8 @@ class Key:
 def sign(key: Key, method: str, path: str, body: bytes = b"", *, base: str = BASE,
          created: datetime | None = None, nonce: str | None = None,
          covered: Sequence[str] = COVERED, digest: str | None = None,
-         include_alg: bool = True, key_id: str | None = None) -> dict[str, str]:
+         include_alg: bool = True, key_id: str | None = None,
+         omit_nonce: bool = False) -> dict[str, str]:
     """The headers of ``method path`` with ``body``, signed under ``key``.
 
     ``digest``: a Content-Digest to send instead of the body's own (signed as given).
@@ -70,7 +71,7 @@ def sign(key: Key, method: str, path: str, body: bytes = b"", *, base: str = BAS
     signer = HTTPMessageSigner(signature_algorithm=algorithm, key_resolver=MappingKeyResolver(
         public_keys={}, private_keys={key_id or key.key_id: key.private}))
     signer.sign(message, key_id=key_id or key.key_id, created=created or datetime.now(UTC),
-                nonce=nonce if nonce is not None else uuid.uuid4().hex,
+                nonce=None if omit_nonce else nonce if nonce is not None else uuid.uuid4().hex,
                 covered_component_ids=tuple(covered), include_alg=include_alg,
                 use_existing_digest=True, label="sig1")
     return message.headers

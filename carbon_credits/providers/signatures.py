@@ -76,7 +76,10 @@ class Message(Protocol):
 
 
 def refused(code: str, message: str) -> Unauthorized:
-    return Unauthorized(message, code=code, headers={"Accept-Signature": ACCEPT_SIGNATURE})
+    # A 401 carries a challenge (RFC 7235 section 3.1); Accept-Signature says what to sign.
+    return Unauthorized(message, code=code, headers={
+        "WWW-Authenticate": 'Signature realm="carbon-credits-providers"',
+        "Accept-Signature": ACCEPT_SIGNATURE})
 
 
 def real_now() -> datetime:
@@ -179,8 +182,6 @@ def authenticate(rt: Runtime, message: Message, body: bytes,
     key = found.key
     if key is None:
         raise refused("unknown_key", f"no key {params['keyid']!r}")
-    if not key.provider.enabled:
-        raise refused("provider_disabled", f"provider {key.provider.id!r} is disabled")
     check_created(params["created"], now(), config.provider_signature_max_age_s,
                   config.provider_signature_skew_s)
     verifier = HTTPMessageVerifier(signature_algorithm=ALGORITHM_CLASSES[key.algorithm],
@@ -194,6 +195,10 @@ def authenticate(rt: Runtime, message: Message, body: bytes,
             require_components=REQUIRED_COMPONENTS)
     except (InvalidSignature, HTTPMessageSignaturesException) as exc:
         raise refused("bad_signature", f"the signature does not verify: {exc}") from None
+    # Told only to whoever holds the key: a disabled provider's state is not for anyone
+    # who knows a key id.
+    if not key.provider.enabled:
+        raise refused("provider_disabled", f"provider {key.provider.id!r} is disabled")
     try:
         for result in results:
             if not ContentDigest.verify_components(result.covered_components, body):

@@ -193,8 +193,23 @@ def test_a_required_component_left_out_is_refused(client: FlaskClient,
 
 def test_a_signature_without_a_nonce_is_refused(client: FlaskClient,
                                                 provider: tuple[str, Key]) -> None:
-    assert refusal(issue(client, provider[1], nonce="")) in ("signature_param_missing",
-                                                            "signature_malformed")
+    assert refusal(issue(client, provider[1], omit_nonce=True)) == "signature_param_missing"
+    assert refusal(issue(client, provider[1], nonce="")) == "signature_malformed"
+
+
+def test_an_ed25519_signature_is_not_an_hmac_one(client: FlaskClient, admin: dict[str, str],
+                                                 provider: tuple[str, Key]) -> None:
+    """The key's algorithm decides, not the signature's claim: an Ed25519 signature under
+    an HMAC key id is refused (no algorithm confusion)."""
+    forged, _ = Key.ed25519(provider[1].key_id)
+    assert refusal(issue(client, forged)) == "bad_signature"
+    assert refusal(issue(client, forged, include_alg=False)) == "bad_signature"
+
+
+def test_a_refusal_carries_a_challenge(client: FlaskClient) -> None:
+    r = client.post(CODES, json={"user_ref": "card-1"})
+    assert r.headers["WWW-Authenticate"].startswith("Signature")
+    assert '"@target-uri"' in r.headers["Accept-Signature"]
 
 
 def test_an_unknown_key_id_is_refused(client: FlaskClient, provider: tuple[str, Key]) -> None:
