@@ -205,3 +205,18 @@ def rt_audit(rt: Runtime) -> list[Any]:
     from carbon_credits.storage.models import AuditRecord
     with rt.db.transaction() as session:
         return list(session.scalars(select(AuditRecord).order_by(AuditRecord.id)))
+
+
+def test_get_provider_is_a_frozen_view(rt: Runtime, app: Flask,
+                                       admin: dict[str, str]) -> None:
+    from dataclasses import FrozenInstanceError
+
+    from carbon_credits.providers import registry
+    provider_id = register(app.test_client(), admin, modes=["bus", "metro"])["id"]
+    with rt.db.transaction() as session:
+        found = registry.get_provider(session, provider_id)
+        assert registry.get_provider(session, "no-such-provider") is None
+    assert found == registry.Provider(id=provider_id, name="Test Metro", city="shenzhen",
+                                      modes=frozenset({"bus", "metro"}), enabled=True)
+    with pytest.raises(FrozenInstanceError):
+        found.enabled = False  # type: ignore[misc]
