@@ -3,6 +3,7 @@ requests (RFC 9421) and their refusals, bindings (consent) and resolve()."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -501,3 +502,25 @@ def test_bindings_need_a_user_token(client: FlaskClient, provider: tuple[str, Ke
     r = client.post("/v1/me/bindings", json={"provider_id": provider[0], "code": "X"},
                     headers=sign(provider[1], "POST", "/v1/me/bindings"))
     assert r.status_code == 401 and r.json["error"]["code"] == "missing_token"
+
+
+# ---------------------------------------------------------------- hostile bodies, signed
+
+def test_hostile_bodies_signed_are_clean_4xx(client: FlaskClient,
+                                            provider: tuple[str, Key]) -> None:
+    """tests/security/test_hostile_input.py's bodies, on the provider route and signed, so
+    they reach the parser: too large 413, too deep or not UTF-8 a 400/422, never a 500."""
+    key = provider[1]
+    cases = [
+        (json.dumps({"padding": "x" * ((1 << 20) + 1)}).encode(), {413}),
+        (("[" * 100_000 + "]" * 100_000).encode(), {400}),
+        (('{"a":' * 900 + "1" + "}" * 900).encode(), {400, 422}),
+        (json.dumps({"user_ref": "café ÿ"}, ensure_ascii=False).encode("latin-1"), {400}),
+        (json.dumps({"user_ref": "card-1"}).encode("utf-16"), {400}),
+        (b'{"user_ref": "a", "user_ref": "b"}', {400}),
+        (b'{"user_ref": "ref \\ud800"}', {422}),
+    ]
+    for body, statuses in cases:
+        r = client.post(CODES, data=body, headers=sign(key, "POST", CODES, body))
+        assert r.status_code in statuses, (body[:40], r.status_code, r.get_data()[:200])
+        assert set(r.json) == {"error"}
