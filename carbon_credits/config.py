@@ -136,7 +136,7 @@ class Config:
     record_chunk_rows: int = 1000
     """Rows of a record file applied, counted and checkpointed together (RECORD_CHUNK_ROWS):
     a worker killed mid-file re-applies at most this many (as replays)."""
-    record_applier: str = "carbon_credits.ingest.operator:make_apply_chunk"
+    record_applier: str = "carbon_credits.providers.crediting:make_apply_chunk"
     """``module:factory`` of the crediting of record files (RECORD_APPLIER): called with the
     Runtime, it returns ``providers.jobs.ApplyChunk``."""
     worker_heartbeat_timeout_ms: int = 60_000
@@ -227,7 +227,7 @@ class Config:
             upload_max_bytes=_int(env, "UPLOAD_MAX_BYTES", 4 << 30),
             record_chunk_rows=_int(env, "RECORD_CHUNK_ROWS", 1000),
             record_applier=env.get("RECORD_APPLIER",
-                                   "carbon_credits.ingest.operator:make_apply_chunk"),
+                                   "carbon_credits.providers.crediting:make_apply_chunk"),
             worker_heartbeat_timeout_ms=_int(env, "WORKER_HEARTBEAT_TIMEOUT_MS", 60_000),
             queue_maintenance_chance=_int(env, "QUEUE_MAINTENANCE_CHANCE", 1000),
             reward_cancel_days=_int(env, "REWARD_CANCEL_DAYS", 7, minimum=0),

@@ -14,6 +14,7 @@ from carbon_credits.api import (
     merchants,
     methodologies,
     provider_admin,
+    provider_records,
     redemptions,
     reports,
     rewards,
@@ -33,3 +34,4 @@ def register_blueprints(api: Any) -> None:
     api.register_blueprint(provider_admin.blp)
     api.register_blueprint(bindings.blp)
     api.register_blueprint(bindings.provider_blp)
+    api.register_blueprint(provider_records.blp)

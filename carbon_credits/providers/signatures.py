@@ -30,6 +30,8 @@ with a method, a URL and headers (Flask's request is one).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
@@ -159,6 +161,71 @@ def check_created(created: int, now: datetime, max_age_s: int, skew_s: int) -> N
 def authenticate(rt: Runtime, message: Message, body: bytes,
                  now: Callable[[], datetime] = real_now) -> Provider:
     """The provider that signed ``message`` (with ``body``), or a 401 naming the reason."""
+    provider, results = _signed_by(rt, message, now)
+    try:
+        for result in results:
+            if not ContentDigest.verify_components(result.covered_components, body):
+                raise InvalidSignature("no content digest covered")
+    except (InvalidSignature, HTTPMessageSignaturesException):
+        raise refused("digest_mismatch",
+                      "the body does not match its Content-Digest") from None
+    _claim_nonce(rt, provider, message, now)
+    return provider
+
+
+class StreamDigest:
+    """The signed Content-Digest of a body read in blocks (a record file of gigabytes is
+    never held whole): ``update`` with each block, then ``check`` (a 401
+    ``digest_mismatch`` when the body is not the one signed)."""
+
+    def __init__(self, expected: dict[str, bytes]) -> None:
+        self._expected = expected
+        self._hashers = {alg: DIGESTS[alg]() for alg in expected}
+
+    def update(self, block: bytes) -> None:
+        for hasher in self._hashers.values():
+            hasher.update(block)
+
+    def check(self) -> None:
+        for alg, digest in self._expected.items():
+            if not hmac.compare_digest(digest, self._hashers[alg].digest()):
+                raise refused("digest_mismatch", "the body does not match its Content-Digest")
+
+
+DIGESTS = {"sha-256": hashlib.sha256, "sha-512": hashlib.sha512}
+
+
+def authenticate_stream(rt: Runtime, message: Message,
+                        now: Callable[[], datetime] = real_now
+                        ) -> tuple[Provider, StreamDigest]:
+    """``authenticate`` for a body to be read after it: the provider, and the digest the
+    body must then match (its ``check`` is the caller's, before anything is kept)."""
+    provider, results = _signed_by(rt, message, now)
+    expected: dict[str, bytes] = {}
+    for result in results:
+        for identifier, value in result.covered_components.items():
+            if identifier.strip('"').lower() != "content-digest":
+                continue
+            try:
+                members = http_sf.parse(value.encode("ascii"), tltype="dictionary")
+            except (ValueError, TypeError, UnicodeEncodeError):
+                raise refused("digest_mismatch", "the Content-Digest is malformed") from None
+            if not isinstance(members, dict):
+                raise refused("digest_mismatch", "the Content-Digest is malformed")
+            for alg, member in members.items():
+                if alg in DIGESTS and isinstance(member, tuple) and isinstance(member[0],
+                                                                               bytes):
+                    expected[alg] = member[0]
+    if not expected:
+        raise refused("digest_missing", "send the body's Content-Digest (sha-256 or sha-512)")
+    _claim_nonce(rt, provider, message, now)
+    return provider, StreamDigest(expected)
+
+
+def _signed_by(rt: Runtime, message: Message, now: Callable[[], datetime]
+               ) -> tuple[Provider, Any]:
+    """Who signed ``message``, with the library's verify results (the covered
+    components), checked for everything but the body."""
     headers = message.headers
     signature_input = _header(headers, "signature-input")
     if signature_input is None or _header(headers, "signature") is None:
@@ -199,14 +266,15 @@ def authenticate(rt: Runtime, message: Message, body: bytes,
     # who knows a key id.
     if not key.provider.enabled:
         raise refused("provider_disabled", f"provider {key.provider.id!r} is disabled")
-    try:
-        for result in results:
-            if not ContentDigest.verify_components(result.covered_components, body):
-                raise InvalidSignature("no content digest covered")
-    except (InvalidSignature, HTTPMessageSignaturesException):
-        raise refused("digest_mismatch",
-                      "the body does not match its Content-Digest") from None
+    return key.provider, results
+
+
+def _claim_nonce(rt: Runtime, provider: Provider, message: Message,
+                 now: Callable[[], datetime]) -> None:
+    """Once the request is known genuine: its nonce, never seen before within the age
+    limit (else a replay)."""
+    config = rt.config
+    _, params = parse_signature_input(_header(message.headers, "signature-input") or "")
     ttl = config.provider_signature_max_age_s + config.provider_signature_skew_s
-    if not nonces.store_for(rt).claim(key.provider.id, params["nonce"], ttl, now()):
+    if not nonces.store_for(rt).claim(provider.id, params["nonce"], ttl, now()):
         raise refused("nonce_reused", "this nonce was used already: a replayed request")
-    return key.provider

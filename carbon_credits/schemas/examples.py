@@ -197,3 +197,12 @@ PROVIDER_ENABLE_EXAMPLES = {
 }
 BINDING_CODE_EXAMPLE = {"user_ref": "card-8800123"}
 BINDING_EXAMPLE = {"provider_id": "sz-metro", "code": "K7QXM-2PDHR"}
+
+
+PROVIDER_RECORDS_EXAMPLE = {"records": [
+    {"record_id": "tx-20261207-000187", "user_ref": "card-8800123", "kind": "metro_trip",
+     "entry_station_id": "luohu", "exit_station_id": "shaoniangong",
+     "tapped_in_at": f"{EXAMPLE_DAY}T08:02:11+08:00",
+     "tapped_out_at": f"{EXAMPLE_DAY}T08:27:40+08:00"},
+]}
+"""POST /v1/provider/records: a metro operator's tap-in/tap-out."""

@@ -111,3 +111,10 @@ class BindingListSchema(Schema):
 class BindingQuerySchema(Schema):
     include_revoked = fields.Boolean(load_default=False, metadata={
         "description": "also list revoked bindings (kept, with their times)"})
+
+
+class RecordsInSchema(Schema):
+    records = fields.List(fields.Raw(), required=True,
+                          validate=validate.Length(min=1, max=1000),
+                          metadata={"description": "1-1,000 records, each with record_id, "
+                                    "user_ref, kind and the kind's fields"})

@@ -292,6 +292,22 @@ def run_binding(c: Caller, spec: dict[str, Any], name: str, value: Any) -> Any:
         **value, "provider_id": provider_id, "code": issued.json["code"]})
 
 
+def run_records(c: Caller, spec: dict[str, Any], name: str, value: Any) -> Any:
+    """The example's records, of today, for a user bound to a new provider under the
+    example's user_ref: each must be credited."""
+    provider_id, key = new_provider_key(c)
+    ref = value["records"][0]["user_ref"]
+    issued = signed_post(c, key, "/v1/provider/binding-codes", {"user_ref": ref})
+    _, auth = c.new_user()
+    bound = c.client.post("/v1/me/bindings", headers=auth,
+                          json={"provider_id": provider_id, "code": issued.json["code"]})
+    assert bound.status_code == 201, bound.json
+    r = signed_post(c, key, "/v1/provider/records", today(value))
+    assert [(i["status"], i["result"]["status"]) for i in r.json["results"]] == [
+        (201, "credited")] * len(value["records"]), r.json
+    return r
+
+
 BODY_RUNS: dict[tuple[str, str], Run] = {
     ("/v1/events", "post"): run_event,
     ("/v1/events/batch", "post"): run_batch,
@@ -315,6 +331,7 @@ BODY_RUNS: dict[tuple[str, str], Run] = {
     ("/v1/admin/providers/{provider_id}/{action}", "post"): run_provider_enable,
     ("/v1/provider/binding-codes", "post"): run_binding_code,
     ("/v1/me/bindings", "post"): run_binding,
+    ("/v1/provider/records", "post"): run_records,
 }
 """How each operation's body examples are sent."""
 
