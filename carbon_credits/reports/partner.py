@@ -46,7 +46,9 @@ from methodology import FactorSet, get_methodology
 from methodology.quantity import M_PER_KM, UG_PER_G
 from methodology.steps import G_PER_STEP
 
-GROUPS = ("mode", "district", "methodology_version")
+GROUPS = ("mode", "district", "methodology_version", "source")
+"""``source``: who reported the events, the users' apps (``client``) or a scenario
+provider (its id): reductions a city can trust by their source (issue 21)."""
 GRANULARITIES = ("day", "week", "month")
 UG_PER_TONNE = 10**12
 
@@ -148,7 +150,8 @@ def _rows(rt: Runtime, city: str, start: date, end: date) -> Iterator[Any]:
     """The rollup rows of a city and date range, in date order, streamed."""
     with rt.db.transaction() as session:
         query = (select(ReportRollup.local_date, ReportRollup.mode, ReportRollup.district,
-                        ReportRollup.methodology_version, ReportRollup.shard,
+                        ReportRollup.methodology_version, ReportRollup.source,
+                        ReportRollup.shard,
                         ReportRollup.events, ReportRollup.ug, ReportRollup.avoided_ug,
                         ReportRollup.points, ReportRollup.activity, ReportRollup.hll)
                  .where(ReportRollup.city == city, ReportRollup.local_date >= start,

@@ -91,7 +91,9 @@ UNKNOWN = "unknown"
 ACTIVITY_FIELDS = ("distance_m", "increase_steps")
 """Explanation fields holding the quantity a factor multiplies: metres, or steps credited."""
 
-PK = ("city", "local_date", "mode", "district", "methodology_version", "shard")
+PK = ("city", "local_date", "mode", "district", "methodology_version", "source", "shard")
+CLIENT = "client"
+"""The ``source`` of rollups of events the users' own clients posted."""
 
 
 @dataclass(frozen=True, order=True)
@@ -101,11 +103,13 @@ class Cell:
     mode: str
     district: str
     methodology_version: str
+    source: str = CLIENT
+    """Who reported the events: ``client``, or a scenario provider's id."""
 
     def key(self, shard: int) -> dict[str, Any]:
         return {"city": self.city, "local_date": self.local_date, "mode": self.mode,
                 "district": self.district, "methodology_version": self.methodology_version,
-                "shard": shard}
+                "source": self.source, "shard": shard}
 
 
 # ---------------------------------------------------------------- cells of events
@@ -166,6 +170,8 @@ class Credited(Protocol):
     @property
     def methodology_version(self) -> str: ...
     @property
+    def source(self) -> str | None: ...
+    @property
     def credited_ug(self) -> int: ...
     @property
     def avoided_ug(self) -> int: ...
@@ -178,7 +184,7 @@ class Credited(Protocol):
 def cell_of(session: Session, event: Credited) -> Cell:
     return Cell(event.city, event.local_date, event.mode,
                 district_of(session, event.network_id, event.origin),
-                event.methodology_version)
+                event.methodology_version, event.source or CLIENT)
 
 
 # ---------------------------------------------------------------- incremental path
@@ -335,6 +341,8 @@ def _live_users(session: Session, cell: Cell, but: int, user_id: str | None = No
              .where(Event.city == cell.city, Event.local_date == cell.local_date,
                     Event.mode == cell.mode,
                     Event.methodology_version == cell.methodology_version,
+                    (Event.source.is_(None) if cell.source == CLIENT
+                     else Event.source == cell.source),
                     Event.status.in_(LIVE_STATUSES), Event.credited_ug > 0, Event.id != but))
     if user_id is not None:
         query = query.where(Event.user_id == user_id)
@@ -399,20 +407,22 @@ def _day_sums(session: Session, city: str, day: date) -> dict[tuple[Cell, int], 
     stop, activity = Event.origin, Event.activity
     live = case((rev.id.is_(None), 1), else_=0)
     query = (
-        select(Event.mode, Event.methodology_version, Event.network_id, stop, Event.user_id,
+        select(Event.mode, Event.methodology_version, Event.source, Event.network_id, stop,
+               Event.user_id,
                func.sum(live), func.sum(earn.ug + func.coalesce(rev.ug, 0)),
                func.sum(earn.points + func.coalesce(rev.points, 0)),
                func.sum(Event.avoided_ug * live), func.sum(activity * live))
         .join(earn, and_(earn.event_pk == Event.id, earn.kind == "earn"))
         .outerjoin(rev, and_(rev.event_pk == Event.id, rev.kind == "reversal"))
         .where(Event.city == city, Event.local_date == day)
-        .group_by(Event.mode, Event.methodology_version, Event.network_id, stop,
-                  Event.user_id)
+        .group_by(Event.mode, Event.methodology_version, Event.source, Event.network_id,
+                  stop, Event.user_id)
     )
     cells: dict[tuple[Cell, int], _Sums] = {}
-    for mode, version, network_id, origin, user_id, n, ug, points, avoided, act in (
+    for mode, version, source, network_id, origin, user_id, n, ug, points, avoided, act in (
             session.connection().execute(query.execution_options(yield_per=10_000))):
-        cell = Cell(city, day, mode, district_of(session, network_id, origin), version)
+        cell = Cell(city, day, mode, district_of(session, network_id, origin), version,
+                    source or CLIENT)
         user = UserHash.of(user_id)
         sums = cells.setdefault((cell, user.shard), _Sums())
         sums.events += int(n)

@@ -9,7 +9,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from carbon_credits.schemas import ID, IN_ERA_DATE
 
-REPORT_GROUPS = ("mode", "district", "methodology_version")
+REPORT_GROUPS = ("mode", "district", "methodology_version", "source")
 REPORT_MAX_DAYS = 3660
 
 
@@ -58,7 +58,8 @@ class ReductionQuerySchema(ReportRangeQuerySchema):
                                 metadata={"example": "week"})
     group_by = GroupList(load_default=[], metadata={
         "type": "string", "example": "mode,district",
-        "description": "comma-separated, any of mode, district, methodology_version"})
+        "description": "comma-separated, any of mode, district, methodology_version, "
+                       "source (client, or the scenario provider that reported the events)"})
 
 
 class ReductionFiguresSchema(Schema):
@@ -81,6 +82,7 @@ class ReductionRowSchema(ReductionFiguresSchema):
     mode = fields.String()
     district = fields.String()
     methodology_version = fields.String()
+    source = fields.String(metadata={"description": "client, or a scenario provider's id"})
 
 
 class _ReportHeadSchema(Schema):

@@ -395,7 +395,8 @@ class DeviceAccount(Base):
 
 
 class ReportRollup(Base):
-    """Credited reduction per city, local day, mode, district, methodology version and shard.
+    """Credited reduction per city, local day, mode, district, methodology version, source
+    and shard.
 
     Maintained per credit by ``reports.rollups`` (deltas added with an atomic upsert, never
     read-modify-written in Python on PostgreSQL) and rebuilt from the ledger by
@@ -412,6 +413,8 @@ class ReportRollup(Base):
     mode: Mapped[str] = mapped_column(String(32), primary_key=True)
     district: Mapped[str] = mapped_column(String(64), primary_key=True)
     methodology_version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    source: Mapped[str] = mapped_column(String(32), primary_key=True)
+    """Who reported the events: 'client' (the users' apps) or a scenario provider's id."""
     shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
     events: Mapped[int] = mapped_column(BigInteger, default=0)
     """Live credited events: events with an earn entry and no reversal."""

@@ -5,6 +5,7 @@ configured database (PostgreSQL by default)."""
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,9 +21,17 @@ from carbon_credits.antifraud import reviews
 from carbon_credits.errors import ServiceError
 from carbon_credits.ingest import events, idempotency, operator, trust
 from carbon_credits.ledger import verification
+from carbon_credits.reports import rollups
 from carbon_credits.runtime import Runtime
 from carbon_credits.schemas import EventResultSchema, load_event
-from carbon_credits.storage.models import Account, Event, LedgerEntry, TrustPolicy, utcnow
+from carbon_credits.storage.models import (
+    Account,
+    Event,
+    LedgerEntry,
+    ReportRollup,
+    TrustPolicy,
+    utcnow,
+)
 from tests import factories
 
 
@@ -282,3 +291,39 @@ def test_a_post_and_its_record_arriving_together_are_credited_once(
                 Event.user_id == user)))
         assert statuses == ["credited", "rejected"], (policy, n, statuses)
     assert list(verification.verify(rt.db)) == []
+
+
+def test_reports_group_the_reductions_by_source(
+        rt: Runtime, client: FlaskClient, auth: dict[str, str], user_id: str,
+        bindings: Bindings, token: Any) -> None:
+    """An admin's report (not suppressed) tells the reductions the users' apps reported
+    from those a provider did; the rollups rebuilt from the ledger say the same."""
+    day = factories.NOW.date().isoformat()
+    admin = {"Authorization": f"Bearer {token('ops', 'admin', None)}"}
+
+    def by_source() -> Counter[tuple[str, str]]:
+        r = client.get("/v1/reports/reduction", headers=admin, query_string={
+            "city": "shenzhen", "from": day, "to": day, "group_by": "source,mode"})
+        assert r.status_code == 200, r.json
+        return Counter({(row["source"], row["mode"]): row["events"]
+                        for row in r.json["rows"]})
+
+    def rollup_sums() -> Counter[tuple[str, str]]:
+        with rt.db.transaction() as session:
+            sums: Counter[tuple[str, str]] = Counter()
+            for r in session.scalars(select(ReportRollup).where(
+                    ReportRollup.local_date == factories.NOW.date())):
+                sums[(r.source, r.mode)] += r.events
+            return sums
+
+    before = by_source()
+    assert client.post("/v1/events", json=factories.bus(), headers=auth).status_code == 201
+    ingested(send(rt, bindings, record("card-1", factories.metro(
+        start=factories.today_at(6))))[0])
+    after = by_source()
+    after.subtract(before)
+    assert +after == Counter({("metro-co", "metro"): 1, ("client", "bus"): 1})
+    live = rollup_sums()
+    with rt.db.transaction() as session:
+        rollups.rebuild(session, "shenzhen")
+    assert rollup_sums() == live
