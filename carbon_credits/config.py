@@ -79,6 +79,10 @@ class Config:
     default_city: str = "shenzhen"
     auto_init_db: bool = False
     daily_caps_g: Mapping[str, Decimal] = field(default_factory=lambda: dict(DEFAULT_DAILY_CAPS_G))
+    annual_cap_g: Decimal | None = None
+    """Grams a user may be credited in a local calendar year, all modes (ANNUAL_CAP_G; none
+    by default). A policy value with no published source: Shenzhen's scheme caps by day,
+    and the daily total cap already bounds a year at 365 of it."""
     rate_limits: RateLimits = field(
         default_factory=lambda: parse_rate_limits(DEFAULT_RATE_LIMITS))
     """Request rate limits per route and dimension (RATE_LIMITS; policy, see ratelimit)."""
@@ -202,6 +206,13 @@ class Config:
     def from_env(cls, instance_path: Path, env: Mapping[str, str] | None = None) -> Config:
         env = os.environ if env is None else env
         caps = parse_caps(env["DAILY_CAP_G"]) if env.get("DAILY_CAP_G") else None
+        annual = env.get("ANNUAL_CAP_G")
+        try:
+            annual_cap = Decimal(annual) if annual else None
+        except ArithmeticError:
+            raise ConfigError(f"ANNUAL_CAP_G: expected grams, got {annual!r}") from None
+        if annual_cap is not None and not (annual_cap.is_finite() and annual_cap > 0):
+            raise ConfigError(f"ANNUAL_CAP_G: expected positive grams, got {annual!r}")
         auto = env.get("AUTO_INIT_DB")
         cfg = cls(
             instance_path=instance_path,
@@ -240,6 +251,7 @@ class Config:
         )
         if caps is not None:
             cfg.daily_caps_g = caps
+        cfg.annual_cap_g = annual_cap
         try:
             cfg.plausibility = Policy.from_settings(
                 _pairs(env.get("PLAUSIBILITY_LIMITS", "")),

@@ -89,8 +89,9 @@ def _credit_now(rt: Runtime, session: Any, account: Account, event: Event,
                 if method.cumulative and event.mode in usage else 0)
     result = method.quantify(explain.inputs_of(event), versioned.factors,
                              QuantifyContext(network=network, previous_quantity=previous))
+    year = caps.year_usage(session, event.user_id, event.local_date.year)
     credit = caps.decide(rt.config, method, versioned.factors, account, usage,
-                              result.avoided_ug)
+                         result.avoided_ug, 0 if year is None else year.credited_ug)
     # The explanation (built on read) is then that of this quantification and credit:
     # the count measured against, the activity, the cap met; the hold's hits stay.
     hits = (event.notes or {}).get("plausibility")

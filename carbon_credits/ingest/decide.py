@@ -181,12 +181,28 @@ class DayUsage:
     """Whether the chunk added to it (else ``_write`` leaves it alone)."""
 
 
+@dataclass(slots=True)
+class YearUsage:
+    """An annual usage row (``AnnualUsage``) as plain values (``caps.YearUsage``)."""
+
+    user_id: str
+    year: int
+    credited_ug: int = 0
+    points: int = 0
+    stored: bool = False
+    """Whether the row exists (else ``_write`` inserts it)."""
+    counted: bool = False
+    """Whether the chunk added to it (else ``_write`` leaves it alone)."""
+
+
 @dataclass
 class Member:
     """One user of a chunk: the locked account and what the rules read of that user."""
 
     account: entries.LockedAccount
     usage: dict[date, dict[str, DayUsage]] = field(default_factory=dict)
+    years: dict[int, YearUsage] = field(default_factory=dict)
+    """The user's annual usage of the chunk's local years (the annual cap's)."""
     trips: Trips = field(default_factory=Trips)
     city: str | None = None
     """A new user's city, from the first post of the user stored in the chunk: its token's
@@ -314,8 +330,10 @@ def decide(config: Config, lookups: Lookups, book: Book, p: Posted) -> Applied:
     elif verdict.outcome == "credit" and matched.outcome == "hold":
         credit = caps.Credit(0, 0, "held", trust.AWAITING, None)
     elif verdict.outcome == "credit":
+        year = member.years.setdefault(p.local_date.year,
+                                       YearUsage(user_id, p.local_date.year))
         credit = caps.decide(config, method, versioned.factors, member.account, usage,
-                                  result.avoided_ug)
+                             result.avoided_ug, year.credited_ug)
         explanation = caps.explain(explanation, credit)
     else:
         credit = caps.Credit(0, 0, "held" if verdict.outcome == "hold" else "rejected",
@@ -356,6 +374,9 @@ def decide(config: Config, lookups: Lookups, book: Book, p: Posted) -> Applied:
             row = usage[mode] = DayUsage(user_id, p.local_date, mode)
         row.counted = True
         caps.count_usage(row, method, credit, result.quantity, p.now)
+        year = member.years[p.local_date.year]
+        year.counted = True
+        caps.count_year(year, credit)
     return Applied(event, created=True)
 
 

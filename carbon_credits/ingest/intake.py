@@ -80,12 +80,14 @@ from carbon_credits.ingest.decide import (
     Member,
     NewEvent,
     Posted,
+    YearUsage,
     decide,
 )
 from carbon_credits.ledger import entries, explain
 from carbon_credits.networks.catalog import Catalog, timeline_read
 from carbon_credits.reports import rollups
 from carbon_credits.storage.models import (
+    AnnualUsage,
     DailyUsage,
     DeviceAccount,
     Event,
@@ -171,6 +173,8 @@ def _read(session: Session, catalog: Catalog, chunk: Sequence[Posted]) -> Book:
         timeline_read({p.data["city"] for p in chunk}, {p.method.mode for p in chunk},
                       max(p.occurred_at for p in chunk)),
         (_USAGE, {"users": sorted(cities), "days": sorted({p.local_date for p in chunk})}),
+        (_YEARS, {"users": sorted(cities),
+                  "years": sorted({p.local_date.year for p in chunk})}),
         (_POLICIES, {"cities": sorted({p.data["city"] for p in chunk}),
                      "modes": sorted({p.method.mode for p in chunk})})]
     trips, devices = _trips_read(chunk), _devices_read(chunk)
@@ -187,6 +191,9 @@ def _read(session: Session, catalog: Catalog, chunk: Sequence[Posted]) -> Book:
     stored = _stored(keys, next(rows))
     timeline = catalog.timeline_of(session, next(rows))
     _usage(members, chunk, next(rows))
+    for user_id, year, credited_ug, points in next(rows):
+        members[user_id].years[year] = YearUsage(user_id, year, credited_ug, points,
+                                                 stored=True)
     policies = {(city, mode): trust.Trust(policy, confirm_days, tolerance_s)
                 for city, mode, policy, confirm_days, tolerance_s in next(rows)}
     if trips is not None:
@@ -212,6 +219,7 @@ ENTRIES = cast(Table, LedgerEntry.__table__)
 USAGE = cast(Table, DailyUsage.__table__)
 LINKS = cast(Table, DeviceAccount.__table__)
 POLICIES = cast(Table, TrustPolicy.__table__)
+YEARS = cast(Table, AnnualUsage.__table__)
 _STORED = Prebuilt(lambda one_of: select(EVENTS).where(one_of(EVENTS.c.user_id, "users"),
                                                         one_of(EVENTS.c.event_id, "ids")))
 _EVENT_FIELDS = tuple(c.key for c in EVENTS.columns)
@@ -224,6 +232,15 @@ _DEVICES = Prebuilt(lambda one_of: union_all(
     .where(one_of(LINKS.c.device_id, "devices"), one_of(LINKS.c.user_id, "users")),
     select(LINKS.c.device_id, null(), func.count())
     .where(one_of(LINKS.c.device_id, "devices")).group_by(LINKS.c.device_id)))
+_YEARS = Prebuilt(lambda one_of: select(
+    YEARS.c.user_id, YEARS.c.year, YEARS.c.credited_ug, YEARS.c.points).where(
+        one_of(YEARS.c.user_id, "users"), one_of(YEARS.c.year, "years")))
+_ADD_YEAR = Prebuilt(lambda _: insert(YEARS).values(
+    {name: bindparam(name) for name in ("user_id", "year", "credited_ug", "points")}))
+_SAVE_YEAR = Prebuilt(lambda _: (
+    update(YEARS).where(YEARS.c.user_id == bindparam("b_user_id"),
+                        YEARS.c.year == bindparam("b_year"))
+    .values(credited_ug=bindparam("b_credited_ug"), points=bindparam("b_points"))))
 _POLICIES = Prebuilt(lambda one_of: select(
     POLICIES.c.city, POLICIES.c.mode, POLICIES.c.policy, POLICIES.c.confirm_days,
     POLICIES.c.tolerance_s).where(one_of(POLICIES.c.city, "cities"),
@@ -419,3 +436,11 @@ def _write_usage(session: Session, book: Book) -> None:
                     added.append({name: getattr(row, name) for name in _USAGE_COLUMNS})
     _ADD_USAGE.run(session, added)
     _SAVE_USAGE.run(session, changed)
+    years = [y for member in book.members.values() for y in member.years.values()
+             if y.counted]
+    _ADD_YEAR.run(session, [{"user_id": y.user_id, "year": y.year,
+                             "credited_ug": y.credited_ug, "points": y.points}
+                            for y in years if not y.stored])
+    _SAVE_YEAR.run(session, [{"b_user_id": y.user_id, "b_year": y.year,
+                              "b_credited_ug": y.credited_ug, "b_points": y.points}
+                             for y in years if y.stored])

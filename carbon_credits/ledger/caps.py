@@ -1,7 +1,9 @@
-"""Daily caps: how much of an event's quantified grams a user-day may credit, and its points.
+"""Daily and annual caps: how much of an event's quantified grams a user-day (per mode and
+in total) and a user-year may credit, and its points.
 
 One path for every credit: new events at ingest and held events an admin approves.
-Callers hold the user's account lock, so the day's usage they read cannot change under them.
+Callers hold the user's account lock, so the day's and the year's usage they read cannot
+change under them.
 """
 
 from __future__ import annotations
@@ -18,12 +20,19 @@ from sqlalchemy.orm import Session
 from carbon_credits.config import Config
 from carbon_credits.ledger import entries
 from carbon_credits.reports import rollups
-from carbon_credits.storage.models import Account, DailyUsage, Event
+from carbon_credits.storage.models import Account, AnnualUsage, DailyUsage, Event
 from methodology import FactorSet, Methodology
 from methodology.quantity import g_to_ug, whole_grams
 
 CAP_RULE = ("credited = min(avoided, cap - already credited today), per local day in the "
             "city time zone")
+ANNUAL_CAP_RULE = ("credited = min(avoided, annual cap - already credited this year), per "
+                   "local calendar year in the city time zone")
+
+
+def rule_for(cap: str) -> str:
+    """The rule text of a cap met (``mode``, ``total``: daily; ``annual``)."""
+    return ANNUAL_CAP_RULE if cap == "annual" else CAP_RULE
 POINTS_RULE = ("1 point per gram; whole points of (carried remainder + this event's "
                "micrograms), the rest carried")
 
@@ -48,6 +57,10 @@ class Credit:
     cap: dict[str, Any] | None
 
 
+def year_usage(session: Session, user_id: str, year: int) -> AnnualUsage | None:
+    return session.get(AnnualUsage, (user_id, year))
+
+
 def day_usage(session: Session, user_id: str, local_date: date) -> dict[str, DailyUsage]:
     rows = session.scalars(select(DailyUsage).where(DailyUsage.user_id == user_id,
                                                     DailyUsage.local_date == local_date))
@@ -68,8 +81,10 @@ def daily_caps_ug(config: Config, method: Methodology, factors: FactorSet
 
 
 def decide(config: Config, method: Methodology, factors: FactorSet, account: entries.Balance,
-           usage: Mapping[str, Usage], avoided_ug: int) -> Credit:
-    """How much of ``avoided_ug`` fits under today's caps, and the points it earns."""
+           usage: Mapping[str, Usage], avoided_ug: int, year_used_ug: int = 0) -> Credit:
+    """How much of ``avoided_ug`` fits under today's caps and this year's
+    (``year_used_ug``: credited in the event's local year before it), and the points it
+    earns."""
     mode_cap, total_cap = daily_caps_ug(config, method, factors)
     used_mode = usage[method.mode].credited_ug if method.mode in usage else 0
     used_total = sum(u.credited_ug for u in usage.values())
@@ -79,12 +94,16 @@ def decide(config: Config, method: Methodology, factors: FactorSet, account: ent
     if total_cap is not None and used_total + credited > total_cap:
         credited = max(0, total_cap - used_total)
         which, cap_ug, used = "total", total_cap, used_total
+    annual_cap = None if config.annual_cap_g is None else g_to_ug(config.annual_cap_g)
+    if annual_cap is not None and year_used_ug + credited > annual_cap:
+        credited = max(0, annual_cap - year_used_ug)
+        which, cap_ug, used = "annual", annual_cap, year_used_ug
     points, _carry = entries.points_for(account.carry_ug, credited)
     if which is None:
         return Credit(credited, points, "credited", None, None)
-    return Credit(credited, points, "capped", "daily_cap", {
-        "cap": which, "cap_g": whole_grams(cap_ug), "used_before_ug": used,
-        "uncapped_ug": avoided_ug, "rule": CAP_RULE})
+    return Credit(credited, points, "capped", "annual_cap" if which == "annual" else "daily_cap",
+                  {"cap": which, "cap_g": whole_grams(cap_ug), "used_before_ug": used,
+                   "uncapped_ug": avoided_ug, "rule": rule_for(which)})
 
 
 def explain(explanation: dict[str, Any], credit: Credit) -> dict[str, Any]:
@@ -96,7 +115,8 @@ def explain(explanation: dict[str, Any], credit: Credit) -> dict[str, Any]:
 def apply(session: Session, account: Account, event: Event, credit: Credit,
           usage: dict[str, DailyUsage], method: Methodology, quantity: int,
           posted_at: datetime) -> None:
-    """Write the credit: ledger entry, balance, and the day's usage (event is flushed)."""
+    """Write the credit: ledger entry, balance, the day's and the year's usage (event is
+    flushed)."""
     if credit.credited_ug > 0:
         entries.earn(session, account, ug=credit.credited_ug, event_pk=event.id,
                     mode=method.mode, factor_version_id=event.factor_version_id)
@@ -108,6 +128,12 @@ def apply(session: Session, account: Account, event: Event, credit: Credit,
             credited_ug=0, points=0, max_quantity=0)
         session.add(row)
     count_usage(row, method, credit, quantity, posted_at)
+    year = year_usage(session, account.user_id, event.local_date.year)
+    if year is None:
+        year = AnnualUsage(user_id=account.user_id, year=event.local_date.year,
+                           credited_ug=0, points=0)
+        session.add(year)
+    count_year(year, credit)
 
 
 def count_usage(row: Usage, method: Methodology, credit: Credit, quantity: int,
@@ -119,3 +145,15 @@ def count_usage(row: Usage, method: Methodology, credit: Credit, quantity: int,
     if method.cumulative:
         row.max_quantity = max(row.max_quantity, quantity)
         row.last_post_at = posted_at
+
+
+class YearUsage(Protocol):
+    """A user's credits of one local year: an ORM ``AnnualUsage`` or ingest's plain row."""
+
+    credited_ug: int
+    points: int
+
+
+def count_year(row: YearUsage, credit: Credit) -> None:
+    row.credited_ug += credit.credited_ug
+    row.points += credit.points

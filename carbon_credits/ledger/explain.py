@@ -153,7 +153,7 @@ def build(event: Stored, versioned: VersionedFactors, network: TransitNetwork | 
         cap = notes.get("cap")
         explanation = caps.explain(explanation, caps.Credit(
             event.credited_ug, event.points, status, None, None if cap is None else {
-                **cap, "uncapped_ug": event.avoided_ug, "rule": caps.CAP_RULE}))
+                **cap, "uncapped_ug": event.avoided_ug, "rule": caps.rule_for(cap["cap"])}))
     return explanation
 
 

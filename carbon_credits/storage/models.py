@@ -384,6 +384,19 @@ class DailyUsage(Base):
     """When the mode was last posted that day (server time): steps velocity."""
 
 
+class AnnualUsage(Base):
+    """A user's credits of one local calendar year: what the annual cap reads
+    (ANNUAL_CAP_G; ``ledger.caps``), kept with the daily usage in the crediting
+    transaction, under the account lock."""
+
+    __tablename__ = "annual_usage"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    year: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    credited_ug: Mapped[int] = mapped_column(BigInteger, default=0)
+    points: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class DeviceAccount(Base):
     """Which accounts a client device (X-Device-Id) has posted for: farms share devices."""
 

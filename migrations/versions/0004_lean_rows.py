@@ -1,7 +1,7 @@
 """lean rows: no report_participants table; 4-byte integers where 8 were padding
 
 Revision ID: 0004_lean
-Revises: 0004_rollup_source
+Revises: 0004_annual_usage
 Create Date: 2026-12-07 05:30:00
 
 ``report_participants`` kept a row per (report cell, user): 175 bytes an event, read only
@@ -44,7 +44,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0004_lean'
-down_revision = '0004_rollup_source'
+down_revision = '0004_annual_usage'
 branch_labels = None
 depends_on = None
 

@@ -42,7 +42,7 @@ def _alembic(db: Any, how: Callable[[AlembicConfig, str], None], revision: str) 
         how(cfg, revision)
 
 
-BEFORE = "0004_rollup_source"
+BEFORE = "0004_annual_usage"
 """The revision before 0004_lean: rows of the 0003 shape, written by today's code (which
 needs 0004_trust's ``events.source`` and 0004_rollup_source's rollup key)."""
 

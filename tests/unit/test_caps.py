@@ -140,3 +140,52 @@ def test_a_cumulative_modes_row_keeps_its_highest_count_and_last_post() -> None:
     assert (row.max_quantity, row.last_post_at) == (8000, first)
     caps.count_usage(row, steps, caps.Credit(G, 1, "credited", None, None), 9000, second)
     assert (row.events, row.max_quantity, row.last_post_at) == (3, 9000, second)
+
+
+def decide_annual(usage: dict[str, Row], avoided_ug: int, caps_g: dict[str, int],
+                  annual_g: int | None, year_used_ug: int) -> caps.Credit:
+    config = Config(instance_path=Path("."),
+                    daily_caps_g={k: Decimal(v) for k, v in caps_g.items()},
+                    annual_cap_g=None if annual_g is None else Decimal(annual_g))
+    return caps.decide(config, cast(Methodology, Method()), cast(FactorSet, None),
+                       cast(Any, Account()), usage, avoided_ug, year_used_ug)
+
+
+def test_the_annual_cap_credits_what_is_left_of_the_year_and_says_so() -> None:
+    credit = decide_annual({}, 300 * G, {"total": 5000}, 10_000, 9_800 * G)
+    assert (credit.credited_ug, credit.points, credit.status, credit.reason) == (
+        200 * G, 200, "capped", "annual_cap")
+    assert credit.cap == {"cap": "annual", "cap_g": 10_000, "used_before_ug": 9_800 * G,
+                          "uncapped_ug": 300 * G, "rule": caps.ANNUAL_CAP_RULE}
+
+
+def test_a_credit_that_exactly_reaches_the_annual_cap_is_not_capped() -> None:
+    credit = decide_annual({}, 200 * G, {}, 10_000, 9_800 * G)
+    assert (credit.credited_ug, credit.status) == (200 * G, "credited")
+
+
+def test_the_annual_cap_applies_after_the_days_and_a_full_year_credits_nothing() -> None:
+    """The day's cap first cuts 300 g to 100 g; the year has 50 g left: 50 g, annual named."""
+    credit = decide_annual({"bus": Row(credited_ug=900 * G)}, 300 * G, {"total": 1000},
+                           1_000, 950 * G)
+    assert credit.credited_ug == 50 * G and credit.cap is not None
+    assert credit.cap["cap"] == "annual"
+    full = decide_annual({}, 300 * G, {}, 1_000, 1_000 * G)
+    assert (full.credited_ug, full.points, full.status) == (0, 0, "capped")
+
+
+def test_no_annual_cap_by_default() -> None:
+    credit = decide_annual({}, 300 * G, {}, None, 10**9 * G)
+    assert (credit.credited_ug, credit.status) == (300 * G, "credited")
+
+
+def test_a_year_row_counts_each_credit() -> None:
+    @dataclass
+    class Year:
+        credited_ug: int = 0
+        points: int = 0
+
+    year = Year()
+    caps.count_year(year, caps.Credit(5 * G, 5, "credited", None, None))
+    caps.count_year(year, caps.Credit(2 * G, 2, "capped", "annual_cap", None))
+    assert (year.credited_ug, year.points) == (7 * G, 7)
