@@ -1,4 +1,12 @@
-"""verify-ledger: re-check every invariant and the hash chain from the stored rows.
+"""verify-ledger: re-check every invariant and the keyed hash chain from the stored rows.
+
+Each entry's hash must be the HMAC under one of the configured chain keys (ledger/chain.py),
+or, for an entry written before keying (id up to the sealed ``ledger_chain_start``), its
+plain SHA-256; each entry must be of a kind a code path writes, written the way that path
+writes it: 'earn' for a credited event of its user, 'reversal' for a reversed one, 'redeem'
+for a redemption of its user (points or reward form), 'adjustment' only as the refund of a
+cancelled reward redemption. A deleted or rewritten tail is found against a checkpoint kept
+outside the database (checkpoints.py).
 
 Streams the ledger in (account, seq) order with bounded memory, so it runs on a full
 production ledger: per account, the chain of hashes, the sequence, the running balance and
@@ -12,20 +20,26 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import groupby
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, true
+from sqlalchemy import ColumnElement, and_, func, inspect, null, or_, select, true
 from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
-from carbon_credits.ledger.chain import GENESIS_HASH, entry_hash
+from carbon_credits.ledger import chain
+from carbon_credits.ledger.chain import GENESIS_HASH, Keyring
 from carbon_credits.ledger.entries import UG_PER_POINT
 from carbon_credits.storage.db import Database
 from carbon_credits.storage.models import (
     Account,
     Event,
+    LedgerChainStart,
     LedgerEntry,
+    Redemption,
     Reward,
     RewardRedemption,
     VoucherCode,
 )
+
+KINDS = ("earn", "reversal", "redeem", "adjustment")
+"""The entry kinds code writes (ledger/entries.py); any other is refused."""
 
 
 @dataclass(frozen=True)
@@ -47,8 +61,16 @@ ACCOUNTS_PER_READ = 500
 """Accounts whose entries are read in one query; memory is bounded by one batch."""
 
 
+@dataclass(frozen=True)
+class _Chain:
+    keys: tuple[tuple[str, bytes], ...]
+    legacy_last_entry_id: int
+    """Entries up to this id may carry plain SHA-256 (written before keying)."""
+
+
 def verify(db: Database, report: Report | None = None,
-           user_ids: Iterable[str] | None = None) -> Iterator[Problem]:
+           user_ids: Iterable[str] | None = None,
+           keyring: Keyring | None = None) -> Iterator[Problem]:
     """Yield every broken invariant; a clean ledger yields nothing.
 
     With ``user_ids``, only those accounts and their events are checked (the reliability
@@ -58,21 +80,37 @@ def verify(db: Database, report: Report | None = None,
     result cannot survive ``expunge_all``). On PostgreSQL the whole check reads one
     REPEATABLE READ snapshot, so entries and account totals are of the same moment even
     while the service ingests.
+
+    ``keyring``: the chain keys to verify with (the CLI passes the configured ones; default:
+    the process's, ``chain.keyring()``).
     """
+    keys = (keyring or chain.keyring()).keys
     report = report if report is not None else Report()
     only = sorted(set(user_ids)) if user_ids is not None else None
     with db.transaction() as session:
         if session.get_bind().dialect.name == "postgresql":
             session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        start, problem = _chain_start(session, keys)
+        if problem is not None and only is None:
+            yield problem
+        rules = _Chain(keys, start)
+        # A schema from before the rewards catalogue (the migration tests verify one) has
+        # no reward redemptions to join.
+        rewards = inspect(session.connection()).has_table(RewardRedemption.__tablename__)
+        query = (select(LedgerEntry, Event, Redemption,
+                        RewardRedemption if rewards else null())
+                 .outerjoin(Event, Event.id == LedgerEntry.event_pk)
+                 .outerjoin(Redemption, Redemption.id == LedgerEntry.redemption_pk))
+        if rewards:
+            query = query.outerjoin(
+                RewardRedemption, RewardRedemption.redemption_pk == LedgerEntry.redemption_pk)
         for batch in _user_batches(session, only):
-            rows = session.execute(
-                select(LedgerEntry, Event)
-                .outerjoin(Event, Event.id == LedgerEntry.event_pk)
-                .where(LedgerEntry.user_id.in_(batch))
-                .order_by(LedgerEntry.user_id, LedgerEntry.seq)).all()
+            rows = session.execute(query.where(LedgerEntry.user_id.in_(batch))
+                                   .order_by(LedgerEntry.user_id, LedgerEntry.seq)).all()
             for user_id, group in groupby(rows, key=lambda row: row[0].user_id):
                 report.accounts += 1
-                yield from _account(session, user_id, [(e, ev) for e, ev in group], report)
+                yield from _account(session, user_id, [(e, ev, r, m) for e, ev, r, m in group],
+                                    report, rules)
             session.expunge_all()  # bounded memory over millions of entries
         if only is None:
             report.accounts += _count_empty(session)
@@ -117,31 +155,95 @@ def _user_batches(session: Session, only: list[str] | None) -> Iterator[list[str
         after = batch[-1]
 
 
-def _account(session: Session, user_id: str, entries: list[tuple[LedgerEntry, Event | None]],
-             report: Report) -> Iterator[Problem]:
+Row = tuple[LedgerEntry, Event | None, Redemption | None, RewardRedemption | None]
+
+
+def _chain_start(session: Session, keys: tuple[tuple[str, bytes], ...]
+                 ) -> tuple[int, Problem | None]:
+    """The last entry id that may carry plain SHA-256, and a problem if its record is
+    missing or its seal does not verify (then none may: every entry must be keyed). A
+    schema from before migration 0008 has no record and no legacy entries to allow."""
+    if not inspect(session.connection()).has_table(LedgerChainStart.__tablename__):
+        return 0, None
+    start = session.get(LedgerChainStart, 1)
+    where = "ledger_chain_start"
+    if start is None:
+        return 0, Problem(where, "missing: where keyed entries start is unknown")
+    if not any(chain.start_mac(start.legacy_last_entry_id, key) == start.mac
+               for _, key in keys):
+        return 0, Problem(where, f"legacy_last_entry_id {start.legacy_last_entry_id} does not "
+                                 "match its seal under any chain key (moved by someone "
+                                 "without the key)")
+    return start.legacy_last_entry_id, None
+
+
+def _hash_problem(entry: LedgerEntry, prev: bytes, rules: _Chain) -> str | None:
+    """Why the entry's stored hash is not its hash, or None. The hash covers the previous
+    entry's hash: an entry altered (its facts or its hash), or one missing before it, fails
+    here or at the next one; one hashed without the key fails whatever else it matches."""
+    values = chain.entry_values(entry)
+    if entry.id <= rules.legacy_last_entry_id and entry.hash == chain.legacy_hash(values, prev):
+        return None
+    if chain.matching_key(values, prev, entry.hash, rules.keys) is not None:
+        return None
+    if entry.hash == chain.legacy_hash(values, prev):
+        return (f"plain SHA-256 hash on an entry after keyed entries started (id > "
+                f"{rules.legacy_last_entry_id}): written without the chain key (forged)")
+    return ("hash is not the chain-key HMAC of the entry's contents and the previous "
+            "entry's hash under any configured key (this entry or the one before it "
+            "altered or rewritten without the key, an entry missing, or its key no longer "
+            "configured)")
+
+
+def _kind_problem(entry: LedgerEntry, event: Event | None, redemption: Redemption | None,
+                  made: RewardRedemption | None) -> str | None:
+    """Whether the entry is written the way the code path of its kind writes it."""
+    if entry.kind not in KINDS:
+        return f"kind {entry.kind!r} is written by no code path (forged)"
+    if entry.kind in ("earn", "reversal"):
+        sign = 1 if entry.kind == "earn" else -1
+        if event is None:
+            return f"{entry.kind} entry without its event"
+        if event.user_id != entry.user_id:
+            return f"{entry.kind} entry for event {event.id} of another user"
+        if entry.kind == "reversal" and event.status != "reversed":
+            return f"reversal of event {event.event_id}, which is {event.status}"
+        if (entry.points, entry.ug) != (sign * event.points, sign * event.credited_ug):
+            return f"points/ug differ from event {event.event_id}"
+        return None
+    if redemption is None or redemption.user_id != entry.user_id:
+        what = "redeem entry" if entry.kind == "redeem" else "adjustment"
+        return (f"{what} without a redemption of its user"
+                + (" (no code path writes one: forged)" if entry.kind == "adjustment" else ""))
+    if entry.kind == "redeem":
+        if entry.points != -redemption.points:
+            return f"redeem entry of {entry.points} for redemption of {redemption.points}"
+        return None
+    if made is None or made.state != "cancelled":
+        return ("adjustment that is not the refund of a cancelled reward redemption (no code "
+                "path writes one: forged)")
+    return None
+
+
+def _account(session: Session, user_id: str, entries: list[Row], report: Report,
+             rules: _Chain) -> Iterator[Problem]:
     expected_prev, balance, ug_sum = GENESIS_HASH, 0, 0
-    for seq, (entry, event) in enumerate(entries, start=1):
+    for seq, (entry, event, redemption, made) in enumerate(entries, start=1):
         report.entries += 1
         where = f"ledger entry {entry.id} (user {entry.user_id}, seq {entry.seq})"
         if entry.seq != seq:
             yield Problem(where, f"sequence gap: expected seq {seq}")
-        # The hash covers the previous entry's hash: an entry altered (its facts or its
-        # hash), or one missing before it, makes this check fail here or at the next one.
-        if entry.hash != entry_hash(entry, expected_prev):
-            yield Problem(where, "hash does not match the entry's contents and the previous "
-                                 "entry's hash (this entry or the one before it altered, "
-                                 "or an entry missing)")
+        wrong = _hash_problem(entry, expected_prev, rules)
+        if wrong is not None:
+            yield Problem(where, wrong)
         balance += entry.points
         ug_sum += entry.ug
         if entry.balance_after != balance:
             yield Problem(where, f"balance_after {entry.balance_after} but the running sum "
                                  f"of points is {balance}")
-        if entry.kind in ("earn", "reversal"):
-            sign = 1 if entry.kind == "earn" else -1
-            if event is None:
-                yield Problem(where, f"{entry.kind} entry without its event")
-            elif (entry.points, entry.ug) != (sign * event.points, sign * event.credited_ug):
-                yield Problem(where, f"points/ug differ from event {event.event_id}")
+        wrong = _kind_problem(entry, event, redemption, made)
+        if wrong is not None:
+            yield Problem(where, wrong)
         expected_prev = entry.hash
     account = session.get(Account, user_id)
     where = f"account {user_id}"
