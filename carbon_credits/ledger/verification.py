@@ -18,9 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from itertools import groupby
 
-from sqlalchemy import ColumnElement, and_, func, inspect, null, or_, select, true
+from sqlalchemy import ColumnElement, and_, func, inspect, null, or_, select, true, tuple_
 from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
 from carbon_credits.ledger import chain
@@ -57,8 +56,9 @@ class Report:
     entries: int = 0
 
 
-ACCOUNTS_PER_READ = 500
-"""Accounts whose entries are read in one query; memory is bounded by one batch."""
+ENTRIES_PER_READ = 5000
+"""Entries read in one query (keyset over (user_id, seq); an account may span pages):
+memory is bounded by one page, whatever the accounts' sizes."""
 
 
 @dataclass(frozen=True)
@@ -74,10 +74,10 @@ def verify(db: Database, report: Report | None = None,
     """Yield every broken invariant; a clean ledger yields nothing.
 
     With ``user_ids``, only those accounts and their events are checked (the reliability
-    suites check the accounts they touched). Accounts are read in batches by keyset over
-    ``user_id``, each batch's entries in one query that is fully read before the session
-    lets go of its objects: no cursor stays open across batches (a streamed ``yield_per``
-    result cannot survive ``expunge_all``). On PostgreSQL the whole check reads one
+    suites check the accounts they touched). Entries are read in pages by keyset over
+    (user_id, seq), each page fully read before the session lets go of its objects: no
+    cursor stays open across pages (a streamed ``yield_per`` result cannot survive
+    ``expunge_all``). On PostgreSQL the whole check reads one
     REPEATABLE READ snapshot, so entries and account totals are of the same moment even
     while the service ingests.
 
@@ -104,14 +104,31 @@ def verify(db: Database, report: Report | None = None,
         if rewards:
             query = query.outerjoin(
                 RewardRedemption, RewardRedemption.redemption_pk == LedgerEntry.redemption_pk)
-        for batch in _user_batches(session, only):
-            rows = session.execute(query.where(LedgerEntry.user_id.in_(batch))
-                                   .order_by(LedgerEntry.user_id, LedgerEntry.seq)).all()
-            for user_id, group in groupby(rows, key=lambda row: row[0].user_id):
-                report.accounts += 1
-                yield from _account(session, user_id, [(e, ev, r, m) for e, ev, r, m in group],
-                                    report, rules)
+        running: _Running | None = None
+        after: tuple[str, int] | None = None
+        while True:
+            page = query.order_by(LedgerEntry.user_id, LedgerEntry.seq).limit(ENTRIES_PER_READ)
+            if only is not None:
+                page = page.where(LedgerEntry.user_id.in_(only))
+            if after is not None:
+                page = page.where(tuple_(LedgerEntry.user_id, LedgerEntry.seq) > after)
+            rows = session.execute(page).all()
+            if not rows:
+                break
+            heads = {a.user_id: a for a in session.scalars(select(Account).where(
+                Account.user_id.in_({row[0].user_id for row in rows})))}
+            for entry, event, redemption, made in rows:
+                if running is None or entry.user_id != running.user_id:
+                    if running is not None:
+                        yield from _finish(running)
+                    report.accounts += 1
+                    running = _Running(entry.user_id, heads.get(entry.user_id))
+                report.entries += 1
+                yield from _entry(running, entry, event, redemption, made, rules)
+            after = (rows[-1][0].user_id, rows[-1][0].seq)
             session.expunge_all()  # bounded memory over millions of entries
+        if running is not None:
+            yield from _finish(running)
         if only is None:
             report.accounts += _count_empty(session)
         for account in session.scalars(select(Account).where(
@@ -135,27 +152,6 @@ def verify(db: Database, report: Report | None = None,
 def _in_scope(column: InstrumentedAttribute[str], only: list[str] | None
               ) -> ColumnElement[bool]:
     return column.in_(only) if only is not None else true()
-
-
-def _user_batches(session: Session, only: list[str] | None) -> Iterator[list[str]]:
-    """Users with ledger entries, ``ACCOUNTS_PER_READ`` at a time, in user_id order."""
-    if only is not None:
-        for i in range(0, len(only), ACCOUNTS_PER_READ):
-            yield only[i:i + ACCOUNTS_PER_READ]
-        return
-    after: str | None = None
-    while True:
-        query = select(LedgerEntry.user_id).distinct().order_by(LedgerEntry.user_id)
-        if after is not None:
-            query = query.where(LedgerEntry.user_id > after)
-        batch = list(session.scalars(query.limit(ACCOUNTS_PER_READ)))
-        if not batch:
-            return
-        yield batch
-        after = batch[-1]
-
-
-Row = tuple[LedgerEntry, Event | None, Redemption | None, RewardRedemption | None]
 
 
 def _chain_start(session: Session, keys: tuple[tuple[str, bytes], ...]
@@ -225,37 +221,54 @@ def _kind_problem(entry: LedgerEntry, event: Event | None, redemption: Redemptio
     return None
 
 
-def _account(session: Session, user_id: str, entries: list[Row], report: Report,
-             rules: _Chain) -> Iterator[Problem]:
-    expected_prev, balance, ug_sum = GENESIS_HASH, 0, 0
-    for seq, (entry, event, redemption, made) in enumerate(entries, start=1):
-        report.entries += 1
-        where = f"ledger entry {entry.id} (user {entry.user_id}, seq {entry.seq})"
-        if entry.seq != seq:
-            yield Problem(where, f"sequence gap: expected seq {seq}")
-        wrong = _hash_problem(entry, expected_prev, rules)
-        if wrong is not None:
-            yield Problem(where, wrong)
-        balance += entry.points
-        ug_sum += entry.ug
-        if entry.balance_after != balance:
-            yield Problem(where, f"balance_after {entry.balance_after} but the running sum "
-                                 f"of points is {balance}")
-        wrong = _kind_problem(entry, event, redemption, made)
-        if wrong is not None:
-            yield Problem(where, wrong)
-        expected_prev = entry.hash
-    account = session.get(Account, user_id)
-    where = f"account {user_id}"
+@dataclass
+class _Running:
+    """One account's entries so far, as verify streams them (pages may split an account)."""
+
+    user_id: str
+    account: Account | None
+    """The account row (detached after its page: only its loaded columns are read)."""
+    prev: bytes = GENESIS_HASH
+    balance: int = 0
+    ug_sum: int = 0
+    count: int = 0
+
+
+def _entry(running: _Running, entry: LedgerEntry, event: Event | None,
+           redemption: Redemption | None, made: RewardRedemption | None, rules: _Chain
+           ) -> Iterator[Problem]:
+    running.count += 1
+    where = f"ledger entry {entry.id} (user {entry.user_id}, seq {entry.seq})"
+    if entry.seq != running.count:
+        yield Problem(where, f"sequence gap: expected seq {running.count}")
+    wrong = _hash_problem(entry, running.prev, rules)
+    if wrong is not None:
+        yield Problem(where, wrong)
+    running.balance += entry.points
+    running.ug_sum += entry.ug
+    if entry.balance_after != running.balance:
+        yield Problem(where, f"balance_after {entry.balance_after} but the running sum "
+                             f"of points is {running.balance}")
+    wrong = _kind_problem(entry, event, redemption, made)
+    if wrong is not None:
+        yield Problem(where, wrong)
+    running.prev = entry.hash
+
+
+def _finish(running: _Running) -> Iterator[Problem]:
+    """The account row against the entries: balance, chain head, count and totals."""
+    account, balance = running.account, running.balance
+    where = f"account {running.user_id}"
     if account is None:
         yield Problem(where, "has ledger entries but no account row")
         return
     if account.balance_points != balance:
         yield Problem(where, f"balance {account.balance_points} != sum of entries {balance}")
-    if account.last_hash != expected_prev or account.entry_count != len(entries):
+    if account.last_hash != running.prev or account.entry_count != running.count:
         yield Problem(where, "head of the hash chain or entry count does not match entries")
-    if account.lifetime_ug != ug_sum:
-        yield Problem(where, f"lifetime_ug {account.lifetime_ug} != sum of entries {ug_sum}")
+    if account.lifetime_ug != running.ug_sum:
+        yield Problem(where, f"lifetime_ug {account.lifetime_ug} != sum of entries "
+                             f"{running.ug_sum}")
     if not 0 <= account.carry_ug < UG_PER_POINT:
         yield Problem(where, f"carry {account.carry_ug} outside [0, 1 point)")
 
