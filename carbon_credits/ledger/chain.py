@@ -115,7 +115,8 @@ row_hash = legacy_hash
 tests recompute it)."""
 
 
-def entry_values(entry: LedgerEntry) -> dict[str, Any]:
+def entry_values(entry: LedgerEntry | Any) -> dict[str, Any]:
+    """The facts an entry's hash covers, from an entry or a result row of its columns."""
     return {name: getattr(entry, name) for name in (*HASHED, "created_at")}
 
 

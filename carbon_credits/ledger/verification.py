@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any, Protocol, cast
 
-from sqlalchemy import ColumnElement, and_, func, inspect, null, or_, select, true, tuple_
+from sqlalchemy import ColumnElement, Table, and_, func, inspect, null, or_, select, true, tuple_
 from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
 from carbon_credits.ledger import chain
@@ -97,8 +98,14 @@ def verify(db: Database, report: Report | None = None,
         # A schema from before the rewards catalogue (the migration tests verify one) has
         # no reward redemptions to join.
         rewards = inspect(session.connection()).has_table(RewardRedemption.__tablename__)
-        query = (select(LedgerEntry, Event, Redemption,
-                        RewardRedemption if rewards else null())
+        # Columns, not ORM entities: hydrating four objects a row was most of the time.
+        entry_columns = cast(Table, LedgerEntry.__table__).c
+        query = (select(*entry_columns, Event.user_id.label("ev_user"),
+                        Event.event_id.label("ev_event_id"), Event.status.label("ev_status"),
+                        Event.points.label("ev_points"), Event.credited_ug.label("ev_ug"),
+                        Event.id.label("ev_id"), Redemption.user_id.label("r_user"),
+                        Redemption.points.label("r_points"), Redemption.id.label("r_id"),
+                        (RewardRedemption.state if rewards else null()).label("m_state"))
                  .outerjoin(Event, Event.id == LedgerEntry.event_pk)
                  .outerjoin(Redemption, Redemption.id == LedgerEntry.redemption_pk))
         if rewards:
@@ -116,16 +123,16 @@ def verify(db: Database, report: Report | None = None,
             if not rows:
                 break
             heads = {a.user_id: a for a in session.scalars(select(Account).where(
-                Account.user_id.in_({row[0].user_id for row in rows})))}
-            for entry, event, redemption, made in rows:
-                if running is None or entry.user_id != running.user_id:
+                Account.user_id.in_({row.user_id for row in rows})))}
+            for row in rows:
+                if running is None or row.user_id != running.user_id:
                     if running is not None:
                         yield from _finish(running)
                     report.accounts += 1
-                    running = _Running(entry.user_id, heads.get(entry.user_id))
+                    running = _Running(row.user_id, heads.get(row.user_id))
                 report.entries += 1
-                yield from _entry(running, entry, event, redemption, made, rules)
-            after = (rows[-1][0].user_id, rows[-1][0].seq)
+                yield from _entry(running, row, *_facts(row), rules)
+            after = (rows[-1].user_id, rows[-1].seq)
             session.expunge_all()  # bounded memory over millions of entries
         if running is not None:
             yield from _finish(running)
@@ -173,7 +180,58 @@ def _chain_start(session: Session, keys: tuple[tuple[str, bytes], ...]
     return start.legacy_last_entry_id, None
 
 
-def _hash_problem(entry: LedgerEntry, prev: bytes, rules: _Chain) -> str | None:
+class EntryFacts(Protocol):
+    """A ledger entry as verify reads it (a result row, or a ``LedgerEntry``)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def user_id(self) -> str: ...
+    @property
+    def seq(self) -> int: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def points(self) -> int: ...
+    @property
+    def ug(self) -> int: ...
+    @property
+    def balance_after(self) -> int: ...
+    @property
+    def hash(self) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class EventFacts:
+    id: int
+    user_id: str
+    event_id: str
+    status: str
+    points: int
+    credited_ug: int
+
+
+@dataclass(frozen=True, slots=True)
+class RedemptionFacts:
+    id: int
+    user_id: str
+    points: int
+
+
+@dataclass(frozen=True, slots=True)
+class RefundFacts:
+    state: str
+
+
+def _facts(row: Any) -> tuple[EventFacts | None, RedemptionFacts | None, RefundFacts | None]:
+    return (EventFacts(row.ev_id, row.ev_user, row.ev_event_id, row.ev_status, row.ev_points,
+                       row.ev_ug) if row.ev_id is not None else None,
+            RedemptionFacts(row.r_id, row.r_user, row.r_points)
+            if row.r_id is not None else None,
+            RefundFacts(row.m_state) if row.m_state is not None else None)
+
+
+def _hash_problem(entry: EntryFacts, prev: bytes, rules: _Chain) -> str | None:
     """Why the entry's stored hash is not its hash, or None. The hash covers the previous
     entry's hash: an entry altered (its facts or its hash), or one missing before it, fails
     here or at the next one; one hashed without the key fails whatever else it matches."""
@@ -191,8 +249,8 @@ def _hash_problem(entry: LedgerEntry, prev: bytes, rules: _Chain) -> str | None:
             "configured)")
 
 
-def _kind_problem(entry: LedgerEntry, event: Event | None, redemption: Redemption | None,
-                  made: RewardRedemption | None) -> str | None:
+def _kind_problem(entry: EntryFacts, event: EventFacts | None,
+                  redemption: RedemptionFacts | None, made: RefundFacts | None) -> str | None:
     """Whether the entry is written the way the code path of its kind writes it."""
     if entry.kind not in KINDS:
         return f"kind {entry.kind!r} is written by no code path (forged)"
@@ -234,8 +292,8 @@ class _Running:
     count: int = 0
 
 
-def _entry(running: _Running, entry: LedgerEntry, event: Event | None,
-           redemption: Redemption | None, made: RewardRedemption | None, rules: _Chain
+def _entry(running: _Running, entry: EntryFacts, event: EventFacts | None,
+           redemption: RedemptionFacts | None, made: RefundFacts | None, rules: _Chain
            ) -> Iterator[Problem]:
     running.count += 1
     where = f"ledger entry {entry.id} (user {entry.user_id}, seq {entry.seq})"
