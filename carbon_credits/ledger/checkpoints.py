@@ -109,8 +109,16 @@ def check(db: Database, keyring: Keyring, path: Path) -> Iterator[Problem]:
         mac = hmac.new(key, first, digestmod="sha256")
         stored_mac: str | None = None
         batch: list[dict[str, Any]] = []
-        for line in fh:
-            record = json.loads(line)
+        for number, line in enumerate(fh, start=2):
+            try:
+                record = json.loads(line)
+                if not isinstance(record, dict) or not (
+                        "mac" in record or {"user", "seq", "hash", "balance"} <= record.keys()):
+                    raise ValueError(line)
+            except ValueError:
+                yield Problem(where, f"line {number} is not a checkpoint record: the file "
+                                     "was altered or cut short")
+                return
             if "mac" in record:
                 stored_mac = str(record["mac"])
                 break

@@ -265,3 +265,15 @@ def test_the_chain_key_is_never_stored_in_the_database(isolated_app: Flask) -> N
                 for value in row:
                     raw = value if isinstance(value, bytes) else str(value).encode()
                     assert key not in raw and base64.b64encode(key) not in raw
+
+
+def test_a_garbled_checkpoint_file_is_named_not_a_crash(isolated_app: Flask,
+                                                        tmp_path: Path) -> None:
+    _earn(isolated_app, "victim", 1)
+    out = tmp_path / "cp.jsonl"
+    assert isolated_app.test_cli_runner().invoke(
+        args=["ledger-checkpoint", "--out", str(out)]).exit_code == 0
+    out.write_text(out.read_text().replace('"user"', '"u'))
+    code, output = _verify(isolated_app, "--checkpoint", str(out))
+    assert code == 1
+    assert "line 2 is not a checkpoint record" in output
