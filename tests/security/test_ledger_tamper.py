@@ -60,6 +60,8 @@ def _earn(app: Flask, user: str, trips: int, first_hour: int = 5) -> None:
 
 def _verify(app: Flask, *args: str) -> tuple[int, str]:
     result = app.test_cli_runner().invoke(args=["verify-ledger", *args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
     return result.exit_code, result.output
 
 
