@@ -1,7 +1,9 @@
-"""Flask CLI: `flask --app app init-db | token | verify-ledger | worker | provider ...`."""
+"""Flask CLI: `flask --app app init-db | token | verify-ledger | ledger-checkpoint | worker |
+provider ...`."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import threading
@@ -18,12 +20,14 @@ from flask.cli import with_appcontext
 from carbon_credits.api.extensions import runtime
 from carbon_credits.errors import ServiceError
 from carbon_credits.ingest import operator
+from carbon_credits.ledger import chain, checkpoints
 from carbon_credits.ledger.verification import Report, verify
 from carbon_credits.networks.gtfs_import import import_gtfs
 from carbon_credits.providers import jobs, registry
 from carbon_credits.reports import rollups
 from carbon_credits.setup import init_db
 from carbon_credits.storage import roles
+from carbon_credits.storage.models import utcnow
 from carbon_credits.tokens import ROLES
 
 
@@ -31,6 +35,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(init_db_command)
     app.cli.add_command(token_command)
     app.cli.add_command(verify_ledger_command)
+    app.cli.add_command(ledger_checkpoint_command)
     app.cli.add_command(import_gtfs_command)
     app.cli.add_command(rebuild_rollups_command)
     app.cli.add_command(expire_unconfirmed_command)
@@ -64,18 +69,43 @@ def token_command(sub: str, role: str, city: str | None, ttl: int) -> None:
 
 
 @click.command("verify-ledger")
+@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="also check every account against this checkpoint file")
 @with_appcontext
-def verify_ledger_command() -> None:
-    """Check the hash chains and every ledger invariant; exit 1 naming each problem."""
+def verify_ledger_command(checkpoint: Path | None) -> None:
+    """Check the keyed hash chains and every ledger invariant (and, with --checkpoint, that
+    no account lost or rewrote entries since); exit 1 naming each problem."""
+    rt = runtime()
+    keyring = chain.Keyring(rt.config.ledger_chain_keyring())
     report = Report()
     problems = 0
-    for problem in verify(runtime().db, report):
+    found = verify(rt.db, report, keyring=keyring)
+    if checkpoint is not None:
+        found = itertools.chain(found, checkpoints.check(rt.db, keyring, checkpoint))
+    for problem in found:
         problems += 1
         click.echo(f"FAIL {problem}", err=True)
     click.echo(f"checked {report.accounts} accounts, {report.entries} entries: "
                + ("OK" if not problems else f"{problems} problem(s)"))
     if problems:
         raise SystemExit(1)
+
+
+@click.command("ledger-checkpoint")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="file to write (default: instance/checkpoints/ledger-<UTC time>.jsonl)")
+@with_appcontext
+def ledger_checkpoint_command(out: Path | None) -> None:
+    """Write every account's chain head, MACed under the chain key, to a file outside the
+    database (run from cron and copy it off the database host; README "Tamper evidence")."""
+    rt = runtime()
+    now = utcnow()
+    path = out or (rt.config.instance_path / "checkpoints"
+                   / f"ledger-{now.strftime('%Y%m%dT%H%M%SZ')}.jsonl")
+    written = checkpoints.write(rt.db, chain.Keyring(rt.config.ledger_chain_keyring()),
+                                path, now)
+    click.echo(f"checkpoint of {written.accounts} accounts under key {written.key!r}: "
+               f"{written.path}")
 
 
 @click.command("import-gtfs")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import secrets
 from collections.abc import Mapping
@@ -149,6 +151,12 @@ class Config:
     queue_maintenance_chance: int = 1000
     """Per million queue commands, how many look for dead workers' messages
     (QUEUE_MAINTENANCE_CHANCE; Dramatiq's default 1000)."""
+    ledger_chain_keys: str | None = None
+    """The ledger chain keys (LEDGER_CHAIN_KEYS), "name:base64,...": the first signs new
+    entries and checkpoints, the others only verify (kept after a rotation, since entries are
+    never rewritten). Each at least 16 bytes. Unset: a random key kept in instance/ (for
+    development and the embedded default, like the JWT secret): production sets it from a
+    secret store, never in the database (ledger/chain.py)."""
     testing: bool = False
 
     def __post_init__(self) -> None:
@@ -160,6 +168,8 @@ class Config:
             ZoneInfo(self.city_timezone)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ConfigError(f"CITY_TIMEZONE: unknown time zone {self.city_timezone!r}") from exc
+        if self.ledger_chain_keys:
+            parse_chain_keys(self.ledger_chain_keys)
         if self.jwt_public_key and self.jwt_jwks_url:
             raise ConfigError("set one of JWT_PUBLIC_KEY and JWT_JWKS_URL, not both")
         if self.jwt_public_key or self.jwt_jwks_url:
@@ -201,6 +211,23 @@ class Config:
         """What providers' HMAC secrets are encrypted under: PROVIDER_KEY_SECRET, else the
         JWT secret. Changing it makes the stored HMAC keys unusable (add new keys)."""
         return self.provider_key_secret or self.signing_secret()
+
+    def ledger_chain_keyring(self) -> tuple[tuple[str, bytes], ...]:
+        """The ledger chain keys, the signing key first: configured, or one random key kept
+        in instance/ledger-chain-key for development (named "instance")."""
+        if self.ledger_chain_keys:
+            return parse_chain_keys(self.ledger_chain_keys)
+        path = self.instance_path / "ledger-chain-key"
+        self.instance_path.mkdir(parents=True, exist_ok=True)
+        try:
+            # O_EXCL: two workers starting at once agree on one key.
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(base64.b64encode(secrets.token_bytes(32)).decode())
+        return (("instance", base64.b64decode(path.read_text().strip())),)
 
     @classmethod
     def from_env(cls, instance_path: Path, env: Mapping[str, str] | None = None) -> Config:
@@ -248,6 +275,7 @@ class Config:
             provider_signature_skew_s=_int(env, "PROVIDER_SIGNATURE_SKEW_S", 30, minimum=0),
             provider_key_secret=env.get("PROVIDER_KEY_SECRET") or None,
             binding_code_ttl_s=_int(env, "BINDING_CODE_TTL_S", 600),
+            ledger_chain_keys=env.get("LEDGER_CHAIN_KEYS") or None,
         )
         if caps is not None:
             cfg.daily_caps_g = caps
@@ -261,6 +289,26 @@ class Config:
         if auto is not None:
             cfg.auto_init_db = auto.lower() in ("1", "true", "yes")
         return cfg
+
+
+def parse_chain_keys(text: str) -> tuple[tuple[str, bytes], ...]:
+    """LEDGER_CHAIN_KEYS: "k2:base64,k1:base64" -> ((name, key), ...), in that order."""
+    keys: list[tuple[str, bytes]] = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, encoded = part.partition(":")
+        try:
+            key = base64.b64decode(encoded.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            key = b""
+        if not sep or not name.strip() or len(key) < 16:
+            raise ConfigError(f"LEDGER_CHAIN_KEYS: expected name:base64 of at least 16 bytes, "
+                              f"got {name.strip() or part!r}")
+        if any(name.strip() == seen for seen, _ in keys):
+            raise ConfigError(f"LEDGER_CHAIN_KEYS: key {name.strip()!r} named twice")
+        keys.append((name.strip(), key))
+    if not keys:
+        raise ConfigError("LEDGER_CHAIN_KEYS: no key")
+    return tuple(keys)
 
 
 def _pairs(text: str) -> dict[str, str]:

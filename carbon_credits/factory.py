@@ -19,6 +19,7 @@ from carbon_credits.api.requests import drain_unread_body
 from carbon_credits.config import Config
 from carbon_credits.ingest import events
 from carbon_credits.ingest.group_commit import GroupCommit
+from carbon_credits.ledger import chain
 from carbon_credits.networks.catalog import Catalog
 from carbon_credits.runtime import Runtime
 from carbon_credits.setup import init_db
@@ -80,6 +81,8 @@ def register_extensions(app: Flask, config: Config) -> None:
                                "created, keyid and nonce; Signature-Input and "
                                "Content-Digest are sent with it"}}}},
     )
+    # Every ledger write path hashes under these keys (ledger/chain.py: process-wide).
+    chain.use_keyring(chain.Keyring(config.ledger_chain_keyring()))
     db = Database()
     db.configure(config.database_url, lock_timeout_ms=config.db_lock_timeout_ms)
     client = (redis.Redis.from_url(config.redis_url, socket_timeout=REDIS_TIMEOUT_S,

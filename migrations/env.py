@@ -30,9 +30,11 @@ def main() -> None:
     from pathlib import Path
 
     from carbon_credits.config import Config
+    from carbon_credits.ledger import chain
     from carbon_credits.storage.db import make_engine
 
     cfg = Config.from_env(Path(__file__).resolve().parent.parent / "instance")
+    chain.use_keyring(chain.Keyring(cfg.ledger_chain_keyring()))  # migration 0008 seals with it
     with make_engine(cfg.database_url, cfg.db_lock_timeout_ms).connect() as conn:
         run(conn)
         conn.commit()

@@ -6,10 +6,12 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import select
+
 from carbon_credits.ledger import entries
 from carbon_credits.rewards import catalogue
 from carbon_credits.runtime import Runtime
-from carbon_credits.storage.models import utcnow
+from carbon_credits.storage.models import Event, FactorVersion, utcnow
 from carbon_credits.tokens import Principal
 
 ADMIN = Principal("admin-rewards", "admin", None)
@@ -24,10 +26,25 @@ def user(city: str = "shenzhen") -> Principal:
 
 
 def grant(rt: Runtime, who: Principal, points: int) -> None:
-    """Give a user points to spend: an operator's adjustment entry on the ledger."""
+    """Give a user points to spend: a credited event of exactly that many points and its
+    earn entry, as ingest writes them (verify-ledger names any other source of points)."""
+    city = who.city or "shenzhen"
     with rt.db.transaction() as session:
-        account = entries.lock_account(session, who.sub, who.city or "shenzhen")
-        entries.adjust(session, account, points=points)
+        account = entries.lock_account(session, who.sub, city)
+        factors = session.scalars(select(FactorVersion).where(
+            FactorVersion.city == city, FactorVersion.mode == "metro")).first()
+        assert factors is not None, "the seeded default factors"
+        now = utcnow()
+        ug = points * entries.UG_PER_POINT  # whole points: the carried remainder is unchanged
+        event = Event(user_id=who.sub, event_id=f"grant-{uuid.uuid4().hex}", mode="metro",
+                      city=city, occurred_at=now, local_date=now.date(),
+                      payload_hash=bytes(32), status="credited", avoided_ug=ug,
+                      credited_ug=ug, points=points, factor_version_id=factors.id,
+                      methodology_version="test-grant", activity=0)
+        session.add(event)
+        session.flush()
+        entries.earn(session, account, ug=ug, event_pk=event.id, mode="metro",
+                     factor_version_id=factors.id)
 
 
 def reward_body(kind: str = "voucher", **overrides: Any) -> dict[str, Any]:

@@ -214,10 +214,11 @@ def redeem(session: Session, account: Account, *, points: int, redemption_pk: in
                    redemption_pk=redemption_pk)
 
 
-def adjust(session: Session, account: Account, *, points: int,
-           redemption_pk: int | None = None) -> LedgerEntry:
-    """Points given back to a locked account (a cancelled reward redemption refunds
-    ``points`` > 0, naming its redemption), or an operator's correction."""
+def adjust(session: Session, account: Account, *, points: int, redemption_pk: int
+           ) -> LedgerEntry:
+    """Points given back to a locked account: a cancelled reward redemption refunds
+    ``points`` > 0, naming its redemption. The only adjustment any code writes;
+    verify-ledger names any other as forged."""
     return _append(session, account, kind="adjustment", points=points, ug=0,
                    redemption_pk=redemption_pk)
 
@@ -250,7 +251,7 @@ def _entry(account: Balance, *, kind: str, points: int, ug: int, now: datetime,
         "points": points, "ug": ug, "balance_after": account.balance_points + points,
         "event_pk": event_pk, "redemption_pk": redemption_pk, "mode": mode,
         "factor_version_id": factor_version_id, "created_at": now}
-    entry["hash"] = chain.row_hash(entry, account.last_hash)
+    entry["hash"] = chain.next_hash(entry, account.last_hash)
     account.entry_count = entry["seq"]
     account.last_hash = entry["hash"]
     account.balance_points = entry["balance_after"]

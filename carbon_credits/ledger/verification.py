@@ -1,4 +1,12 @@
-"""verify-ledger: re-check every invariant and the hash chain from the stored rows.
+"""verify-ledger: re-check every invariant and the keyed hash chain from the stored rows.
+
+Each entry's hash must be the HMAC under one of the configured chain keys (ledger/chain.py),
+or, for an entry written before keying (id up to the sealed ``ledger_chain_start``), its
+plain SHA-256; each entry must be of a kind a code path writes, written the way that path
+writes it: 'earn' for a credited event of its user, 'reversal' for a reversed one, 'redeem'
+for a redemption of its user (points or reward form), 'adjustment' only as the refund of a
+cancelled reward redemption. A deleted or rewritten tail is found against a checkpoint kept
+outside the database (checkpoints.py).
 
 Streams the ledger in (account, seq) order with bounded memory, so it runs on a full
 production ledger: per account, the chain of hashes, the sequence, the running balance and
@@ -10,22 +18,28 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from itertools import groupby
+from typing import Any, Protocol, cast
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, true
+from sqlalchemy import ColumnElement, Table, and_, func, inspect, null, or_, select, true, tuple_
 from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
-from carbon_credits.ledger.chain import GENESIS_HASH, entry_hash
+from carbon_credits.ledger import chain
+from carbon_credits.ledger.chain import GENESIS_HASH, Keyring
 from carbon_credits.ledger.entries import UG_PER_POINT
 from carbon_credits.storage.db import Database
 from carbon_credits.storage.models import (
     Account,
     Event,
+    LedgerChainStart,
     LedgerEntry,
+    Redemption,
     Reward,
     RewardRedemption,
     VoucherCode,
 )
+
+KINDS = ("earn", "reversal", "redeem", "adjustment")
+"""The entry kinds code writes (ledger/entries.py); any other is refused."""
 
 
 @dataclass(frozen=True)
@@ -43,37 +57,85 @@ class Report:
     entries: int = 0
 
 
-ACCOUNTS_PER_READ = 500
-"""Accounts whose entries are read in one query; memory is bounded by one batch."""
+ENTRIES_PER_READ = 5000
+"""Entries read in one query (keyset over (user_id, seq); an account may span pages):
+memory is bounded by one page, whatever the accounts' sizes."""
+
+
+@dataclass(frozen=True)
+class _Chain:
+    keys: tuple[tuple[str, bytes], ...]
+    legacy_last_entry_id: int
+    """Entries up to this id may carry plain SHA-256 (written before keying)."""
 
 
 def verify(db: Database, report: Report | None = None,
-           user_ids: Iterable[str] | None = None) -> Iterator[Problem]:
+           user_ids: Iterable[str] | None = None,
+           keyring: Keyring | None = None) -> Iterator[Problem]:
     """Yield every broken invariant; a clean ledger yields nothing.
 
     With ``user_ids``, only those accounts and their events are checked (the reliability
-    suites check the accounts they touched). Accounts are read in batches by keyset over
-    ``user_id``, each batch's entries in one query that is fully read before the session
-    lets go of its objects: no cursor stays open across batches (a streamed ``yield_per``
-    result cannot survive ``expunge_all``). On PostgreSQL the whole check reads one
+    suites check the accounts they touched). Entries are read in pages by keyset over
+    (user_id, seq), each page fully read before the session lets go of its objects: no
+    cursor stays open across pages (a streamed ``yield_per`` result cannot survive
+    ``expunge_all``). On PostgreSQL the whole check reads one
     REPEATABLE READ snapshot, so entries and account totals are of the same moment even
     while the service ingests.
+
+    ``keyring``: the chain keys to verify with (the CLI passes the configured ones; default:
+    the process's, ``chain.keyring()``).
     """
+    keys = (keyring or chain.keyring()).keys
     report = report if report is not None else Report()
     only = sorted(set(user_ids)) if user_ids is not None else None
     with db.transaction() as session:
         if session.get_bind().dialect.name == "postgresql":
             session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-        for batch in _user_batches(session, only):
-            rows = session.execute(
-                select(LedgerEntry, Event)
-                .outerjoin(Event, Event.id == LedgerEntry.event_pk)
-                .where(LedgerEntry.user_id.in_(batch))
-                .order_by(LedgerEntry.user_id, LedgerEntry.seq)).all()
-            for user_id, group in groupby(rows, key=lambda row: row[0].user_id):
-                report.accounts += 1
-                yield from _account(session, user_id, [(e, ev) for e, ev in group], report)
+        start, problem = _chain_start(session, keys)
+        if problem is not None and only is None:
+            yield problem
+        rules = _Chain(keys, start)
+        # A schema from before the rewards catalogue (the migration tests verify one) has
+        # no reward redemptions to join.
+        rewards = inspect(session.connection()).has_table(RewardRedemption.__tablename__)
+        # Columns, not ORM entities: hydrating four objects a row was most of the time.
+        entry_columns = cast(Table, LedgerEntry.__table__).c
+        query = (select(*entry_columns, Event.user_id.label("ev_user"),
+                        Event.event_id.label("ev_event_id"), Event.status.label("ev_status"),
+                        Event.points.label("ev_points"), Event.credited_ug.label("ev_ug"),
+                        Event.id.label("ev_id"), Redemption.user_id.label("r_user"),
+                        Redemption.points.label("r_points"), Redemption.id.label("r_id"),
+                        (RewardRedemption.state if rewards else null()).label("m_state"))
+                 .outerjoin(Event, Event.id == LedgerEntry.event_pk)
+                 .outerjoin(Redemption, Redemption.id == LedgerEntry.redemption_pk))
+        if rewards:
+            query = query.outerjoin(
+                RewardRedemption, RewardRedemption.redemption_pk == LedgerEntry.redemption_pk)
+        running: _Running | None = None
+        after: tuple[str, int] | None = None
+        while True:
+            page = query.order_by(LedgerEntry.user_id, LedgerEntry.seq).limit(ENTRIES_PER_READ)
+            if only is not None:
+                page = page.where(LedgerEntry.user_id.in_(only))
+            if after is not None:
+                page = page.where(tuple_(LedgerEntry.user_id, LedgerEntry.seq) > after)
+            rows = session.execute(page).all()
+            if not rows:
+                break
+            heads = {a.user_id: a for a in session.scalars(select(Account).where(
+                Account.user_id.in_({row.user_id for row in rows})))}
+            for row in rows:
+                if running is None or row.user_id != running.user_id:
+                    if running is not None:
+                        yield from _finish(running)
+                    report.accounts += 1
+                    running = _Running(row.user_id, heads.get(row.user_id))
+                report.entries += 1
+                yield from _entry(running, row, *_facts(row), rules)
+            after = (rows[-1].user_id, rows[-1].seq)
             session.expunge_all()  # bounded memory over millions of entries
+        if running is not None:
+            yield from _finish(running)
         if only is None:
             report.accounts += _count_empty(session)
         for account in session.scalars(select(Account).where(
@@ -99,61 +161,172 @@ def _in_scope(column: InstrumentedAttribute[str], only: list[str] | None
     return column.in_(only) if only is not None else true()
 
 
-def _user_batches(session: Session, only: list[str] | None) -> Iterator[list[str]]:
-    """Users with ledger entries, ``ACCOUNTS_PER_READ`` at a time, in user_id order."""
-    if only is not None:
-        for i in range(0, len(only), ACCOUNTS_PER_READ):
-            yield only[i:i + ACCOUNTS_PER_READ]
-        return
-    after: str | None = None
-    while True:
-        query = select(LedgerEntry.user_id).distinct().order_by(LedgerEntry.user_id)
-        if after is not None:
-            query = query.where(LedgerEntry.user_id > after)
-        batch = list(session.scalars(query.limit(ACCOUNTS_PER_READ)))
-        if not batch:
-            return
-        yield batch
-        after = batch[-1]
+def _chain_start(session: Session, keys: tuple[tuple[str, bytes], ...]
+                 ) -> tuple[int, Problem | None]:
+    """The last entry id that may carry plain SHA-256, and a problem if its record is
+    missing or its seal does not verify (then none may: every entry must be keyed). A
+    schema from before migration 0008 has no record and no legacy entries to allow."""
+    if not inspect(session.connection()).has_table(LedgerChainStart.__tablename__):
+        return 0, None
+    start = session.get(LedgerChainStart, 1)
+    where = "ledger_chain_start"
+    if start is None:
+        return 0, Problem(where, "missing: where keyed entries start is unknown")
+    if not any(chain.start_mac(start.legacy_last_entry_id, key) == start.mac
+               for _, key in keys):
+        return 0, Problem(where, f"legacy_last_entry_id {start.legacy_last_entry_id} does not "
+                                 "match its seal under any chain key (moved by someone "
+                                 "without the key)")
+    return start.legacy_last_entry_id, None
 
 
-def _account(session: Session, user_id: str, entries: list[tuple[LedgerEntry, Event | None]],
-             report: Report) -> Iterator[Problem]:
-    expected_prev, balance, ug_sum = GENESIS_HASH, 0, 0
-    for seq, (entry, event) in enumerate(entries, start=1):
-        report.entries += 1
-        where = f"ledger entry {entry.id} (user {entry.user_id}, seq {entry.seq})"
-        if entry.seq != seq:
-            yield Problem(where, f"sequence gap: expected seq {seq}")
-        # The hash covers the previous entry's hash: an entry altered (its facts or its
-        # hash), or one missing before it, makes this check fail here or at the next one.
-        if entry.hash != entry_hash(entry, expected_prev):
-            yield Problem(where, "hash does not match the entry's contents and the previous "
-                                 "entry's hash (this entry or the one before it altered, "
-                                 "or an entry missing)")
-        balance += entry.points
-        ug_sum += entry.ug
-        if entry.balance_after != balance:
-            yield Problem(where, f"balance_after {entry.balance_after} but the running sum "
-                                 f"of points is {balance}")
-        if entry.kind in ("earn", "reversal"):
-            sign = 1 if entry.kind == "earn" else -1
-            if event is None:
-                yield Problem(where, f"{entry.kind} entry without its event")
-            elif (entry.points, entry.ug) != (sign * event.points, sign * event.credited_ug):
-                yield Problem(where, f"points/ug differ from event {event.event_id}")
-        expected_prev = entry.hash
-    account = session.get(Account, user_id)
-    where = f"account {user_id}"
+class EntryFacts(Protocol):
+    """A ledger entry as verify reads it (a result row, or a ``LedgerEntry``)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def user_id(self) -> str: ...
+    @property
+    def seq(self) -> int: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def points(self) -> int: ...
+    @property
+    def ug(self) -> int: ...
+    @property
+    def balance_after(self) -> int: ...
+    @property
+    def hash(self) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class EventFacts:
+    id: int
+    user_id: str
+    event_id: str
+    status: str
+    points: int
+    credited_ug: int
+
+
+@dataclass(frozen=True, slots=True)
+class RedemptionFacts:
+    id: int
+    user_id: str
+    points: int
+
+
+@dataclass(frozen=True, slots=True)
+class RefundFacts:
+    state: str
+
+
+def _facts(row: Any) -> tuple[EventFacts | None, RedemptionFacts | None, RefundFacts | None]:
+    return (EventFacts(row.ev_id, row.ev_user, row.ev_event_id, row.ev_status, row.ev_points,
+                       row.ev_ug) if row.ev_id is not None else None,
+            RedemptionFacts(row.r_id, row.r_user, row.r_points)
+            if row.r_id is not None else None,
+            RefundFacts(row.m_state) if row.m_state is not None else None)
+
+
+def _hash_problem(entry: EntryFacts, prev: bytes, rules: _Chain) -> str | None:
+    """Why the entry's stored hash is not its hash, or None. The hash covers the previous
+    entry's hash: an entry altered (its facts or its hash), or one missing before it, fails
+    here or at the next one; one hashed without the key fails whatever else it matches."""
+    values = chain.entry_values(entry)
+    if entry.id <= rules.legacy_last_entry_id and entry.hash == chain.legacy_hash(values, prev):
+        return None
+    if chain.matching_key(values, prev, entry.hash, rules.keys) is not None:
+        return None
+    if entry.hash == chain.legacy_hash(values, prev):
+        return (f"plain SHA-256 hash on an entry after keyed entries started (id > "
+                f"{rules.legacy_last_entry_id}): written without the chain key (forged)")
+    return ("hash is not the chain-key HMAC of the entry's contents and the previous "
+            "entry's hash under any configured key (this entry or the one before it "
+            "altered or rewritten without the key, an entry missing, or its key no longer "
+            "configured)")
+
+
+def _kind_problem(entry: EntryFacts, event: EventFacts | None,
+                  redemption: RedemptionFacts | None, made: RefundFacts | None) -> str | None:
+    """Whether the entry is written the way the code path of its kind writes it."""
+    if entry.kind not in KINDS:
+        return f"kind {entry.kind!r} is written by no code path (forged)"
+    if entry.kind in ("earn", "reversal"):
+        sign = 1 if entry.kind == "earn" else -1
+        if event is None:
+            return f"{entry.kind} entry without its event"
+        if event.user_id != entry.user_id:
+            return f"{entry.kind} entry for event {event.id} of another user"
+        if entry.kind == "reversal" and event.status != "reversed":
+            return f"reversal of event {event.event_id}, which is {event.status}"
+        if (entry.points, entry.ug) != (sign * event.points, sign * event.credited_ug):
+            return f"points/ug differ from event {event.event_id}"
+        return None
+    if redemption is None or redemption.user_id != entry.user_id:
+        what = "redeem entry" if entry.kind == "redeem" else "adjustment"
+        return (f"{what} without a redemption of its user"
+                + (" (no code path writes one: forged)" if entry.kind == "adjustment" else ""))
+    if entry.kind == "redeem":
+        if entry.points != -redemption.points:
+            return f"redeem entry of {entry.points} for redemption of {redemption.points}"
+        return None
+    if made is None or made.state != "cancelled":
+        return ("adjustment that is not the refund of a cancelled reward redemption (no code "
+                "path writes one: forged)")
+    return None
+
+
+@dataclass
+class _Running:
+    """One account's entries so far, as verify streams them (pages may split an account)."""
+
+    user_id: str
+    account: Account | None
+    """The account row (detached after its page: only its loaded columns are read)."""
+    prev: bytes = GENESIS_HASH
+    balance: int = 0
+    ug_sum: int = 0
+    count: int = 0
+
+
+def _entry(running: _Running, entry: EntryFacts, event: EventFacts | None,
+           redemption: RedemptionFacts | None, made: RefundFacts | None, rules: _Chain
+           ) -> Iterator[Problem]:
+    running.count += 1
+    where = f"ledger entry {entry.id} (user {entry.user_id}, seq {entry.seq})"
+    if entry.seq != running.count:
+        yield Problem(where, f"sequence gap: expected seq {running.count}")
+    wrong = _hash_problem(entry, running.prev, rules)
+    if wrong is not None:
+        yield Problem(where, wrong)
+    running.balance += entry.points
+    running.ug_sum += entry.ug
+    if entry.balance_after != running.balance:
+        yield Problem(where, f"balance_after {entry.balance_after} but the running sum "
+                             f"of points is {running.balance}")
+    wrong = _kind_problem(entry, event, redemption, made)
+    if wrong is not None:
+        yield Problem(where, wrong)
+    running.prev = entry.hash
+
+
+def _finish(running: _Running) -> Iterator[Problem]:
+    """The account row against the entries: balance, chain head, count and totals."""
+    account, balance = running.account, running.balance
+    where = f"account {running.user_id}"
     if account is None:
         yield Problem(where, "has ledger entries but no account row")
         return
     if account.balance_points != balance:
         yield Problem(where, f"balance {account.balance_points} != sum of entries {balance}")
-    if account.last_hash != expected_prev or account.entry_count != len(entries):
+    if account.last_hash != running.prev or account.entry_count != running.count:
         yield Problem(where, "head of the hash chain or entry count does not match entries")
-    if account.lifetime_ug != ug_sum:
-        yield Problem(where, f"lifetime_ug {account.lifetime_ug} != sum of entries {ug_sum}")
+    if account.lifetime_ug != running.ug_sum:
+        yield Problem(where, f"lifetime_ug {account.lifetime_ug} != sum of entries "
+                             f"{running.ug_sum}")
     if not 0 <= account.carry_ug < UG_PER_POINT:
         yield Problem(where, f"carry {account.carry_ug} outside [0, 1 point)")
 

@@ -328,9 +328,25 @@ class LedgerEntry(Base):
     factor_version_id: Mapped[int | None] = mapped_column(ForeignKey("factor_versions.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     hash: Mapped[bytes] = mapped_column(LargeBinary(32))
-    """SHA-256 over the entry's facts and the previous entry's hash (``ledger.chain.row_hash``):
-    32 bytes. The previous hash is not stored again in each entry: it is the previous
-    entry's (by seq) ``hash``, which verify-ledger chains from the genesis."""
+    """HMAC-SHA256 under the ledger chain key (plain SHA-256 before migration 0008) over the
+    entry's facts and the previous entry's hash (``ledger.chain``): 32 bytes. The previous
+    hash is not stored again in each entry: it is the previous entry's (by seq) ``hash``,
+    which verify-ledger chains from the genesis."""
+
+
+class LedgerChainStart(Base):
+    """Where keyed ledger entries start (one row, written by migration 0008): entries up to
+    ``legacy_last_entry_id`` may carry the plain SHA-256 they were written with; every later
+    one must be keyed. ``mac`` seals the boundary under the chain key, so moving it to admit
+    a forged unkeyed entry needs the key (``ledger.chain.start_mac``)."""
+
+    __tablename__ = "ledger_chain_start"
+    __table_args__ = (CheckConstraint("id = 1", name="one_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    legacy_last_entry_id: Mapped[int] = mapped_column(BigInteger)
+    mac: Mapped[bytes] = mapped_column(LargeBinary(32))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Redemption(Base):

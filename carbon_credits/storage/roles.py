@@ -51,6 +51,8 @@ def grants_sql(role: str) -> list[str]:
         f"GRANT UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}",
         f"REVOKE UPDATE, DELETE ON {append_only} FROM {role}",
         f"REVOKE INSERT, UPDATE, DELETE ON alembic_version FROM {role}",
+        # Where keyed ledger entries start: written once by migration 0008, as the owner.
+        f"REVOKE INSERT, UPDATE, DELETE ON ledger_chain_start FROM {role}",
         f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}",
     ]
 

@@ -48,12 +48,13 @@ def big_ledger(make_config: Callable[..., Config], tmp_path: Path) -> Iterator[F
         yield app
 
 
-@pytest.mark.parametrize("accounts_per_read", [1, 500])
+@pytest.mark.parametrize("entries_per_read", [7, 500, 5000])
 def test_verify_ledger_checks_more_than_one_chunk_of_entries(
-        big_ledger: Flask, monkeypatch: pytest.MonkeyPatch, accounts_per_read: int) -> None:
-    """BUG-4, fixed: verify read accounts in batches, each batch fully read before the session
-    drops its objects; checked with one account per batch and with both in one."""
-    monkeypatch.setattr(verification, "ACCOUNTS_PER_READ", accounts_per_read)
+        big_ledger: Flask, monkeypatch: pytest.MonkeyPatch, entries_per_read: int) -> None:
+    """BUG-4, fixed: verify reads entries in pages (keyset over (user_id, seq)), each page
+    fully read before the session drops its objects; checked with pages that split an
+    account (7, 500 entries) and with one page for both accounts."""
+    monkeypatch.setattr(verification, "ENTRIES_PER_READ", entries_per_read)
     report = Report()
     problems = list(verify(big_ledger.extensions["carbon_credits"].db, report))
     assert problems == []

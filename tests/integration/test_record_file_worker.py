@@ -5,6 +5,7 @@ timeout) and every record is applied exactly once. Real Redis, real worker proce
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import signal
@@ -20,6 +21,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select, text
 
+from carbon_credits.config import Config
 from carbon_credits.ledger import verification
 from carbon_credits.providers import jobs, registry
 from carbon_credits.runtime import Runtime
@@ -53,8 +55,13 @@ def wait_for(condition: Callable[[], bool], what: str, bound_s: float = 180) -> 
 
 
 @pytest.fixture
-def worker_env(database_url: str, suite_redis_url: str, tmp_path: Path) -> dict[str, str]:
+def worker_env(database_url: str, suite_redis_url: str, tmp_path: Path,
+               make_config: Callable[..., Config]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FAKE_APPLIER")}
+    # The workers chain ledger entries under the test process's key (its instance key).
+    env["LEDGER_CHAIN_KEYS"] = ",".join(
+        f"{name}:{base64.b64encode(key).decode()}"
+        for name, key in make_config().ledger_chain_keyring())
     env.update(DATABASE_URL=database_url, REDIS_URL=suite_redis_url, JWT_SECRET=JWT_SECRET,
                UPLOAD_DIR=str(tmp_path / "uploads"), RECORD_CHUNK_ROWS=str(CHUNK),
                RECORD_APPLIER="tests.integration.record_file_applier:make",

@@ -34,6 +34,8 @@ FORBIDDEN = [
     "DROP TRIGGER ledger_entries_append_only ON ledger_entries",
     "CREATE INDEX ix_sneaky ON events (id)",
     "UPDATE alembic_version SET version_num = '0001'",
+    "UPDATE ledger_chain_start SET legacy_last_entry_id = legacy_last_entry_id + 1",
+    "DELETE FROM ledger_chain_start",
     "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'",
     "CREATE ROLE sneaky SUPERUSER",
 ]
