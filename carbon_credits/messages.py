@@ -295,6 +295,13 @@ def _field_message(text: str) -> str:
     return text
 
 
+def in_language(texts: Mapping[str, str]) -> str:
+    """Of a text given in both languages (``{"zh": ..., "en": ...}``, as rewards carry
+    them), the request's; Chinese outside a request (the service's first language)."""
+    language = current()
+    return texts["en"] if language is not None and language.english else texts["zh"]
+
+
 def reason_text(reason: str | None) -> str | None:
     """The description of an event's ``reason`` code in the request's language (the code
     itself if it has none)."""

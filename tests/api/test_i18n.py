@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 
 from carbon_credits.api.i18n import choose_locale
 from carbon_credits.config import Config, ConfigError
-from tests import factories
+from tests import factories, rewards
 
 ZH = {"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.5"}
 EN = {"Accept-Language": "en-US,en;q=0.9"}
@@ -186,3 +186,21 @@ def test_the_openapi_document_describes_reason_text(client: FlaskClient) -> None
     spec = client.get("/openapi.json").json
     prop = spec["components"]["schemas"]["EventResult"]["properties"]["reason_text"]
     assert prop["type"] == "string" and prop["nullable"] is True
+
+
+def test_rewards_show_their_title_and_description_in_the_requests_language(
+        zh_app: Flask, zh_client: FlaskClient, token: Callable[..., str]) -> None:
+    rt = zh_app.extensions["carbon_credits"]
+    reward_id = rewards.approved(rt, title={"zh": "地铁优惠券", "en": "Metro coupon"},
+                                 description={"zh": "一次地铁", "en": "One metro ride"})
+    auth = {"Authorization": f"Bearer {token(rewards.user().sub)}"}
+    zh = zh_client.get(f"/v1/rewards/{reward_id}", headers={**auth, **ZH}).json
+    en = zh_client.get(f"/v1/rewards/{reward_id}", headers={**auth, **EN}).json
+    default = zh_client.get(f"/v1/rewards/{reward_id}", headers=auth).json
+    assert (zh["title_text"], zh["description_text"]) == ("地铁优惠券", "一次地铁")
+    assert (en["title_text"], en["description_text"]) == ("Metro coupon", "One metro ride")
+    assert default["title_text"] == "地铁优惠券"
+    assert zh["title"] == en["title"] == {"zh": "地铁优惠券", "en": "Metro coupon"}
+    listed = zh_client.get("/v1/rewards", headers={**auth, **EN}).json["items"]
+    assert {"id": reward_id, "title_text": "Metro coupon"}.items() <= next(
+        r for r in listed if r["id"] == reward_id).items()
