@@ -91,6 +91,20 @@ ERROR_TEMPLATES: dict[str, str] = {
     "unknown_columns": N_("the file has unknown columns"),
     "repeated_columns": N_("the file has repeated columns"),
     "missing_columns": N_("the file lacks required columns"),
+    # Scenario providers' registry, keys and user bindings (issue 21, on main).
+    "unknown_provider": N_("no such provider"),
+    "provider_exists": N_("the provider exists already"),
+    "provider_disabled": N_("the provider is disabled"),
+    "unknown_key": N_("the provider has no such key"),
+    "key_exists": N_("the key id is taken"),
+    "key_revoked": N_("the key is already revoked"),
+    "too_many_keys": N_("the provider has too many active keys: revoke one first"),
+    "nonce_store_unavailable": N_("the replay check is unavailable; retry shortly"),
+    "invalid_code": N_("no such binding code for this provider"),
+    "code_used": N_("this binding code was used already"),
+    "code_expired": N_("this binding code has expired: ask the provider for a new one"),
+    "already_bound": N_("you are bound to this provider already: revoke that first"),
+    "ref_already_bound": N_("this provider account is bound to another user"),
     # Methodology factors and networks.
     "invalid_factors": N_("the factors are not valid for this methodology"),
     "past_effective_date": N_("effective_from must be in the future: past results never "
@@ -139,6 +153,7 @@ REASON_TEXTS: dict[str, str] = {
     "user_frozen": N_("the account is frozen while it is under review"),
     # Caps and reversals (ledger).
     "daily_cap": N_("the daily cap was reached; only part of the reduction was credited"),
+    "annual_cap": N_("the annual cap was reached; only part of the reduction was credited"),
     "reversed": N_("the credit was reversed"),
     # Trust policies (ingest/trust.py).
     "awaiting_operator": N_("held until the transport operator's record confirms the trip"),
@@ -185,6 +200,7 @@ FIELD_MESSAGES: tuple[str, ...] = (
     N_("must not be before from"),
     N_("credited from providers' records only"),
     N_("give either points or reward_id, not both"),
+    N_("expired"),
     N_("already exists"),
     N_("already used"),
     N_("appears more than once"),
