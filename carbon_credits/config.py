@@ -19,6 +19,7 @@ from carbon_credits.antifraud.ratelimit import (
     parse_rate_limits,
     rate_limits_from_env,
 )
+from carbon_credits.messages import LOCALES
 
 DEFAULT_DAILY_CAPS_G: Mapping[str, Decimal] = {"total": Decimal(5000)}
 """Operator policy, no published source: 5 kg CO2 per user per local day over all modes.
@@ -27,6 +28,11 @@ A heavy commuter (four 15 km metro rides) avoids about 2.8 kg a day, so honest r
 well below it while a farmed account is bounded. Per-mode caps may be added with
 DAILY_CAP_G="total=5000,metro=4000"; the steps methodology carries its own 296 g cap.
 """
+
+
+CHINESE_TIME_ZONES = frozenset({"Asia/Shanghai", "Asia/Chongqing", "Asia/Chungking",
+                                "Asia/Harbin", "Asia/Urumqi", "Asia/Kashgar", "PRC"})
+"""The time zones of mainland China's cities: a city in one answers in zh_CN by default."""
 
 
 class ConfigError(ValueError):
@@ -79,6 +85,10 @@ class Config:
     jwt_audience: str = "carbon-credits-api"
     city_timezone: str = "Asia/Shanghai"
     default_city: str = "shenzhen"
+    default_locale: str | None = None
+    """The language of answers to a request with no Accept-Language header, or none this
+    service speaks (DEFAULT_LOCALE: zh_CN or en). None: the city's, by its time zone:
+    zh_CN for a city in China (the default, Shenzhen), en elsewhere."""
     auto_init_db: bool = False
     daily_caps_g: Mapping[str, Decimal] = field(default_factory=lambda: dict(DEFAULT_DAILY_CAPS_G))
     annual_cap_g: Decimal | None = None
@@ -170,6 +180,12 @@ class Config:
             raise ConfigError(f"CITY_TIMEZONE: unknown time zone {self.city_timezone!r}") from exc
         if self.ledger_chain_keys:
             parse_chain_keys(self.ledger_chain_keys)
+        if self.default_locale is None:
+            self.default_locale = ("zh_CN" if self.city_timezone in CHINESE_TIME_ZONES
+                                   else "en")
+        if self.default_locale not in LOCALES:
+            raise ConfigError(f"DEFAULT_LOCALE: expected one of {', '.join(LOCALES)}, "
+                              f"got {self.default_locale!r}")
         if self.jwt_public_key and self.jwt_jwks_url:
             raise ConfigError("set one of JWT_PUBLIC_KEY and JWT_JWKS_URL, not both")
         if self.jwt_public_key or self.jwt_jwks_url:
@@ -256,6 +272,7 @@ class Config:
             jwt_audience=env.get("JWT_AUDIENCE", "carbon-credits-api"),
             city_timezone=env.get("CITY_TIMEZONE", "Asia/Shanghai"),
             default_city=env.get("DEFAULT_CITY", "shenzhen"),
+            default_locale=env.get("DEFAULT_LOCALE") or None,
             rate_limits=rate_limits_from_env(env, ConfigError),
             clock_skew_s=_int(env, "CLOCK_SKEW_SECONDS", 300),
             backfill_days=_int(env, "BACKFILL_DAYS", 30),

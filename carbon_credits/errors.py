@@ -6,7 +6,10 @@ for whole responses (api/errors.py) and batch items (ingest) alike.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
+
+from carbon_credits import messages
 
 RETRY_AFTER_S = 5
 """How long a client should wait after a dependency failure before retrying (seconds)."""
@@ -25,10 +28,13 @@ class ServiceError(Exception):
         fields: dict[str, Any] | None = None,
         code: str | None = None,
         headers: dict[str, str] | None = None,
+        params: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.fields = fields or {}
+        self.params = dict(params or {})
+        """Named values for the code's message template in other languages (messages.py)."""
         if code:
             self.code = code
         self.headers = headers or {}
@@ -87,9 +93,12 @@ class Unavailable(ServiceError):
     code = "unavailable"
 
 
-def error_body(code: str, message: str, fields: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The ``error`` object of an answer: a response's body, or one batch item's."""
-    body: dict[str, Any] = {"code": code, "message": message}
+def error_body(code: str, message: str, fields: dict[str, Any] | None = None,
+               params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The ``error`` object of an answer: a response's body, or one batch item's, in the
+    request's language (messages.py; ``message`` itself in English)."""
+    body: dict[str, Any] = {"code": code, "message": messages.error_message(code, message,
+                                                                            params)}
     if fields:
-        body["fields"] = fields
+        body["fields"] = messages.field_messages(fields)
     return body

@@ -11,8 +11,8 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from carbon_credits import cli
 from carbon_credits.antifraud.ratelimit import Limiter, LocalLimiter, RedisLimiter
+from carbon_credits.api import i18n, register_blueprints
 from carbon_credits.api import metrics as api_metrics
-from carbon_credits.api import register_blueprints
 from carbon_credits.api.errors import register_error_handlers
 from carbon_credits.api.extensions import JsonErrorApi
 from carbon_credits.api.requests import drain_unread_body
@@ -83,6 +83,9 @@ def register_extensions(app: Flask, config: Config) -> None:
     )
     # Every ledger write path hashes under these keys (ledger/chain.py: process-wide).
     chain.use_keyring(chain.Keyring(config.ledger_chain_keyring()))
+    # First of the request hooks: every answer after it, errors too, is in the request's
+    # language.
+    i18n.init_app(app, config)
     db = Database()
     db.configure(config.database_url, lock_timeout_ms=config.db_lock_timeout_ms)
     client = (redis.Redis.from_url(config.redis_url, socket_timeout=REDIS_TIMEOUT_S,

@@ -136,7 +136,10 @@ def make_config(database_url: str, tmp_path_factory: pytest.TempPathFactory
         settings: dict[str, Any] = dict(
             instance_path=Path(instance), database_url=database_url,
             redis_url=os.environ.get("REDIS_URL") or None, jwt_secret=JWT_SECRET,
-            testing=True, rate_limits=parse_rate_limits(TEST_RATE_LIMITS))
+            testing=True, rate_limits=parse_rate_limits(TEST_RATE_LIMITS),
+            # The suite asserts the English texts; a request with no Accept-Language is
+            # answered in zh_CN by default (the Shenzhen default), see tests/api/test_i18n.py.
+            default_locale="en")
         settings.update(overrides)
         return Config(**settings)
 

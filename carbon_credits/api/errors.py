@@ -6,14 +6,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, has_request_context, jsonify
 from marshmallow import ValidationError
 from redis.exceptions import RedisError
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
-from carbon_credits import metrics
+from carbon_credits import messages, metrics
+from carbon_credits.api import i18n
 from carbon_credits.errors import RETRY_AFTER_S, ServiceError, error_body, invalid_fields
 
 log = logging.getLogger(__name__)
@@ -25,8 +26,11 @@ def error_response(
     message: str,
     fields: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
+    params: dict[str, Any] | None = None,
 ) -> Response:
-    response = jsonify({"error": error_body(code, message, fields)})
+    if has_request_context():
+        i18n.activate()
+    response = jsonify({"error": error_body(code, message, fields, params)})
     response.status_code = status
     for name, value in (headers or {}).items():
         response.headers[name] = value
@@ -38,17 +42,21 @@ def http_exception_response(exc: HTTPException) -> Response:
     status = exc.code or 500
     data = getattr(exc, "data", None) or {}
     fields: dict[str, Any] | None = None
-    messages = data.get("messages") if isinstance(data, dict) else None
-    if isinstance(messages, dict):
+    by_location = data.get("messages") if isinstance(data, dict) else None
+    if isinstance(by_location, dict):
         # webargs nests by location ("json", "query"); clients want the field names.
         fields = {}
-        for value in messages.values():
+        for value in by_location.values():
             if isinstance(value, dict):
                 fields.update(value)
     code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
             413: "payload_too_large", 415: "unsupported_media_type",
             422: "invalid_input"}.get(status, (exc.name or "error").lower().replace(" ", "_"))
     message = exc.description or exc.name or "error"
+    if code not in messages.ERROR_TEMPLATES:
+        if has_request_context():
+            i18n.activate()
+        message = messages.http_status_message(status, exc.name or "error", message)
     # Keep the exception's own headers (Allow on a 405, Retry-After on a 429/503).
     headers = {name: value for name, value in exc.get_headers()
                if name.lower() != "content-type"}
@@ -58,7 +66,8 @@ def http_exception_response(exc: HTTPException) -> Response:
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ServiceError)
     def _service(exc: ServiceError) -> Response:
-        return error_response(exc.status, exc.code, exc.message, exc.fields, exc.headers)
+        return error_response(exc.status, exc.code, exc.message, exc.fields, exc.headers,
+                              exc.params)
 
     @app.errorhandler(ValidationError)
     def _validation(exc: ValidationError) -> Response:

@@ -226,7 +226,8 @@ def item_result(index: int, outcome: Ingested | ServiceError) -> dict[str, Any]:
 
 def refused_item(index: int, refused: ServiceError) -> dict[str, Any]:
     return {"index": index, "status": refused.status, "result": None,
-            "error": error_body(refused.code, refused.message, refused.fields)}
+            "error": error_body(refused.code, refused.message, refused.fields,
+                                refused.params)}
 
 
 def _check_time_window(config: Config, data: dict[str, Any], occurred_at: datetime,
@@ -248,7 +249,8 @@ def _check_time_window(config: Config, data: dict[str, Any], occurred_at: dateti
             else occurred_at < earliest):
         raise InvalidInput(f"the event is older than the {config.backfill_days}-day backfill "
                            "window", code="event_too_old",
-                           fields={field: [f"older than {config.backfill_days} days"]})
+                           fields={field: [f"older than {config.backfill_days} days"]},
+                           params={"days": config.backfill_days})
 
 
 def get_event(rt: Runtime, principal: Principal, event_id: str) -> dict[str, Any]:

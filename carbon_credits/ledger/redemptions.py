@@ -46,6 +46,7 @@ def spend(session: Session, account: Account, *, redemption_id: str, points: int
         raise Conflict(
             f"insufficient points: balance {account.balance_points}, requested {points}",
             code="insufficient_points",
+            params={"balance": account.balance_points, "requested": points},
             fields={"points": [f"balance is {account.balance_points}"],
                     "balance": account.balance_points})
     redemption = Redemption(

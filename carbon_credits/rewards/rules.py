@@ -4,7 +4,8 @@ fulfilment move on."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from carbon_credits.errors import Conflict
@@ -24,9 +25,11 @@ SHIPPING = {"pending": "shipped", "shipped": "delivered"}
 class Refusal:
     code: str
     message: str
+    params: Mapping[str, object] = field(default_factory=dict)
+    """Named values for the code's message in other languages (carbon_credits.messages)."""
 
     def conflict(self) -> Conflict:
-        return Conflict(self.message, code=self.code)
+        return Conflict(self.message, code=self.code, params=self.params)
 
 
 def redeem_refusal(reward: Reward, *, now: datetime, city: str, quantity: int,
@@ -44,7 +47,8 @@ def redeem_refusal(reward: Reward, *, now: datetime, city: str, quantity: int,
         return Refusal("reward_other_city", f"the reward is offered in {reward.city}")
     if already + quantity > reward.per_user_limit:
         return Refusal("over_user_limit",
-                       f"at most {reward.per_user_limit} per user; you hold {already}")
+                       f"at most {reward.per_user_limit} per user; you hold {already}",
+                       {"limit": reward.per_user_limit, "held": already})
     if reward.stock_left < quantity:
         return out_of_stock(reward.stock_left)
     return None

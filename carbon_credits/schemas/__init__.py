@@ -11,8 +11,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar, cast
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, post_dump, validate, validates_schema
 
+from carbon_credits import messages
 from methodology import METHODOLOGIES, Methodology
 from methodology.inputs import InputField
 
@@ -130,8 +131,16 @@ class BatchItemSchema(Schema):
     index = fields.Integer()
     status = fields.Integer(metadata={"description": "the HTTP status this item alone "
                                                      "would have had"})
-    result = fields.Dict(allow_none=True)
+    result = fields.Dict(allow_none=True, metadata={
+        "description": "the event's result as POST /v1/events answers it, with reason_text"})
     error = fields.Dict(allow_none=True)
+
+    @post_dump
+    def _describe_reason(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        result = data.get("result")
+        if isinstance(result, dict) and "reason" in result:
+            data["result"] = {**result, "reason_text": messages.reason_text(result["reason"])}
+        return data
 
 
 class BatchResultSchema(Schema):
@@ -315,7 +324,13 @@ class EventResultSchema(Schema):
         metadata={"description": "credited | held | rejected | capped | reversed"})
     grams = fields.Integer(metadata={"description": "whole grams CO2 credited for this event"})
     points = fields.Integer()
-    reason = fields.String(allow_none=True)
+    reason = fields.String(allow_none=True, metadata={
+        "description": "why the event is held, rejected, capped or reversed (a stable "
+                       "code), or null"})
+    reason_text = fields.Method("_reason_text", metadata={
+        "type": "string", "nullable": True,
+        "description": "the reason's description in the request's language "
+                       "(Accept-Language: zh-CN or en), or null"})
     occurred_at = fields.DateTime()
     local_date = fields.Date()
     created_at = fields.DateTime()
@@ -331,6 +346,11 @@ class EventResultSchema(Schema):
                        "trip, or null"})
     reversal = fields.Dict(allow_none=True, metadata={
         "description": "who reversed the credit, when and why; null if never reversed"})
+
+    def _reason_text(self, event: Any) -> str | None:
+        reason = (event.get("reason") if isinstance(event, Mapping)
+                  else getattr(event, "reason", None))
+        return messages.reason_text(reason)
 
 
 class DayUsageSchema(Schema):

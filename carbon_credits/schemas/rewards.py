@@ -6,6 +6,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from carbon_credits import messages
 from carbon_credits.schemas import ID, IN_ERA
 
 KINDS = ("voucher", "physical", "donation")
@@ -83,7 +84,18 @@ class RewardSchema(Schema):
     city = fields.String()
     title = fields.Nested(TitleSchema)
     description = fields.Nested(TextsSchema)
+    title_text = fields.Method("_title_text", metadata={
+        "type": "string", "description": "the title in the request's language "
+                                         "(Accept-Language: zh-CN or en)"})
+    description_text = fields.Method("_description_text", metadata={
+        "type": "string", "description": "the description in the request's language"})
     project = fields.Nested(ProjectSchema, allow_none=True)
+
+    def _title_text(self, reward: dict[str, Any]) -> str:
+        return messages.in_language(reward["title"])
+
+    def _description_text(self, reward: dict[str, Any]) -> str:
+        return messages.in_language(reward["description"])
 
 
 class MerchantRewardSchema(RewardSchema):

@@ -67,3 +67,75 @@ def test_the_dashboard_draws_the_partner_report(
     browse(url, tmp_path, f"--screenshot={shot}", "--window-size=1200,900",
            "--hide-scrollbars")
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+
+
+ENGLISH_TEXTS = ("Show report", "Credited events", "Participants", "Reduction per mode",
+                 "Granularity", "suppressed", "Points", "The token stays in this page",
+                 "estimated distinct", "City (admins)")
+"""A few of the page's English texts: none may be left in the Chinese page."""
+ALLOWED_LATIN = {"CO2", "k", "GET", "v1", "reports", "reduction", "HyperLogLog", "Bearer", "token",
+                 "English", "Asia", "Shanghai", "g", "t", "from", "effective_from"}
+"""Latin words the Chinese page may show: units, the API's address, names."""
+
+
+def _visible_text(dom: str) -> str:
+    """The page's text as a reader sees it: no script or style, no markup; with the
+    placeholders and labels read out to screen readers."""
+    body = re.sub(r"<(script|style)\b.*?</\1>", " ", dom, flags=re.S)
+    shown = re.findall(r'(?:placeholder|aria-label)="([^"]*)"', body)
+    body = re.sub(r"<[^>]+>", " ", body)
+    return html.unescape(" ".join([body, *shown]))
+
+
+def _seed_report(app: Flask, rt: Runtime, token: Callable[..., str]) -> tuple[str, str]:
+    city = seed_city(rt, "dash-i18n")
+    for i in range(10):
+        post(rt, city, f"{city}-rider-{i}", metro(TODAY, 7, i, entry_station_id="luohu",
+                                                     exit_station_id="chegongmiao"))
+    post(rt, city, f"{city}-walker", steps(TODAY, 7000))  # under k: suppressed
+    partner = token("city-bureau", role="partner", city=city)
+    return city, partner
+
+
+def test_the_dashboard_speaks_chinese_to_a_chinese_browser(
+        app: Flask, rt: Runtime, server: str, token: Callable[..., str],
+        tmp_path: Path) -> None:
+    city, partner = _seed_report(app, rt, token)
+    url = f"{server}/dashboard#token={partner}&from={TODAY}&to={TODAY}&granularity=day"
+    # Chromium sends Accept-Language: zh-CN,zh (the suite's app defaults to English).
+    dom = browse(url, tmp_path, "--accept-lang=zh-CN,zh", "--lang=zh-CN", "--dump-dom")
+
+    assert 'data-loaded="true"' in dom, dom[-3000:]
+    assert '<html lang="zh-CN"' in dom
+    text = _visible_text(dom)
+    for chinese in ("碳普惠 减排报告 · 合作方看板", "查看报告", "已记入的事件", "参与人数",
+                    "各出行方式减排量", "粒度", "地铁",
+                    "参与人数少于 10 的单元格已隐匿（此处 1 个）",
+                    f"{city}，{TODAY} 至 {TODAY}（Asia/Shanghai）", "令牌只留在本页面中"):
+        assert chinese in text, chinese
+    assert "步行 " + f"{TODAY}: 已隐匿（参与人数少于 k）" in text  # the chart's tooltip
+    for english in ENGLISH_TEXTS:
+        assert english not in text, english
+    latin = set(re.findall(r"[A-Za-z][A-Za-z0-9_]*", text.replace(city, " "))) - ALLOWED_LATIN
+    assert not latin, latin
+
+
+def test_the_dashboard_speaks_english_when_asked(
+        app: Flask, rt: Runtime, server: str, token: Callable[..., str],
+        tmp_path: Path) -> None:
+    city, partner = _seed_report(app, rt, token)
+    # ?lang=en wins over the browser's Chinese Accept-Language (the page's language link).
+    url = (f"{server}/dashboard?lang=en#token={partner}&from={TODAY}&to={TODAY}"
+           "&granularity=day")
+    dom = browse(url, tmp_path, "--accept-lang=zh-CN,zh", "--lang=zh-CN", "--dump-dom")
+
+    assert 'data-loaded="true"' in dom, dom[-3000:]
+    assert '<html lang="en"' in dom
+    text = _visible_text(dom)
+    for english in ENGLISH_TEXTS:
+        assert english in text, english
+    assert f"{city}, {TODAY} to {TODAY} (Asia/Shanghai)" in text
+    assert "Cells with fewer than 10 participants are suppressed (1 here)." in text, text
+    for chinese in ("查看报告", "已记入的事件", "地铁", "已隐匿"):
+        assert chinese not in text, chinese
+    assert ">中文</a>" in dom  # the switch back names the other language in itself
