@@ -123,6 +123,16 @@ class Config:
     queue_maintenance_chance: int = 1000
     """Per million queue commands, how many look for dead workers' messages
     (QUEUE_MAINTENANCE_CHANCE; Dramatiq's default 1000)."""
+    reports_database_url: str | None = None
+    """A streaming replica reports and the dashboard read from (REPORTS_DATABASE_URL); None:
+    the primary. Writes, and reads inside writes, always use DATABASE_URL."""
+    reports_max_lag_s: int = 30
+    """The most a report read from the replica may be behind the primary
+    (REPORTS_MAX_LAG_S; policy: a partner dashboard of daily figures tolerates half a
+    minute). 0: only a replica that has replayed all it received. See storage.replica."""
+    reports_fallback_primary: bool = False
+    """Beyond the lag bound, or the replica unreachable: read from the primary
+    (REPORTS_FALLBACK_PRIMARY=1) instead of answering 503 with Retry-After."""
     testing: bool = False
 
     def __post_init__(self) -> None:
@@ -134,6 +144,10 @@ class Config:
             ZoneInfo(self.city_timezone)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ConfigError(f"CITY_TIMEZONE: unknown time zone {self.city_timezone!r}") from exc
+        if self.reports_database_url is not None and not (
+                self.reports_database_url.startswith("postgresql")):
+            raise ConfigError("REPORTS_DATABASE_URL: expected a postgresql:// URL of a "
+                              f"streaming replica, got {self.reports_database_url[:40]!r}")
         if self.jwt_public_key and self.jwt_jwks_url:
             raise ConfigError("set one of JWT_PUBLIC_KEY and JWT_JWKS_URL, not both")
         if self.jwt_public_key or self.jwt_jwks_url:
@@ -204,6 +218,10 @@ class Config:
             worker_heartbeat_timeout_ms=_int(env, "WORKER_HEARTBEAT_TIMEOUT_MS", 60_000),
             queue_maintenance_chance=_int(env, "QUEUE_MAINTENANCE_CHANCE", 1000),
             reward_cancel_days=_int(env, "REWARD_CANCEL_DAYS", 7, minimum=0),
+            reports_database_url=env.get("REPORTS_DATABASE_URL") or None,
+            reports_max_lag_s=_int(env, "REPORTS_MAX_LAG_S", 30, minimum=0),
+            reports_fallback_primary=env.get("REPORTS_FALLBACK_PRIMARY", "").lower()
+            in ("1", "true", "yes"),
         )
         if caps is not None:
             cfg.daily_caps_g = caps
