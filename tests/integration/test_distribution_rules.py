@@ -239,3 +239,16 @@ def test_the_routing_check_flags_a_statement_without_the_user_key() -> None:
                      "WHERE accounts.user_id = 'u'"]) == [
         "events: SELECT events.id FROM events WHERE events.id = 7",
         "accounts: UPDATE accounts SET balance_points = 1"]
+
+
+def test_the_scaling_guide_gives_each_table_its_citus_call() -> None:
+    """docs/SCALING.md's create_*_table calls follow distribution.py, table by table."""
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "SCALING.md").read_text()
+    calls = {(m[0], m[1], m[2] or None) for m in re.findall(
+        r"create_(reference|distributed)_table\('(\w+)'(?:, '(\w+)')?", doc)}
+    expected = ({("reference", t, None) for t in dist.REFERENCE}
+                | {("distributed", t, k) for t, k in dist.DISTRIBUTED.items()}
+                | {("distributed", t, k) for t, k in dist.CITY_KEYED.items()})
+    assert calls == expected
