@@ -46,8 +46,11 @@ class Database:
         if self._replica is not None:
             self._replica.dispose()
         self._replica = make_engine(url, lock_timeout_ms) if url else None
+        # REPEATABLE READ: the lag check and every read of the report share one snapshot,
+        # so the figures are those of the moment the lag was measured.
         self._replica_sessions = None if self._replica is None else sessionmaker(
-            self._replica.execution_options(postgresql_readonly=True),
+            self._replica.execution_options(postgresql_readonly=True,
+                                            isolation_level="REPEATABLE READ"),
             expire_on_commit=False)
         self._max_lag_s = max_lag_s
         self._fallback_primary = fallback_primary
@@ -88,7 +91,8 @@ class Database:
                 why = "unreachable"
             else:
                 why = "" if lag.within(self._max_lag_s) else (
-                    "not streaming from the primary" if lag.seconds is None else
+                    "not streaming from the primary (or its role lacks pg_monitor)"
+                    if lag.seconds is None else
                     f"{lag.seconds:.1f} s behind (REPORTS_MAX_LAG_S={self._max_lag_s:g})")
             if not why:
                 yield session
