@@ -1,11 +1,14 @@
-"""Flask CLI: `flask --app app init-db | token | verify-ledger | worker`."""
+"""Flask CLI: `flask --app app init-db | token | verify-ledger | worker | provider ...`."""
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 import dramatiq
@@ -17,7 +20,7 @@ from carbon_credits.errors import ServiceError
 from carbon_credits.ingest import operator
 from carbon_credits.ledger.verification import Report, verify
 from carbon_credits.networks.gtfs_import import import_gtfs
-from carbon_credits.providers import jobs
+from carbon_credits.providers import jobs, registry
 from carbon_credits.reports import rollups
 from carbon_credits.setup import init_db
 from carbon_credits.storage import roles
@@ -33,6 +36,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(expire_unconfirmed_command)
     app.cli.add_command(grant_service_role_command)
     app.cli.add_command(worker_command)
+    app.cli.add_command(provider_group)
 
 
 @click.command("init-db")
@@ -165,3 +169,100 @@ def worker_command(threads: int) -> None:
     # A file being processed stops at its next chunk and is queued again (from its
     # checkpoint) for another worker.
     worker.stop(timeout=60_000)
+
+
+# ---------------------------------------------------------------- scenario providers
+
+def _service(call: Callable[[], Any]) -> Any:
+    """Run a registry use case; a refusal becomes a CLI error naming its fields."""
+    try:
+        return call()
+    except ServiceError as exc:
+        details = [f"{field}: {message}" for field, messages in exc.fields.items()
+                   for message in (messages if isinstance(messages, list) else [messages])]
+        raise click.ClickException("\n".join([exc.message, *details])) from None
+
+
+def _echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, ensure_ascii=False, default=str))
+
+
+@click.group("provider")
+def provider_group() -> None:
+    """Scenario providers: register, keys, disable/enable, list (each change audited)."""
+
+
+@provider_group.command("add")
+@click.argument("provider_id")
+@click.option("--name", required=True)
+@click.option("--city", required=True)
+@click.option("--mode", "modes", multiple=True, required=True,
+              type=click.Choice(registry.MODES), help="a mode it may report (repeat)")
+@click.option("--reason", default="provider registered", show_default=True)
+@with_appcontext
+def provider_add_command(provider_id: str, name: str, city: str, modes: tuple[str, ...],
+                         reason: str) -> None:
+    """Register a provider (enabled, no key yet)."""
+    _echo_json(_service(lambda: registry.register(
+        runtime(), "cli", provider_id=provider_id, name=name, city=city, modes=modes,
+        reason=reason)))
+
+
+@provider_group.command("key-add")
+@click.argument("provider_id")
+@click.option("--algorithm", type=click.Choice(registry.ALGORITHMS),
+              default=registry.HMAC_SHA256, show_default=True)
+@click.option("--public-key", "public_key_file", type=click.File("r"), default=None,
+              help="ed25519: a file with the public key (PEM or raw base64), - for stdin")
+@click.option("--key-id", default=None, help="the signatures' keyid (default: generated)")
+@click.option("--reason", default="key added", show_default=True)
+@with_appcontext
+def provider_key_add_command(provider_id: str, algorithm: str, public_key_file: Any,
+                             key_id: str | None, reason: str) -> None:
+    """Add a key; an hmac-sha256 secret is printed this once (store it now)."""
+    public_key = public_key_file.read() if public_key_file is not None else None
+    key = _service(lambda: registry.add_key(runtime(), "cli", provider_id,
+                                            algorithm=algorithm, public_key=public_key,
+                                            key_id=key_id, reason=reason))
+    _echo_json(key)
+    if "secret" in key:
+        click.echo("the secret is shown this once: give it to the provider now", err=True)
+
+
+@provider_group.command("key-revoke")
+@click.argument("provider_id")
+@click.argument("key_id")
+@click.option("--reason", required=True)
+@with_appcontext
+def provider_key_revoke_command(provider_id: str, key_id: str, reason: str) -> None:
+    """Revoke a key: signatures under it are refused from now on."""
+    _echo_json(_service(lambda: registry.revoke_key(runtime(), "cli", provider_id, key_id,
+                                                    reason)))
+
+
+@provider_group.command("disable")
+@click.argument("provider_id")
+@click.option("--reason", required=True)
+@with_appcontext
+def provider_disable_command(provider_id: str, reason: str) -> None:
+    """Disable a provider: its signed requests are refused."""
+    _echo_json(_service(lambda: registry.set_enabled(runtime(), "cli", provider_id, False,
+                                                     reason)))
+
+
+@provider_group.command("enable")
+@click.argument("provider_id")
+@click.option("--reason", required=True)
+@with_appcontext
+def provider_enable_command(provider_id: str, reason: str) -> None:
+    """Enable a provider again."""
+    _echo_json(_service(lambda: registry.set_enabled(runtime(), "cli", provider_id, True,
+                                                     reason)))
+
+
+@provider_group.command("list")
+@with_appcontext
+def provider_list_command() -> None:
+    """Print every provider and its keys (one JSON object a line; never a secret)."""
+    for provider in registry.list_all(runtime()):
+        _echo_json(provider)

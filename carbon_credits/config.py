@@ -98,6 +98,28 @@ class Config:
     default: the header is ignored and the address is the socket's, since without a proxy
     any client could write the header and pick a new address, and a new rate limit budget,
     per request."""
+    proxy_fix_x_proto: int = 0
+    """How many proxies in front of the app set X-Forwarded-Proto (PROXY_FIX_X_PROTO; 1
+    behind deploy/nginx.conf). A scenario provider signs the URI it sent (RFC 9421
+    ``@target-uri``: scheme, host, port, path, query); behind a proxy that terminates TLS
+    the app would otherwise see http:// and refuse every signature. 0: the header is
+    ignored, as any client could write it."""
+    proxy_fix_x_host: int = 0
+    """How many proxies set X-Forwarded-Host (PROXY_FIX_X_HOST; 1 behind deploy/nginx.conf,
+    which forwards the Host the client sent, port included, there): ``@target-uri``'s
+    authority as the provider signed it."""
+    provider_signature_max_age_s: int = 300
+    """How old a provider's signature (its ``created``) may be (PROVIDER_SIGNATURE_MAX_AGE_S);
+    also how long its nonce is remembered, so a replay is refused for as long as the
+    signature would otherwise pass."""
+    provider_signature_skew_s: int = 30
+    """How far ahead of this server's clock a signature's ``created`` may be
+    (PROVIDER_SIGNATURE_SKEW_S): the providers' clocks drift a little; policy."""
+    provider_key_secret: str | None = None
+    """PROVIDER_KEY_SECRET: what the HMAC keys of providers are encrypted under in the
+    database (see providers.registry); default: the JWT secret (``signing_secret``)."""
+    binding_code_ttl_s: int = 600
+    """How long a provider's one-time binding code may be used (BINDING_CODE_TTL_S)."""
     report_min_participants: int = 10
     """k: partner report cells with fewer distinct participants are suppressed; policy."""
     reward_cancel_days: int = 7
@@ -114,7 +136,7 @@ class Config:
     record_chunk_rows: int = 1000
     """Rows of a record file applied, counted and checkpointed together (RECORD_CHUNK_ROWS):
     a worker killed mid-file re-applies at most this many (as replays)."""
-    record_applier: str = "carbon_credits.ingest.operator:make_apply_chunk"
+    record_applier: str = "carbon_credits.providers.crediting:make_apply_chunk"
     """``module:factory`` of the crediting of record files (RECORD_APPLIER): called with the
     Runtime, it returns ``providers.jobs.ApplyChunk``."""
     worker_heartbeat_timeout_ms: int = 60_000
@@ -185,6 +207,11 @@ class Config:
             fh.write(secrets.token_hex(32))
         return path.read_text().strip()
 
+    def provider_key_material(self) -> str:
+        """What providers' HMAC secrets are encrypted under: PROVIDER_KEY_SECRET, else the
+        JWT secret. Changing it makes the stored HMAC keys unusable (add new keys)."""
+        return self.provider_key_secret or self.signing_secret()
+
     @classmethod
     def from_env(cls, instance_path: Path, env: Mapping[str, str] | None = None) -> Config:
         env = os.environ if env is None else env
@@ -214,7 +241,7 @@ class Config:
             upload_max_bytes=_int(env, "UPLOAD_MAX_BYTES", 4 << 30),
             record_chunk_rows=_int(env, "RECORD_CHUNK_ROWS", 1000),
             record_applier=env.get("RECORD_APPLIER",
-                                   "carbon_credits.ingest.operator:make_apply_chunk"),
+                                   "carbon_credits.providers.crediting:make_apply_chunk"),
             worker_heartbeat_timeout_ms=_int(env, "WORKER_HEARTBEAT_TIMEOUT_MS", 60_000),
             queue_maintenance_chance=_int(env, "QUEUE_MAINTENANCE_CHANCE", 1000),
             reward_cancel_days=_int(env, "REWARD_CANCEL_DAYS", 7, minimum=0),
@@ -222,6 +249,12 @@ class Config:
             reports_max_lag_s=_int(env, "REPORTS_MAX_LAG_S", 30, minimum=0),
             reports_fallback_primary=env.get("REPORTS_FALLBACK_PRIMARY", "").lower()
             in ("1", "true", "yes"),
+            proxy_fix_x_proto=_int(env, "PROXY_FIX_X_PROTO", 0, minimum=0),
+            proxy_fix_x_host=_int(env, "PROXY_FIX_X_HOST", 0, minimum=0),
+            provider_signature_max_age_s=_int(env, "PROVIDER_SIGNATURE_MAX_AGE_S", 300),
+            provider_signature_skew_s=_int(env, "PROVIDER_SIGNATURE_SKEW_S", 30, minimum=0),
+            provider_key_secret=env.get("PROVIDER_KEY_SECRET") or None,
+            binding_code_ttl_s=_int(env, "BINDING_CODE_TTL_S", 600),
         )
         if caps is not None:
             cfg.daily_caps_g = caps

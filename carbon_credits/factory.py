@@ -38,13 +38,14 @@ def create_app(config: Config | None = None) -> Flask:
                 instance_relative_config=False)
     config = config or Config.from_env(Path(app.instance_path))
     register_extensions(app, config)
-    if config.proxy_fix_x_for:
+    if config.proxy_fix_x_for or config.proxy_fix_x_proto or config.proxy_fix_x_host:
         # The client's address from the X-Forwarded-For the trusted proxies wrote (the rate
-        # limits count by it); Config.proxy_fix_x_for says why it is off by default. Only
-        # the address: nothing in the app builds URLs from the forwarded scheme or host.
+        # limits count by it; Config.proxy_fix_x_for says why it is off by default), and
+        # the scheme and host the client used (X-Forwarded-Proto, -Host): a provider's
+        # signature covers the URI it sent (@target-uri), not the one nginx sent on.
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
-            app.wsgi_app, x_for=config.proxy_fix_x_for, x_proto=0, x_host=0, x_port=0,
-            x_prefix=0)
+            app.wsgi_app, x_for=config.proxy_fix_x_for, x_proto=config.proxy_fix_x_proto,
+            x_host=config.proxy_fix_x_host, x_port=0, x_prefix=0)
     register_error_handlers(app)
     app.teardown_request(drain_unread_body)
     api_metrics.init_app(app)
@@ -69,7 +70,15 @@ def register_extensions(app: Flask, config: Config) -> None:
         # spec's address to that host for a badge, which an intranet cannot reach.
         OPENAPI_SWAGGER_UI_CONFIG={"validatorUrl": None},
         API_SPEC_OPTIONS={"components": {"securitySchemes": {
-            "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}}},
+            "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+            # OpenAPI 3.0 has no scheme for RFC 9421; the README's "Scenario providers"
+            # says how to sign.
+            "httpSignature": {
+                "type": "apiKey", "in": "header", "name": "Signature",
+                "description": "HTTP Message Signatures (RFC 9421) covering \"@method\", "
+                               "\"@target-uri\" and \"content-digest\" (RFC 9530), with "
+                               "created, keyid and nonce; Signature-Input and "
+                               "Content-Digest are sent with it"}}}},
     )
     db = Database()
     db.configure(config.database_url, lock_timeout_ms=config.db_lock_timeout_ms)

@@ -6,12 +6,15 @@ from typing import Any
 
 from carbon_credits.api import (
     admin,
+    bindings,
     dashboard,
     events,
     health,
     me,
     merchants,
     methodologies,
+    provider_admin,
+    provider_records,
     redemptions,
     reports,
     rewards,
@@ -28,3 +31,7 @@ def register_blueprints(api: Any) -> None:
     for module in (events, me, redemptions, rewards, merchants, methodologies, reports,
                    admin, trust_policies, health, dashboard):
         api.register_blueprint(module.blp)
+    api.register_blueprint(provider_admin.blp)
+    api.register_blueprint(bindings.blp)
+    api.register_blueprint(bindings.provider_blp)
+    api.register_blueprint(provider_records.blp)

@@ -94,16 +94,30 @@ def file_path(config: Config, sha256: str) -> Path:
     return config.uploads / sha256[:2] / sha256
 
 
+class Tap(Protocol):
+    """Sees every block of an upload as it is stored, and may refuse it at the end (the
+    signature's Content-Digest: ``signatures.StreamDigest``)."""
+
+    def update(self, block: bytes) -> None: ...
+
+    def check(self) -> None: ...
+
+
 def upload(rt: Runtime, provider_id: str, stream: IO[bytes], content_type: str | None,
-           default_city: str | None = None) -> tuple[RecordFile, bool]:
+           default_city: str | None = None, tap: Tap | None = None
+           ) -> tuple[RecordFile, bool]:
     """Store a record file and make its job (True), or find the job of the same content
     from the same provider (False). The job is then queued (again, if a replay of a job
-    that is still queued: its first queuing may have failed)."""
+    that is still queued: its first queuing may have failed). ``tap`` refusing the
+    stored content leaves nothing behind."""
     declared = declared_format(content_type)
     config = rt.config
     config.uploads.mkdir(parents=True, exist_ok=True)
-    sha256, size, incoming = _store_incoming(stream, config.uploads, config.upload_max_bytes)
+    sha256, size, incoming = _store_incoming(stream, config.uploads, config.upload_max_bytes,
+                                             tap)
     try:
+        if tap is not None:
+            tap.check()
         job, created = _job_for(rt, provider_id, sha256, size, incoming, declared,
                                 default_city or config.default_city)
     finally:
@@ -115,7 +129,8 @@ def upload(rt: Runtime, provider_id: str, stream: IO[bytes], content_type: str |
     return job, created
 
 
-def _store_incoming(stream: IO[bytes], directory: Path, limit: int) -> tuple[str, int, Path]:
+def _store_incoming(stream: IO[bytes], directory: Path, limit: int, tap: Tap | None = None
+                    ) -> tuple[str, int, Path]:
     digest = hashlib.sha256()
     size = 0
     fd, name = tempfile.mkstemp(dir=directory, prefix=".incoming-")
@@ -128,6 +143,8 @@ def _store_incoming(stream: IO[bytes], directory: Path, limit: int) -> tuple[str
                     raise TooLarge(f"a record file may have at most {limit} bytes",
                                    fields={"file": [f"more than {limit} bytes"]})
                 digest.update(block)
+                if tap is not None:
+                    tap.update(block)
                 out.write(block)
     except BaseException:
         path.unlink(missing_ok=True)

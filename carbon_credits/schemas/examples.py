@@ -174,3 +174,35 @@ REWARD_REVIEW_EXAMPLES = {
                       {"reason": "the description promises more than the voucher gives"}),
 }
 """POST /v1/admin/rewards/{reward_id}/{decision}: keyed by decision."""
+
+
+EXAMPLE_ED25519_PUBLIC_KEY = ("-----BEGIN PUBLIC KEY-----\n"
+                              "MCowBQYDK2VwAyEAMWZSaWOkJKU3OQihZjTQs0+tR1PYVR6YAvNnVxPpnyI=\n"
+                              "-----END PUBLIC KEY-----\n")
+"""A made-up provider's public key (its private half was thrown away)."""
+PROVIDER_EXAMPLE = {"id": "sz-metro", "name": "Shenzhen Metro", "city": EXAMPLE_CITY,
+                    "modes": ["metro"], "reason": "contract 2026-114 signed"}
+PROVIDER_KEY_EXAMPLES = {
+    "hmac-sha256": example("a shared secret, generated and shown once", {
+        "algorithm": "hmac-sha256", "reason": "first key"}),
+    "ed25519": example("the provider's Ed25519 public key, PEM", {
+        "algorithm": "ed25519", "public_key": EXAMPLE_ED25519_PUBLIC_KEY,
+        "reason": "rotation 2026-12"}),
+}
+PROVIDER_KEY_REVOKE_EXAMPLE = {"reason": "rotation done: the new key signs"}
+PROVIDER_ENABLE_EXAMPLES = {
+    "disable": example("stop accepting its requests", {
+        "reason": "the contract is suspended"}),
+    "enable": example("accept its requests again", {"reason": "the contract resumed"}),
+}
+BINDING_CODE_EXAMPLE = {"user_ref": "card-8800123"}
+BINDING_EXAMPLE = {"provider_id": "sz-metro", "code": "K7QXM-2PDHR"}
+
+
+PROVIDER_RECORDS_EXAMPLE = {"records": [
+    {"record_id": "tx-20261207-000187", "user_ref": "card-8800123", "kind": "metro_trip",
+     "entry_station_id": "luohu", "exit_station_id": "shaoniangong",
+     "tapped_in_at": f"{EXAMPLE_DAY}T08:02:11+08:00",
+     "tapped_out_at": f"{EXAMPLE_DAY}T08:27:40+08:00"},
+]}
+"""POST /v1/provider/records: a metro operator's tap-in/tap-out."""

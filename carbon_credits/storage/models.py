@@ -567,3 +567,91 @@ class VoucherCode(Base):
         ForeignKey("reward_redemptions.id"), index=True)
     issued_at: Mapped[datetime | None] = mapped_column()
     used_at: Mapped[datetime | None] = mapped_column()
+
+
+class Provider(Base):
+    """A scenario provider (场景方): a transit, bike-share or health platform that reports
+    its users' trips, signed under one of its keys (``ProviderKey``)."""
+
+    __tablename__ = "providers"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    city: Mapped[str] = mapped_column(String(64))
+    modes: Mapped[list[str]] = mapped_column(JsonType)
+    """The modes it may report (a subset of the methodology registry's)."""
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ProviderKey(Base):
+    """A key a provider signs with, named by the ``keyid`` of its signatures (unique across
+    providers: the key id alone finds the provider). Revoked keys are kept, with the time."""
+
+    __tablename__ = "provider_keys"
+    __table_args__ = (
+        CheckConstraint("algorithm IN ('hmac-sha256', 'ed25519')", name="algorithm"),
+        CheckConstraint("(algorithm = 'hmac-sha256') = (secret_sealed IS NOT NULL)"
+                        " AND (algorithm = 'ed25519') = (public_key IS NOT NULL)",
+                        name="material"),
+    )
+
+    key_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    provider_id: Mapped[str] = mapped_column(ForeignKey("providers.id"), index=True)
+    algorithm: Mapped[str] = mapped_column(String(16))
+    public_key: Mapped[str | None] = mapped_column(Text)
+    """Ed25519: the public key, PEM."""
+    secret_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    """HMAC-SHA256: the shared secret, encrypted (providers.registry says why and how)."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column()
+
+
+class ProviderNonce(Base):
+    """Nonces of providers' signatures seen within the signature age limit: the replay
+    store when there is no Redis (providers.nonces)."""
+
+    __tablename__ = "provider_nonces"
+
+    provider_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    nonce: Mapped[str] = mapped_column(String(128), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class BindingCode(Base):
+    """A one-time code a provider issued for its reference of a user; stored as its SHA-256
+    so a database dump cannot be used to bind accounts."""
+
+    __tablename__ = "provider_binding_codes"
+
+    code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    provider_id: Mapped[str] = mapped_column(ForeignKey("providers.id"))
+    user_ref: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    used_at: Mapped[datetime | None] = mapped_column()
+    used_by: Mapped[str | None] = mapped_column(String(128))
+
+
+class ProviderBinding(Base):
+    """A user's consent that a provider reports for them under the provider's reference
+    (``user_ref``). Never deleted: a revocation sets ``revoked_at``; a later bind is a new
+    row. At most one active row per (provider, user_ref) and per (provider, user): partial
+    unique indexes, so a race of two binds cannot make a second."""
+
+    __tablename__ = "provider_bindings"
+    __table_args__ = (
+        Index("uq_provider_bindings_active_ref", "provider_id", "user_ref", unique=True,
+              postgresql_where=text("revoked_at IS NULL"),
+              sqlite_where=text("revoked_at IS NULL")),
+        Index("uq_provider_bindings_active_user", "provider_id", "user_id", unique=True,
+              postgresql_where=text("revoked_at IS NULL"),
+              sqlite_where=text("revoked_at IS NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    provider_id: Mapped[str] = mapped_column(ForeignKey("providers.id"))
+    user_ref: Mapped[str] = mapped_column(String(128))
+    user_id: Mapped[str] = mapped_column(String(128), index=True)
+    bound_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column()

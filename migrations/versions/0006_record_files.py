@@ -1,7 +1,7 @@
 """record files: providers' uploaded record files, their jobs' progress and row errors
 
 Revision ID: 0006_record_files
-Revises: 0004_lean
+Revises: 0005_providers
 Create Date: 2026-12-07 05:40:00
 
 ``provider_id`` has no foreign key yet: the providers table comes with its own migration,
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0006_record_files'
-down_revision = '0004_lean'
+down_revision = '0005_providers'
 branch_labels = None
 depends_on = None
 

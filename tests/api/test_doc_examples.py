@@ -28,11 +28,12 @@ from methodology import METHODOLOGIES
 from tests import factories
 from tests.conftest import app_on_own_database
 from tests.gtfs_feed import sample_feed
+from tests.signing import Key, sign
 
 DOCUMENTED = ("/v1/admin/", "/v1/reports/", "/v1/events", "/v1/me/redemptions",
-              "/v1/merchant/")
+              "/v1/merchant/", "/v1/me/bindings", "/v1/provider/")
 """Operations whose examples are shown and checked: admin, partner, ingest, redemption,
-merchant."""
+merchant, scenario providers and bindings."""
 METHODS = ("get", "post", "put", "patch", "delete")
 
 
@@ -238,6 +239,75 @@ def run_trust_policy(c: Caller, spec: dict[str, Any], name: str, value: Any) -> 
                         headers=c.admin())
 
 
+def new_provider(c: Caller) -> str:
+    provider_id = f"doc-{uuid.uuid4().hex[:12]}"
+    r = c.client.post("/v1/admin/providers", headers=c.admin(), json={
+        "id": provider_id, "name": "Doc Metro", "city": "shenzhen", "modes": ["metro"]})
+    assert r.status_code == 201, r.json
+    return provider_id
+
+
+def new_provider_key(c: Caller) -> tuple[str, Key]:
+    provider_id = new_provider(c)
+    r = c.client.post(f"/v1/admin/providers/{provider_id}/keys", headers=c.admin(),
+                      json={"algorithm": "hmac-sha256"})
+    assert r.status_code == 201, r.json
+    return provider_id, Key.hmac(r.json["key_id"], r.json["secret"])
+
+
+def run_provider_key(c: Caller, spec: dict[str, Any], name: str, value: Any) -> Any:
+    return c.client.post(f"/v1/admin/providers/{new_provider(c)}/keys", json=value,
+                         headers=c.admin())
+
+
+def run_provider_key_revoke(c: Caller, spec: dict[str, Any], name: str, value: Any) -> Any:
+    provider_id, key = new_provider_key(c)
+    return c.client.post(f"/v1/admin/providers/{provider_id}/keys/{key.key_id}/revoke",
+                         json=value, headers=c.admin())
+
+
+def run_provider_enable(c: Caller, spec: dict[str, Any], name: str, value: Any) -> Any:
+    """``name`` is the action (enable, disable)."""
+    return c.client.post(f"/v1/admin/providers/{new_provider(c)}/{name}", json=value,
+                         headers=c.admin())
+
+
+def signed_post(c: Caller, key: Key, path: str, value: Any) -> Any:
+    body = json.dumps(value).encode()
+    return c.client.post(path, data=body, headers=sign(key, "POST", path, body))
+
+
+def run_binding_code(c: Caller, spec: dict[str, Any], name: str, value: Any) -> Any:
+    return signed_post(c, new_provider_key(c)[1], "/v1/provider/binding-codes", value)
+
+
+def run_binding(c: Caller, spec: dict[str, Any], name: str, value: Any) -> Any:
+    """The example's provider and code stand for ones issued just before (a code is
+    random and single-use): both are replaced by a new provider's and its code."""
+    provider_id, key = new_provider_key(c)
+    issued = signed_post(c, key, "/v1/provider/binding-codes", {"user_ref": "doc-card"})
+    assert issued.status_code == 201, issued.json
+    _, auth = c.new_user()
+    return c.client.post("/v1/me/bindings", headers=auth, json={
+        **value, "provider_id": provider_id, "code": issued.json["code"]})
+
+
+def run_records(c: Caller, spec: dict[str, Any], name: str, value: Any) -> Any:
+    """The example's records, of today, for a user bound to a new provider under the
+    example's user_ref: each must be credited."""
+    provider_id, key = new_provider_key(c)
+    ref = value["records"][0]["user_ref"]
+    issued = signed_post(c, key, "/v1/provider/binding-codes", {"user_ref": ref})
+    _, auth = c.new_user()
+    bound = c.client.post("/v1/me/bindings", headers=auth,
+                          json={"provider_id": provider_id, "code": issued.json["code"]})
+    assert bound.status_code == 201, bound.json
+    r = signed_post(c, key, "/v1/provider/records", today(value))
+    assert [(i["status"], i["result"]["status"]) for i in r.json["results"]] == [
+        (201, "credited")] * len(value["records"]), r.json
+    return r
+
+
 BODY_RUNS: dict[tuple[str, str], Run] = {
     ("/v1/events", "post"): run_event,
     ("/v1/events/batch", "post"): run_batch,
@@ -254,6 +324,14 @@ BODY_RUNS: dict[tuple[str, str], Run] = {
     ("/v1/merchant/rewards/{reward_id}/codes", "post"): run_codes,
     ("/v1/merchant/redemptions/{redemption}/fulfilment", "post"): run_fulfilment,
     ("/v1/admin/rewards/{reward_id}/{decision}", "post"): run_reward_review,
+    ("/v1/admin/providers", "post"): run_admin_json("/v1/admin/providers"),
+    ("/v1/admin/providers/{provider_id}/keys", "post"): run_provider_key,
+    ("/v1/admin/providers/{provider_id}/keys/{key_id}/revoke", "post"):
+        run_provider_key_revoke,
+    ("/v1/admin/providers/{provider_id}/{action}", "post"): run_provider_enable,
+    ("/v1/provider/binding-codes", "post"): run_binding_code,
+    ("/v1/me/bindings", "post"): run_binding,
+    ("/v1/provider/records", "post"): run_records,
 }
 """How each operation's body examples are sent."""
 

@@ -131,3 +131,24 @@ def test_the_operating_walkthrough_runs_as_written(dev_server: tuple[str, Path])
     assert admin["totals"]["grams"] == 156
     assert '"action":"factor_version.create"' in out
     assert "onboarded lakeside" in out
+
+
+def test_the_scenario_provider_walkthrough_runs_as_written(dev_server: tuple[str, Path]
+                                                           ) -> None:
+    """README "Scenario providers": the admin's CLI, the provider's signing program (saved
+    as sign_request.py, as the README says), then the user's bind with the code it got."""
+    base, folder = dev_server
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## Scenario providers"):text.index("## Configuration")]
+    blocks = re.findall(r"```(sh|python)\n(.*?)```", section, re.S)
+    assert [kind for kind, _ in blocks] == ["sh", "python", "sh"]
+    (_, setup), (_, program), (_, binding) = blocks
+    (folder / "sign_request.py").write_text(program, encoding="utf-8")
+    issued = next(a for a in answers(run("set -e\n" + setup, folder, base)) if "code" in a)
+    assert issued["user_ref"] == "card-8800123"
+    assert "secret" not in issued
+    script = binding.replace("http://127.0.0.1:5000", base).replace("K7QXM-2PDHR",
+                                                                     issued["code"])
+    bound = answers(run("set -e\n" + script, folder, base))[-1]
+    assert (bound["provider_id"], bound["user_ref"], bound["revoked_at"]) == (
+        "sz-metro", "card-8800123", None)

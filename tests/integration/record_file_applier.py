@@ -84,3 +84,25 @@ def make(rt: Runtime) -> ApplyChunk:
         return outcomes
 
     return apply
+
+
+def make_real(rt: Runtime) -> ApplyChunk:
+    """The service's own crediting (``providers.crediting``), with the same hang as
+    ``make``: a worker killed after its Nth chunk was credited, before its checkpoint."""
+    from carbon_credits.providers import crediting
+
+    real = crediting.make_apply_chunk(rt)
+    hang_at = int(os.environ.get("FAKE_APPLIER_HANG_AT_CALL", "0"))
+    marker = os.environ.get("FAKE_APPLIER_MARKER")
+    calls = 0
+
+    def apply(provider_id: str, rows: list[tuple[int, Record]]) -> list[RowOutcome]:
+        nonlocal calls
+        outcomes = real(provider_id, rows)
+        calls += 1
+        if calls == hang_at and marker:
+            Path(marker).touch()
+            threading.Event().wait()  # never returns: the test kills this process
+        return outcomes
+
+    return apply

@@ -13,14 +13,17 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from flask import Flask
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 
-from carbon_credits.providers import jobs
+from carbon_credits.ledger import verification
+from carbon_credits.providers import jobs, registry
 from carbon_credits.runtime import Runtime
+from carbon_credits.storage.models import Event, LedgerEntry, ProviderBinding, utcnow
 from tests.conftest import JWT_SECRET
 from tests.integration import record_file_applier
 
@@ -180,3 +183,52 @@ def test_a_stopped_worker_leaves_its_file_at_a_checkpoint_for_the_next(
             "SELECT first_line FROM fake_record_calls WHERE provider_id = :p"),
             {"p": provider}).scalars())
     assert len(starts) == len(set(starts)) == ROWS // CHUNK
+
+
+def test_a_killed_worker_with_the_real_crediting_credits_every_record_once(
+        queued_rt: Runtime, worker_env: dict[str, str],
+        workers: Callable[[dict[str, str], Path], subprocess.Popen[bytes]],
+        tmp_path: Path) -> None:
+    """The same kill, with the service's crediting: every metro record of the bound users
+    becomes one credited event and one earn entry, and verify-ledger passes."""
+    rt = queued_rt
+    provider_id = f"p-{uuid.uuid4().hex[:10]}"
+    registry.register(rt, "test", provider_id=provider_id, name="Kill Metro",
+                      city="shenzhen", modes=["metro"], reason="test")
+    users = [f"u-kill-{uuid.uuid4().hex[:10]}" for _ in range(100)]
+    with rt.db.transaction() as session:
+        for n, user in enumerate(users):
+            session.add(ProviderBinding(provider_id=provider_id, user_ref=f"card-{n}",
+                                        user_id=user, bound_at=utcnow()))
+    rows = 300
+    lines = ["record_id,user_ref,kind,entry_station_id,exit_station_id,tapped_in_at,"
+             "tapped_out_at\n"]
+    # Three trips a user, four hours apart, on the workers' real clock (not the tests'
+    # pinned one): no overlaps, within the rules and the backfill window.
+    base = datetime.now(UTC) - timedelta(hours=26)
+    for i in range(rows):
+        start = base + timedelta(hours=4 * (i // len(users)))
+        end = start + timedelta(minutes=20)
+        lines.append(f"r-{i},card-{i % len(users)},metro_trip,luohu,shaoniangong,"
+                     f"{start.isoformat()},{end.isoformat()}\n")
+    job, _ = jobs.upload(rt, provider_id, io.BytesIO("".join(lines).encode()), "text/csv")
+    env = {**worker_env, "RECORD_APPLIER": "tests.integration.record_file_applier:make_real"}
+    marker = tmp_path / "hung"
+    first = workers({**env, "FAKE_APPLIER_HANG_AT_CALL": "2",
+                     "FAKE_APPLIER_MARKER": str(marker)}, tmp_path / "worker-1.log")
+    wait_for(marker.exists, "the first worker to credit its second chunk")
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    workers(env, tmp_path / "worker-2.log")
+    wait_for(lambda: jobs.status(rt, provider_id, job.id).status == "done",
+             "the second worker to finish the file")
+    with rt.db.transaction() as session:
+        statuses = list(session.scalars(select(Event.status).where(
+            Event.source == provider_id)))
+        earns = session.scalar(select(func.count()).select_from(LedgerEntry).where(
+            LedgerEntry.user_id.in_(users), LedgerEntry.kind == "earn"))
+    assert len(statuses) == rows and set(statuses) <= {"credited", "capped"}
+    assert earns == statuses.count("credited")
+    done = jobs.status(rt, provider_id, job.id)
+    assert (done.rows_read, done.refused, done.credited + done.replayed) == (rows, 0, rows)
+    assert list(verification.verify(rt.db, user_ids=users)) == []

@@ -32,8 +32,10 @@ ALLOWED: list[tuple[str, set[str]]] = [
     ("/v1/admin/", {"admin"}),
     ("/v1/rewards", {"user"}),
     ("/v1/merchant/", {"merchant"}),
+    ("/v1/provider/", set()),
 ]
-"""Path prefix -> the roles that may call it (DESIGN.md section 4)."""
+"""Path prefix -> the roles that may call it (DESIGN.md section 4). Provider routes: no
+role; they take a provider's signature (RFC 9421), and a bearer token of any role is 401."""
 PUBLIC = {"/v1/methodologies", "/healthz", "/readyz", "/metrics", "/dashboard"}
 ROLES = ("user", "partner", "admin", "merchant")
 
@@ -59,7 +61,8 @@ def secured_operations(client: FlaskClient) -> list[tuple[str, str, set[str]]]:
 
 
 def concrete(path: str) -> str:
-    return (path.replace("{decision}", "approve").replace("{action}", "freeze")
+    action = "disable" if path.startswith("/v1/admin/providers/") else "freeze"
+    return (path.replace("{decision}", "approve").replace("{action}", action)
             .replace("{reward_id}", "1").replace("{redemption}", "1")
             .replace("{", "").replace("}", ""))
 
@@ -77,8 +80,12 @@ def test_every_secured_operation_refuses_other_roles_before_parsing_and_no_token
             headers = {**bearer(token(f"intruder-{role}", role=role, city="shenzhen")),
                        "Content-Type": "application/json"}
             r = client.open(url, method=method.upper(), data="{garbage", headers=headers)
-            assert r.status_code == 403, (role, method, path, r.get_data(as_text=True))
-            assert r.json["error"]["code"] == "forbidden"
+            if not roles:  # a provider route: no token of any role reaches it
+                assert r.status_code == 401, (role, method, path, r.get_data(as_text=True))
+                assert r.json["error"]["code"] == "signature_missing"
+            else:
+                assert r.status_code == 403, (role, method, path, r.get_data(as_text=True))
+                assert r.json["error"]["code"] == "forbidden"
             checked += 1
         r = client.open(url, method=method.upper(), data="{garbage",
                         headers={"Content-Type": "application/json"})
