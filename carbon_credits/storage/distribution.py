@@ -7,8 +7,9 @@ tests/integration/test_distribution_rules.py and spelled out in docs/SCALING.md.
 1. A user-owned table is *distributed* by the user key, and every primary or unique key of
    it includes that column (a unique index can only be enforced within one shard).
 2. Cross-user tables are *reference* tables (a full copy on every node: small, rarely
-   written), or distributed by city (``CITY_KEYED``: written by many users' ingest, so a
-   copy per node would multiply every write).
+   written), or distributed by a key of their own (``APART``: the city of the rollups, the
+   provider of the nonces; written on every ingest or signed request, so a copy per node
+   would multiply every write).
 3. A foreign key between two distributed tables includes the distribution column on both
    sides (co-location); a distributed table may reference a reference table, never the
    other way round.
@@ -36,13 +37,15 @@ DISTRIBUTED: dict[str, str] = {
 REFERENCE: frozenset[str] = frozenset({
     "factor_versions", "networks", "network_stops", "network_lines", "network_line_stops",
     "trust_policies", "rewards", "audit_log", "record_files", "record_file_errors",
-    "voucher_codes",
+    "voucher_codes", "providers", "provider_keys", "provider_binding_codes",
+    "provider_bindings",
 })
 """Cross-user tables written by admins, operators and merchants, read by everyone."""
 
-CITY_KEYED: dict[str, str] = {"report_rollups": "city"}
-"""Cross-user tables written on every ingest: distributed by city, not co-located with the
-user tables (no foreign key joins them)."""
+APART: dict[str, str] = {"report_rollups": "city", "provider_nonces": "provider_id"}
+"""Cross-user tables written on every ingest (rollups) or signed provider request (the
+nonces' replay store without Redis): distributed by a key of their own, not co-located with
+the user tables (no foreign key joins them)."""
 
 LOCAL: frozenset[str] = frozenset({"alembic_version"})
 """The coordinator's own bookkeeping (Alembic's revision), never distributed."""
@@ -78,6 +81,12 @@ EXCEPTIONS: dict[str, str] = {
     "reward_redemptions: foreign key (redemption_pk) -> redemptions (id) is not "
     "co-located":
         "becomes (user_id, redemption_pk) -> redemptions (user_id, id)",
+    # A user's table kept as a reference table.
+    "provider_bindings: carries user_id but is not distributed by it":
+        "a provider's reference of a user (user_ref) -> the user: read by (provider_id, "
+        "user_ref) on every provider post, before the user is known, so distributed by "
+        "user_id it would be a query of every shard; a reference table (one row per user "
+        "and provider, written once at binding) routes it on any node",
     # A reference table pointing into a distributed one.
     "voucher_codes: foreign key (reward_redemption_id) -> reward_redemptions (id) is "
     "from a reference table to a distributed one":

@@ -82,7 +82,7 @@ def violations(conn: Connection) -> set[str]:
     for table in tables(conn) - set(dist.DISTRIBUTED):
         if "user_id" in columns(conn, table):
             found.add(f"{table}: carries user_id but is not distributed by it")
-    placed = {**dist.DISTRIBUTED, **dist.CITY_KEYED}
+    placed = {**dist.DISTRIBUTED, **dist.APART}
     for table, _index, cols in unique_indexes(conn):
         key = placed.get(table)
         if key is not None and key not in cols:
@@ -106,7 +106,7 @@ def violations(conn: Connection) -> set[str]:
 
 
 def test_every_table_is_placed_exactly_once(pg: Connection) -> None:
-    lists = [set(dist.DISTRIBUTED), set(dist.REFERENCE), set(dist.CITY_KEYED), set(dist.LOCAL)]
+    lists = [set(dist.DISTRIBUTED), set(dist.REFERENCE), set(dist.APART), set(dist.LOCAL)]
     placed = set().union(*lists)
     assert sum(map(len, lists)) == len(placed), "a table is in two lists"
     assert tables(pg) - placed == set(), "classify new tables in storage/distribution.py"
@@ -250,5 +250,5 @@ def test_the_scaling_guide_gives_each_table_its_citus_call() -> None:
         r"create_(reference|distributed)_table\('(\w+)'(?:, '(\w+)')?", doc)}
     expected = ({("reference", t, None) for t in dist.REFERENCE}
                 | {("distributed", t, k) for t, k in dist.DISTRIBUTED.items()}
-                | {("distributed", t, k) for t, k in dist.CITY_KEYED.items()})
+                | {("distributed", t, k) for t, k in dist.APART.items()})
     assert calls == expected
