@@ -167,6 +167,16 @@ class Config:
     never rewritten). Each at least 16 bytes. Unset: a random key kept in instance/ (for
     development and the embedded default, like the JWT secret): production sets it from a
     secret store, never in the database (ledger/chain.py)."""
+    reports_database_url: str | None = None
+    """A streaming replica reports and the dashboard read from (REPORTS_DATABASE_URL); None:
+    the primary. Writes, and reads inside writes, always use DATABASE_URL."""
+    reports_max_lag_s: int = 30
+    """The most a report read from the replica may be behind the primary
+    (REPORTS_MAX_LAG_S; policy: a partner dashboard of daily figures tolerates half a
+    minute). 0: only a replica that has replayed all it received. See storage.replica."""
+    reports_fallback_primary: bool = False
+    """Beyond the lag bound, or the replica unreachable: read from the primary
+    (REPORTS_FALLBACK_PRIMARY=1) instead of answering 503 with Retry-After."""
     testing: bool = False
 
     def __post_init__(self) -> None:
@@ -186,6 +196,10 @@ class Config:
         if self.default_locale not in LOCALES:
             raise ConfigError(f"DEFAULT_LOCALE: expected one of {', '.join(LOCALES)}, "
                               f"got {self.default_locale!r}")
+        if self.reports_database_url is not None and not (
+                self.reports_database_url.startswith("postgresql")):
+            raise ConfigError("REPORTS_DATABASE_URL: expected a postgresql:// URL of a "
+                              f"streaming replica, got {self.reports_database_url[:40]!r}")
         if self.jwt_public_key and self.jwt_jwks_url:
             raise ConfigError("set one of JWT_PUBLIC_KEY and JWT_JWKS_URL, not both")
         if self.jwt_public_key or self.jwt_jwks_url:
@@ -286,6 +300,10 @@ class Config:
             worker_heartbeat_timeout_ms=_int(env, "WORKER_HEARTBEAT_TIMEOUT_MS", 60_000),
             queue_maintenance_chance=_int(env, "QUEUE_MAINTENANCE_CHANCE", 1000),
             reward_cancel_days=_int(env, "REWARD_CANCEL_DAYS", 7, minimum=0),
+            reports_database_url=env.get("REPORTS_DATABASE_URL") or None,
+            reports_max_lag_s=_int(env, "REPORTS_MAX_LAG_S", 30, minimum=0),
+            reports_fallback_primary=env.get("REPORTS_FALLBACK_PRIMARY", "").lower()
+            in ("1", "true", "yes"),
             proxy_fix_x_proto=_int(env, "PROXY_FIX_X_PROTO", 0, minimum=0),
             proxy_fix_x_host=_int(env, "PROXY_FIX_X_HOST", 0, minimum=0),
             provider_signature_max_age_s=_int(env, "PROVIDER_SIGNATURE_MAX_AGE_S", 300),

@@ -88,6 +88,8 @@ def register_extensions(app: Flask, config: Config) -> None:
     i18n.init_app(app, config)
     db = Database()
     db.configure(config.database_url, lock_timeout_ms=config.db_lock_timeout_ms)
+    db.configure_reports(config.reports_database_url, config.db_lock_timeout_ms,
+                         config.reports_max_lag_s, config.reports_fallback_primary)
     client = (redis.Redis.from_url(config.redis_url, socket_timeout=REDIS_TIMEOUT_S,
                                    socket_connect_timeout=REDIS_TIMEOUT_S)
               if config.redis_url else None)

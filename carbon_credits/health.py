@@ -12,6 +12,8 @@ from carbon_credits.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
+REPORTS_CHECK = "reports_database"
+
 
 def check(rt: Runtime) -> dict[str, str]:
     checks: dict[str, str] = {}
@@ -22,6 +24,10 @@ def check(rt: Runtime) -> dict[str, str]:
     except SQLAlchemyError as exc:
         log.warning("readiness: database: %s", type(exc).__name__)
         checks["database"] = "unavailable"
+    if rt.db.replica is not None:
+        # Named so a misconfigured or unreachable REPORTS_DATABASE_URL is seen; it does not
+        # fail readiness (api/health.py): ingest does not need it.
+        checks[REPORTS_CHECK] = rt.db.replica_state()
     if rt.redis is not None:
         try:
             rt.redis.ping()

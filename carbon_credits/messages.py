@@ -100,6 +100,8 @@ ERROR_TEMPLATES: dict[str, str] = {
     "key_revoked": N_("the key is already revoked"),
     "too_many_keys": N_("the provider has too many active keys: revoke one first"),
     "nonce_store_unavailable": N_("the replay check is unavailable; retry shortly"),
+    "reports_replica_unavailable": N_("reports are read from a replica that is behind or "
+                                      "unreachable; retry later"),
     "invalid_code": N_("no such binding code for this provider"),
     "code_used": N_("this binding code was used already"),
     "code_expired": N_("this binding code has expired: ask the provider for a new one"),

@@ -30,10 +30,15 @@ class Readiness(MethodView):
     @blp.response(200, HealthSchema)
     @blp.alt_response(503, schema=HealthSchema, description="a dependency is down")
     def get(self) -> Response | dict[str, Any]:
-        """Answer 200 when the database (and Redis, if configured) respond."""
+        """Answer 200 when the database (and Redis, if configured) respond. The reports
+        replica (REPORTS_DATABASE_URL), if configured, is named too: unavailable or lagging,
+        it makes the status "degraded" but not a 503, since taking this instance out of
+        rotation would stop ingest and not mend the replica."""
         checks = health.check(runtime())
-        if all(v == "ok" for v in checks.values()):
-            return {"status": "ok", "checks": checks}
+        vital = {k: v for k, v in checks.items() if k != health.REPORTS_CHECK}
+        if all(v == "ok" for v in vital.values()):
+            degraded = checks.get(health.REPORTS_CHECK, "ok") != "ok"
+            return {"status": "degraded" if degraded else "ok", "checks": checks}
         response = jsonify({"status": "unavailable", "checks": checks})
         response.status_code = 503
         response.headers["Retry-After"] = str(RETRY_AFTER_S)

@@ -20,6 +20,10 @@ not suppressed. Known limit of cell suppression: a partner who combines several 
 suppressed cell holds; the rule protects a small cell from being read directly, it is not
 differential privacy.
 
+**Where.** Reports read through ``Database.reports``: the streaming replica named by
+REPORTS_DATABASE_URL when set and within REPORTS_MAX_LAG_S, so they take no CPU from
+ingest on the primary (``storage.replica``); otherwise the primary.
+
 **Access.** Partners see their token's ``city`` only (asking for another is 403); admins
 any city (``city``, default the service's default city); users are refused (403).
 """
@@ -148,7 +152,7 @@ class ReductionQuery:
 
 def _rows(rt: Runtime, city: str, start: date, end: date) -> Iterator[Any]:
     """The rollup rows of a city and date range, in date order, streamed."""
-    with rt.db.transaction() as session:
+    with rt.db.reports() as session:
         query = (select(ReportRollup.local_date, ReportRollup.mode, ReportRollup.district,
                         ReportRollup.methodology_version, ReportRollup.source,
                         ReportRollup.shard,
@@ -271,7 +275,7 @@ def verification(rt: Runtime, scope: Scope, start: date, end: date) -> dict[str,
         if acc is None:
             acc = cells[key] = _Acc()
         acc.add(row)
-    with rt.db.transaction() as session:
+    with rt.db.reports() as session:
         versions = {(v.mode, v.version): v for v in session.scalars(
             select(FactorVersion).where(FactorVersion.city == scope.city))}
     items = [_verification_row(scope, mode, version, acc, versions.get((mode, version)))

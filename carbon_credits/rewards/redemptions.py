@@ -152,7 +152,9 @@ def mine(session: Session, user_id: str, redemption_id: str, lock: bool = False
     redemption = session.scalars(select(Redemption).where(
         Redemption.user_id == user_id,
         Redemption.redemption_id == redemption_id)).one_or_none()
-    query = select(RewardRedemption).where(RewardRedemption.redemption_pk == (
+    # user_id as well: the statement is routed by the user key (storage.distribution).
+    query = select(RewardRedemption).where(RewardRedemption.user_id == user_id,
+                                           RewardRedemption.redemption_pk == (
         redemption.id if redemption is not None else -1))
     made = session.scalars(query.with_for_update() if lock else query).one_or_none()
     if redemption is None or made is None:
@@ -171,6 +173,7 @@ def user_view(rt: Runtime, session: Session, redemption: Redemption) -> dict[str
     voucher codes and the last moment it may be cancelled."""
     result = ledger_redemptions.view(redemption)
     made = session.scalars(select(RewardRedemption).where(
+        RewardRedemption.user_id == redemption.user_id,
         RewardRedemption.redemption_pk == redemption.id)).one_or_none()
     if made is None:
         return result

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from carbon_credits.storage import replica
 from carbon_credits.storage.sql import committing
 
 
@@ -20,6 +22,10 @@ class Database:
         self._engine: Engine | None = None
         self._sessions: sessionmaker[Session] | None = None
         self._deferred: sessionmaker[Session] | None = None
+        self._replica: Engine | None = None
+        self._replica_sessions: sessionmaker[Session] | None = None
+        self._max_lag_s = 0.0
+        self._fallback_primary = False
 
     def configure(self, url: str, lock_timeout_ms: int) -> None:
         if self._engine is not None:
@@ -32,6 +38,69 @@ class Database:
         self._deferred = self._sessions if self._engine.dialect.name != "postgresql" else (
             sessionmaker(self._engine.execution_options(isolation_level="AUTOCOMMIT"),
                          expire_on_commit=False))
+
+    def configure_reports(self, url: str | None, lock_timeout_ms: int, max_lag_s: float,
+                          fallback_primary: bool) -> None:
+        """Read reports from a streaming replica at ``url`` (REPORTS_DATABASE_URL), in
+        read-only transactions; None: from the primary. See ``storage.replica``."""
+        if self._replica is not None:
+            self._replica.dispose()
+        self._replica = make_engine(url, lock_timeout_ms) if url else None
+        # REPEATABLE READ: the lag check and every read of the report share one snapshot,
+        # so the figures are those of the moment the lag was measured.
+        self._replica_sessions = None if self._replica is None else sessionmaker(
+            self._replica.execution_options(postgresql_readonly=True,
+                                            isolation_level="REPEATABLE READ"),
+            expire_on_commit=False)
+        self._max_lag_s = max_lag_s
+        self._fallback_primary = fallback_primary
+
+    @property
+    def replica(self) -> Engine | None:
+        """The reports replica's engine, when one is configured."""
+        return self._replica
+
+    def replica_state(self) -> str:
+        """/readyz's word for the replica: ok, lagging (beyond REPORTS_MAX_LAG_S, or not
+        streaming) or unavailable."""
+        if self._replica is None:
+            return "ok"
+        try:
+            with self._replica.connect() as conn:
+                lag = replica.measure(conn)
+        except (OperationalError, InterfaceError):
+            return "unavailable"
+        return "ok" if lag.within(self._max_lag_s) else "lagging"
+
+    @contextmanager
+    def reports(self) -> Iterator[Session]:
+        """A read-only transaction for reports: on the replica when one is configured and
+        within REPORTS_MAX_LAG_S (measured in this same transaction, so the snapshot read is
+        the one measured), else on the primary if REPORTS_FALLBACK_PRIMARY, else
+        ``replica.ReportsUnavailable`` (503). Never for a read a write depends on."""
+        if self._replica_sessions is None:
+            with self.transaction() as session:
+                yield session
+            return
+        with ExitStack() as stack:
+            try:
+                session = stack.enter_context(self._replica_sessions())
+                stack.enter_context(session.begin())
+                lag = replica.measure(session.connection())
+            except (OperationalError, InterfaceError):
+                why = "unreachable"
+            else:
+                why = "" if lag.within(self._max_lag_s) else (
+                    "not streaming from the primary (or its role lacks pg_monitor)"
+                    if lag.seconds is None else
+                    f"{lag.seconds:.1f} s behind (REPORTS_MAX_LAG_S={self._max_lag_s:g})")
+            if not why:
+                yield session
+                return
+        if not self._fallback_primary:
+            raise replica.ReportsUnavailable(why)
+        with self.transaction() as session:
+            yield session
 
     @property
     def engine(self) -> Engine:
@@ -72,6 +141,8 @@ class Database:
     def dispose(self) -> None:
         if self._engine is not None:
             self._engine.dispose()
+        if self._replica is not None:
+            self._replica.dispose()
 
 
 def make_engine(url: str, lock_timeout_ms: int) -> Engine:

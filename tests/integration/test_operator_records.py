@@ -323,7 +323,9 @@ def test_reports_group_the_reductions_by_source(
     after = by_source()
     after.subtract(before)
     assert +after == Counter({("metro-co", "metro"): 1, ("client", "bus"): 1})
-    live = rollup_sums()
+    # Rebuilt from the ledger, this provider's cells are the same (other tests' cells of
+    # the shared database are theirs to check).
+    live = {k: v for k, v in rollup_sums().items() if k[0] == "metro-co"}
     with rt.db.transaction() as session:
         rollups.rebuild(session, "shenzhen")
-    assert rollup_sums() == live
+    assert {k: v for k, v in rollup_sums().items() if k[0] == "metro-co"} == live
