@@ -2,13 +2,14 @@
 signed POST of 1,000 records against the same records applied unsigned. One command:
 
     .venv/bin/python bench/provider_bench.py [--sizes 100000:10000,1000000:100000]
-        [--post-rounds 5] [--post-users 2000] [--modes file,post]
+        [--post-rounds 5] [--post-users 2000] [--modes file,post] [--order slot|user]
 
 **file** (each size ``N:U`` in a fresh Python process and a fresh PostgreSQL database):
 a CSV of N operator records (about 45 % metro_trip, 35 % bus_trip, 12 % bike_ride, 8 %
 daily_steps) of U users, all bound to one provider by ProviderBinding rows inserted by
 COPY; each user's records fall in disjoint slots of the last 23 hours (no overlaps), its
-steps for yesterday. The file is stored with ``jobs.upload`` and processed in the process
+steps for yesterday; written slot by slot, users interleaved (``--order user``: grouped by
+user). The file is stored with ``jobs.upload`` and processed in the process
 by ``jobs.process`` with the real crediting (``crediting.make_apply_chunk``), chunks of
 ``RECORD_CHUNK_ROWS`` (1,000) rows, 100 records per ingest transaction. Figures:
 
@@ -75,11 +76,11 @@ BUS = [("bus-1", "b-luohu", "b-kexueguan"), ("bus-1", "b-guomao", "b-gangxia"),
        ("bus-10", "b-futiankouan", "b-shimin")]
 
 
-def records(now: datetime, users: int, per_user: int, prefix: str, seed: int,
+def records(now: datetime, users: range, per_user: int, prefix: str, seed: int,
             first_slot: int = 0, slots: int | None = None) -> list[dict[str, Any]]:
-    """``users * per_user`` records, user by user interleaved (as a day's file would be):
-    user u's k-th record in slot ``first_slot + k`` of ``slots`` disjoint slots of the
-    23 hours before ``now``; the last slot of 8 users in 10 is yesterday's steps."""
+    """``len(users) * per_user`` records, slot by slot, the users interleaved in each: user
+    u's k-th record in slot ``first_slot + k`` of ``slots`` disjoint slots of the 23 hours
+    before ``now``; the last slot of 8 users in 10 is yesterday's steps."""
     rnd = random.Random(seed)
     slots = slots or per_user
     span = timedelta(hours=23) / slots
@@ -87,7 +88,7 @@ def records(now: datetime, users: int, per_user: int, prefix: str, seed: int,
     out: list[dict[str, Any]] = []
     for k in range(first_slot, first_slot + per_user):
         base = now - timedelta(hours=23, minutes=30) + k * span
-        for u in range(users):
+        for u in users:
             rec: dict[str, Any] = {"record_id": f"{prefix}{k}-{u}", "user_ref": f"card-{u}"}
             start = base + timedelta(seconds=rnd.randrange(int(span.total_seconds() / 3)))
             end = start + timedelta(minutes=rnd.randrange(12, 35))
@@ -111,15 +112,23 @@ def records(now: datetime, users: int, per_user: int, prefix: str, seed: int,
     return out
 
 
-def write_file(path: Path, now: datetime, rows: int, users: int) -> dict[str, int]:
-    """The CSV of ``rows`` records of ``users`` users, written slot by slot."""
+def write_file(path: Path, now: datetime, rows: int, users: int, order: str
+               ) -> dict[str, int]:
+    """The CSV of ``rows`` records of ``users`` users, written slot by slot (``slot``: a
+    chunk's records are of as many users, as a day's export in time order would be) or user
+    by user (``user``: a chunk of 100 records is of 10 users)."""
     per_user = rows // users
     kinds: dict[str, int] = {}
+    if order == "slot":
+        parts = (records(now, range(users), 1, "r", seed=k, first_slot=k, slots=per_user)
+                 for k in range(per_user))
+    else:
+        parts = (records(now, range(u, u + 1), per_user, "r", seed=u) for u in range(users))
     with path.open("w", encoding="utf-8", newline="") as out:
         writer = csv.DictWriter(out, FIELDS, lineterminator="\n")
         writer.writeheader()
-        for k in range(per_user):
-            for rec in records(now, users, 1, "r", seed=k, first_slot=k, slots=per_user):
+        for part in parts:
+            for rec in part:
                 kinds[rec["kind"]] = kinds.get(rec["kind"], 0) + 1
                 writer.writerow(rec)
     return kinds
@@ -360,7 +369,7 @@ def child_post(rounds: int, users: int) -> dict[str, Any]:
             if per_user * users != 2 * rounds * 1000:
                 sys.exit("--post-users must divide 2 * rounds * 1000")
             batches = [[] for _ in range(2 * rounds)]  # type: list[list[dict[str, Any]]]
-            flat = records(now, users, per_user, "p", seed=7)
+            flat = records(now, range(users), per_user, "p", seed=7)
             for i, rec in enumerate(flat):
                 batches[i // 1000].append(rec)
             times = {"signed": 0.0, "unsigned": 0.0}
@@ -422,6 +431,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="100000:10000,1000000:100000",
                         help="records:users of each file run")
     parser.add_argument("--modes", default="file,post")
+    parser.add_argument("--order", choices=("slot", "user"), default="slot",
+                        help="records in the file slot by slot (users interleaved) or by user")
     parser.add_argument("--post-rounds", type=int, default=5)
     parser.add_argument("--post-users", type=int, default=2000)
     parser.add_argument("--json", type=Path)
@@ -445,9 +456,9 @@ def main() -> None:
             for spec in args.sizes.split(","):
                 rows, users = (int(v) for v in spec.split(":"))
                 path = Path(tmp) / f"records-{rows}.csv"
-                kinds = write_file(path, datetime.now(UTC), rows, users)
+                kinds = write_file(path, datetime.now(UTC), rows, users, args.order)
                 result = run_child(["file", str(path), str(users)])
-                result["kinds"] = kinds
+                result["kinds"], result["order"] = kinds, args.order
                 result["file_mb"] = round(path.stat().st_size / 1e6, 1)
                 path.unlink()
                 print(json.dumps(result), flush=True)
