@@ -3,6 +3,7 @@ signed POST of 1,000 records against the same records applied unsigned. One comm
 
     .venv/bin/python bench/provider_bench.py [--sizes 100000:10000,1000000:100000]
         [--post-rounds 5] [--post-users 2000] [--modes file,post] [--order slot|user]
+        [--analyze-every 30]
 
 **file** (each size ``N:U`` in a fresh Python process and a fresh PostgreSQL database):
 a CSV of N operator records (about 45 % metro_trip, 35 % bus_trip, 12 % bike_ride, 8 %
@@ -11,7 +12,10 @@ COPY; each user's records fall in disjoint slots of the last 23 hours (no overla
 steps for yesterday; written slot by slot, users interleaved (``--order user``: grouped by
 user). The file is stored with ``jobs.upload`` and processed in the process
 by ``jobs.process`` with the real crediting (``crediting.make_apply_chunk``), chunks of
-``RECORD_CHUNK_ROWS`` (1,000) rows, 100 records per ingest transaction. Figures:
+``RECORD_CHUNK_ROWS`` (1,000) rows, 100 records per ingest transaction, while a thread
+runs ``ANALYZE`` every ``--analyze-every`` (30) seconds, as autovacuum would (it is off in
+the CI configuration; ``0``: no ANALYZE, the plans then stay those of empty tables).
+Figures:
 
 - records/s of ``jobs.process`` alone;
 - the baseline in the same run: every row the job wrote to ``users, accounts, events,
@@ -49,6 +53,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
@@ -284,7 +289,19 @@ def bytes_per_event(dsn: str) -> dict[str, Any]:
 # -- children ----------------------------------------------------------------------------
 
 
-def child_file(path: str, users: int) -> dict[str, Any]:
+def analyze_every(dsn: str, seconds: float, stop: threading.Event) -> None:
+    """ANALYZE the job's database every ``seconds`` while it runs, as autovacuum would in
+    production (it is off in the CI configuration): without statistics, the tables the
+    crediting reads stayed sequential scans as they grew (860 tuples read per record at
+    100 k records, growing with the table)."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while not stop.wait(seconds):
+            conn.execute("ANALYZE")
+
+
+def child_file(path: str, users: int, analyze_s: float) -> dict[str, Any]:
     from benchlib import db_counters
 
     from carbon_credits.providers import crediting, jobs
@@ -305,7 +322,16 @@ def child_file(path: str, users: int) -> dict[str, Any]:
             started = time.perf_counter()
             pg0 = {pid: cpu_of(pid) for pid in backends(name)}
             db0 = db_counters(dsn)
-            done = jobs.process(rt, job.id, apply_chunk)
+            stop = threading.Event()
+            analyzer = threading.Thread(target=analyze_every, args=(dsn, analyze_s, stop))
+            if analyze_s > 0:
+                analyzer.start()
+            try:
+                done = jobs.process(rt, job.id, apply_chunk)
+            finally:
+                stop.set()
+                if analyzer.is_alive():
+                    analyzer.join()
             elapsed = time.perf_counter() - started
             busy1, total1, load1 = *machine_busy(), loadavg()
             pg1 = {pid: cpu_of(pid) for pid in backends(name)}
@@ -335,7 +361,8 @@ def child_file(path: str, users: int) -> dict[str, Any]:
     rate, copy_rate = n / elapsed, n / copy_s
     return {
         "mode": "file", "records": n, "users": users, "seconds": round(elapsed, 1),
-        "records_per_s": round(rate, 1), "job": job_counts, "event_statuses": statuses,
+        "records_per_s": round(rate, 1), "analyze_every_s": analyze_s, "job": job_counts,
+        "event_statuses": statuses,
         "refusals": errors, "peak_rss_mb": round(peak_mb, 1),
         "copy": {"seconds": round(copy_s, 2), "records_per_s": round(copy_rate, 1),
                  "bytes": sum(len(v) for v in rows.values())},
@@ -441,12 +468,14 @@ def main() -> None:
                         help="records in the file slot by slot (users interleaved) or by user")
     parser.add_argument("--post-rounds", type=int, default=5)
     parser.add_argument("--post-users", type=int, default=2000)
+    parser.add_argument("--analyze-every", type=float, default=30.0,
+                        help="seconds between ANALYZEs of the job's database (0: none)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         if args.child[0] == "file":
-            result = child_file(args.child[1], int(args.child[2]))
+            result = child_file(args.child[1], int(args.child[2]), float(args.child[3]))
         else:
             result = child_post(int(args.child[1]), int(args.child[2]))
         print(json.dumps(result))
@@ -463,7 +492,7 @@ def main() -> None:
                 rows, users = (int(v) for v in spec.split(":"))
                 path = Path(tmp) / f"records-{rows}.csv"
                 kinds = write_file(path, datetime.now(UTC), rows, users, args.order)
-                result = run_child(["file", str(path), str(users)])
+                result = run_child(["file", str(path), str(users), str(args.analyze_every)])
                 result["kinds"], result["order"] = kinds, args.order
                 result["file_mb"] = round(path.stat().st_size / 1e6, 1)
                 path.unlink()
