@@ -142,6 +142,9 @@ class Config:
     """How long after redeeming a user may cancel an unused voucher or an unshipped good
     and get the points back (REWARD_CANCEL_DAYS); policy, after China's 7-day no-reason
     return rule for goods bought at a distance."""
+    expiry_notice_days: int = 30
+    """How far ahead ``GET /v1/me/account`` lists points that will expire
+    (EXPIRY_NOTICE_DAYS)."""
     plausibility: Policy = field(default_factory=Policy)
     """Fraud rule thresholds and outcomes (see carbon_credits.antifraud.plausibility)."""
     upload_dir: Path | None = None
@@ -300,6 +303,7 @@ class Config:
             worker_heartbeat_timeout_ms=_int(env, "WORKER_HEARTBEAT_TIMEOUT_MS", 60_000),
             queue_maintenance_chance=_int(env, "QUEUE_MAINTENANCE_CHANCE", 1000),
             reward_cancel_days=_int(env, "REWARD_CANCEL_DAYS", 7, minimum=0),
+            expiry_notice_days=_int(env, "EXPIRY_NOTICE_DAYS", 30, minimum=0),
             reports_database_url=env.get("REPORTS_DATABASE_URL") or None,
             reports_max_lag_s=_int(env, "REPORTS_MAX_LAG_S", 30, minimum=0),
             reports_fallback_primary=env.get("REPORTS_FALLBACK_PRIMARY", "").lower()

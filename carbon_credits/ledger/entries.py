@@ -223,6 +223,15 @@ def adjust(session: Session, account: Account, *, points: int, redemption_pk: in
                    redemption_pk=redemption_pk)
 
 
+def expire(session: Session, account: Account, *, points: int, now: datetime
+           ) -> LedgerEntry:
+    """Take ``points`` > 0 that expired by their city's policy from a locked account
+    (``ledger.expiring``): an 'expiry' entry dated ``now``, never an edit."""
+    entry = LedgerEntry(**_entry(account, kind="expiry", points=-points, ug=0, now=now))
+    session.add(entry)
+    return entry
+
+
 def reverse(session: Session, account: Account, *, points: int, ug: int, event_pk: int,
             mode: str, factor_version_id: int) -> LedgerEntry:
     """Take back what an event earned (see the reversal policy above)."""

@@ -368,6 +368,13 @@ class AccountDaySchema(Schema):
                                                  "and the total, as in `today`"})
 
 
+class ExpiringPointsSchema(Schema):
+    expires_on = fields.Date(metadata={"description": "the local day these points expire"})
+    last_valid_day = fields.Date(metadata={"description": "the last local day they may be "
+                                                          "spent"})
+    points = fields.Integer()
+
+
 class AccountSchema(Schema):
     user_id = fields.String()
     balance = fields.Integer()
@@ -376,6 +383,10 @@ class AccountSchema(Schema):
     local_date = fields.Date()
     today = fields.Dict(keys=fields.String(), values=fields.Nested(DayUsageSchema))
     day = fields.Nested(AccountDaySchema)
+    expiring_soon = fields.List(fields.Nested(ExpiringPointsSchema), metadata={
+        "description": "points that expire within EXPIRY_NOTICE_DAYS (30) by the city's "
+                       "expiry policy, per date, oldest first (spent first); empty where "
+                       "points never expire"})
 
 
 class AccountQuerySchema(Schema):
