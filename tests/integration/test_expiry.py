@@ -226,3 +226,24 @@ def test_the_job_during_redemptions_and_reversals_keeps_every_invariant(
     assert 0 < expired <= credited
     # Every lot was due: nothing is left but debts.
     assert all(state.lots["lots"] == {} for state in left) and len(left) == n_users
+
+
+def test_verify_ledger_names_an_expiry_the_policy_does_not_explain(rt: Runtime) -> None:
+    """An expiry of points not yet due (a job with a wrong clock, a bug) is named, as is
+    a stored lot state that differs from the ledger."""
+    city = new_city()
+    who = Principal(f"u-{uuid.uuid4().hex[:16]}", "user", city)
+    expiry_policies.set_policy(rt, ADMIN, city, {"rule": "days", "amount": 30,
+                                                 "reason": "test"})
+    earn(rt, who, 40)
+    expiring.expire_due(rt, days_later(1))  # folds; nothing due
+    with rt.db.transaction() as session:
+        account = entries.lock_account(session, who.sub, city)
+        entries.expire(session, account, points=15, now=utcnow())
+        state = session.get(ExpiryState, who.sub)
+        assert state is not None
+        state.lots = {**state.lots, "lots": {"2099-01-01": 40}}
+    problems = [str(p) for p in verification.verify(rt.db, user_ids=[who.sub],
+                                                    tz=rt.config.tz)]
+    assert any("expiry of 15 points but 0 were due" in p for p in problems), problems
+    assert any("expiry state of" in p for p in problems), problems
