@@ -20,7 +20,7 @@ from flask.cli import with_appcontext
 from carbon_credits.api.extensions import runtime
 from carbon_credits.errors import ServiceError
 from carbon_credits.ingest import operator
-from carbon_credits.ledger import chain, checkpoints, expiring
+from carbon_credits.ledger import chain, checkpoints, expiring, settlement
 from carbon_credits.ledger.verification import Report, verify
 from carbon_credits.networks.gtfs_import import import_gtfs
 from carbon_credits.providers import jobs, registry
@@ -160,13 +160,16 @@ def expire_unconfirmed_command() -> None:
               show_default=True, help="accounts per transaction")
 @with_appcontext
 def expire_points_command(batch: int) -> None:
-    """Expire the points due today by their city's policy: 'expiry' ledger entries (run
-    daily from cron; running it again expires nothing twice)."""
+    """Lapse points left unclaimed past their city's claim window ('lapse' entries), then
+    expire the points due today by their city's policy ('expiry' entries). Run it daily
+    from cron; running it again lapses and expires nothing twice."""
     started = time.perf_counter()
-    run = expiring.expire_due(runtime(), batch=batch)
-    click.echo(f"expired {run.expired_points} points of {run.expired_accounts} accounts; "
-               f"{run.accounts} accounts folded in {run.batches} batches, "
-               f"{time.perf_counter() - started:.1f} s")
+    rt = runtime()
+    lapsed = settlement.lapse_unclaimed(rt, utcnow(), batch=batch)
+    run = expiring.expire_due(rt, utcnow(), batch=batch)
+    click.echo(f"lapsed {lapsed} unclaimed points; expired {run.expired_points} points of "
+               f"{run.expired_accounts} accounts; {run.accounts} accounts folded in "
+               f"{run.batches} batches, {time.perf_counter() - started:.1f} s")
 
 
 @click.command("grant-service-role")

@@ -145,6 +145,12 @@ class Config:
     expiry_notice_days: int = 30
     """How far ahead ``GET /v1/me/account`` lists points that will expire
     (EXPIRY_NOTICE_DAYS)."""
+    settlement_days: Mapping[str, int] = field(default_factory=dict)
+    """Per city, days a credit stays pending (shown, not spendable) before it settles
+    (SETTLEMENT_DAYS, e.g. ``beijing=2``, after Beijing MaaS); a city left out: none."""
+    claim_days: Mapping[str, int] = field(default_factory=dict)
+    """Per city, days after settling within which the user must claim points, or they
+    lapse (CLAIM_DAYS, e.g. ``beijing=7``); a city left out: no claim needed."""
     plausibility: Policy = field(default_factory=Policy)
     """Fraud rule thresholds and outcomes (see carbon_credits.antifraud.plausibility)."""
     upload_dir: Path | None = None
@@ -318,6 +324,8 @@ class Config:
         )
         if caps is not None:
             cfg.daily_caps_g = caps
+        cfg.settlement_days = _city_days(env, "SETTLEMENT_DAYS")
+        cfg.claim_days = _city_days(env, "CLAIM_DAYS")
         cfg.annual_cap_g = annual_cap
         try:
             cfg.plausibility = Policy.from_settings(
@@ -359,6 +367,20 @@ def _pairs(text: str) -> dict[str, str]:
             raise ConfigError(f"expected name=value, got {part!r}")
         pairs[name.strip()] = value.strip()
     return pairs
+
+
+def _city_days(env: Mapping[str, str], name: str) -> dict[str, int]:
+    """``city=days,...``: days 1 to 365 per city."""
+    try:
+        pairs = _pairs(env.get(name, ""))
+    except ConfigError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+    days = {}
+    for city, raw in pairs.items():
+        if not raw.isdigit() or not 1 <= int(raw) <= 365:
+            raise ConfigError(f"{name}: {city}: expected days from 1 to 365, got {raw!r}")
+        days[city] = int(raw)
+    return days
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:

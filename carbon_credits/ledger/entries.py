@@ -232,6 +232,16 @@ def expire(session: Session, account: Account, *, points: int, now: datetime
     return entry
 
 
+def lapse(session: Session, account: Account, *, points: int, event_pk: int, now: datetime
+          ) -> LedgerEntry:
+    """An event's ``points`` > 0 left unclaimed past the city's claim window
+    (``ledger.settlement``): a 'lapse' entry naming the event; its grams stay credited."""
+    entry = LedgerEntry(**_entry(account, kind="lapse", points=-points, ug=0,
+                                 event_pk=event_pk, now=now))
+    session.add(entry)
+    return entry
+
+
 def reverse(session: Session, account: Account, *, points: int, ug: int, event_pk: int,
             mode: str, factor_version_id: int) -> LedgerEntry:
     """Take back what an event earned (see the reversal policy above)."""

@@ -27,7 +27,14 @@ from sqlalchemy import Select, and_, func, literal, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from carbon_credits.ledger import entries
-from carbon_credits.ledger.expiry import Entry, Lots, Policy, expiry_amount, fold
+from carbon_credits.ledger.expiry import (
+    OWN_LOT_FIRST,
+    Entry,
+    Lots,
+    Policy,
+    expiry_amount,
+    fold,
+)
 from carbon_credits.runtime import Runtime
 from carbon_credits.storage.models import (
     Account,
@@ -133,7 +140,7 @@ def _new_entries(session: Session, users: Sequence[str]) -> dict[str, list[Entry
                LedgerEntry.created_at, LedgerEntry.event_pk, LedgerEntry.redemption_pk,
                earn.created_at)
         .outerjoin(state, state.user_id == LedgerEntry.user_id)
-        .outerjoin(earn, and_(LedgerEntry.kind == "reversal",
+        .outerjoin(earn, and_(LedgerEntry.kind.in_(OWN_LOT_FIRST),
                               earn.event_pk == LedgerEntry.event_pk, earn.kind == "earn"))
         .where(LedgerEntry.user_id.in_(users),
                LedgerEntry.seq > func.coalesce(state.seq, literal(0)))

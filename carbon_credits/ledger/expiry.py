@@ -28,6 +28,8 @@ one small row per user whatever the length of the ledger.
   already spent or expired) is a **debt**, and the balance goes negative (the existing
   reversal policy). A debt is repaid by the next credits and refunds before they fill any
   lot, so while there is a debt every lot is empty, and balance == live lots - debt;
+- a lapse (points left unclaimed, ``ledger.settlement``) takes its event's points as a
+  reversal does;
 - any other debit (a kind added later) takes the oldest lots first, as a redemption.
 """
 
@@ -46,6 +48,8 @@ MAX_DAYS = 3652
 MAX_MONTHS = 12 * MAX_YEARS
 RULES = ("never", "days", "months", "year_end")
 NOT_CREDITS = frozenset({"adjustment"})
+OWN_LOT_FIRST = ("reversal", "lapse")
+"""Debits of one event's points: they take from that event's own lot first."""
 """Positive entries that are not new points (a refund restores what a redemption took)."""
 
 
@@ -245,7 +249,7 @@ def fold(state: Lots, entries: Iterable[Entry], history: Sequence[Policy], tz: Z
                           e.points)
         elif e.points < 0:
             first = None
-            if e.kind == "reversal" and e.earned_at is not None:
+            if e.kind in OWN_LOT_FIRST and e.earned_at is not None:
                 first = lot_key(policy_at(history, e.earned_at), e.earned_at, tz)
             taken, short = state._take(-e.points, first)
             if e.kind == "redeem" and e.redemption_pk is not None:

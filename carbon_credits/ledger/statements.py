@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from carbon_credits.errors import InvalidInput
-from carbon_credits.ledger import expiring
+from carbon_credits.ledger import expiring, settlement
 from carbon_credits.ledger.caps import daily_caps_ug
 from carbon_credits.networks.catalog import Timeline
 from carbon_credits.runtime import Runtime
@@ -64,6 +64,10 @@ def account_view(rt: Runtime, principal: Principal, day: date | None = None
         user = session.get(User, principal.sub) if account else None
         soon = [] if user is None else expiring.expiring_soon(
             session, principal.sub, user.city, tz, today, rt.config.expiry_notice_days)
+        split = ({"available": 0, "pending": 0, "unclaimed": 0} if user is None or
+                 account is None else settlement.summary(
+                     session, principal.sub, user.city, account.balance_points, rt.config,
+                     now))
     return {
         "user_id": principal.sub,
         "balance": account.balance_points if account else 0,
@@ -73,6 +77,7 @@ def account_view(rt: Runtime, principal: Principal, day: date | None = None
         "today": per_mode,
         "day": {"local_date": asked, "usage": asked_usage},
         "expiring_soon": soon,
+        **split,
     }
 
 

@@ -5,7 +5,8 @@ or, for an entry written before keying (id up to the sealed ``ledger_chain_start
 plain SHA-256; each entry must be of a kind a code path writes, written the way that path
 writes it: 'earn' for a credited event of its user, 'reversal' for a reversed one, 'redeem'
 for a redemption of its user (points or reward form), 'adjustment' only as the refund of a
-cancelled reward redemption, 'expiry' only for points due by the city's expiry policy.
+cancelled reward redemption, 'expiry' only for points due by the city's expiry policy,
+'lapse' only as an event's points left unclaimed (one per event, by a unique index).
 Each account's entries are folded into its lots by expiry date as they stream
 (``ledger.expiry``): an expiry entry must take exactly what was due on its local day
 (never points not yet due, never the same points twice), no redemption may take more than
@@ -33,7 +34,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 from carbon_credits.ledger import chain
 from carbon_credits.ledger.chain import GENESIS_HASH, Keyring
 from carbon_credits.ledger.entries import UG_PER_POINT
-from carbon_credits.ledger.expiry import Entry, Lots, Policy, fold
+from carbon_credits.ledger.expiry import OWN_LOT_FIRST, Entry, Lots, Policy, fold
 from carbon_credits.storage.db import Database
 from carbon_credits.storage.models import (
     Account,
@@ -49,7 +50,7 @@ from carbon_credits.storage.models import (
     VoucherCode,
 )
 
-KINDS = ("earn", "reversal", "redeem", "adjustment", "expiry")
+KINDS = ("earn", "reversal", "redeem", "adjustment", "expiry", "lapse")
 """The entry kinds code writes (ledger/entries.py); any other is refused."""
 
 
@@ -133,7 +134,7 @@ def verify(db: Database, report: Report | None = None,
                         (RewardRedemption.state if rewards else null()).label("m_state"),
                         earned.created_at.label("earned_at"))
                  .outerjoin(Event, Event.id == LedgerEntry.event_pk)
-                 .outerjoin(earned, and_(LedgerEntry.kind == "reversal",
+                 .outerjoin(earned, and_(LedgerEntry.kind.in_(OWN_LOT_FIRST),
                                          earned.event_pk == LedgerEntry.event_pk,
                                          earned.kind == "earn"))
                  .outerjoin(Redemption, Redemption.id == LedgerEntry.redemption_pk))
@@ -295,6 +296,12 @@ def _kind_problem(entry: EntryFacts, event: EventFacts | None,
     if entry.kind == "expiry":
         if entry.points >= 0 or entry.ug != 0 or event is not None or redemption is not None:
             return "expiry entry that takes no points, or names an event or a redemption"
+        return None
+    if entry.kind == "lapse":
+        if event is None or event.user_id != entry.user_id:
+            return "lapse entry without an event of its user"
+        if (entry.points, entry.ug) != (-event.points, 0):
+            return f"lapse of {entry.points} points for event {event.event_id} of {event.points}"
         return None
     if entry.kind in ("earn", "reversal"):
         sign = 1 if entry.kind == "earn" else -1

@@ -33,6 +33,7 @@ DISTRIBUTED: dict[str, str] = {
     "redemptions": "user_id",
     "reward_redemptions": "user_id",
     "expiry_states": "user_id",
+    "point_claims": "user_id",
 }
 """User-owned tables: table -> the column holding the user key (co-located with users)."""
 

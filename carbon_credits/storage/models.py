@@ -307,8 +307,11 @@ class LedgerEntry(Base):
         Index("uq_ledger_entries_other", "event_pk", "kind", unique=True,
               postgresql_where=text(OTHER_EVENT_ENTRIES),
               sqlite_where=text(OTHER_EVENT_ENTRIES)),
-        CheckConstraint("kind IN ('earn', 'redeem', 'reversal', 'adjustment', 'expiry')",
-                        name="kind"),
+        CheckConstraint("kind IN ('earn', 'redeem', 'reversal', 'adjustment', 'expiry', "
+                        "'lapse')", name="kind"),
+        # Unclaimed points lapse per event, as its points and nothing else.
+        CheckConstraint("kind <> 'lapse' OR (points < 0 AND ug = 0 AND event_pk IS NOT NULL)",
+                        name="lapse_takes_an_events_points"),
         # An expiry takes points and nothing else: no grams, no event, no redemption.
         CheckConstraint("kind <> 'expiry' OR (points < 0 AND ug = 0 AND event_pk IS NULL "
                         "AND redemption_pk IS NULL)", name="expiry_takes_points"),
@@ -408,6 +411,17 @@ class ExpiryState(Base):
     next_due: Mapped[date | None] = mapped_column(Date)
     """The earliest expiry date with live points: the job's index."""
     lots: Mapped[dict[str, Any]] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PointClaim(Base):
+    """Where a user's credits stop being pending or unclaimed (``ledger.settlement``):
+    every earn entry up to ``resolved_seq`` was claimed by the user or has lapsed."""
+
+    __tablename__ = "point_claims"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("accounts.user_id"), primary_key=True)
+    resolved_seq: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

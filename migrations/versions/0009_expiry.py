@@ -6,8 +6,9 @@ Create Date: 2026-12-07 15:30:00
 
 ``expiry_policies`` keeps each city's expiry rules with the instant they apply from (rows
 only added); ``expiry_states`` a user's points by expiry date folded from the ledger
-(carbon_credits/ledger/expiry.py). The ledger's kind CHECK admits 'expiry', and a new CHECK
-says an expiry takes points only. No column of ledger_entries changes. SQLite changes a
+(carbon_credits/ledger/expiry.py); ``point_claims`` up to which entry a user's credits were
+claimed or lapsed (ledger/settlement.py). The ledger's kind CHECK admits 'expiry' and
+'lapse', and new CHECKs say what each takes. No column of ledger_entries changes. SQLite changes a
 table constraint only by copying the table (its indexes and append-only triggers made
 again on the copy).
 """
@@ -28,6 +29,8 @@ depends_on = None
 
 EXPIRY_CHECK = ("kind <> 'expiry' OR (points < 0 AND ug = 0 AND event_pk IS NULL "
                 "AND redemption_pk IS NULL)")
+LAPSE_CHECK = "kind <> 'lapse' OR (points < 0 AND ug = 0 AND event_pk IS NOT NULL)"
+NEW_KINDS = ("expiry", "lapse")
 KIND_LIST = re.compile(r"(CONSTRAINT ck_ledger_entries_kind CHECK \(kind IN \()([^)]*)(\)\))")
 
 
@@ -61,6 +64,15 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint('user_id', name=op.f('pk_expiry_states')),
     )
     op.create_index('ix_expiry_states_next_due', 'expiry_states', ['next_due'])
+    op.create_table(
+        'point_claims',
+        sa.Column('user_id', sa.String(length=128), nullable=False),
+        sa.Column('resolved_seq', sa.BigInteger(), nullable=False),
+        sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(['user_id'], ['accounts.user_id'],
+                                name=op.f('fk_point_claims_user_id_accounts')),
+        sa.PrimaryKeyConstraint('user_id', name=op.f('pk_point_claims')),
+    )
     _kinds(add=True)
 
 
@@ -70,28 +82,28 @@ def _kinds(add: bool) -> None:
         kinds = bind.execute(sa.text(
             "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
             "WHERE conname = 'ck_ledger_entries_kind'")).scalar_one()
-        listed = re.findall(r"'([a-z_]+)'", kinds)
-        listed = ([*listed, 'expiry'] if add and 'expiry' not in listed
-                  else [k for k in listed if add or k != 'expiry'])
+        listed = [k for k in re.findall(r"'([a-z_]+)'", kinds) if k not in NEW_KINDS]
+        listed = [*listed, *NEW_KINDS] if add else listed
         op.execute("ALTER TABLE ledger_entries DROP CONSTRAINT ck_ledger_entries_kind")
         op.execute("ALTER TABLE ledger_entries ADD CONSTRAINT ck_ledger_entries_kind CHECK "
                    f"(kind IN ({', '.join(repr(k) for k in listed)}))")
-        if add:
-            op.execute("ALTER TABLE ledger_entries ADD CONSTRAINT "
-                       f"ck_ledger_entries_expiry_takes_points CHECK ({EXPIRY_CHECK})")
-        else:
-            op.execute("ALTER TABLE ledger_entries DROP CONSTRAINT "
-                       "ck_ledger_entries_expiry_takes_points")
+        for name, check in (("expiry_takes_points", EXPIRY_CHECK),
+                            ("lapse_takes_an_events_points", LAPSE_CHECK)):
+            op.execute(f"ALTER TABLE ledger_entries ADD CONSTRAINT ck_ledger_entries_{name} "
+                       f"CHECK ({check})" if add else
+                       f"ALTER TABLE ledger_entries DROP CONSTRAINT ck_ledger_entries_{name}")
         return
 
     def change(sql: str) -> str:
         def kinds(m: re.Match[str]) -> str:
-            listed = [k.strip() for k in m.group(2).split(',')]
-            listed = ([*listed, "'expiry'"] if add and "'expiry'" not in listed
-                      else [k for k in listed if add or k != "'expiry'"])
+            listed = [k.strip() for k in m.group(2).split(',')
+                      if k.strip().strip("'") not in NEW_KINDS]
+            listed = [*listed, *(f"'{k}'" for k in NEW_KINDS)] if add else listed
             return m.group(1) + ', '.join(listed) + m.group(3)
         sql = KIND_LIST.sub(kinds, sql)
-        extra = f",\n\tCONSTRAINT ck_ledger_entries_expiry_takes_points CHECK ({EXPIRY_CHECK})"
+        extra = (f",\n\tCONSTRAINT ck_ledger_entries_expiry_takes_points CHECK ({EXPIRY_CHECK})"
+                 f",\n\tCONSTRAINT ck_ledger_entries_lapse_takes_an_events_points CHECK "
+                 f"({LAPSE_CHECK})")
         if add:
             sql = sql.rstrip().removesuffix(')') + extra + '\n)'
         else:
@@ -124,6 +136,7 @@ def downgrade() -> None:
     # Expiry entries written since the upgrade would break the old CHECK: the downgrade
     # then fails rather than drop ledger rows.
     _kinds(add=False)
+    op.drop_table('point_claims')
     op.drop_index('ix_expiry_states_next_due', table_name='expiry_states')
     op.drop_table('expiry_states')
     op.drop_table('expiry_policies')

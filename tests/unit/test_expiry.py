@@ -4,6 +4,7 @@ refunds, reversals and debts (ledger/expiry.py)."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -148,3 +149,20 @@ def test_upcoming_lists_the_points_due_by_a_day() -> None:
     lots = fold(Lots(), [Entry(1, "earn", 5, at(0)), Entry(2, "earn", 7, at(20))], HISTORY, TZ)
     assert lots.upcoming(date(2026, 1, 25)) == [(date(2026, 1, 20), 5)]
     assert lots.next_due() == date(2026, 1, 20)
+
+
+def test_settlement_and_claim_days_per_city_from_the_environment(tmp_path: Path) -> None:
+    from carbon_credits.config import Config, ConfigError
+    from carbon_credits.ledger import settlement
+
+    def from_env(env: dict[str, str]) -> Config:
+        return Config.from_env(tmp_path, env)
+
+    config = from_env({"SETTLEMENT_DAYS": "beijing=2", "CLAIM_DAYS": "beijing=7"})
+    assert settlement.rule_for(config, "beijing") == settlement.Rule(timedelta(days=2),
+                                                                     timedelta(days=7))
+    assert settlement.rule_for(config, "shenzhen") is None  # the default: no delay, no claim
+    assert settlement.rule_for(from_env({}), "beijing") is None
+    for bad in ("beijing", "beijing=0", "beijing=x", "beijing=400"):
+        with pytest.raises(ConfigError, match="SETTLEMENT_DAYS"):
+            from_env({"SETTLEMENT_DAYS": bad})

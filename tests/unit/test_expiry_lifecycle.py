@@ -1,8 +1,8 @@
-"""Hypothesis state machine of the points lifecycle: earn, expire, redeem, cancel and
-reverse in any order and at any times. Points are never spent twice and never expire
-twice, the oldest go first, and the lots folded step by step (as the job does, the state
-stored as JSON in between) equal the lots folded from the first entry (as verify-ledger
-does) and a plain model of the rules."""
+"""Hypothesis state machine of the points lifecycle: earn, time passing (settling),
+expire, redeem, cancel, reverse and lapse in any order and at any times. Points are never
+spent twice and never expire twice, the oldest go first, and the lots folded step by step
+(as the job does, the state stored as JSON in between) equal the lots folded from the
+first entry (as verify-ledger does) and a plain model of the rules."""
 
 from __future__ import annotations
 
@@ -121,6 +121,16 @@ class Lifecycle(RuleBasedStateMachine):
         points, day = self.events.pop(seq)
         earned_at = self.entries[seq - 1].created_at
         self.write("reversal", -points, event_pk=seq, earned_at=earned_at)
+        _, short = self.model_take(points, day)
+        self.debt += short
+
+    @precondition(lambda self: self.events)
+    @rule(data=st.data())
+    def lapse(self, data: st.DataObject) -> None:
+        """Points left unclaimed: taken as a reversal takes them (once per event)."""
+        seq = data.draw(st.sampled_from(sorted(self.events)))
+        points, day = self.events.pop(seq)
+        self.write("lapse", -points, event_pk=seq, earned_at=self.entries[seq - 1].created_at)
         _, short = self.model_take(points, day)
         self.debt += short
 
