@@ -227,9 +227,15 @@ def expire(session: Session, account: Account, *, points: int, now: datetime
            ) -> LedgerEntry:
     """Take ``points`` > 0 that expired by their city's policy from a locked account
     (``ledger.expiring``): an 'expiry' entry dated ``now``, never an edit."""
-    entry = LedgerEntry(**_entry(account, kind="expiry", points=-points, ug=0, now=now))
+    entry = LedgerEntry(**expiry_entry(account, points=points, now=now))
     session.add(entry)
     return entry
+
+
+def expiry_entry(account: Balance, *, points: int, now: datetime) -> dict[str, Any]:
+    """The column values of an 'expiry' entry of ``points`` > 0 for a locked account, which
+    moves to it; the caller writes the row (the expiry job writes a batch at once)."""
+    return _entry(account, kind="expiry", points=-points, ug=0, now=now)
 
 
 def lapse(session: Session, account: Account, *, points: int, event_pk: int, now: datetime

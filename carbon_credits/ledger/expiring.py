@@ -21,9 +21,12 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, and_, func, literal, or_, select
+from sqlalchemy import Select, and_, func, insert, literal, or_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased
 
 from carbon_credits.ledger import entries
@@ -91,15 +94,23 @@ def expire_due(rt: Runtime, now: datetime | None = None, batch: int = BATCH) -> 
                 break
             after = users[-1]
             run.batches += 1
+            written, states = [], []
             for account, lots in _fold_locked(session, users, history, tz):
                 run.accounts += 1
                 due = expiry_amount(lots, today)
                 if due > 0:
-                    entries.expire(session, account, points=due, now=now)
+                    written.append(entries.expiry_entry(account, points=due, now=now))
                     fold(lots, [Entry(account.entry_count, "expiry", -due, now)], [], tz)
                     run.expired_accounts += 1
                     run.expired_points += due
-                _save(session, account.user_id, lots, now)
+                states.append({"user_id": account.user_id, "seq": lots.seq,
+                               "next_due": lots.next_due(), "lots": lots.to_json(),
+                               "updated_at": now})
+            # One statement each for the batch: the entries, then the lots (the accounts'
+            # new balances and chain heads are flushed with them).
+            if written:
+                session.execute(insert(LedgerEntry), written)
+            _save(session, states)
     return run
 
 
@@ -152,13 +163,16 @@ def _new_entries(session: Session, users: Sequence[str]) -> dict[str, list[Entry
     return out
 
 
-def _save(session: Session, user_id: str, lots: Lots, now: datetime) -> None:
-    row = session.get(ExpiryState, user_id)
-    if row is None:
-        row = ExpiryState(user_id=user_id)
-        session.add(row)
-    row.seq, row.next_due, row.lots, row.updated_at = (lots.seq, lots.next_due(),
-                                                       lots.to_json(), now)
+def _save(session: Session, states: list[dict[str, Any]]) -> None:
+    """Upsert the batch's lots (the accounts are locked: no other writer)."""
+    if not states:
+        return
+    upsert = (pg_insert if session.get_bind().dialect.name == "postgresql"
+              else sqlite_insert)(ExpiryState)
+    session.execute(upsert.on_conflict_do_update(
+        index_elements=[ExpiryState.user_id],
+        set_={name: upsert.excluded[name] for name in ("seq", "next_due", "lots",
+                                                        "updated_at")}), states)
 
 
 def lots_of(session: Session, user_id: str, city: str, tz: ZoneInfo) -> Lots | None:
