@@ -131,3 +131,38 @@ class VerificationRowSchema(Schema):
 class VerificationReportSchema(_ReportHeadSchema):
     rule = fields.String()
     rows = fields.List(fields.Nested(VerificationRowSchema))
+
+
+class PointsQuerySchema(ReportRangeQuerySchema):
+    granularity = fields.String(load_default="day",
+                                validate=validate.OneOf(["day", "week", "month"]),
+                                metadata={"example": "month"})
+
+
+class PointsPeriodSchema(Schema):
+    period = fields.Date(metadata={"description": "first local day of the period"})
+    earned = fields.Integer(metadata={"description": "points credited"})
+    redeemed = fields.Integer(metadata={"description": "points spent on redemptions"})
+    refunded = fields.Integer(metadata={"description": "points given back by cancelled "
+                                                       "redemptions"})
+    net_spent = fields.Integer(metadata={"description": "redeemed - refunded: what the city "
+                                                        "platform cancels (注销)"})
+    expired = fields.Integer(metadata={"description": "points expired by the city's policy"})
+    lapsed = fields.Integer(metadata={"description": "points left unclaimed past the claim "
+                                                     "window"})
+    reversed = fields.Integer(metadata={"description": "points taken back by reversals"})
+    entries = fields.Integer(metadata={"description": "ledger entries counted"})
+
+
+class PointsTotalsSchema(PointsPeriodSchema):
+    class Meta:
+        exclude = ("period",)
+
+
+class PointsReportSchema(Schema):
+    city = fields.String()
+    from_ = fields.Date(data_key="from")
+    to = fields.Date()
+    granularity = fields.String()
+    items = fields.List(fields.Nested(PointsPeriodSchema))
+    totals = fields.Nested(PointsTotalsSchema)

@@ -247,3 +247,36 @@ def test_verify_ledger_names_an_expiry_the_policy_does_not_explain(rt: Runtime) 
                                                     tz=rt.config.tz)]
     assert any("expiry of 15 points but 0 were due" in p for p in problems), problems
     assert any("expiry state of" in p for p in problems), problems
+
+
+def test_the_points_export_reports_spent_refunded_and_expired_points_per_period(
+        client: FlaskClient, rt: Runtime, token: Any) -> None:
+    """Shenzhen's upstream report: what was spent (to cancel there), refunded, expired."""
+    city = new_city()
+    who = Principal(f"u-{uuid.uuid4().hex[:16]}", "user", city)
+    expiry_policies.set_policy(rt, ADMIN, city, {"rule": "days", "amount": 1,
+                                                 "reason": "test"})
+    earn(rt, who, 50)
+    spend(rt, who, 20)
+    reward_id = reward_data.approved(rt, city=city, price_points=10)
+    reward_redemptions.redeem(rt, who, {"redemption_id": "r-x", "reward_id": reward_id,
+                                        "quantity": 1})
+    reward_redemptions.cancel(rt, who, "r-x")
+    expiring.expire_due(rt, utcnow() + timedelta(days=2))  # the 30 points left
+    today = utcnow().astimezone(rt.config.tz).date()
+    partner = {"Authorization": f"Bearer {token('bureau', role='partner', city=city)}"}
+    r = client.get("/v1/reports/points", headers=partner, query_string={
+        "from": (today - timedelta(days=1)).isoformat(),
+        "to": (today + timedelta(days=3)).isoformat(), "granularity": "month"})
+    assert r.status_code == 200, r.json
+    assert r.json["totals"] == {
+        "earned": 50, "redeemed": 30, "refunded": 10, "net_spent": 20, "expired": 30,
+        "lapsed": 0, "reversed": 0, "entries": 5}
+    assert sum(item["expired"] for item in r.json["items"]) == 30
+    csv = client.get("/v1/reports/points", headers=partner, query_string={
+        "from": today.isoformat(), "to": today.isoformat(), "format": "csv"})
+    assert csv.status_code == 200 and csv.mimetype == "text/csv"
+    assert csv.data.decode().splitlines()[0].startswith("period,earned,redeemed,refunded")
+    other = client.get("/v1/reports/points", headers=partner, query_string={
+        "from": today.isoformat(), "to": today.isoformat(), "city": "shenzhen"})
+    assert other.status_code == 403
