@@ -1,6 +1,8 @@
 """The points export for the city platform: per period, points earned, spent (redeemed),
-refunded, expired, lapsed and reversed in a city. Shenzhen's 《深圳市碳普惠管理办法》 has
-spent points reported to the city platform and cancelled (注销) there; this is that report.
+refunded, expired, lapsed and reversed in a city, the points outstanding at the period's
+end, and the points due to expire in it (as of the expiry job's last run: its lots).
+Shenzhen's 《深圳市碳普惠管理办法》 has spent points reported to the city platform and
+cancelled (注销) there; this is that report.
 
 Read from the ledger itself (entries of the city's users, by the local day of their
 ``created_at``), on the reports replica when one is configured. The ledger has no index on
@@ -20,10 +22,13 @@ from sqlalchemy import func, select
 
 from carbon_credits.reports.partner import Scope, _csv_line, period_of
 from carbon_credits.runtime import Runtime
-from carbon_credits.storage.models import LedgerEntry, User
+from carbon_credits.storage.models import Account, ExpiryState, LedgerEntry, User
 
+NEVER_KEY = "never"
+"""ledger.expiry.NEVER_KEY, the lot of points that never expire (reports sit beside the
+ledger and may not import it: the ledger writes rollups)."""
 COLUMNS = ("period", "earned", "redeemed", "refunded", "net_spent", "expired", "lapsed",
-           "reversed", "entries")
+           "reversed", "entries", "outstanding", "expiring")
 _FIGURE = {"earn": "earned", "redeem": "redeemed", "adjustment": "refunded",
            "expiry": "expired", "lapse": "lapsed", "reversal": "reversed"}
 """Ledger kinds -> columns; any other crediting kind (a later 'bonus') counts as earned."""
@@ -45,6 +50,25 @@ def points(rt: Runtime, scope: Scope, start: date, end: date, granularity: str
             .where(User.city == scope.city, LedgerEntry.created_at >= lo,
                    LedgerEntry.created_at < hi)
             .group_by(hour, LedgerEntry.kind))
+        # Outstanding at each period's end: the city's balances now, less every entry
+        # written since (after the range, then period by period backwards).
+        now_total = int(session.scalar(
+            select(func.coalesce(func.sum(Account.balance_points), 0))
+            .join(User, User.id == Account.user_id).where(User.city == scope.city)) or 0)
+        since = int(session.scalar(
+            select(func.coalesce(func.sum(LedgerEntry.points), 0))
+            .join(User, User.id == LedgerEntry.user_id)
+            .where(User.city == scope.city, LedgerEntry.created_at >= hi)) or 0)
+        expiring: dict[date, int] = {}
+        for (lots,) in session.execute(
+                select(ExpiryState.lots).join(User, User.id == ExpiryState.user_id)
+                .where(User.city == scope.city, ExpiryState.next_due.is_not(None),
+                       ExpiryState.next_due <= end)):
+            for key, n in (lots or {}).get("lots", {}).items():
+                if key != NEVER_KEY and start <= date.fromisoformat(key) <= end:
+                    day = period_of(date.fromisoformat(key), granularity)
+                    expiring[day] = expiring.get(day, 0) + int(n)
+        net: dict[date, int] = {}
         for at, kind, total, n in rows:
             when = (at if isinstance(at, datetime)
                     else datetime.fromisoformat(str(at)).replace(tzinfo=UTC))
@@ -53,9 +77,19 @@ def points(rt: Runtime, scope: Scope, start: date, end: date, granularity: str
             figure = _FIGURE.get(kind, "earned" if int(total) > 0 else "redeemed")
             cell[figure] += abs(int(total))
             cell["entries"] += int(n)
-    for cell in periods.values():
+            net[period] = net.get(period, 0) + int(total)
+        for day in expiring:
+            periods.setdefault(day, dict.fromkeys(COLUMNS[1:], 0))
+    outstanding = now_total - since
+    for day in sorted(periods, reverse=True):
+        cell = periods[day]
         cell["net_spent"] = cell["redeemed"] - cell["refunded"]
-    totals = {c: sum(cell[c] for cell in periods.values()) for c in COLUMNS[1:]}
+        cell["expiring"] = expiring.get(day, 0)
+        cell["outstanding"] = outstanding
+        outstanding -= net.get(day, 0)
+    totals = {c: sum(cell[c] for cell in periods.values()) for c in COLUMNS[1:]
+              if c != "outstanding"}
+    totals["outstanding"] = now_total - since
     items: list[dict[str, Any]] = [{"period": p, **periods[p]} for p in sorted(periods)]
     return {"city": scope.city, "from_": start, "to": end, "granularity": granularity,
             "items": items, "totals": totals}

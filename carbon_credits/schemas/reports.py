@@ -152,6 +152,11 @@ class PointsPeriodSchema(Schema):
                                                      "window"})
     reversed = fields.Integer(metadata={"description": "points taken back by reversals"})
     entries = fields.Integer(metadata={"description": "ledger entries counted"})
+    outstanding = fields.Integer(metadata={"description": "the city's balances at the "
+                                                          "period's end (totals: at to)"})
+    expiring = fields.Integer(metadata={"description": "live points whose expiry date is in "
+                                                       "the period, as of the expiry job's "
+                                                       "last run"})
 
 
 class PointsTotalsSchema(PointsPeriodSchema):

@@ -271,8 +271,10 @@ def test_the_points_export_reports_spent_refunded_and_expired_points_per_period(
     assert r.status_code == 200, r.json
     assert r.json["totals"] == {
         "earned": 50, "redeemed": 30, "refunded": 10, "net_spent": 20, "expired": 30,
-        "lapsed": 0, "reversed": 0, "entries": 5}
+        "lapsed": 0, "reversed": 0, "entries": 5, "outstanding": 0, "expiring": 0}
     assert sum(item["expired"] for item in r.json["items"]) == 30
+    assert [item["outstanding"] for item in r.json["items"]] == [0]  # one month
+
     csv = client.get("/v1/reports/points", headers=partner, query_string={
         "from": today.isoformat(), "to": today.isoformat(), "format": "csv"})
     assert csv.status_code == 200 and csv.mimetype == "text/csv"
@@ -280,3 +282,24 @@ def test_the_points_export_reports_spent_refunded_and_expired_points_per_period(
     other = client.get("/v1/reports/points", headers=partner, query_string={
         "from": today.isoformat(), "to": today.isoformat(), "city": "shenzhen"})
     assert other.status_code == 403
+
+
+def test_the_points_export_shows_outstanding_and_expiring_points_per_day(
+        client: FlaskClient, rt: Runtime, token: Any) -> None:
+    city = new_city()
+    who = Principal(f"u-{uuid.uuid4().hex[:16]}", "user", city)
+    expiry_policies.set_policy(rt, ADMIN, city, {"rule": "days", "amount": 3,
+                                                 "reason": "test"})
+    earn(rt, who, 40)
+    spend(rt, who, 15)
+    expiring.expire_due(rt, utcnow())  # folds the lots: 25 points due in 3 days
+    today = utcnow().astimezone(rt.config.tz).date()
+    admin = {"Authorization": f"Bearer {token('ops', role='admin')}"}
+    r = client.get("/v1/reports/points", headers=admin, query_string={
+        "from": today.isoformat(), "to": (today + timedelta(days=4)).isoformat(),
+        "city": city})
+    assert r.status_code == 200, r.json
+    by_day = {item["period"]: item for item in r.json["items"]}
+    assert by_day[today.isoformat()]["outstanding"] == 25
+    assert by_day[(today + timedelta(days=3)).isoformat()]["expiring"] == 25
+    assert r.json["totals"]["expiring"] == 25 and r.json["totals"]["outstanding"] == 25
