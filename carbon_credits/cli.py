@@ -20,7 +20,7 @@ from flask.cli import with_appcontext
 from carbon_credits.api.extensions import runtime
 from carbon_credits.errors import ServiceError
 from carbon_credits.ingest import operator
-from carbon_credits.ledger import chain, checkpoints
+from carbon_credits.ledger import chain, checkpoints, expiring, settlement
 from carbon_credits.ledger.verification import Report, verify
 from carbon_credits.networks.gtfs_import import import_gtfs
 from carbon_credits.providers import jobs, registry
@@ -39,6 +39,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(import_gtfs_command)
     app.cli.add_command(rebuild_rollups_command)
     app.cli.add_command(expire_unconfirmed_command)
+    app.cli.add_command(expire_points_command)
     app.cli.add_command(grant_service_role_command)
     app.cli.add_command(worker_command)
     app.cli.add_command(provider_group)
@@ -79,7 +80,7 @@ def verify_ledger_command(checkpoint: Path | None) -> None:
     keyring = chain.Keyring(rt.config.ledger_chain_keyring())
     report = Report()
     problems = 0
-    found = verify(rt.db, report, keyring=keyring)
+    found = verify(rt.db, report, keyring=keyring, tz=rt.config.tz)
     if checkpoint is not None:
         found = itertools.chain(found, checkpoints.check(rt.db, keyring, checkpoint))
     for problem in found:
@@ -152,6 +153,23 @@ def rebuild_rollups_command(city: str | None) -> None:
 def expire_unconfirmed_command() -> None:
     """Reject client posts no provider's record confirmed within their policy's days."""
     click.echo(f"rejected {operator.expire_unconfirmed(runtime())} unconfirmed posts")
+
+
+@click.command("expire-points")
+@click.option("--batch", type=click.IntRange(1, 10_000), default=expiring.BATCH,
+              show_default=True, help="accounts per transaction")
+@with_appcontext
+def expire_points_command(batch: int) -> None:
+    """Lapse points left unclaimed past their city's claim window ('lapse' entries), then
+    expire the points due today by their city's policy ('expiry' entries). Run it daily
+    from cron; running it again lapses and expires nothing twice."""
+    started = time.perf_counter()
+    rt = runtime()
+    lapsed = settlement.lapse_unclaimed(rt, utcnow(), batch=batch)
+    run = expiring.expire_due(rt, utcnow(), batch=batch)
+    click.echo(f"lapsed {lapsed} unclaimed points; expired {run.expired_points} points of "
+               f"{run.expired_accounts} accounts; {run.accounts} accounts folded in "
+               f"{run.batches} batches, {time.perf_counter() - started:.1f} s")
 
 
 @click.command("grant-service-role")

@@ -142,6 +142,15 @@ class Config:
     """How long after redeeming a user may cancel an unused voucher or an unshipped good
     and get the points back (REWARD_CANCEL_DAYS); policy, after China's 7-day no-reason
     return rule for goods bought at a distance."""
+    expiry_notice_days: int = 30
+    """How far ahead ``GET /v1/me/account`` lists points that will expire
+    (EXPIRY_NOTICE_DAYS)."""
+    settlement_days: Mapping[str, int] = field(default_factory=dict)
+    """Per city, days a credit stays pending (shown, not spendable) before it settles
+    (SETTLEMENT_DAYS, e.g. ``beijing=2``, after Beijing MaaS); a city left out: none."""
+    claim_days: Mapping[str, int] = field(default_factory=dict)
+    """Per city, days after settling within which the user must claim points, or they
+    lapse (CLAIM_DAYS, e.g. ``beijing=7``); a city left out: no claim needed."""
     plausibility: Policy = field(default_factory=Policy)
     """Fraud rule thresholds and outcomes (see carbon_credits.antifraud.plausibility)."""
     upload_dir: Path | None = None
@@ -300,6 +309,7 @@ class Config:
             worker_heartbeat_timeout_ms=_int(env, "WORKER_HEARTBEAT_TIMEOUT_MS", 60_000),
             queue_maintenance_chance=_int(env, "QUEUE_MAINTENANCE_CHANCE", 1000),
             reward_cancel_days=_int(env, "REWARD_CANCEL_DAYS", 7, minimum=0),
+            expiry_notice_days=_int(env, "EXPIRY_NOTICE_DAYS", 30, minimum=0),
             reports_database_url=env.get("REPORTS_DATABASE_URL") or None,
             reports_max_lag_s=_int(env, "REPORTS_MAX_LAG_S", 30, minimum=0),
             reports_fallback_primary=env.get("REPORTS_FALLBACK_PRIMARY", "").lower()
@@ -314,6 +324,8 @@ class Config:
         )
         if caps is not None:
             cfg.daily_caps_g = caps
+        cfg.settlement_days = _city_days(env, "SETTLEMENT_DAYS")
+        cfg.claim_days = _city_days(env, "CLAIM_DAYS")
         cfg.annual_cap_g = annual_cap
         try:
             cfg.plausibility = Policy.from_settings(
@@ -355,6 +367,20 @@ def _pairs(text: str) -> dict[str, str]:
             raise ConfigError(f"expected name=value, got {part!r}")
         pairs[name.strip()] = value.strip()
     return pairs
+
+
+def _city_days(env: Mapping[str, str], name: str) -> dict[str, int]:
+    """``city=days,...``: days 1 to 365 per city."""
+    try:
+        pairs = _pairs(env.get(name, ""))
+    except ConfigError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+    days = {}
+    for city, raw in pairs.items():
+        if not raw.isdigit() or not 1 <= int(raw) <= 365:
+            raise ConfigError(f"{name}: {city}: expected days from 1 to 365, got {raw!r}")
+        days[city] = int(raw)
+    return days
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:

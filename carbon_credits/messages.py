@@ -71,6 +71,7 @@ ERROR_TEMPLATES: dict[str, str] = {
     "no_network": N_("no transit network is loaded for this city"),
     "unquantifiable": N_("the event cannot be quantified with the methodology"),
     "already_reversed": N_("event already reversed"),
+    "no_claim_needed": N_("points of this city need no claim"),
     "not_held": N_("the event is not held for review"),
     "insufficient_points": N_("insufficient points: balance %(balance)s, requested "
                               "%(requested)s"),

@@ -9,10 +9,11 @@ from flask.views import MethodView
 from carbon_credits.api.auth import current_principal, requires
 from carbon_credits.api.extensions import runtime
 from carbon_credits.api.requests import Blueprint
-from carbon_credits.ledger import statements
+from carbon_credits.ledger import settlement, statements
 from carbon_credits.schemas import (
     AccountQuerySchema,
     AccountSchema,
+    ClaimSchema,
     LedgerPageSchema,
     LedgerQuerySchema,
 )
@@ -31,6 +32,17 @@ class AccountView(MethodView):
         `day`, that of the day asked for with `date` (a past day within the backfill
         window; default today)."""
         return statements.account_view(runtime(), current_principal(), query["date"])
+
+
+@blp.route("/claims")
+class Claims(MethodView):
+    @requires("user")
+    @blp.doc(security=[{"bearerAuth": []}])
+    @blp.response(200, ClaimSchema)
+    def post(self) -> dict[str, Any]:
+        """Claim your settled points (cities with a claim window, CLAIM_DAYS); points left
+        unclaimed past the window lapse. Claiming again claims nothing more."""
+        return settlement.claim(runtime(), current_principal())
 
 
 @blp.route("/ledger")

@@ -13,7 +13,10 @@ from carbon_credits.api.auth import current_principal, requires
 from carbon_credits.api.extensions import runtime
 from carbon_credits.api.requests import Blueprint, limit_rate
 from carbon_credits.reports import partner
+from carbon_credits.reports import points as points_report
 from carbon_credits.schemas.reports import (
+    PointsQuerySchema,
+    PointsReportSchema,
     ReductionQuerySchema,
     ReductionReportSchema,
     ReportRangeQuerySchema,
@@ -98,4 +101,28 @@ class Verification(MethodView):
             return csv_response(partner.verification_csv(document),
                                 _name("verification", scope.city, query["from_"],
                                       query["to"]))
+        return document
+
+
+@blp.route("/points")
+class Points(MethodView):
+    @requires("partner", "admin")
+    @blp.doc(security=[{"bearerAuth": []}], responses=_json_or_csv(PointsReportSchema))
+    @blp.arguments(PointsQuerySchema, location="query")
+    @blp.response(200, PointsReportSchema)
+    def get(self, query: dict[str, Any]) -> Response | dict[str, Any]:
+        """Points of a city per day, week or month for the city platform: earned, redeemed,
+        refunded, net spent (to cancel upstream, Shenzhen's rule), expired, lapsed and
+        reversed.
+
+        Partners read their own city, admins any. CSV with Accept: text/csv or format=csv.
+        """
+        rt = runtime()
+        scope = partner.scope_for(rt, current_principal(), query["city"])
+        limit_rate("reports")
+        document = points_report.points(rt, scope, query["from_"], query["to"],
+                                        query["granularity"])
+        if wants_csv(query):
+            return csv_response(points_report.points_csv(document),
+                                _name("points", scope.city, query["from_"], query["to"]))
         return document

@@ -223,6 +223,31 @@ def adjust(session: Session, account: Account, *, points: int, redemption_pk: in
                    redemption_pk=redemption_pk)
 
 
+def expire(session: Session, account: Account, *, points: int, now: datetime
+           ) -> LedgerEntry:
+    """Take ``points`` > 0 that expired by their city's policy from a locked account
+    (``ledger.expiring``): an 'expiry' entry dated ``now``, never an edit."""
+    entry = LedgerEntry(**expiry_entry(account, points=points, now=now))
+    session.add(entry)
+    return entry
+
+
+def expiry_entry(account: Balance, *, points: int, now: datetime) -> dict[str, Any]:
+    """The column values of an 'expiry' entry of ``points`` > 0 for a locked account, which
+    moves to it; the caller writes the row (the expiry job writes a batch at once)."""
+    return _entry(account, kind="expiry", points=-points, ug=0, now=now)
+
+
+def lapse(session: Session, account: Account, *, points: int, event_pk: int, now: datetime
+          ) -> LedgerEntry:
+    """An event's ``points`` > 0 left unclaimed past the city's claim window
+    (``ledger.settlement``): a 'lapse' entry naming the event; its grams stay credited."""
+    entry = LedgerEntry(**_entry(account, kind="lapse", points=-points, ug=0,
+                                 event_pk=event_pk, now=now))
+    session.add(entry)
+    return entry
+
+
 def reverse(session: Session, account: Account, *, points: int, ug: int, event_pk: int,
             mode: str, factor_version_id: int) -> LedgerEntry:
     """Take back what an event earned (see the reversal policy above)."""

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from carbon_credits.errors import Conflict
-from carbon_credits.ledger import entries
+from carbon_credits.ledger import entries, settlement
 from carbon_credits.runtime import Runtime
 from carbon_credits.storage.models import Account, Redemption
 from carbon_credits.tokens import Principal
@@ -39,9 +39,19 @@ def replay(session: Session, user_id: str, redemption_id: str, digest: str
 
 
 def spend(session: Session, account: Account, *, redemption_id: str, points: int,
-          description: str | None, digest: str) -> Redemption:
+          description: str | None, digest: str, available: int | None = None
+          ) -> Redemption:
     """Debit ``points`` from a locked account as a redemption and its 'redeem' entry; 409
-    if the balance falls short (the caller's transaction then rolls back)."""
+    if the balance, or what of it is ``available`` (less pending and unclaimed credits,
+    ``ledger.settlement``), falls short (the caller's transaction then rolls back)."""
+    if available is not None and available < points <= account.balance_points:
+        raise Conflict(
+            f"insufficient points: balance {account.balance_points}, of which {available} "
+            f"may be spent (the rest is pending or unclaimed), requested {points}",
+            code="insufficient_points",
+            params={"balance": account.balance_points, "requested": points},
+            fields={"points": [f"{available} points may be spent"],
+                    "balance": account.balance_points, "available": available})
     if account.balance_points < points:
         raise Conflict(
             f"insufficient points: balance {account.balance_points}, requested {points}",
@@ -73,7 +83,8 @@ def redeem(rt: Runtime, principal: Principal, data: dict[str, Any]) -> tuple[dic
                     return view(existing), False
                 redemption = spend(session, account, redemption_id=data["redemption_id"],
                                    points=data["points"], description=data.get("description"),
-                                   digest=digest)
+                                   digest=digest, available=settlement.available(
+                                       session, account, rt.config, rt.clock()))
                 return view(redemption), True
         except IntegrityError:
             if attempt == ATTEMPTS - 1:

@@ -11,10 +11,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from carbon_credits.errors import InvalidInput
+from carbon_credits.ledger import expiring, settlement
 from carbon_credits.ledger.caps import daily_caps_ug
 from carbon_credits.networks.catalog import Timeline
 from carbon_credits.runtime import Runtime
-from carbon_credits.storage.models import Account, DailyUsage, Event, LedgerEntry, Redemption
+from carbon_credits.storage.models import (
+    Account,
+    DailyUsage,
+    Event,
+    LedgerEntry,
+    Redemption,
+    User,
+)
 from carbon_credits.tokens import Principal
 from methodology import METHODOLOGIES
 from methodology.quantity import whole_grams
@@ -53,6 +61,13 @@ def account_view(rt: Runtime, principal: Principal, day: date | None = None
         per_mode = _usage(rt, in_force, city, usage[today], now)
         asked_usage = per_mode if asked == today else _usage(rt, in_force, city,
                                                               usage[asked], asked_at)
+        user = session.get(User, principal.sub) if account else None
+        soon = [] if user is None else expiring.expiring_soon(
+            session, principal.sub, user.city, tz, today, rt.config.expiry_notice_days)
+        split = ({"available": 0, "pending": 0, "unclaimed": 0} if user is None or
+                 account is None else settlement.summary(
+                     session, principal.sub, user.city, account.balance_points, rt.config,
+                     now))
     return {
         "user_id": principal.sub,
         "balance": account.balance_points if account else 0,
@@ -61,6 +76,8 @@ def account_view(rt: Runtime, principal: Principal, day: date | None = None
         "local_date": today,
         "today": per_mode,
         "day": {"local_date": asked, "usage": asked_usage},
+        "expiring_soon": soon,
+        **split,
     }
 
 

@@ -5,8 +5,14 @@ or, for an entry written before keying (id up to the sealed ``ledger_chain_start
 plain SHA-256; each entry must be of a kind a code path writes, written the way that path
 writes it: 'earn' for a credited event of its user, 'reversal' for a reversed one, 'redeem'
 for a redemption of its user (points or reward form), 'adjustment' only as the refund of a
-cancelled reward redemption. A deleted or rewritten tail is found against a checkpoint kept
-outside the database (checkpoints.py).
+cancelled reward redemption, 'expiry' only for points due by the city's expiry policy,
+'lapse' only as an event's points left unclaimed (one per event, by a unique index).
+Each account's entries are folded into its lots by expiry date as they stream
+(``ledger.expiry``): an expiry entry must take exactly what was due on its local day
+(never points not yet due, never the same points twice), no redemption may take more than
+was live, the lots less the debt must equal the balance, and the stored lots
+(``expiry_states``) must equal the fold at their seq. A deleted or rewritten tail is found
+against a checkpoint kept outside the database (checkpoints.py).
 
 Streams the ledger in (account, seq) order with bounded memory, so it runs on a full
 production ledger: per account, the chain of hashes, the sequence, the running balance and
@@ -17,8 +23,10 @@ and, by anti-join, credited events without an earn entry.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol, cast
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, Table, and_, func, inspect, null, or_, select, true, tuple_
 from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
@@ -26,19 +34,23 @@ from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 from carbon_credits.ledger import chain
 from carbon_credits.ledger.chain import GENESIS_HASH, Keyring
 from carbon_credits.ledger.entries import UG_PER_POINT
+from carbon_credits.ledger.expiry import OWN_LOT_FIRST, Entry, Lots, Policy, fold
 from carbon_credits.storage.db import Database
 from carbon_credits.storage.models import (
     Account,
     Event,
+    ExpiryPolicy,
+    ExpiryState,
     LedgerChainStart,
     LedgerEntry,
     Redemption,
     Reward,
     RewardRedemption,
+    User,
     VoucherCode,
 )
 
-KINDS = ("earn", "reversal", "redeem", "adjustment")
+KINDS = ("earn", "reversal", "redeem", "adjustment", "expiry", "lapse")
 """The entry kinds code writes (ledger/entries.py); any other is refused."""
 
 
@@ -57,6 +69,9 @@ class Report:
     entries: int = 0
 
 
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+"""CITY_TIMEZONE's default."""
+
 ENTRIES_PER_READ = 5000
 """Entries read in one query (keyset over (user_id, seq); an account may span pages):
 memory is bounded by one page, whatever the accounts' sizes."""
@@ -67,11 +82,13 @@ class _Chain:
     keys: tuple[tuple[str, bytes], ...]
     legacy_last_entry_id: int
     """Entries up to this id may carry plain SHA-256 (written before keying)."""
+    tz: ZoneInfo
 
 
 def verify(db: Database, report: Report | None = None,
            user_ids: Iterable[str] | None = None,
-           keyring: Keyring | None = None) -> Iterator[Problem]:
+           keyring: Keyring | None = None,
+           tz: ZoneInfo = SHANGHAI) -> Iterator[Problem]:
     """Yield every broken invariant; a clean ledger yields nothing.
 
     With ``user_ids``, only those accounts and their events are checked (the reliability
@@ -83,7 +100,8 @@ def verify(db: Database, report: Report | None = None,
     while the service ingests.
 
     ``keyring``: the chain keys to verify with (the CLI passes the configured ones; default:
-    the process's, ``chain.keyring()``).
+    the process's, ``chain.keyring()``). ``tz``: the city time zone (CITY_TIMEZONE) whose
+    local days expiry dates are.
     """
     keys = (keyring or chain.keyring()).keys
     report = report if report is not None else Report()
@@ -94,19 +112,31 @@ def verify(db: Database, report: Report | None = None,
         start, problem = _chain_start(session, keys)
         if problem is not None and only is None:
             yield problem
-        rules = _Chain(keys, start)
+        rules = _Chain(keys, start, tz)
+        expiry = inspect(session.connection()).has_table(ExpiryState.__tablename__)
+        history: dict[str, list[Policy]] = {}
+        if expiry:
+            for p in session.scalars(select(ExpiryPolicy).order_by(
+                    ExpiryPolicy.city, ExpiryPolicy.effective_from)):
+                history.setdefault(p.city, []).append(
+                    Policy(p.rule, p.amount, p.effective_from))
         # A schema from before the rewards catalogue (the migration tests verify one) has
         # no reward redemptions to join.
         rewards = inspect(session.connection()).has_table(RewardRedemption.__tablename__)
         # Columns, not ORM entities: hydrating four objects a row was most of the time.
         entry_columns = cast(Table, LedgerEntry.__table__).c
+        earned = aliased(LedgerEntry)
         query = (select(*entry_columns, Event.user_id.label("ev_user"),
                         Event.event_id.label("ev_event_id"), Event.status.label("ev_status"),
                         Event.points.label("ev_points"), Event.credited_ug.label("ev_ug"),
                         Event.id.label("ev_id"), Redemption.user_id.label("r_user"),
                         Redemption.points.label("r_points"), Redemption.id.label("r_id"),
-                        (RewardRedemption.state if rewards else null()).label("m_state"))
+                        (RewardRedemption.state if rewards else null()).label("m_state"),
+                        earned.created_at.label("earned_at"))
                  .outerjoin(Event, Event.id == LedgerEntry.event_pk)
+                 .outerjoin(earned, and_(LedgerEntry.kind.in_(OWN_LOT_FIRST),
+                                         earned.event_pk == LedgerEntry.event_pk,
+                                         earned.kind == "earn"))
                  .outerjoin(Redemption, Redemption.id == LedgerEntry.redemption_pk))
         if rewards:
             query = query.outerjoin(
@@ -122,14 +152,21 @@ def verify(db: Database, report: Report | None = None,
             rows = session.execute(page).all()
             if not rows:
                 break
-            heads = {a.user_id: a for a in session.scalars(select(Account).where(
-                Account.user_id.in_({row.user_id for row in rows})))}
+            in_page = {row.user_id for row in rows}
+            heads = {a.user_id: (a, city) for a, city in session.execute(
+                select(Account, User.city).join(User, User.id == Account.user_id)
+                .where(Account.user_id.in_(in_page)))}
+            states = {} if not expiry else {s.user_id: (s.seq, Lots.from_json(s.lots))
+                                            for s in session.scalars(select(ExpiryState)
+                                            .where(ExpiryState.user_id.in_(in_page)))}
             for row in rows:
                 if running is None or row.user_id != running.user_id:
                     if running is not None:
                         yield from _finish(running)
                     report.accounts += 1
-                    running = _Running(row.user_id, heads.get(row.user_id))
+                    head, city = heads.get(row.user_id, (None, ""))
+                    running = _Running(row.user_id, head, history=history.get(city, []),
+                                       stored=states.get(row.user_id))
                 report.entries += 1
                 yield from _entry(running, row, *_facts(row), rules)
             after = (rows[-1].user_id, rows[-1].seq)
@@ -199,6 +236,8 @@ class EntryFacts(Protocol):
     def balance_after(self) -> int: ...
     @property
     def hash(self) -> bytes: ...
+    @property
+    def created_at(self) -> datetime: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +293,16 @@ def _kind_problem(entry: EntryFacts, event: EventFacts | None,
     """Whether the entry is written the way the code path of its kind writes it."""
     if entry.kind not in KINDS:
         return f"kind {entry.kind!r} is written by no code path (forged)"
+    if entry.kind == "expiry":
+        if entry.points >= 0 or entry.ug != 0 or event is not None or redemption is not None:
+            return "expiry entry that takes no points, or names an event or a redemption"
+        return None
+    if entry.kind == "lapse":
+        if event is None or event.user_id != entry.user_id:
+            return "lapse entry without an event of its user"
+        if (entry.points, entry.ug) != (-event.points, 0):
+            return f"lapse of {entry.points} points for event {event.event_id} of {event.points}"
+        return None
     if entry.kind in ("earn", "reversal"):
         sign = 1 if entry.kind == "earn" else -1
         if event is None:
@@ -290,6 +339,11 @@ class _Running:
     balance: int = 0
     ug_sum: int = 0
     count: int = 0
+    history: list[Policy] = field(default_factory=list)
+    """The expiry policies of the account's city."""
+    lots: Lots = field(default_factory=Lots)
+    stored: tuple[int, Lots] | None = None
+    """The account's ``expiry_states`` row: its seq and lots."""
 
 
 def _entry(running: _Running, entry: EntryFacts, event: EventFacts | None,
@@ -311,6 +365,20 @@ def _entry(running: _Running, entry: EntryFacts, event: EventFacts | None,
     if wrong is not None:
         yield Problem(where, wrong)
     running.prev = entry.hash
+    problems: list[str] = []
+    fold(running.lots, [Entry(entry.seq, entry.kind, entry.points, entry.created_at,
+                              getattr(entry, "event_pk", None),
+                              getattr(entry, "redemption_pk", None),
+                              getattr(entry, "earned_at", None))],
+         running.history, rules.tz, problems)
+    for wrong in problems:
+        yield Problem(where, wrong)
+    if running.stored is not None and running.stored[0] == entry.seq:
+        stored = running.stored[1]
+        if (stored.lots, stored.debt) != (running.lots.lots, running.lots.debt):
+            yield Problem(f"expiry state of {entry.user_id}",
+                          f"lots {stored.lots} (debt {stored.debt}) at seq {entry.seq} differ "
+                          f"from the ledger's {running.lots.lots} (debt {running.lots.debt})")
 
 
 def _finish(running: _Running) -> Iterator[Problem]:
@@ -327,6 +395,12 @@ def _finish(running: _Running) -> Iterator[Problem]:
     if account.lifetime_ug != running.ug_sum:
         yield Problem(where, f"lifetime_ug {account.lifetime_ug} != sum of entries "
                              f"{running.ug_sum}")
+    if running.lots.balance != balance:
+        yield Problem(where, f"live points by expiry date less the debt "
+                             f"({running.lots.balance}) != balance {balance}")
+    if running.stored is not None and running.stored[0] > running.count:
+        yield Problem(where, f"expiry state folded to seq {running.stored[0]}, beyond the "
+                             f"ledger's {running.count} entries")
     if not 0 <= account.carry_ug < UG_PER_POINT:
         yield Problem(where, f"carry {account.carry_ug} outside [0, 1 point)")
 

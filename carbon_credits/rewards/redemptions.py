@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from carbon_credits.errors import Forbidden, NotFound
-from carbon_credits.ledger import entries
+from carbon_credits.ledger import entries, settlement
 from carbon_credits.ledger import redemptions as ledger_redemptions
 from carbon_credits.rewards import catalogue, pseudonyms, rules, vouchers
 from carbon_credits.runtime import Runtime
@@ -62,7 +62,8 @@ def redeem(rt: Runtime, principal: Principal, data: dict[str, Any]) -> tuple[dic
                 redemption = ledger_redemptions.spend(
                     session, account, redemption_id=data["redemption_id"],
                     points=reward.price_points * quantity,
-                    description=f"reward {reward.id} x{quantity}", digest=digest)
+                    description=f"reward {reward.id} x{quantity}", digest=digest,
+                    available=settlement.available(session, account, rt.config, rt.clock()))
                 made = RewardRedemption(
                     redemption_pk=redemption.id, reward_id=reward.id, user_id=principal.sub,
                     quantity=quantity, points=redemption.points,

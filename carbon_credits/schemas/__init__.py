@@ -368,6 +368,13 @@ class AccountDaySchema(Schema):
                                                  "and the total, as in `today`"})
 
 
+class ExpiringPointsSchema(Schema):
+    expires_on = fields.Date(metadata={"description": "the local day these points expire"})
+    last_valid_day = fields.Date(metadata={"description": "the last local day they may be "
+                                                          "spent"})
+    points = fields.Integer()
+
+
 class AccountSchema(Schema):
     user_id = fields.String()
     balance = fields.Integer()
@@ -376,6 +383,27 @@ class AccountSchema(Schema):
     local_date = fields.Date()
     today = fields.Dict(keys=fields.String(), values=fields.Nested(DayUsageSchema))
     day = fields.Nested(AccountDaySchema)
+    available = fields.Integer(metadata={
+        "description": "what may be spent now: balance - pending - unclaimed"})
+    pending = fields.Integer(metadata={
+        "description": "credits not yet settled (the city's SETTLEMENT_DAYS): shown, not "
+                       "spendable"})
+    unclaimed = fields.Integer(metadata={
+        "description": "settled credits to claim (POST /v1/me/claims) within the city's "
+                       "CLAIM_DAYS, or they lapse"})
+    expiring_soon = fields.List(fields.Nested(ExpiringPointsSchema), metadata={
+        "description": "points that expire within EXPIRY_NOTICE_DAYS (30) by the city's "
+                       "expiry policy, per date, oldest first (spent first); empty where "
+                       "points never expire"})
+
+
+class ClaimSchema(Schema):
+    claimed = fields.Integer(metadata={"description": "points claimed now"})
+    lapsed = fields.Integer(metadata={"description": "points past the claim window, "
+                                                     "lapsed now"})
+    pending = fields.Integer(metadata={"description": "points not yet settled, to claim "
+                                                      "later"})
+    balance = fields.Integer()
 
 
 class AccountQuerySchema(Schema):

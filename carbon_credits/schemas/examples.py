@@ -206,3 +206,12 @@ PROVIDER_RECORDS_EXAMPLE = {"records": [
      "tapped_out_at": f"{EXAMPLE_DAY}T08:27:40+08:00"},
 ]}
 """POST /v1/provider/records: a metro operator's tap-in/tap-out."""
+
+EXPIRY_POLICY_EXAMPLES = {
+    "year_end": {"summary": "points expire at the end of the year after they were earned",
+                 "value": {"rule": "year_end",
+                           "reason": "points mall rules of 2027: valid to the end of next year"}},
+    "months": {"summary": "points expire 24 months after they were earned",
+               "value": {"rule": "months", "amount": 24, "reason": "two-year validity"}},
+}
+"""PUT /v1/admin/expiry-policies/{city}."""

@@ -131,3 +131,43 @@ class VerificationRowSchema(Schema):
 class VerificationReportSchema(_ReportHeadSchema):
     rule = fields.String()
     rows = fields.List(fields.Nested(VerificationRowSchema))
+
+
+class PointsQuerySchema(ReportRangeQuerySchema):
+    granularity = fields.String(load_default="day",
+                                validate=validate.OneOf(["day", "week", "month"]),
+                                metadata={"example": "month"})
+
+
+class PointsPeriodSchema(Schema):
+    period = fields.Date(metadata={"description": "first local day of the period"})
+    earned = fields.Integer(metadata={"description": "points credited"})
+    redeemed = fields.Integer(metadata={"description": "points spent on redemptions"})
+    refunded = fields.Integer(metadata={"description": "points given back by cancelled "
+                                                       "redemptions"})
+    net_spent = fields.Integer(metadata={"description": "redeemed - refunded: what the city "
+                                                        "platform cancels (注销)"})
+    expired = fields.Integer(metadata={"description": "points expired by the city's policy"})
+    lapsed = fields.Integer(metadata={"description": "points left unclaimed past the claim "
+                                                     "window"})
+    reversed = fields.Integer(metadata={"description": "points taken back by reversals"})
+    entries = fields.Integer(metadata={"description": "ledger entries counted"})
+    outstanding = fields.Integer(metadata={"description": "the city's balances at the "
+                                                          "period's end (totals: at to)"})
+    expiring = fields.Integer(metadata={"description": "live points whose expiry date is in "
+                                                       "the period, as of the expiry job's "
+                                                       "last run"})
+
+
+class PointsTotalsSchema(PointsPeriodSchema):
+    class Meta:
+        exclude = ("period",)
+
+
+class PointsReportSchema(Schema):
+    city = fields.String()
+    from_ = fields.Date(data_key="from")
+    to = fields.Date()
+    granularity = fields.String()
+    items = fields.List(fields.Nested(PointsPeriodSchema))
+    totals = fields.Nested(PointsTotalsSchema)

@@ -307,7 +307,14 @@ class LedgerEntry(Base):
         Index("uq_ledger_entries_other", "event_pk", "kind", unique=True,
               postgresql_where=text(OTHER_EVENT_ENTRIES),
               sqlite_where=text(OTHER_EVENT_ENTRIES)),
-        CheckConstraint("kind IN ('earn', 'redeem', 'reversal', 'adjustment')", name="kind"),
+        CheckConstraint("kind IN ('earn', 'redeem', 'reversal', 'adjustment', 'expiry', "
+                        "'lapse')", name="kind"),
+        # Unclaimed points lapse per event, as its points and nothing else.
+        CheckConstraint("kind <> 'lapse' OR (points < 0 AND ug = 0 AND event_pk IS NOT NULL)",
+                        name="lapse_takes_an_events_points"),
+        # An expiry takes points and nothing else: no grams, no event, no redemption.
+        CheckConstraint("kind <> 'expiry' OR (points < 0 AND ug = 0 AND event_pk IS NULL "
+                        "AND redemption_pk IS NULL)", name="expiry_takes_points"),
         # Spending can never overdraw an account, whatever the code above the database does.
         CheckConstraint("kind <> 'redeem' OR (balance_after >= 0 AND points < 0)",
                         name="redeem_covered"),
@@ -366,6 +373,56 @@ class Redemption(Base):
     payload_hash: Mapped[str] = mapped_column(String(64))
     balance_after: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ExpiryPolicy(Base):
+    """A city's points expiry rule from ``effective_from`` on (``ledger.expiry``): rows are
+    only added (by the admin API, audited), so the rule in force when any point was earned
+    stays known; a city without a row: points never expire."""
+
+    __tablename__ = "expiry_policies"
+    __table_args__ = (
+        CheckConstraint("rule IN ('never', 'days', 'months', 'year_end')", name="known_rule"),
+        CheckConstraint("(rule = 'days' AND amount BETWEEN 1 AND 3652) OR (rule = 'months' "
+                        "AND amount BETWEEN 1 AND 120) OR (rule IN ('never', 'year_end') "
+                        "AND amount = 0)", name="at_most_ten_years"),
+    )
+
+    city: Mapped[str] = mapped_column(String(64), primary_key=True)
+    effective_from: Mapped[datetime] = mapped_column(primary_key=True)
+    rule: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[int] = mapped_column(Integer)
+    created_by: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ExpiryState(Base):
+    """A user's points by expiry date, folded from the ledger up to entry ``seq``
+    (``ledger.expiry.Lots`` as JSON): what the expiry job reads instead of the ledger.
+    Derived data, never a source of truth: verify-ledger recomputes it from the entries,
+    and a lost row is folded again from the first entry."""
+
+    __tablename__ = "expiry_states"
+    __table_args__ = (Index("ix_expiry_states_next_due", "next_due"),)
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("accounts.user_id"), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    next_due: Mapped[date | None] = mapped_column(Date)
+    """The earliest expiry date with live points: the job's index."""
+    lots: Mapped[dict[str, Any]] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PointClaim(Base):
+    """Where a user's credits stop being pending or unclaimed (``ledger.settlement``):
+    every earn entry up to ``resolved_seq`` was claimed by the user or has lapsed."""
+
+    __tablename__ = "point_claims"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("accounts.user_id"), primary_key=True)
+    resolved_seq: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class AuditRecord(Base):

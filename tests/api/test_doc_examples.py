@@ -239,6 +239,12 @@ def run_trust_policy(c: Caller, spec: dict[str, Any], name: str, value: Any) -> 
                         headers=c.admin())
 
 
+def run_expiry_policy(c: Caller, spec: dict[str, Any], name: str, value: Any) -> Any:
+    """In a city of its own: a policy of the examples' city would date their points."""
+    return c.client.put("/v1/admin/expiry-policies/doc-expiry", json=value,
+                        headers=c.admin())
+
+
 def new_provider(c: Caller) -> str:
     provider_id = f"doc-{uuid.uuid4().hex[:12]}"
     r = c.client.post("/v1/admin/providers", headers=c.admin(), json={
@@ -319,6 +325,7 @@ BODY_RUNS: dict[tuple[str, str], Run] = {
     ("/v1/admin/factor-versions/preview", "post"):
         run_admin_json("/v1/admin/factor-versions/preview"),
     ("/v1/admin/trust-policies/{city}/{mode}", "put"): run_trust_policy,
+    ("/v1/admin/expiry-policies/{city}", "put"): run_expiry_policy,
     ("/v1/merchant/rewards", "post"): run_new_reward,
     ("/v1/merchant/rewards/{reward_id}", "patch"): run_reward_edit,
     ("/v1/merchant/rewards/{reward_id}/codes", "post"): run_codes,
