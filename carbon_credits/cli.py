@@ -376,13 +376,15 @@ def partitions_detach_command(month: str, reason: str) -> None:
 @click.argument("month")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="directory for <table>.csv and <table>.manifest.json")
+@click.option("--rows-per-second", "rows_per_s", type=click.IntRange(min=1), default=None,
+              help="throttle: at most this many rows a second (default: as fast as it goes)")
 @with_appcontext
-def partitions_export_command(month: str, out: Path) -> None:
+def partitions_export_command(month: str, out: Path, rows_per_s: int | None) -> None:
     """Write a month's events as CSV, with a manifest of its MRV totals and checksum."""
     when = _month(month)
     with _months_session() as session:
         try:
-            done = partitions.export(session.connection(), when, out)
+            done = partitions.export(session.connection(), when, out, rows_per_s)
         except LookupError as exc:
             raise click.ClickException(str(exc)) from None
         click.echo(f"exported {done.manifest['rows']} events to {done.csv_path}; "

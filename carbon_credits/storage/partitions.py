@@ -31,6 +31,7 @@ import csv
 import hashlib
 import json
 import re
+import time
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -195,9 +196,20 @@ MRV_TOTALS = (
 factors multiplied."""
 
 
-def export(conn: Connection, month: date, directory: Path) -> Export:
+EXPORT_BATCH_IDS = 20_000
+"""Ids per COPY of a throttled export (a month's ids are nearly contiguous: its events are
+written in its days, interleaved only with a backfill's)."""
+
+
+def export(conn: Connection, month: date, directory: Path,
+           rows_per_s: int | None = None) -> Export:
     """Write a month's partition (attached or detached) as CSV with a header, and a JSON
-    manifest beside it: the month, the row count, the file's SHA-256 and the MRV totals."""
+    manifest beside it: the month, the row count, the file's SHA-256 and the MRV totals.
+
+    ``rows_per_s`` throttles it (policy: an export is not urgent, ingest is): the rows go
+    by ranges of ids, each range one COPY, pausing after each so the average stays at or
+    below the rate; the server then spends a bounded share of a core on it
+    (BENCHMARKS.md, figure 17b). None: one COPY, as fast as the server goes."""
     name = attached(conn).get(month) or detached(conn).get(month)
     if name is None:
         raise LookupError(f"no table for {month:%Y-%m}")
@@ -205,21 +217,36 @@ def export(conn: Connection, month: date, directory: Path) -> Export:
     csv_path = directory / f"{name}.csv"
     driver = conn.connection.driver_connection
     digest = hashlib.sha256()
-    with open(csv_path, "wb") as out, driver.cursor() as cursor, cursor.copy(  # type: ignore[union-attr]
-            f"COPY (SELECT * FROM {name} ORDER BY id) TO STDOUT WITH (FORMAT csv, HEADER)"
-    ) as copy:
-        for block in copy:
-            chunk = bytes(block)
-            digest.update(chunk)
-            out.write(chunk)
+    if rows_per_s is None:
+        ranges: list[tuple[int, int] | None] = [None]
+    else:
+        low, high = conn.execute(text(f"SELECT min(id), max(id) FROM {name}")).one()
+        ranges = [(start, start + EXPORT_BATCH_IDS)
+                  for start in range(low or 0, (high or -1) + 1, EXPORT_BATCH_IDS)] or [None]
+    started, written = time.monotonic(), 0
+    with open(csv_path, "wb") as out, driver.cursor() as cursor:  # type: ignore[union-attr]
+        for n, span in enumerate(ranges):
+            where = "" if span is None else f"WHERE id >= {span[0]} AND id < {span[1]} "
+            header = "true" if n == 0 else "false"
+            with cursor.copy(f"COPY (SELECT * FROM {name} {where}ORDER BY id) TO STDOUT "
+                             f"WITH (FORMAT csv, HEADER {header})") as copy:
+                for block in copy:
+                    chunk = bytes(block)
+                    digest.update(chunk)
+                    out.write(chunk)
+            if rows_per_s is not None:
+                written += max(0, cursor.rowcount)
+                ahead = written / rows_per_s - (time.monotonic() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
     totals = [dict(row._mapping) for row in conn.execute(text(MRV_TOTALS.format(table=name)))]
     rows = sum(t["events"] for t in totals)
     manifest = {
         "table": name, "month": f"{month:%Y-%m}", "from": month.isoformat(),
         "to": next_month(month).isoformat(), "partition_key": "local_date (city time)",
         "rows": rows, "csv": csv_path.name, "sha256": digest.hexdigest(),
-        "mrv_totals": [{k: int(v) if isinstance(v, int) or k != "city" and k != "mode"
-                        else v for k, v in t.items()} for t in totals],
+        "mrv_totals": [{k: v if k in ("city", "mode") else int(v) for k, v in t.items()}
+                       for t in totals],
     }
     manifest_path = directory / f"{name}.manifest.json"
     manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")

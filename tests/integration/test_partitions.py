@@ -133,16 +133,31 @@ def test_caps_reports_and_the_ledger_are_unchanged_after_detach_export_and_reatt
     assert before["verify"].endswith("OK")
 
     month = f"{last_month:%Y-%m}"
+    archived = factories.metro(start=MONTH_START + timedelta(days=-1, hours=20))
+    assert post(months_app, users[0], archived).status_code == 201
+    before = snapshot(months_app, users)
     cli(months_app, "partitions", "detach", month, "--reason", "archive")
+    # While detached: its ids stay taken (a replay is refused, never credited twice), and
+    # verify-ledger names the entries whose events are out.
+    replay = post(months_app, users[0], archived)
+    assert replay.status_code == 503 and replay.json["error"]["code"] == "partition_missing"
+    # The same id on another (attached) day: the month's event is not there to compare
+    # with, so the global key refuses it.
+    reuse = post(months_app, users[0], dict(archived, started_at=(
+        MONTH_START + timedelta(hours=5)).isoformat(), ended_at=(
+        MONTH_START + timedelta(hours=5, minutes=30)).isoformat()))
+    assert reuse.status_code == 503 and reuse.json["error"]["code"] == "write_conflict"
+    verdict = months_app.test_cli_runner().invoke(args=["verify-ledger"])
+    assert verdict.exit_code == 1 and "without its event" in verdict.output
     out = cli(months_app, "partitions", "export", month, "--out", str(tmp_path / "x"))
-    assert "exported 4 events" in out
+    assert "exported 5 events" in out
     name = partitions.partition_name(last_month)
     manifest = json.loads((tmp_path / "x" / f"{name}.manifest.json").read_text())
     rt: Runtime = months_app.extensions["carbon_credits"]
     with rt.db.engine.connect() as conn:
         truth = conn.execute(text(
             f"SELECT sum(credited_ug), sum(avoided_ug), sum(points) FROM {name}")).one()
-    assert manifest["rows"] == 4 and manifest["month"] == month
+    assert manifest["rows"] == 5 and manifest["month"] == month
     assert [sum(t[k] for t in manifest["mrv_totals"])
             for k in ("credited_ug", "avoided_ug", "points")] == list(truth)
 
@@ -157,7 +172,7 @@ def test_caps_reports_and_the_ledger_are_unchanged_after_detach_export_and_reatt
         str(tmp_path / "x" / f"{name}.csv"), "--reason", "restore")
     assert snapshot(months_app, users) == before
     listed = cli(months_app, "partitions", "list")
-    assert f"{month} {name} attached 4 events" in listed
+    assert f"{month} {name} attached 5 events" in listed
 
 
 def test_maintain_creates_the_months_ahead_again(months_app: Flask) -> None:
@@ -168,3 +183,19 @@ def test_maintain_creates_the_months_ahead_again(months_app: Flask) -> None:
     assert partitions.partition_name(newest) in cli(months_app, "partitions", "maintain")
     with rt.db.engine.connect() as conn:
         assert newest in partitions.attached(conn)
+
+
+def test_a_throttled_export_writes_the_same_file(months_app: Flask, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    for n in range(5):
+        start = MONTH_START - timedelta(days=3) + timedelta(hours=7 + n)
+        assert post(months_app, f"u-export-{n}", factories.metro(start=start)).status_code == 201
+    rt: Runtime = months_app.extensions["carbon_credits"]
+    monkeypatch.setattr(partitions, "EXPORT_BATCH_IDS", 2)  # several ranges, some empty
+    with rt.db.engine.begin() as conn:
+        last_month = partitions.add_months(MONTH_START.date(), -1)
+        whole = partitions.export(conn, last_month, tmp_path / "whole")
+        paced = partitions.export(conn, last_month, tmp_path / "paced",
+                                  rows_per_s=1_000_000)
+    assert paced.csv_path.read_bytes() == whole.csv_path.read_bytes()
+    assert paced.manifest == whole.manifest and whole.manifest["rows"] == 5
