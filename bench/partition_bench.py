@@ -1,7 +1,8 @@
 """Monthly partitions of events (issue 24, figures 17a and 17b), ratios in one run.
 
     .venv/bin/python bench/partition_bench.py [--rounds 5] [--posts 1500] [--duration 15] \\
-        [--archive-events 300000] [--ingesters 2] [--skip-17b]
+        [--archive-events 300000] [--ingesters 2] [--skip-17a] [--skip-17b] \\
+        [--export-rows-per-s N]
 
 On the shared PostgreSQL (127.0.0.1:5432), two private databases, migrated and seeded as
 the service does:
@@ -23,7 +24,8 @@ process archives that month once, as ``flask partitions detach`` and ``export`` 
 its own transaction: DETACH, then COPY to CSV and the manifest's MRV totals), starting 2 s
 into the round (``archiving``: posts/s over the window from the detach's start to the
 export's end; the month is attached again after the window). The figure is the median
-over rounds of posts/s archiving / quiet.
+over rounds of posts/s archiving / quiet. ``--export-rows-per-s`` throttles the export as
+``flask partitions export --rows-per-second`` does (the window is then longer).
 
 Prints JSON; the databases are dropped at the end.
 """
@@ -148,21 +150,26 @@ def ingester(database_url: str, until: float, out: Any) -> None:
     out.put(("ingest", done))
 
 
-def archiver(database_url: str, start: float, month_text: str, out: Any) -> None:
+def archiver(database_url: str, start: float, month_text: str, rows_per_s: int | None,
+             out: Any) -> None:
     """One detach + export of the month, as ``flask partitions detach`` and ``export`` run
     them (each its own transaction), from ``start``; its window; then attach again."""
     rt = runtime(database_url)
     month = partitions.parse_month(month_text)
     time.sleep(max(0.0, start - time.time()))
-    with tempfile.TemporaryDirectory() as directory:
-        began = time.time()
+    try:
+        with tempfile.TemporaryDirectory() as directory:
+            began = time.time()
+            with rt.db.engine.begin() as conn:
+                partitions.detach(conn, month)
+            with rt.db.engine.begin() as conn:
+                partitions.export(conn, month, Path(directory), rows_per_s)
+            ended = time.time()
         with rt.db.engine.begin() as conn:
-            partitions.detach(conn, month)
-        with rt.db.engine.begin() as conn:
-            partitions.export(conn, month, Path(directory))
-        ended = time.time()
-    with rt.db.engine.begin() as conn:
-        partitions.attach(conn, month)
+            partitions.attach(conn, month)
+    except Exception as exc:  # the round reports it instead of waiting forever
+        out.put(("archive_failed", repr(exc)))
+        return
     out.put(("archive", [began, ended]))
 
 
@@ -176,12 +183,16 @@ def throughput_round(mode: str, args: argparse.Namespace, month: str) -> dict[st
     procs = [ctx.Process(target=ingester, args=(url(PART), until, out))
              for _ in range(args.ingesters)]
     if mode == "archiving":
-        procs.append(ctx.Process(target=archiver, args=(url(PART), start + 2, month, out)))
+        procs.append(ctx.Process(target=archiver, args=(url(PART), start + 2, month,
+                                                              args.export_rows_per_s, out)))
     for p in procs:
         p.start()
     results = [out.get() for _ in procs]
     for p in procs:
         p.join()
+    failed = [w for kind, w in results if kind == "archive_failed"]
+    if failed:
+        raise RuntimeError(f"the archive cycle failed: {failed[0]}")
     window = next((w for kind, w in results if kind == "archive"), [start + 2, until])
     posts = sum(1 for kind, times in results if kind == "ingest" for t in times
                 if window[0] <= t < window[1])
@@ -196,7 +207,11 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=15)
     parser.add_argument("--archive-events", type=int, default=300_000)
     parser.add_argument("--ingesters", type=int, default=2)
+    parser.add_argument("--skip-17a", action="store_true")
     parser.add_argument("--skip-17b", action="store_true")
+    parser.add_argument("--export-rows-per-s", type=int, default=None,
+                        help="17b: throttle the export (flask partitions export "
+                             "--rows-per-second); default: unthrottled")
     args = parser.parse_args()
     os.environ.pop("REDIS_URL", None)
     result: dict[str, Any] = {"started": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
@@ -207,7 +222,7 @@ def main() -> None:
         for rt in rts.values():
             post_some(rt, 200, None)  # warm: caches, prepared statements
         rounds: list[dict[str, float]] = []
-        for n in range(args.rounds):
+        for n in range(0 if args.skip_17a else args.rounds):
             order = list(rts) if n % 2 == 0 else list(reversed(rts))
             row: dict[str, float] = {}
             for kind in order:
@@ -215,9 +230,9 @@ def main() -> None:
                 row[kind] = done / seconds
             rounds.append(row)
             print(json.dumps(row), file=sys.stderr)
-        result["17a"] = {
-            "rounds": rounds,
-            "ratio": statistics.median(r["partitioned"] / r["unpartitioned"] for r in rounds)}
+        if rounds:
+            result["17a"] = {"rounds": rounds, "ratio": statistics.median(
+                r["partitioned"] / r["unpartitioned"] for r in rounds)}
         for rt in rts.values():
             rt.db.dispose()
         if not args.skip_17b:
@@ -229,7 +244,7 @@ def main() -> None:
                 tp.append(row2)
                 print(json.dumps(row2), file=sys.stderr)
             result["17b"] = {
-                "rounds": tp,
+                "export_rows_per_s": args.export_rows_per_s, "rounds": tp,
                 "ratio": statistics.median(r["archiving"]["posts_per_s"]
                                            / r["quiet"]["posts_per_s"] for r in tp)}
     finally:

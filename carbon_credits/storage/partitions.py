@@ -162,8 +162,24 @@ def detach(conn: Connection, month: date) -> str:
     name = attached(conn).get(month)
     if name is None:
         raise LookupError(f"no attached partition for {month:%Y-%m}")
+    _lock_referenced(conn)
     conn.execute(text(f"ALTER TABLE events DETACH PARTITION {name}"))
     return name
+
+
+REFERENCED = ("users", "factor_versions", "networks")
+"""The tables events' foreign keys point at, in the order ingest first reads them (the
+accounts with their users, then factor versions and networks)."""
+
+
+def _lock_referenced(conn: Connection) -> None:
+    """Take the locks DETACH and ATTACH need on the tables events' foreign keys reference,
+    first and in ingest's order. Left to itself, ATTACH took them one by one while ingest
+    transactions held one and waited for the next: a deadlock (seen in
+    bench/partition_bench.py). Taken first, the command waits for the transactions in
+    flight and new ones wait for it, for the catalog change only (no scan: ``attach``
+    adds the month's bounds as a CHECK beforehand)."""
+    conn.execute(text(f"LOCK TABLE {', '.join(REFERENCED)} IN ACCESS EXCLUSIVE MODE"))
 
 
 def attach(conn: Connection, month: date) -> str:
@@ -172,9 +188,15 @@ def attach(conn: Connection, month: date) -> str:
     name = detached(conn).get(month)
     if name is None:
         raise LookupError(f"no detached table for {month:%Y-%m}")
+    bounds = f"('{month.isoformat()}') TO ('{next_month(month).isoformat()}')"
+    # The CHECK proves the rows in bounds while only this table is locked, so ATTACH,
+    # which then holds the parent's and the referenced tables' locks, skips its scan.
     conn.execute(text(
-        f"ALTER TABLE events ATTACH PARTITION {name} FOR VALUES FROM "
-        f"('{month.isoformat()}') TO ('{next_month(month).isoformat()}')"))
+        f"ALTER TABLE {name} ADD CONSTRAINT {name}_bounds CHECK (local_date >= "
+        f"'{month.isoformat()}' AND local_date < '{next_month(month).isoformat()}')"))
+    _lock_referenced(conn)
+    conn.execute(text(f"ALTER TABLE events ATTACH PARTITION {name} FOR VALUES FROM {bounds}"))
+    conn.execute(text(f"ALTER TABLE {name} DROP CONSTRAINT {name}_bounds"))
     return name
 
 
