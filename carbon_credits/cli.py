@@ -8,7 +8,9 @@ import json
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,10 @@ import click
 import dramatiq
 from flask import Flask
 from flask.cli import with_appcontext
+from sqlalchemy import text
+from sqlalchemy.orm import Session
 
+from carbon_credits import audit
 from carbon_credits.api.extensions import runtime
 from carbon_credits.errors import ServiceError
 from carbon_credits.ingest import operator
@@ -26,7 +31,7 @@ from carbon_credits.networks.gtfs_import import import_gtfs
 from carbon_credits.providers import jobs, registry
 from carbon_credits.reports import rollups
 from carbon_credits.setup import init_db
-from carbon_credits.storage import roles
+from carbon_credits.storage import partitions, roles
 from carbon_credits.storage.models import utcnow
 from carbon_credits.tokens import ROLES
 
@@ -43,6 +48,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(grant_service_role_command)
     app.cli.add_command(worker_command)
     app.cli.add_command(provider_group)
+    app.cli.add_command(partitions_group)
 
 
 @click.command("init-db")
@@ -314,3 +320,114 @@ def provider_list_command() -> None:
     """Print every provider and its keys (one JSON object a line; never a secret)."""
     for provider in registry.list_all(runtime()):
         _echo_json(provider)
+
+
+@click.group("partitions")
+def partitions_group() -> None:
+    """Monthly partitions of events on PostgreSQL: create ahead, detach, export, re-attach
+    (README "History by month"). Run as the tables' owner (DDL), like init-db."""
+
+
+@contextmanager
+def _months_session() -> Iterator[Session]:
+    rt = runtime()
+    if rt.db.engine.dialect.name != "postgresql":
+        raise click.ClickException("events are partitioned on PostgreSQL only")
+    with rt.db.transaction() as session:
+        if not partitions.is_partitioned(session.connection()):
+            raise click.ClickException("events is not partitioned: run init-db")
+        yield session
+
+
+def _month(value: str) -> date:
+    try:
+        return partitions.parse_month(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@partitions_group.command("list")
+@with_appcontext
+def partitions_list_command() -> None:
+    """Each month's table, attached or detached, and its rows."""
+    with _months_session() as session:
+        conn = session.connection()
+        tables = [(m, n, "attached") for m, n in partitions.attached(conn).items()]
+        tables += [(m, n, "detached") for m, n in partitions.detached(conn).items()]
+        maker = "pg_partman" if partitions.uses_partman(conn) else "flask partitions maintain"
+        click.echo(f"months created ahead by {maker}")
+        for month, name, state in sorted(tables):
+            rows = conn.scalar(text(f"SELECT count(*) FROM {name}"))
+            click.echo(f"{month:%Y-%m} {name} {state} {rows} events")
+
+
+@partitions_group.command("maintain")
+@with_appcontext
+def partitions_maintain_command() -> None:
+    """Create the months ahead (pg_partman's run_maintenance where it maintains events);
+    run daily from cron."""
+    with _months_session() as session:
+        rt = runtime()
+        today = rt.clock().astimezone(rt.config.tz).date()
+        made = partitions.maintain(session.connection(), today)
+        click.echo(f"created {len(made)} partition(s): {', '.join(made) or '-'}")
+
+
+@partitions_group.command("detach")
+@click.argument("month")
+@click.option("--reason", required=True, help="why, for the audit log")
+@with_appcontext
+def partitions_detach_command(month: str, reason: str) -> None:
+    """Detach a month (YYYY-MM): its events leave the service's reads, kept in their table."""
+    when = _month(month)
+    with _months_session() as session:
+        try:
+            name = partitions.detach(session.connection(), when)
+        except LookupError as exc:
+            raise click.ClickException(str(exc)) from None
+        audit.record(session, actor="cli", action="partition.detach", target=name,
+                     reason=reason, before={"attached": True}, after={"attached": False})
+        click.echo(f"detached {name}")
+
+
+@partitions_group.command("export")
+@click.argument("month")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="directory for <table>.csv and <table>.manifest.json")
+@click.option("--rows-per-second", "rows_per_s", type=click.IntRange(min=1), default=None,
+              help="throttle: at most this many rows a second (default: as fast as it goes)")
+@with_appcontext
+def partitions_export_command(month: str, out: Path, rows_per_s: int | None) -> None:
+    """Write a month's events as CSV, with a manifest of its MRV totals and checksum."""
+    when = _month(month)
+    with _months_session() as session:
+        try:
+            done = partitions.export(session.connection(), when, out, rows_per_s)
+        except LookupError as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(f"exported {done.manifest['rows']} events to {done.csv_path}; "
+                   f"manifest {done.manifest_path}")
+
+
+@partitions_group.command("attach")
+@click.argument("month")
+@click.option("--from-csv", "from_csv", type=click.Path(dir_okay=False, exists=True,
+              path_type=Path), default=None,
+              help="an export to load first, when the month's table was dropped")
+@click.option("--reason", required=True, help="why, for the audit log")
+@with_appcontext
+def partitions_attach_command(month: str, from_csv: Path | None, reason: str) -> None:
+    """Attach a detached month (YYYY-MM) again, or load it from its export and attach it."""
+    when = _month(month)
+    with _months_session() as session:
+        conn = session.connection()
+        try:
+            if from_csv is not None:
+                partitions.restore(conn, when, from_csv)
+            name = partitions.attach(conn, when)
+        except (LookupError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from None
+        audit.record(session, actor="cli", action="partition.attach", target=name,
+                     reason=reason, before={"attached": False},
+                     after={"attached": True, "from_csv": str(from_csv) if from_csv else None})
+        click.echo(f"attached {name}")

@@ -63,6 +63,8 @@ ERROR_TEMPLATES: dict[str, str] = {
     "event_in_future": N_("the event is in the future"),
     "event_too_old": N_("the event is older than the %(days)s-day backfill window"),
     "event_id_conflict": N_("event_id was already used with a different payload"),
+    "partition_missing": N_("the month of the event's date is not open for writes yet; "
+                            "retry with the same event_id"),
     "write_conflict": N_("the events met concurrent writes of the same ids; retry with the "
                          "same event_id"),
     "operator_only": N_("trips of this mode in this city are credited from scenario "

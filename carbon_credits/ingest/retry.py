@@ -44,6 +44,14 @@ def is_deadlock(exc: OperationalError) -> bool:
     return getattr(exc.orig, "sqlstate", None) == "40P01"
 
 
+def is_partition_missing(exc: Exception) -> bool:
+    """PostgreSQL found no partition of ``events`` for the row's month (storage/partitions.py):
+    nothing was stored, and trying again before the month is created would meet it again."""
+    orig = getattr(exc, "orig", None)
+    return (getattr(orig, "sqlstate", None) == "23514"
+            and "no partition of relation" in str(orig))
+
+
 def is_shared(exc: Exception) -> bool:
     """A failure every post of a group would meet: a lost database connection."""
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
@@ -57,6 +65,11 @@ def retrying_conflicts(attempt: Callable[[], R]) -> R:
         except (IntegrityError, OperationalError) as exc:
             if isinstance(exc, OperationalError) and not is_deadlock(exc):
                 raise
+            if is_partition_missing(exc):
+                raise Unavailable(
+                    "the month of the event's date is not open for writes yet; retry with "
+                    "the same event_id", code="partition_missing",
+                    headers={"Retry-After": str(RETRY_AFTER_S)}) from None
             if n == ATTEMPTS - 1:
                 raise Unavailable(
                     "the events met concurrent writes of the same ids; retry with the "

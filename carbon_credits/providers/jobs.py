@@ -35,6 +35,7 @@ import dramatiq
 import redis
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import Retries
+from redis.cluster import RedisCluster
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -44,6 +45,7 @@ from carbon_credits.errors import RETRY_AFTER_S, NotFound, TooLarge, Unavailable
 from carbon_credits.providers.files import Format, RecordReader, RowError, declared_format
 from carbon_credits.providers.records import Record
 from carbon_credits.runtime import Runtime
+from carbon_credits.storage import redis_nodes
 from carbon_credits.storage.models import RecordFile, RecordFileError, utcnow
 
 log = logging.getLogger(__name__)
@@ -342,14 +344,21 @@ def _finish(rt: Runtime, job: RecordFile, outcome: str, failure: str | None) -> 
 
 
 class RecordFileQueue:
-    """The Dramatiq broker and actor of record files on one Redis."""
+    """The Dramatiq broker and actor of record files on one Redis, or on a Redis Cluster
+    (all the queue's keys in one slot: storage/redis_nodes.py)."""
 
     def __init__(self, config: Config) -> None:
         assert config.redis_url is not None
+        # Asks the node whether it is in a cluster: a RedisError here is the caller's 503.
+        backend = redis_nodes.resolve(redis.Redis.from_url(config.redis_url))
+        on_cluster = isinstance(backend, RedisCluster)
         # Retries: a job that raised (the database away, a worker stopping) is tried again
         # from its checkpoint. No TimeLimit: a file of millions of rows takes minutes.
         self.broker = RedisBroker(  # type: ignore[no-untyped-call]
-            url=config.redis_url, namespace="carbon-credits",
+            client=backend if on_cluster else None,
+            url=None if on_cluster else config.redis_url,
+            namespace=(redis_nodes.CLUSTER_QUEUE_NAMESPACE if on_cluster
+                       else redis_nodes.QUEUE_NAMESPACE),
             heartbeat_timeout=config.worker_heartbeat_timeout_ms,
             maintenance_chance=config.queue_maintenance_chance,
             middleware=[Retries(max_retries=MAX_ATTEMPTS, min_backoff=1000,
@@ -391,9 +400,10 @@ def queue(config: Config) -> RecordFileQueue | None:
 def dispatch(rt: Runtime, job_id: str) -> None:
     """Queue a job for the workers; without Redis, process it in a thread of this process
     (the embedded default: one process, SQLite)."""
-    q = queue(rt.config)
-    if q is not None:
+    if rt.config.redis_url is not None:
         try:
+            q = queue(rt.config)
+            assert q is not None
             q.enqueue(job_id)
         except redis.RedisError:
             # The job is stored, queued: the same upload again is its replay, and queues it.

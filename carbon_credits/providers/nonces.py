@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from carbon_credits.errors import RETRY_AFTER_S, Unavailable
 from carbon_credits.runtime import Runtime
+from carbon_credits.storage import redis_nodes
 from carbon_credits.storage.db import Database
 from carbon_credits.storage.models import ProviderNonce
 
@@ -38,13 +39,16 @@ def unavailable() -> Unavailable:
 
 
 class RedisNonces:
+    """One key per nonce: on a Redis Cluster (REDIS_URL naming any node) each key is on
+    its slot's node (storage/redis_nodes.py)."""
+
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
 
     def claim(self, provider_id: str, nonce: str, ttl_s: int, now: datetime) -> bool:
         try:
-            return bool(self.client.set(f"cc:nonce:{provider_id}:{nonce}", b"1", nx=True,
-                                        ex=ttl_s))
+            return bool(redis_nodes.resolve(self.client).set(
+                f"cc:nonce:{provider_id}:{nonce}", b"1", nx=True, ex=ttl_s))
         except redis.RedisError as exc:
             log.warning("nonce store (redis) failed: %s", exc)
             raise unavailable() from exc

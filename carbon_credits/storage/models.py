@@ -265,6 +265,26 @@ class Event(Base):
     it (ingest/trust.py)."""
 
 
+class EventKey(Base):
+    """The global idempotency key of events: one row per (user, client event id), written
+    by a trigger on every insert into ``events`` (migration 0009), never by the code.
+
+    On PostgreSQL ``events`` is partitioned by month of ``local_date``
+    (storage/partitions.py), and a partitioned table's unique keys must hold the partition
+    key: its own key is (user_id, event_id, local_date) and its primary key (id,
+    local_date), and ledger_entries.event_pk has no foreign key to it (verify-ledger
+    checks the link). This table, unpartitioned, keeps an event id taken across months,
+    also while its month is detached. SQLite keeps the declarations above."""
+
+    __tablename__ = "event_keys"
+
+    user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(100).with_variant(String(64), "sqlite"),
+                                          primary_key=True)
+    local_date: Mapped[date] = mapped_column(Date)
+    """Which month's partition holds the event."""
+
+
 class TrustPolicy(Base):
     """Whose word credits a trip of ``mode`` in ``city`` (ingest/trust.py); a city and
     mode without a row is ``client``, today's behaviour."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 
 import psycopg
 import pytest
@@ -38,6 +39,13 @@ FORBIDDEN = [
     "DELETE FROM ledger_chain_start",
     "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'",
     "CREATE ROLE sneaky SUPERUSER",
+    # The months of events are the owner's (storage/partitions.py), and so is the global
+    # key of event ids: a service that could delete one could credit an id twice.
+    f"ALTER TABLE events DETACH PARTITION events_p{datetime.now(UTC):%Y_%m}",
+    "ALTER TABLE events ATTACH PARTITION shadow FOR VALUES FROM ('2099-01-01') "
+    "TO ('2099-02-01')",
+    "DELETE FROM event_keys",
+    "UPDATE event_keys SET event_id = 'reused'",
 ]
 
 
