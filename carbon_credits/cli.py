@@ -23,6 +23,7 @@ from carbon_credits.ingest import operator
 from carbon_credits.ledger import chain, checkpoints
 from carbon_credits.ledger.verification import Report, verify
 from carbon_credits.networks.gtfs_import import import_gtfs
+from carbon_credits.privacy import consents
 from carbon_credits.providers import jobs, registry
 from carbon_credits.reports import rollups
 from carbon_credits.setup import init_db
@@ -42,6 +43,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(grant_service_role_command)
     app.cli.add_command(worker_command)
     app.cli.add_command(provider_group)
+    app.cli.add_command(deem_consent_command)
 
 
 @click.command("init-db")
@@ -152,6 +154,24 @@ def rebuild_rollups_command(city: str | None) -> None:
 def expire_unconfirmed_command() -> None:
     """Reject client posts no provider's record confirmed within their policy's days."""
     click.echo(f"rejected {operator.expire_unconfirmed(runtime())} unconfirmed posts")
+
+
+@click.command("deem-consent")
+@click.option("--note", required=True,
+              help="why consent is deemed given (kept with each row and in the audit log), "
+                   "e.g. the terms existing users accepted")
+@click.option("--city", default=None, help="only users of this home city (default: all)")
+@with_appcontext
+def deem_consent_command(note: str, city: str | None) -> None:
+    """Record a deemed acceptance of the current privacy notice for every existing user with
+    no consent recorded (a deployment older than the notice; README "Consent")."""
+    rt = runtime()
+    if len(note.strip()) < 3:
+        raise click.UsageError("--note: say why, in at least 3 characters")
+    count = consents.deem(rt.db, rt.config.privacy_notice_version, note.strip()[:300], "cli",
+                          city)
+    click.echo(f"recorded deemed consent to notice {rt.config.privacy_notice_version} for "
+               f"{count} users")
 
 
 @click.command("grant-service-role")

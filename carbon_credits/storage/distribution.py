@@ -32,6 +32,7 @@ DISTRIBUTED: dict[str, str] = {
     "ledger_entries": "user_id",
     "redemptions": "user_id",
     "reward_redemptions": "user_id",
+    "consents": "user_id",
 }
 """User-owned tables: table -> the column holding the user key (co-located with users)."""
 
@@ -72,6 +73,9 @@ EXCEPTIONS: dict[str, str] = {
     "reward_redemptions: unique key (id) lacks user_id":
         "the surrogate key voucher_codes.reward_redemption_id points at; on Citus "
         "(user_id, id)",
+    "consents: unique key (id) lacks user_id":
+        "a surrogate key nothing references (SQLite numbers only a lone INTEGER primary "
+        "key); on Citus the primary key becomes (user_id, id)",
     "reward_redemptions: unique key (redemption_pk) lacks user_id":
         "one reward redemption per points redemption; on Citus (user_id, redemption_pk)",
     # Foreign keys between distributed tables on surrogate ids, not the user key.

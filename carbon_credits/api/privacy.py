@@ -1,0 +1,80 @@
+"""The privacy notice, /v1/me/consents, /v1/me/export and DELETE /v1/me (PIPL rights)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, make_response
+from flask.views import MethodView
+
+from carbon_credits.api.auth import current_principal, requires
+from carbon_credits.api.extensions import runtime
+from carbon_credits.api.requests import Blueprint
+from carbon_credits.errors import NotFound
+from carbon_credits.privacy import consents
+from carbon_credits.privacy.notices import NOTICES
+from carbon_credits.schemas.privacy import (
+    ConsentInSchema,
+    ConsentSchema,
+    ConsentStatusSchema,
+    NoticeQuerySchema,
+    NoticeSchema,
+)
+
+blp = Blueprint("privacy", __name__, url_prefix="/v1",
+                description="Your personal data: consent, export, erasure")
+
+
+@blp.route("/privacy-notice")
+class Notice(MethodView):
+    @blp.arguments(NoticeQuerySchema, location="query")
+    @blp.response(200, NoticeSchema)
+    def get(self, query: dict[str, Any]) -> dict[str, Any]:
+        """Show the privacy notice users consent to (by default the version events
+        require), in zh-CN and English."""
+        required = runtime().config.privacy_notice_version
+        notice = NOTICES.get(query["version"] or required)
+        if notice is None:
+            raise NotFound(f"no privacy notice version {query['version']!r}")
+        return {"version": notice.version, "published": notice.published,
+                "required": notice.version == required, "texts": notice.texts}
+
+
+def _status() -> dict[str, Any]:
+    rt, principal = runtime(), current_principal()
+    return consents.status(rt.db, principal.sub, rt.config.privacy_notice_version,
+                           rt.config.consent_required_in(
+                               principal.city or rt.config.default_city))
+
+
+@blp.route("/me/consents")
+class Consents(MethodView):
+    @requires("user")
+    @blp.doc(security=[{"bearerAuth": []}])
+    @blp.response(200, ConsentStatusSchema)
+    def get(self) -> dict[str, Any]:
+        """Show your consent to the privacy notice and its history."""
+        return _status()
+
+    @requires("user")
+    @blp.doc(security=[{"bearerAuth": []}])
+    @blp.arguments(ConsentInSchema, example={"notice_version": "2026-12"})
+    @blp.response(201, ConsentSchema)
+    @blp.alt_response(200, schema=ConsentSchema,
+                      description="already given to that version: the standing acceptance")
+    def post(self, data: dict[str, Any]) -> Response:
+        """Accept the privacy notice's current version: your events are accepted from now
+        on. Recorded with its time."""
+        rt = runtime()
+        consent, new = consents.accept(rt.db, current_principal().sub, data["notice_version"],
+                                       rt.config.privacy_notice_version)
+        return make_response(ConsentSchema().dump(consent), 201 if new else 200)
+
+    @requires("user")
+    @blp.doc(security=[{"bearerAuth": []}])
+    @blp.response(200, ConsentStatusSchema)
+    def delete(self) -> dict[str, Any]:
+        """Withdraw your consent: your events are refused from now on (what is stored stays
+        until you erase it). Recorded with its time; withdrawing again records nothing."""
+        consents.withdraw(runtime().db, current_principal().sub)
+        return _status()

@@ -1,0 +1,50 @@
+"""Personal-data schemas: the privacy notice, consents, the export, erasure."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+NOTICE_VERSION = validate.Length(min=1, max=32)
+
+
+class NoticeQuerySchema(Schema):
+    version = fields.String(load_default=None, validate=NOTICE_VERSION, metadata={
+        "description": "a published version; default the one events require"})
+
+
+class NoticeSchema(Schema):
+    version = fields.String()
+    published = fields.Date()
+    required = fields.Boolean(metadata={
+        "description": "whether this is the version events require consent to"})
+    texts = fields.Dict(keys=fields.String(), values=fields.String(),
+                        metadata={"description": "the notice by language (zh_CN, en)"})
+
+
+class ConsentInSchema(Schema):
+    notice_version = fields.String(required=True, validate=NOTICE_VERSION, metadata={
+        "description": "the version of the notice the user read and accepts: the current "
+                       "one (GET /v1/privacy-notice)"})
+
+
+class ConsentSchema(Schema):
+    id = fields.Integer()
+    notice_version = fields.String()
+    action = fields.String(metadata={"description": "accept | withdraw"})
+    source = fields.String(metadata={
+        "description": "user (your request) | deemed (recorded by the operator for an "
+                       "account older than the notice; see note)"})
+    note = fields.String(allow_none=True)
+    recorded_at = fields.DateTime()
+
+
+class ConsentStatusSchema(Schema):
+    required_version = fields.String()
+    required = fields.Boolean(metadata={
+        "description": "whether events of your home city need your consent"})
+    given = fields.Boolean(metadata={
+        "description": "whether your latest step accepted the required version"})
+    refusal = fields.String(allow_none=True, metadata={
+        "description": "consent_required | consent_withdrawn when your events are refused"})
+    history = fields.List(fields.Nested(ConsentSchema),
+                          metadata={"description": "every step, oldest first"})
