@@ -9,14 +9,15 @@ from flask.views import MethodView
 
 from carbon_credits.api.auth import current_principal, requires
 from carbon_credits.api.extensions import runtime
-from carbon_credits.api.requests import Blueprint
+from carbon_credits.api.requests import Blueprint, limit_rate
 from carbon_credits.errors import NotFound
-from carbon_credits.privacy import consents
+from carbon_credits.privacy import consents, export
 from carbon_credits.privacy.notices import NOTICES
 from carbon_credits.schemas.privacy import (
     ConsentInSchema,
     ConsentSchema,
     ConsentStatusSchema,
+    ExportSchema,
     NoticeQuerySchema,
     NoticeSchema,
 )
@@ -78,3 +79,22 @@ class Consents(MethodView):
         until you erase it). Recorded with its time; withdrawing again records nothing."""
         consents.withdraw(runtime().db, current_principal().sub)
         return _status()
+
+
+EXPORTS = "exports"
+"""The rate-limited route of exports (RATE_LIMITS)."""
+
+
+@blp.route("/me/export")
+class Export(MethodView):
+    @requires("user")
+    @blp.doc(security=[{"bearerAuth": []}])
+    @blp.response(200, ExportSchema)
+    def get(self) -> dict[str, Any]:
+        """Download everything held about you, as JSON: your account, events (with their
+        explanations), ledger entries, redemptions, devices, bindings and consents.
+        Rate-limited (5 an hour by default)."""
+        limit_rate(EXPORTS)
+        rt = runtime()
+        return export.export(rt.db, current_principal().sub,
+                             {"catalog": rt.catalog, "config": rt.config})

@@ -48,3 +48,14 @@ class ConsentStatusSchema(Schema):
         "description": "consent_required | consent_withdrawn when your events are refused"})
     history = fields.List(fields.Nested(ConsentSchema),
                           metadata={"description": "every step, oldest first"})
+
+
+class ExportSchema(Schema):
+    format = fields.String()
+    subject = fields.String(metadata={"description": "your user id (the token's subject)"})
+    exported_at = fields.String(metadata={"description": "ISO 8601, UTC"})
+    holders = fields.List(fields.String(), metadata={
+        "description": "the parts of data, one per feature holding some of yours"})
+    data = fields.Dict(keys=fields.String(), values=fields.Raw(), metadata={
+        "description": "each holder's rows of yours, every stored column (times ISO 8601, "
+                       "bytes base64); events also as GET /v1/events/{event_id} shows them"})

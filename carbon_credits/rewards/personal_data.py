@@ -1,0 +1,24 @@
+"""A user's reward redemptions (with the voucher codes handed to them): their part of the
+export."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from carbon_credits.privacy.registry import Holder, Subject, columns, register
+from carbon_credits.rewards import vouchers
+from carbon_credits.storage.models import RewardRedemption
+
+
+def _export(session: Session, subject: Subject) -> list[dict[str, Any]]:
+    return [{**columns(made), "vouchers": [vouchers.code_view(c) for c in
+                                           vouchers.of_redemption(session, made.id)]}
+            for made in session.scalars(
+                select(RewardRedemption).where(RewardRedemption.user_id == subject.user_id)
+                .order_by(RewardRedemption.id))]
+
+
+HOLDER = register(Holder("reward_redemptions", ("reward_redemptions",), _export, order=350))
