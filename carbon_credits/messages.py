@@ -71,6 +71,8 @@ ERROR_TEMPLATES: dict[str, str] = {
     # Personal data (carbon_credits/privacy).
     "consent_required": N_("consent to privacy notice %(version)s is required before events "
                            "are accepted"),
+    "account_erased": N_("this account was erased"),
+    "ledger_unverifiable": N_("the user's ledger does not verify; nothing was erased"),
     "consent_withdrawn": N_("consent to the privacy notice was withdrawn: no events are "
                             "accepted until it is given again"),
     "no_network": N_("no transit network is loaded for this city"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from carbon_credits.privacy.registry import Holder, Subject, columns, register
@@ -17,4 +17,9 @@ def _export(session: Session, subject: Subject) -> list[dict[str, Any]]:
         .order_by(DeviceAccount.first_seen))]
 
 
-HOLDER = register(Holder("devices", ("device_accounts",), _export))
+def _erase(session: Session, subject: Subject, pseudonym: str) -> None:
+    """Deleted: a device id is an identifier, kept only to tell farms of accounts."""
+    session.execute(delete(DeviceAccount).where(DeviceAccount.user_id == subject.user_id))
+
+
+HOLDER = register(Holder("devices", ("device_accounts",), _export, _erase))

@@ -11,12 +11,15 @@ from carbon_credits.api.auth import current_principal, requires
 from carbon_credits.api.extensions import runtime
 from carbon_credits.api.requests import Blueprint, limit_rate
 from carbon_credits.errors import NotFound
-from carbon_credits.privacy import consents, export
+from carbon_credits.ledger import chain
+from carbon_credits.privacy import consents, erasure, export
 from carbon_credits.privacy.notices import NOTICES
 from carbon_credits.schemas.privacy import (
     ConsentInSchema,
     ConsentSchema,
     ConsentStatusSchema,
+    ErasureInSchema,
+    ErasureSchema,
     ExportSchema,
     NoticeQuerySchema,
     NoticeSchema,
@@ -98,3 +101,34 @@ class Export(MethodView):
         rt = runtime()
         return export.export(rt.db, current_principal().sub,
                              {"catalog": rt.catalog, "config": rt.config})
+
+
+def _erase(user_id: str, actor: str, reason: str) -> dict[str, Any]:
+    rt = runtime()
+    return erasure.erase(rt.db, user_id, chain.keyring().keys, actor, reason,
+                         {"catalog": rt.catalog, "config": rt.config}, rt.erased).view()
+
+
+@blp.route("/me")
+class Me(MethodView):
+    @requires("user")
+    @blp.doc(security=[{"bearerAuth": []}])
+    @blp.response(200, ErasureSchema)
+    def delete(self) -> dict[str, Any]:
+        """Erase your account: your identifiers and trip details are deleted or replaced by
+        a random pseudonym (README "Erasure" lists what is kept, without you), and your
+        tokens stop working. Cannot be undone."""
+        return _erase(current_principal().sub, "self",
+                      "erasure requested by the user (DELETE /v1/me)")
+
+
+@blp.route("/admin/users/<string:user_id>/erasure")
+class AdminErasure(MethodView):
+    @requires("admin")
+    @blp.doc(security=[{"bearerAuth": []}])
+    @blp.arguments(ErasureInSchema, example={"reason": "PIPL deletion request #2026-118"})
+    @blp.response(200, ErasureSchema)
+    def post(self, data: dict[str, Any], user_id: str) -> dict[str, Any]:
+        """Erase a user (e.g. a deletion request made by phone), with a reason; audited
+        under the pseudonym. Erasing again answers the first erasure."""
+        return _erase(user_id, current_principal().sub, data["reason"])

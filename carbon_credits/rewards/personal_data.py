@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from carbon_credits.privacy.registry import Holder, Subject, columns, register
@@ -21,4 +21,11 @@ def _export(session: Session, subject: Subject) -> list[dict[str, Any]]:
                 .order_by(RewardRedemption.id))]
 
 
-HOLDER = register(Holder("reward_redemptions", ("reward_redemptions",), _export, order=350))
+def _erase(session: Session, subject: Subject, pseudonym: str) -> None:
+    """Kept under the pseudonym: merchants' stock and vouchers stand on them."""
+    session.execute(update(RewardRedemption).where(
+        RewardRedemption.user_id == subject.user_id).values(user_id=pseudonym))
+
+
+HOLDER = register(Holder("reward_redemptions", ("reward_redemptions",), _export, _erase,
+                         order=350))

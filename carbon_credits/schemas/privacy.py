@@ -59,3 +59,18 @@ class ExportSchema(Schema):
     data = fields.Dict(keys=fields.String(), values=fields.Raw(), metadata={
         "description": "each holder's rows of yours, every stored column (times ISO 8601, "
                        "bytes base64); events also as GET /v1/events/{event_id} shows them"})
+
+
+class ErasureInSchema(Schema):
+    reason = fields.String(required=True, validate=validate.Length(min=3, max=2000),
+                           metadata={"description": "why, for the audit log"})
+
+
+class ErasureSchema(Schema):
+    erased = fields.Boolean()
+    pseudonym = fields.String(metadata={
+        "description": "the random id the remaining (non-identifying) rows now carry"})
+    erased_at = fields.DateTime()
+    by = fields.String(metadata={"description": "self, or the admin who erased"})
+    already = fields.Boolean(metadata={
+        "description": "erased before: nothing was done this time (idempotent)"})

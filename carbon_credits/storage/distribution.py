@@ -40,7 +40,7 @@ REFERENCE: frozenset[str] = frozenset({
     "factor_versions", "networks", "network_stops", "network_lines", "network_line_stops",
     "trust_policies", "rewards", "audit_log", "record_files", "record_file_errors",
     "voucher_codes", "providers", "provider_keys", "provider_binding_codes",
-    "provider_bindings", "ledger_chain_start",
+    "provider_bindings", "ledger_chain_start", "erasures",
 })
 """Cross-user tables written by admins, operators and merchants, read by everyone."""
 

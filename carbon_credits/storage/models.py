@@ -710,3 +710,22 @@ class Consent(Base):
     deployment older than the notice (``flask deem-consent``), with ``note`` saying why."""
     note: Mapped[str | None] = mapped_column(String(300))
     recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Erasure(Base):
+    """A user erased (carbon_credits/privacy/erasure.py): the pseudonym their remaining rows
+    now carry, and a keyed hash of their subject, so that their tokens are refused and a
+    second erasure is answered with the first, without the subject being stored anywhere.
+    ``subject_mac`` is HMAC-SHA256 under the ledger chain key named ``key_name`` (a key
+    outside the database): without it, no list of candidate subjects can be tested."""
+
+    __tablename__ = "erasures"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    subject_mac: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    key_name: Mapped[str] = mapped_column(String(64))
+    pseudonym: Mapped[str] = mapped_column(String(128), unique=True)
+    erased_at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(128))
+    """'self' (DELETE /v1/me), or the admin who erased the user."""
+    reason: Mapped[str] = mapped_column(Text)

@@ -33,3 +33,8 @@ def test_a_table_is_covered_once() -> None:
     assert len(tables) == len(set(tables))
     unknown = set(tables) - {t.name for t in Base.metadata.sorted_tables}
     assert not unknown
+
+
+def test_every_holder_can_erase() -> None:
+    assert factory.PERSONAL_DATA
+    assert [name for name, holder in registry.HOLDERS.items() if holder.erase is None] == []
