@@ -9,6 +9,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,12 @@ import dramatiq
 from flask import Flask
 from flask.cli import with_appcontext
 
+from carbon_credits import audit
+from carbon_credits.antifraud import personal_data as antifraud_data
 from carbon_credits.api.extensions import runtime
 from carbon_credits.errors import ServiceError
 from carbon_credits.ingest import operator
+from carbon_credits.ingest import personal_data as ingest_data
 from carbon_credits.ledger import chain, checkpoints
 from carbon_credits.ledger.verification import Report, verify
 from carbon_credits.networks.gtfs_import import import_gtfs
@@ -44,6 +48,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(worker_command)
     app.cli.add_command(provider_group)
     app.cli.add_command(deem_consent_command)
+    app.cli.add_command(reduce_trip_details_command)
 
 
 @click.command("init-db")
@@ -172,6 +177,41 @@ def deem_consent_command(note: str, city: str | None) -> None:
                           city)
     click.echo(f"recorded deemed consent to notice {rt.config.privacy_notice_version} for "
                f"{count} users")
+
+
+@click.command("reduce-trip-details")
+@click.option("--days", type=click.IntRange(1), default=None,
+              help="older than this many days (default TRIP_DETAIL_RETENTION_DAYS)")
+@with_appcontext
+def reduce_trip_details_command(days: int | None) -> None:
+    """Retention: delete the trip details (stations, line, device id, times of day) of events
+    older than the retention period, keeping what the ledger, reports and MRV export need;
+    in batches, each its own transaction (run daily; README "Retention")."""
+    rt = runtime()
+    days = days or rt.config.trip_detail_retention_days
+    if days <= rt.config.backfill_days:
+        raise click.UsageError(f"--days must exceed BACKFILL_DAYS ({rt.config.backfill_days})")
+    cutoff = rt.clock() - timedelta(days=days)
+    before = cutoff.astimezone(rt.config.tz).date()
+    total = 0
+    while True:
+        with rt.db.transaction() as session:
+            done = ingest_data.reduce_old_trips(session, before, rt.config.tz, RETENTION_BATCH)
+        total += done
+        if done < RETENTION_BATCH:
+            break
+    with rt.db.transaction() as session:
+        devices = antifraud_data.forget_old_devices(session, cutoff)
+        audit.record(session, actor="cli", action="retention.reduce",
+                     target=f"events before {before.isoformat()}",
+                     reason=f"trip detail retention: {days} days", before=None,
+                     after={"events": total, "device_links": devices})
+    click.echo(f"reduced {total} events of local days before {before.isoformat()}; "
+               f"forgot {devices} device links")
+
+
+RETENTION_BATCH = 1000
+"""Events reduced per transaction: row locks held briefly, progress kept if stopped."""
 
 
 @click.command("grant-service-role")

@@ -187,6 +187,13 @@ class Config:
     """The privacy notice version events require consent to (PRIVACY_NOTICE_VERSION;
     default the newest in carbon_credits/privacy/notices.py): a user whose latest consent
     is to an older version is asked again."""
+    trip_detail_retention_days: int = 180
+    """Trip details (stations, line, device id, times of day) of events older than this many
+    days are deleted by ``flask reduce-trip-details`` (TRIP_DETAIL_RETENTION_DAYS; run it
+    daily): what the ledger, reports and MRV export need is kept (README "Retention").
+    Policy, no published source: half a year covers the backfill window, provider
+    confirmation and a fraud review with room; it must exceed BACKFILL_DAYS, so a client's
+    late retry of an event is refused by the window, never met by a reduced row."""
     testing: bool = False
 
     def consent_required_in(self, city: str) -> bool:
@@ -222,6 +229,9 @@ class Config:
                 not c.strip() for c in self.consent_required.split(",")):
             raise ConfigError("CONSENT_REQUIRED: expected all, none or a list of cities, got "
                               f"{self.consent_required!r}")
+        if self.trip_detail_retention_days <= self.backfill_days:
+            raise ConfigError("TRIP_DETAIL_RETENTION_DAYS: must exceed BACKFILL_DAYS "
+                              f"({self.backfill_days}), got {self.trip_detail_retention_days}")
         if self.privacy_notice_version not in NOTICES:
             raise ConfigError("PRIVACY_NOTICE_VERSION: expected one of "
                               f"{', '.join(sorted(NOTICES))}, got "
@@ -339,6 +349,7 @@ class Config:
             ledger_chain_keys=env.get("LEDGER_CHAIN_KEYS") or None,
             consent_required=env.get("CONSENT_REQUIRED", "all").strip().lower() or "all",
             privacy_notice_version=env.get("PRIVACY_NOTICE_VERSION") or LATEST,
+            trip_detail_retention_days=_int(env, "TRIP_DETAIL_RETENTION_DAYS", 180),
         )
         if caps is not None:
             cfg.daily_caps_g = caps
