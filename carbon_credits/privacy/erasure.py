@@ -23,6 +23,7 @@ The pseudonym is random, not derived from the subject: nothing can map it back.
 from __future__ import annotations
 
 import hmac
+import logging
 import secrets
 import threading
 import time
@@ -31,11 +32,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from carbon_credits.privacy.registry import HOLDERS, Subject
 from carbon_credits.storage.db import Database
 from carbon_credits.storage.models import Account, AuditRecord, Erasure, User, utcnow
+
+log = logging.getLogger(__name__)
 
 PSEUDONYM_PREFIX = "erased-"
 """An erased user's rows carry ``erased-<24 hex digits>``; the ledger trigger admits a move
@@ -140,10 +144,18 @@ class ErasedSubjects:
         with self._lock:
             if time.monotonic() - self._checked < self.REFRESH_S:
                 return
-            with db.transaction() as session:
-                rows = session.execute(select(Erasure.id, Erasure.subject_mac)
-                                       .where(Erasure.id > self._last_id)
-                                       .order_by(Erasure.id)).all()
+            try:
+                with db.transaction() as session:
+                    rows = session.execute(select(Erasure.id, Erasure.subject_mac)
+                                           .where(Erasure.id > self._last_id)
+                                           .order_by(Erasure.id)).all()
+            except SQLAlchemyError as exc:
+                # The primary unreachable: keep what is known and try again later. A
+                # request that needs the primary fails on its own; one that does not (a
+                # report from the replica) is not refused for this.
+                log.warning("erased subjects not refreshed: %s", type(exc).__name__)
+                self._checked = time.monotonic()
+                return
             for row_id, mac in rows:
                 self._macs.add(mac)
                 self._last_id = row_id
