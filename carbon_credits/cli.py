@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +22,15 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from carbon_credits import audit
+from carbon_credits.antifraud import personal_data as antifraud_data
 from carbon_credits.api.extensions import runtime
 from carbon_credits.errors import ServiceError
 from carbon_credits.ingest import operator
+from carbon_credits.ingest import personal_data as ingest_data
 from carbon_credits.ledger import chain, checkpoints, expiring, settlement
 from carbon_credits.ledger.verification import Report, verify
 from carbon_credits.networks.gtfs_import import import_gtfs
+from carbon_credits.privacy import consents
 from carbon_credits.providers import jobs, registry
 from carbon_credits.reports import rollups
 from carbon_credits.setup import init_db
@@ -49,6 +52,8 @@ def register(app: Flask) -> None:
     app.cli.add_command(worker_command)
     app.cli.add_command(provider_group)
     app.cli.add_command(partitions_group)
+    app.cli.add_command(deem_consent_command)
+    app.cli.add_command(reduce_trip_details_command)
 
 
 @click.command("init-db")
@@ -176,6 +181,57 @@ def expire_points_command(batch: int) -> None:
     click.echo(f"lapsed {lapsed} unclaimed points; expired {run.expired_points} points of "
                f"{run.expired_accounts} accounts; {run.accounts} accounts folded in "
                f"{run.batches} batches, {time.perf_counter() - started:.1f} s")
+@click.command("deem-consent")
+@click.option("--note", required=True,
+              help="why consent is deemed given (kept with each row and in the audit log), "
+                   "e.g. the terms existing users accepted")
+@click.option("--city", default=None, help="only users of this home city (default: all)")
+@with_appcontext
+def deem_consent_command(note: str, city: str | None) -> None:
+    """Record a deemed acceptance of the current privacy notice for every existing user with
+    no consent recorded (a deployment older than the notice; README "Consent")."""
+    rt = runtime()
+    if len(note.strip()) < 3:
+        raise click.UsageError("--note: say why, in at least 3 characters")
+    count = consents.deem(rt.db, rt.config.privacy_notice_version, note.strip()[:300], "cli",
+                          city)
+    click.echo(f"recorded deemed consent to notice {rt.config.privacy_notice_version} for "
+               f"{count} users")
+
+
+@click.command("reduce-trip-details")
+@click.option("--days", type=click.IntRange(1), default=None,
+              help="older than this many days (default TRIP_DETAIL_RETENTION_DAYS)")
+@with_appcontext
+def reduce_trip_details_command(days: int | None) -> None:
+    """Retention: delete the trip details (stations, line, device id, times of day) of events
+    older than the retention period, keeping what the ledger, reports and MRV export need;
+    in batches, each its own transaction (run daily; README "Retention")."""
+    rt = runtime()
+    days = days or rt.config.trip_detail_retention_days
+    if days <= rt.config.backfill_days:
+        raise click.UsageError(f"--days must exceed BACKFILL_DAYS ({rt.config.backfill_days})")
+    cutoff = rt.clock() - timedelta(days=days)
+    before = cutoff.astimezone(rt.config.tz).date()
+    total = 0
+    while True:
+        with rt.db.transaction() as session:
+            done = ingest_data.reduce_old_trips(session, before, rt.config.tz, RETENTION_BATCH)
+        total += done
+        if done < RETENTION_BATCH:
+            break
+    with rt.db.transaction() as session:
+        devices = antifraud_data.forget_old_devices(session, cutoff)
+        audit.record(session, actor="cli", action="retention.reduce",
+                     target=f"events before {before.isoformat()}",
+                     reason=f"trip detail retention: {days} days", before=None,
+                     after={"events": total, "device_links": devices})
+    click.echo(f"reduced {total} events of local days before {before.isoformat()}; "
+               f"forgot {devices} device links")
+
+
+RETENTION_BATCH = 1000
+"""Events reduced per transaction: row locks held briefly, progress kept if stopped."""
 
 
 @click.command("grant-service-role")

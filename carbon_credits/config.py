@@ -20,6 +20,7 @@ from carbon_credits.antifraud.ratelimit import (
     rate_limits_from_env,
 )
 from carbon_credits.messages import LOCALES
+from carbon_credits.privacy.notices import LATEST, NOTICES
 
 DEFAULT_DAILY_CAPS_G: Mapping[str, Decimal] = {"total": Decimal(5000)}
 """Operator policy, no published source: 5 kg CO2 per user per local day over all modes.
@@ -186,7 +187,31 @@ class Config:
     reports_fallback_primary: bool = False
     """Beyond the lag bound, or the replica unreachable: read from the primary
     (REPORTS_FALLBACK_PRIMARY=1) instead of answering 503 with Retry-After."""
+    consent_required: str = "all"
+    """Where events need the user's consent to the privacy notice (CONSENT_REQUIRED): "all"
+    cities (the default, so a new deployment asks for it), "none", or a comma-separated
+    list of cities (an event's ``city``). An existing deployment's users have no consent
+    recorded: see the README's "Consent" for how they migrate."""
+    privacy_notice_version: str = LATEST
+    """The privacy notice version events require consent to (PRIVACY_NOTICE_VERSION;
+    default the newest in carbon_credits/privacy/notices.py): a user whose latest consent
+    is to an older version is asked again."""
+    trip_detail_retention_days: int = 180
+    """Trip details (stations, line, device id, times of day) of events older than this many
+    days are deleted by ``flask reduce-trip-details`` (TRIP_DETAIL_RETENTION_DAYS; run it
+    daily): what the ledger, reports and MRV export need is kept (README "Retention").
+    Policy, no published source: half a year covers the backfill window, provider
+    confirmation and a fraud review with room; it must exceed BACKFILL_DAYS, so a client's
+    late retry of an event is refused by the window, never met by a reduced row."""
     testing: bool = False
+
+    def consent_required_in(self, city: str) -> bool:
+        """Whether an event in ``city`` needs the user's consent (``consent_required``)."""
+        if self.consent_required == "all":
+            return True
+        if self.consent_required == "none":
+            return False
+        return city in {c.strip() for c in self.consent_required.split(",")}
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -209,6 +234,17 @@ class Config:
                 self.reports_database_url.startswith("postgresql")):
             raise ConfigError("REPORTS_DATABASE_URL: expected a postgresql:// URL of a "
                               f"streaming replica, got {self.reports_database_url[:40]!r}")
+        if not self.consent_required.strip() or any(
+                not c.strip() for c in self.consent_required.split(",")):
+            raise ConfigError("CONSENT_REQUIRED: expected all, none or a list of cities, got "
+                              f"{self.consent_required!r}")
+        if self.trip_detail_retention_days <= self.backfill_days:
+            raise ConfigError("TRIP_DETAIL_RETENTION_DAYS: must exceed BACKFILL_DAYS "
+                              f"({self.backfill_days}), got {self.trip_detail_retention_days}")
+        if self.privacy_notice_version not in NOTICES:
+            raise ConfigError("PRIVACY_NOTICE_VERSION: expected one of "
+                              f"{', '.join(sorted(NOTICES))}, got "
+                              f"{self.privacy_notice_version!r}")
         if self.jwt_public_key and self.jwt_jwks_url:
             raise ConfigError("set one of JWT_PUBLIC_KEY and JWT_JWKS_URL, not both")
         if self.jwt_public_key or self.jwt_jwks_url:
@@ -321,6 +357,9 @@ class Config:
             provider_key_secret=env.get("PROVIDER_KEY_SECRET") or None,
             binding_code_ttl_s=_int(env, "BINDING_CODE_TTL_S", 600),
             ledger_chain_keys=env.get("LEDGER_CHAIN_KEYS") or None,
+            consent_required=env.get("CONSENT_REQUIRED", "all").strip().lower() or "all",
+            privacy_notice_version=env.get("PRIVACY_NOTICE_VERSION") or LATEST,
+            trip_detail_retention_days=_int(env, "TRIP_DETAIL_RETENTION_DAYS", 180),
         )
         if caps is not None:
             cfg.daily_caps_g = caps

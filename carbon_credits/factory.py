@@ -10,6 +10,7 @@ from flask import Blueprint, Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from carbon_credits import cli
+from carbon_credits.antifraud import personal_data as antifraud_data
 from carbon_credits.antifraud.ratelimit import Limiter, LocalLimiter, RedisLimiter
 from carbon_credits.api import i18n, register_blueprints
 from carbon_credits.api import metrics as api_metrics
@@ -18,9 +19,14 @@ from carbon_credits.api.extensions import JsonErrorApi
 from carbon_credits.api.requests import drain_unread_body
 from carbon_credits.config import Config
 from carbon_credits.ingest import events
+from carbon_credits.ingest import personal_data as ingest_data
 from carbon_credits.ingest.group_commit import GroupCommit
 from carbon_credits.ledger import chain
+from carbon_credits.ledger import personal_data as ledger_data
 from carbon_credits.networks.catalog import Catalog
+from carbon_credits.privacy import personal_data as privacy_data
+from carbon_credits.providers import personal_data as providers_data
+from carbon_credits.rewards import personal_data as rewards_data
 from carbon_credits.runtime import Runtime
 from carbon_credits.setup import init_db
 from carbon_credits.storage.db import Database
@@ -28,6 +34,13 @@ from carbon_credits.tokens import TokenCodec
 
 REDIS_TIMEOUT_S = 0.5
 """Redis calls sit on the ingest path: fail fast and apply the failure policy."""
+
+PERSONAL_DATA = (privacy_data, ledger_data, ingest_data, antifraud_data, providers_data,
+                 rewards_data)
+"""The features' personal-data holders (each module registers its own with
+``privacy.registry`` when imported): a feature with a table of users' rows adds its module
+here (GET /v1/me/export and erasure cover it then; tests/security/
+test_personal_data_registry.py fails for a table with a user key that none covers)."""
 
 SWAGGER_UI_ASSETS = "/docs/assets/"
 """Where /docs loads Swagger UI's script and style from: this app, not a CDN, so the docs

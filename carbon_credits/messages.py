@@ -70,6 +70,13 @@ ERROR_TEMPLATES: dict[str, str] = {
     "operator_only": N_("trips of this mode in this city are credited from scenario "
                         "providers' records only"),
     "no_methodology": N_("no methodology is in force for this mode and city at that time"),
+    # Personal data (carbon_credits/privacy).
+    "consent_required": N_("consent to privacy notice %(version)s is required before events "
+                           "are accepted"),
+    "account_erased": N_("this account was erased"),
+    "ledger_unverifiable": N_("the user's ledger does not verify; nothing was erased"),
+    "consent_withdrawn": N_("consent to the privacy notice was withdrawn: no events are "
+                            "accepted until it is given again"),
     "no_network": N_("no transit network is loaded for this city"),
     "unquantifiable": N_("the event cannot be quantified with the methodology"),
     "already_reversed": N_("event already reversed"),

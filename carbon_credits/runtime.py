@@ -13,6 +13,7 @@ from carbon_credits.antifraud.ratelimit import Limiter
 from carbon_credits.config import Config
 from carbon_credits.ingest.group_commit import GroupCommit
 from carbon_credits.networks.catalog import Catalog
+from carbon_credits.privacy.erasure import ErasedSubjects
 from carbon_credits.storage.db import Database
 from carbon_credits.storage.models import utcnow
 from carbon_credits.tokens import TokenCodec
@@ -35,3 +36,5 @@ class Runtime:
     """This process's single posts, applied in groups under load (``group_commit``)."""
     clock: Callable[[], datetime] = field(default=utcnow)
     """Business time: event windows, 'today', versions in force. Tests pin it."""
+    erased: ErasedSubjects = field(default_factory=ErasedSubjects)
+    """Erased subjects, whose tokens are refused (``privacy.erasure``)."""

@@ -43,6 +43,12 @@ settings.load_profile("suite")
 too-slow health check fail by load alone on a busy machine (a process there may wait that
 long for a CPU). Tests with settings of their own set the same."""
 
+os.environ.setdefault("CONSENT_REQUIRED", "none")
+"""The consent gate (carbon_credits/privacy/consents.py) is on by default, as a new deployment
+has it; the suite's apps and the servers it starts (which read the environment) run without
+it, so tests that post events need not record consent first. The gate's own tests turn it
+on (``make_app(consent_required="all")``): tests/security/test_consent.py."""
+
 JWT_SECRET = "test-secret-" + "x" * 32
 TEST_RATE_LIMITS = "events:user=10000/60,device=100000/60,ip=1000000/60"
 """High enough that only the rate-limit tests (which set their own) ever meet a limit: every
@@ -139,7 +145,9 @@ def make_config(database_url: str, tmp_path_factory: pytest.TempPathFactory
             testing=True, rate_limits=parse_rate_limits(TEST_RATE_LIMITS),
             # The suite asserts the English texts; a request with no Accept-Language is
             # answered in zh_CN by default (the Shenzhen default), see tests/api/test_i18n.py.
-            default_locale="en")
+            default_locale="en",
+            # See CONSENT_REQUIRED above: the gate is off unless a test turns it on.
+            consent_required=os.environ["CONSENT_REQUIRED"])
         settings.update(overrides)
         return Config(**settings)
 

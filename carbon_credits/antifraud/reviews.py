@@ -10,6 +10,7 @@ from sqlalchemy import literal_column, select
 from carbon_credits import audit
 from carbon_credits.errors import Conflict, NotFound
 from carbon_credits.ledger import caps, entries, explain
+from carbon_credits.privacy import reads
 from carbon_credits.reports import rollups
 from carbon_credits.runtime import Runtime
 from carbon_credits.storage.models import Account, Event, User, utcnow
@@ -20,8 +21,10 @@ AWAITING_OPERATOR = "awaiting_operator"
 """ingest.trust.AWAITING (a test keeps them equal)."""
 
 
-def queue(rt: Runtime, limit: int, before_id: int | None) -> list[dict[str, Any]]:
-    """Held events, oldest first within the page, for admins to decide."""
+def queue(rt: Runtime, limit: int, before_id: int | None, reader: str = "system"
+          ) -> list[dict[str, Any]]:
+    """Held events, oldest first within the page, for admins to decide; the read is
+    audited (``privacy.reads``): trips are personal data."""
     with rt.db.transaction() as session:
         # 'held' as a literal, not a bound value: the partial index of held events
         # (ix_events_held) serves only a query whose text says status = 'held', also
@@ -32,9 +35,14 @@ def queue(rt: Runtime, limit: int, before_id: int | None) -> list[dict[str, Any]
                                     Event.reason.is_distinct_from(AWAITING_OPERATOR))
         if before_id is not None:
             query = query.where(Event.id > before_id)
-        rows = session.scalars(query.order_by(Event.id).limit(limit))
-        return [{"id": e.id, "user_id": e.user_id, **explain.stored_view(rt.catalog, session, e)}
-                for e in rows]
+        rows = list(session.scalars(query.order_by(Event.id).limit(limit)))
+        page = [{"id": e.id, "user_id": e.user_id,
+                 **explain.stored_view(rt.catalog, session, e)} for e in rows]
+        if rows:
+            reads.record(session, reader=reader, what="review queue (held events)",
+                         event_pks=[e.id for e in rows],
+                         users=len({e.user_id for e in rows}), reason="review of held events")
+        return page
 
 
 def decide(rt: Runtime, admin: Principal, user_id: str, event_id: str, approve: bool,

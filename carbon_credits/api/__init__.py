@@ -14,6 +14,7 @@ from carbon_credits.api import (
     me,
     merchants,
     methodologies,
+    privacy,
     provider_admin,
     provider_records,
     redemptions,
@@ -30,7 +31,7 @@ def register_blueprints(api: Any) -> None:
         api.spec.components.schema(type(schema).__name__.removesuffix("Schema"),
                                    schema=type(schema))
     for module in (events, me, redemptions, rewards, merchants, methodologies, reports,
-                   admin, trust_policies, expiry_policies, health, dashboard):
+                   admin, trust_policies, expiry_policies, health, dashboard, privacy):
         api.register_blueprint(module.blp)
     api.register_blueprint(provider_admin.blp)
     api.register_blueprint(bindings.blp)

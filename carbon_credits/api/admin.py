@@ -118,7 +118,8 @@ class ReviewQueue(MethodView):
     @blp.response(200, ReviewPageSchema)
     def get(self, query: dict[str, Any]) -> dict[str, Any]:
         """List held events awaiting a decision, oldest first."""
-        return {"items": reviews.queue(runtime(), query["limit"], query["after_id"])}
+        return {"items": reviews.queue(runtime(), query["limit"], query["after_id"],
+                                       current_principal().sub)}
 
 
 @blp.route("/reviews/<string:user_id>/<string:event_id>/<any(approve, reject):decision>")

@@ -9,6 +9,7 @@ from typing import Any, TypeVar, cast
 from flask import current_app, g, request
 
 from carbon_credits.errors import Forbidden, Unauthorized
+from carbon_credits.ledger import chain
 from carbon_credits.tokens import Principal, Role, TokenCodec
 
 
@@ -18,9 +19,15 @@ def authenticate() -> Principal:
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("missing bearer token", code="missing_token",
                            headers={"WWW-Authenticate": 'Bearer realm="carbon-credits"'})
-    codec: TokenCodec = current_app.extensions["carbon_credits"].codec
+    rt = current_app.extensions["carbon_credits"]
+    codec: TokenCodec = rt.codec
     try:
-        return codec.decode(token.strip())
+        principal = codec.decode(token.strip())
+        if rt.erased.is_erased(rt.db, chain.keyring().keys, principal.sub):
+            # Erased (privacy/erasure.py): every token of the subject stops working; the
+            # identity service gives a new account a new subject.
+            raise Unauthorized("this account was erased", code="account_erased")
+        return principal
     except Unauthorized as exc:
         # Every 401 carries a challenge (RFC 7235 3.1); RFC 6750 3.1 calls an expired,
         # malformed or badly signed token "invalid_token".

@@ -21,6 +21,7 @@ from carbon_credits.errors import InvalidInput
 from carbon_credits.ingest import idempotency, trust
 from carbon_credits.ledger import caps, entries, explain
 from carbon_credits.networks.catalog import Timeline
+from carbon_credits.privacy import consents
 from carbon_credits.reports import rollups
 from carbon_credits.tokens import Principal
 from methodology import (
@@ -246,6 +247,9 @@ class Book:
         default_factory=dict)
     """Stored events another report changed (status, reason, notes), by (user, event id):
     a held client post closed by its provider's record, a credited one confirmed by it."""
+    without_consent: dict[str, str] = field(default_factory=dict)
+    """Users whose events a city requiring consent refuses, with the reason code
+    (``privacy.consents.refusal``); read only when a city of the chunk requires it."""
 
 
 
@@ -273,6 +277,10 @@ def decide(config: Config, lookups: Lookups, book: Book, p: Posted) -> Applied:
     round trip) or comes from ``lookups``; tests/unit/test_decide.py runs it on fakes."""
     user_id, method, data = p.principal.sub, p.method, p.data
     member = book.members[user_id]
+    refusal = book.without_consent.get(user_id)
+    if refusal is not None and config.consent_required_in(data["city"]):
+        # Before the replay check too: nothing of the user's is processed, or echoed.
+        raise consents.refused(refusal, config.privacy_notice_version)
     key = (user_id, data["event_id"])
     prior = book.stored.get(key) or book.fresh.get(key)
     if prior is not None and idempotency.is_replay(prior.payload_hash, p.digest):

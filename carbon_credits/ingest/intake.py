@@ -15,6 +15,8 @@ arrived while the process was busy). It goes in three steps:
    - the daily usage of the chunk's local days;
    - each user's trips around them (overlap and trips-per-day rules);
    - the accounts seen on the chunk's devices;
+   - when a city of the chunk requires consent, the users' latest consent steps
+     (``privacy.consents``; a withdrawal committed after this read is not seen by it);
    - on PostgreSQL, an id for each event that may be stored.
    (A new user's account is created and locked after that, and the reads sent again.)
 2. **Decide** each event in order, in memory: idempotency, methodology, plausibility, daily
@@ -85,6 +87,7 @@ from carbon_credits.ingest.decide import (
 )
 from carbon_credits.ledger import entries, explain
 from carbon_credits.networks.catalog import Catalog, timeline_read
+from carbon_credits.privacy import consents
 from carbon_credits.reports import rollups
 from carbon_credits.storage.models import (
     AnnualUsage,
@@ -125,7 +128,9 @@ def apply(session: Session, config: Config, catalog: Catalog, chunk: Sequence[Po
     nothing behind. A new user's city is the token's, else that of the first event
     stored (not of an earlier refused one).
     """
-    book = _read(session, catalog, chunk)
+    consent = any(config.consent_required_in(p.data["city"]) for p in chunk)
+    book = _read(session, catalog, chunk,
+                 config.privacy_notice_version if consent else None)
     lookups = _Lookups(session, catalog)
     results: list[Applied | ServiceError] = []
     for posted in chunk:
@@ -155,7 +160,8 @@ class _Lookups:
 
 # ---------------------------------------------------------------- read
 
-def _read(session: Session, catalog: Catalog, chunk: Sequence[Posted]) -> Book:
+def _read(session: Session, catalog: Catalog, chunk: Sequence[Posted],
+          consent_version: str | None = None) -> Book:
     """Everything in one round trip (``read_together``, which also begins the
     transaction): the accounts first, locked (nothing the rules read of their users can
     change before the commit), then the reads that need the locks, which the server runs
@@ -178,7 +184,9 @@ def _read(session: Session, catalog: Catalog, chunk: Sequence[Posted]) -> Book:
         (_POLICIES, {"cities": sorted({p.data["city"] for p in chunk}),
                      "modes": sorted({p.method.mode for p in chunk})})]
     trips, devices = _trips_read(chunk), _devices_read(chunk)
-    reads += [read for read in (trips, devices) if read is not None]
+    consent: Read | None = None if consent_version is None else (
+        consents.LATEST, {"users": sorted(cities)})
+    reads += [read for read in (trips, devices, consent) if read is not None]
     draw = ids_read(session, EVENTS, len(chunk))
     locked, *results = read_together(session, [entries.accounts_read(cities), *reads,
                                                *([draw] if draw else [])])
@@ -208,8 +216,14 @@ def _read(session: Session, catalog: Catalog, chunk: Sequence[Posted]) -> Book:
                                                     origin, destination, line_id, source,
                                                     status, reason)
             member.notes[event_id] = notes
-    return Book(members, stored, timeline, {} if devices is None else _devices(
+    book = Book(members, stored, timeline, {} if devices is None else _devices(
         devices[1]["devices"], next(rows)), ids=ids, policies=policies)
+    if consent_version is not None:
+        latest = consents.latest_by_user(next(rows))
+        book.without_consent = {
+            user_id: code for user_id in cities
+            if (code := consents.refusal(latest.get(user_id), consent_version)) is not None}
+    return book
 
 
 # The reads are built once and run with bound values only (each statement's compiled form

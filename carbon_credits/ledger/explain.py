@@ -83,6 +83,8 @@ class Stored(Protocol):
     def previous_quantity(self) -> int | None: ...
     @property
     def notes(self) -> dict[str, Any] | None: ...
+    @property
+    def activity(self) -> int: ...
 
 
 def input_columns(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -139,14 +141,17 @@ def build(event: Stored, versioned: VersionedFactors, network: TransitNetwork | 
           ) -> dict[str, Any]:
     """The explanation of a stored event, from its columns and versions."""
     method = get_methodology(event.mode)
-    result = method.quantify(inputs_of(event), versioned.factors, QuantifyContext(
-        network=network, previous_quantity=event.previous_quantity or 0))
     notes = event.notes or {}
-    explanation = dict(result.explanation)
+    if notes.get("reduced"):
+        explanation, avoided_ug = reduced(event, notes["reduced"]), event.avoided_ug
+    else:
+        result = method.quantify(inputs_of(event), versioned.factors, QuantifyContext(
+            network=network, previous_quantity=event.previous_quantity or 0))
+        explanation, avoided_ug = dict(result.explanation), result.avoided_ug
     explanation["methodology"] = {"mode": event.mode, "version": versioned.factors.version,
                                   "kind": versioned.factors.kind,
                                   "effective_from": versioned.effective_from.isoformat()}
-    explanation["avoided_grams"] = whole_grams(result.avoided_ug)
+    explanation["avoided_grams"] = whole_grams(avoided_ug)
     explanation["plausibility"] = list(notes.get("plausibility", ()))
     status = notes.get("was", event.status) if event.status == "reversed" else event.status
     if status in CREDIT_STATUSES:
@@ -155,6 +160,32 @@ def build(event: Stored, versioned: VersionedFactors, network: TransitNetwork | 
             event.credited_ug, event.points, status, None, None if cap is None else {
                 **cap, "uncapped_ug": event.avoided_ug, "rule": caps.rule_for(cap["cap"])}))
     return explanation
+
+
+REDUCED_NOTES = ("cap", "was")
+"""What a reduced event's notes keep (``reduced_notes``): what its credit's explanation
+needs; plausibility hits keep their codes only (their details may name other trips)."""
+
+
+def reduced_notes(notes: dict[str, Any] | None, why: str) -> dict[str, Any]:
+    """The notes of an event whose trip details were deleted (``why``: "retention" or
+    "erasure", privacy/), marked so its explanation is built without them."""
+    notes = notes or {}
+    kept: dict[str, Any] = {k: notes[k] for k in REDUCED_NOTES if k in notes}
+    if notes.get("plausibility"):
+        kept["plausibility"] = [{"code": hit.get("code"), "outcome": hit.get("outcome"),
+                                 "detail": ""} for hit in notes["plausibility"]]
+    return {**kept, "reduced": why}
+
+
+def reduced(event: Stored, why: str) -> dict[str, Any]:
+    """The explanation of an event whose trip details were deleted: the stations, line and
+    times cannot be quantified again, so it shows the quantities kept (what the MRV export
+    stands on) and says why the rest is gone."""
+    return {"reduced": why,
+            "note": "trip details deleted (" + why + "); the quantities credited stand",
+            "activity": event.activity, "activity_unit": "steps" if event.mode == "steps"
+            else "m", "distance_m": None if event.mode == "steps" else event.activity}
 
 
 def explain(session: Session, catalog: Catalog, event: Stored) -> dict[str, Any]:

@@ -35,6 +35,7 @@ DISTRIBUTED: dict[str, str] = {
     "reward_redemptions": "user_id",
     "expiry_states": "user_id",
     "point_claims": "user_id",
+    "consents": "user_id",
 }
 """User-owned tables: table -> the column holding the user key (co-located with users)."""
 
@@ -43,6 +44,7 @@ REFERENCE: frozenset[str] = frozenset({
     "trust_policies", "rewards", "audit_log", "record_files", "record_file_errors",
     "voucher_codes", "providers", "provider_keys", "provider_binding_codes",
     "provider_bindings", "ledger_chain_start", "expiry_policies",
+    "erasures",
 })
 """Cross-user tables written by admins, operators and merchants, read by everyone."""
 
@@ -76,6 +78,9 @@ EXCEPTIONS: dict[str, str] = {
     "reward_redemptions: unique key (id) lacks user_id":
         "the surrogate key voucher_codes.reward_redemption_id points at; on Citus "
         "(user_id, id)",
+    "consents: unique key (id) lacks user_id":
+        "a surrogate key nothing references (SQLite numbers only a lone INTEGER primary "
+        "key); on Citus the primary key becomes (user_id, id)",
     "reward_redemptions: unique key (redemption_pk) lacks user_id":
         "one reward redemption per points redemption; on Citus (user_id, redemption_pk)",
     # Foreign keys between distributed tables on surrogate ids, not the user key.

@@ -764,3 +764,45 @@ class ProviderBinding(Base):
     user_id: Mapped[str] = mapped_column(String(128), index=True)
     bound_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column()
+
+
+class Consent(Base):
+    """One step of a user's consent to a privacy notice version (carbon_credits/privacy):
+    an acceptance or a withdrawal, with its time. Append-only: the user's state is the
+    latest row (highest id); the rows before it are the history PIPL asks to keep."""
+
+    __tablename__ = "consents"
+    __table_args__ = (
+        CheckConstraint("action IN ('accept', 'withdraw')", name="known_action"),
+        CheckConstraint("source IN ('user', 'deemed')", name="known_source"),
+        Index("ix_consents_user_id_id", "user_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(String(128))
+    notice_version: Mapped[str] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(16))
+    """'user': the user's own request; 'deemed': recorded by an operator for a user of a
+    deployment older than the notice (``flask deem-consent``), with ``note`` saying why."""
+    note: Mapped[str | None] = mapped_column(String(300))
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Erasure(Base):
+    """A user erased (carbon_credits/privacy/erasure.py): the pseudonym their remaining rows
+    now carry, and a keyed hash of their subject, so that their tokens are refused and a
+    second erasure is answered with the first, without the subject being stored anywhere.
+    ``subject_mac`` is HMAC-SHA256 under the ledger chain key named ``key_name`` (a key
+    outside the database): without it, no list of candidate subjects can be tested."""
+
+    __tablename__ = "erasures"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    subject_mac: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    key_name: Mapped[str] = mapped_column(String(64))
+    pseudonym: Mapped[str] = mapped_column(String(128), unique=True)
+    erased_at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(128))
+    """'self' (DELETE /v1/me), or the admin who erased the user."""
+    reason: Mapped[str] = mapped_column(Text)

@@ -10,7 +10,9 @@ its grants cover the tables that exist), which:
   older server keeps PUBLIC's CREATE: it is revoked here too);
 - cannot UPDATE, DELETE or TRUNCATE the append-only tables (``APPEND_ONLY``: the ledger,
   the audit log, factor versions and network versions), whatever a trigger says; the
-  owner's triggers refuse it too, a second wall;
+  owner's triggers refuse it too, a second wall. One exception: ``user_id`` and ``hash``
+  of ledger entries, which erasure rewrites (an erased user's entries move to their
+  pseudonym, re-chained under the chain key); the trigger admits only that move;
 - cannot touch ``alembic_version`` beyond reading it.
 
 It may still INSERT ledger entries: the ingest path writes them by COPY, which no
@@ -51,6 +53,10 @@ def grants_sql(role: str) -> list[str]:
         f"FROM {role}",
         f"GRANT UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}",
         f"REVOKE UPDATE, DELETE ON {append_only} FROM {role}",
+        # Erasure moves an erased user's entries to their pseudonym, re-chained under the
+        # key (privacy/erasure.py): these two columns only, and the owner's trigger refuses
+        # any other change (migration 0009).
+        f"GRANT UPDATE (user_id, hash) ON ledger_entries TO {role}",
         f"REVOKE INSERT, UPDATE, DELETE ON alembic_version FROM {role}",
         # Where keyed ledger entries start: written once by migration 0008, as the owner.
         f"REVOKE INSERT, UPDATE, DELETE ON ledger_chain_start FROM {role}",

@@ -47,6 +47,12 @@ echo
 
 # 4. A rider's first trip, made yesterday morning: West End to the hub on M1.
 RIDER=$($FLASK token --sub rider-1 --city "$CITY")
+#    The rider first accepts the privacy notice (GET /v1/privacy-notice shows it): events
+#    are refused without that consent (CONSENT_REQUIRED, README "Personal data").
+curl -sS --fail-with-body -X POST "$BASE/v1/me/consents" \
+  -H "Authorization: Bearer $RIDER" -H 'Content-Type: application/json' \
+  -d '{"notice_version": "2026-12"}'
+echo
 curl -sS --fail-with-body -X POST "$BASE/v1/events" \
   -H "Authorization: Bearer $RIDER" -H 'Content-Type: application/json' \
   -d '{"event_id": "first-trip", "mode": "metro", "city": "'$CITY'",

@@ -227,6 +227,12 @@ def run_freeze(c: Caller, spec: dict[str, Any], name: str, value: Any) -> Any:
     return c.client.post(f"/v1/admin/users/{user}/{name}", json=value, headers=c.admin())
 
 
+def run_erasure(c: Caller, spec: dict[str, Any], name: str, value: Any) -> Any:
+    user, auth = c.new_user()
+    c.post_event(auth, event_example(spec))
+    return c.client.post(f"/v1/admin/users/{user}/erasure", json=value, headers=c.admin())
+
+
 def run_admin_json(path: str) -> Run:
     def run(c: Caller, spec: dict[str, Any], name: str, value: Any) -> Any:
         return c.client.post(path, json=value, headers=c.admin())
@@ -321,6 +327,7 @@ BODY_RUNS: dict[tuple[str, str], Run] = {
     ("/v1/admin/users/{user_id}/events/{event_id}/reversal", "post"): run_reversal,
     ("/v1/admin/reviews/{user_id}/{event_id}/{decision}", "post"): run_review,
     ("/v1/admin/users/{user_id}/{action}", "post"): run_freeze,
+    ("/v1/admin/users/{user_id}/erasure", "post"): run_erasure,
     ("/v1/admin/factor-versions", "post"): run_admin_json("/v1/admin/factor-versions"),
     ("/v1/admin/factor-versions/preview", "post"):
         run_admin_json("/v1/admin/factor-versions/preview"),

@@ -35,8 +35,11 @@ def free_port() -> int:
 
 
 def quick_start_env(folder: Path) -> dict[str, str]:
+    # Without CONSENT_REQUIRED (the suite turns the gate off, tests/conftest.py): the
+    # walkthroughs run with the consent gate on, as a new deployment has it.
     env = {k: v for k, v in os.environ.items()
-           if k not in ("DATABASE_URL", "REDIS_URL", "PROMETHEUS_MULTIPROC_DIR")}
+           if k not in ("DATABASE_URL", "REDIS_URL", "PROMETHEUS_MULTIPROC_DIR",
+                        "CONSENT_REQUIRED")}
     return {**env, "HOME": str(folder)}
 
 

@@ -33,10 +33,12 @@ ALLOWED: list[tuple[str, set[str]]] = [
     ("/v1/rewards", {"user"}),
     ("/v1/merchant/", {"merchant"}),
     ("/v1/provider/", set()),
+    ("/v1/me", {"user"}),  # DELETE /v1/me (erasure); last: "/v1/merchant/" matches first
 ]
 """Path prefix -> the roles that may call it (DESIGN.md section 4). Provider routes: no
 role; they take a provider's signature (RFC 9421), and a bearer token of any role is 401."""
-PUBLIC = {"/v1/methodologies", "/healthz", "/readyz", "/metrics", "/dashboard"}
+PUBLIC = {"/v1/methodologies", "/v1/privacy-notice", "/healthz", "/readyz", "/metrics",
+          "/dashboard"}
 ROLES = ("user", "partner", "admin", "merchant")
 
 

@@ -36,11 +36,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 DIMENSIONS = ("user", "device", "ip")
-DEFAULT_RATE_LIMITS = "events:user=120/60,device=240/60,ip=1200/60;reports:user=60/60,ip=600/60"
+DEFAULT_RATE_LIMITS = ("events:user=120/60,device=240/60,ip=1200/60;reports:user=60/60,ip=600/60;"
+                       "exports:user=5/3600,ip=60/3600")
 """Operator policy (see the module docstring for the reasoning), overridable by RATE_LIMITS.
 Reports (partner reduction and verification exports) read rollups, so each is cheap, but a
 script polling them in a loop is not a partner: 60 a minute per token is far above a
-dashboard's use (one request per range change)."""
+dashboard's use (one request per range change). A personal data export (GET /v1/me/export)
+reads all of a user's rows: 5 an hour per user is more than anyone downloading their data
+needs, and bounds what a stolen token can pull repeatedly."""
 
 
 MAX_SUBJECT = 128

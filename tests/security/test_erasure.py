@@ -1,0 +1,253 @@
+"""Erasure (issue 23, PIPL): after DELETE /v1/me (or an admin's erasure) a search of every
+table, and of everything logged, for the user's subject and device id finds nothing; the
+partner report and the MRV export keep their totals; verify-ledger passes (with the
+checkpoint taken before); the user's tokens stop working; erasing again changes nothing."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import create_engine, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+from carbon_credits.config import Config
+from carbon_credits.storage import roles
+from carbon_credits.storage.models import AuditRecord, Base, Erasure, LedgerEntry
+from tests import factories
+from tests.api.test_provider_records import bound, metro, post
+from tests.conftest import app_on_own_database
+
+DEVICE = "dev-erase-me-7f3a"
+
+
+@pytest.fixture
+def own(make_config: Callable[..., Config], tmp_path: Path) -> Iterator[Flask]:
+    """A database of its own: every table is searched whole."""
+    with app_on_own_database(make_config, tmp_path, consent_required="all", redis_url=None,
+                             upload_dir=tmp_path / "up") as application:
+        yield application
+
+
+@pytest.fixture
+def client(own: Flask) -> FlaskClient:
+    return own.test_client()
+
+
+def every_value(app: Flask) -> str:
+    """Every row of every table, as text."""
+    rt = app.extensions["carbon_credits"]
+    parts: list[str] = []
+    with rt.db.transaction() as session:
+        for table in Base.metadata.sorted_tables:
+            for row in session.execute(text(f"SELECT * FROM {table.name}")):
+                parts.append(f"{table.name}: " + " | ".join(
+                    v.hex() if isinstance(v, bytes) else str(v) for v in row))
+    return "\n".join(parts)
+
+
+def totals(client: FlaskClient, admin: dict[str, str]) -> tuple[Any, Any]:
+    day_range = f"from={factories.NOW.date()}&to={factories.NOW.date()}&city=shenzhen"
+    reduction = client.get(f"/v1/reports/reduction?{day_range}&group_by=mode", headers=admin)
+    mrv = client.get(f"/v1/reports/verification?{day_range}", headers=admin)
+    assert reduction.status_code == 200 and mrv.status_code == 200, (reduction.json, mrv.json)
+    return reduction.json["totals"], mrv.json
+
+
+def verify(app: Flask, *extra: str) -> str:
+    result = app.test_cli_runner().invoke(args=["verify-ledger", *extra])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.fixture
+def populated(client: FlaskClient, token: Callable[..., str], own: Flask
+              ) -> dict[str, Any]:
+    """A user with everything a user can have: consent, trips and steps from a device, a
+    provider binding and its record, a redemption; and another user beside them."""
+    admin = {"Authorization": f"Bearer {token('ops-admin', 'admin')}"}
+    provider, key, (sub, other) = bound(client, admin, token, ["metro", "bus"], refs=2)
+    mine = {"Authorization": f"Bearer {token(sub)}", "X-Device-Id": DEVICE}
+    theirs = {"Authorization": f"Bearer {token(other)}"}
+    for headers in (mine, theirs):
+        assert client.post("/v1/me/consents", json={"notice_version": "2026-12"},
+                           headers=headers).status_code == 201
+    for body in (factories.metro(), factories.bus(), factories.steps(5000)):
+        assert client.post("/v1/events", json=body, headers=mine).status_code == 201
+    assert client.post("/v1/events", json=factories.metro(start=factories.today_at(13)),
+                       headers=theirs).status_code == 201
+    records = post(client, key, [metro("rec-1", "card-0", hour=18)])
+    assert records.json["results"][0]["status"] == 201, records.json
+    spent = client.post("/v1/me/redemptions", json={"redemption_id": "coffee-1",
+                                                    "points": 10}, headers=mine)
+    assert spent.status_code == 201, spent.json
+    return {"sub": sub, "other": other, "mine": mine, "admin": admin, "provider": provider}
+
+
+def test_after_erasure_nothing_names_the_user_and_the_totals_stand(
+        client: FlaskClient, own: Flask, populated: dict[str, Any], tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    sub, mine, admin = populated["sub"], populated["mine"], populated["admin"]
+    before = every_value(own)
+    assert sub in before and DEVICE in before and "card-0" in before  # the search works
+    report, mrv = totals(client, admin)
+    checkpoint = tmp_path / "before.jsonl"
+    assert own.test_cli_runner().invoke(args=["ledger-checkpoint", "--out",
+                                              str(checkpoint)]).exit_code == 0
+
+    erased = client.delete("/v1/me", headers=mine)
+    assert erased.status_code == 200, erased.json
+    assert erased.json["erased"] is True and erased.json["already"] is False
+    pseudonym = erased.json["pseudonym"]
+    assert pseudonym.startswith("erased-")
+
+    after = every_value(own)
+    for identifier in (sub, DEVICE, "card-0", "coffee-1", "rec-1"):
+        assert identifier not in after, identifier
+    assert populated["other"] in after  # the other user is untouched
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert sub not in logged and DEVICE not in logged
+    assert totals(client, admin) == (report, mrv)
+    assert "OK" in verify(own, "--checkpoint", str(checkpoint))
+    rebuilt = own.test_cli_runner().invoke(args=["rebuild-rollups", "--city", "shenzhen"])
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert totals(client, admin) == (report, mrv)  # rebuilt from the erased rows too
+
+    # The tokens stop working; the account is gone, its totals live on under the pseudonym.
+    refused = client.get("/v1/me/account", headers=mine)
+    assert refused.status_code == 401 and refused.json["error"]["code"] == "account_erased"
+    assert client.post("/v1/events", json=factories.metro(), headers=mine).status_code == 401
+    rt = own.extensions["carbon_credits"]
+    with rt.db.transaction() as session:
+        entries = session.scalars(select(LedgerEntry).where(
+            LedgerEntry.user_id == pseudonym)).all()
+        audit = session.scalars(select(AuditRecord).where(
+            AuditRecord.action == "user.erase")).one()
+    assert len(entries) == 5  # three trips and steps, the provider's record... and coffee
+    assert (audit.actor, audit.target) == ("self", pseudonym)
+
+
+def test_an_admin_erases_with_a_reason_and_again_changes_nothing(
+        client: FlaskClient, own: Flask, populated: dict[str, Any]) -> None:
+    sub, admin = populated["sub"], populated["admin"]
+    url = f"/v1/admin/users/{sub}/erasure"
+    assert client.post(url, json={}, headers=admin).status_code == 422  # a reason
+    assert client.post(url, json={"reason": "x"}, headers=populated["mine"]
+                       ).status_code == 403  # not an admin
+    first = client.post(url, json={"reason": "deletion request #118"}, headers=admin)
+    assert first.status_code == 200, first.json
+    assert first.json["by"] == "ops-admin" and first.json["already"] is False
+    snapshot = every_value(own)
+    again = client.post(url, json={"reason": "asked twice"}, headers=admin)
+    assert again.status_code == 200
+    assert (again.json["already"], again.json["pseudonym"]) == (True,
+                                                                 first.json["pseudonym"])
+    assert every_value(own) == snapshot  # nothing more, not even an audit record
+    rt = own.extensions["carbon_credits"]
+    with rt.db.transaction() as session:
+        assert session.scalars(select(Erasure)).one().reason == "deletion request #118"
+    assert sub not in snapshot
+    verify(own)
+
+
+def test_a_user_who_never_posted_is_erased_and_refused(
+        client: FlaskClient, token: Callable[..., str]) -> None:
+    headers = {"Authorization": f"Bearer {token('never-posted-1')}"}
+    assert client.delete("/v1/me", headers=headers).status_code == 200
+    assert client.delete("/v1/me", headers=headers).status_code == 401
+
+
+def test_an_account_altered_before_is_not_laundered_by_its_erasure(
+        client: FlaskClient, own: Flask, populated: dict[str, Any]) -> None:
+    """A superuser's edit of an entry, then the erasure: refused (409), nothing moved."""
+    rt = own.extensions["carbon_credits"]
+    with rt.db.transaction() as session:
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(text("ALTER TABLE ledger_entries DISABLE TRIGGER "
+                                 "ledger_entries_append_only"))
+        else:  # this test's own database: the trigger is not needed again
+            session.execute(text("DROP TRIGGER ledger_entries_no_update"))
+        session.execute(text("UPDATE ledger_entries SET points = points + 1000 "
+                             "WHERE user_id = :u AND seq = 1"), {"u": populated["sub"]})
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(text("ALTER TABLE ledger_entries ENABLE TRIGGER "
+                                 "ledger_entries_append_only"))
+    before = every_value(own)
+    refused = client.delete("/v1/me", headers=populated["mine"])
+    assert refused.status_code == 409
+    assert refused.json["error"]["code"] == "ledger_unverifiable"
+    assert every_value(own) == before
+
+
+@pytest.fixture
+def own_service_url(own: Flask, is_postgres: bool) -> Iterator[str]:
+    """The service's least-privilege role (storage/roles.py) on this test's own database."""
+    if not is_postgres:
+        pytest.skip("roles are PostgreSQL's; on SQLite the file's permissions are the grant")
+    url = own.extensions["carbon_credits"].config.database_url
+    role = f"cc_service_{uuid.uuid4().hex[:10]}"
+    owner = create_engine(make_url(url), poolclass=NullPool)
+    with owner.begin() as connection:
+        roles.grant_service_role(connection, role)
+    yield make_url(url).set(username=role).render_as_string(hide_password=False)
+    with owner.begin() as connection:
+        connection.exec_driver_sql(f"DROP OWNED BY {role}")
+        connection.exec_driver_sql(f"DROP ROLE {role}")
+    owner.dispose()
+
+
+def test_the_service_role_erases_and_can_move_entries_only_as_erasure_does(
+        own_service_url: str, make_app: Callable[..., Flask], user_id: str) -> None:
+    """As the least-privilege role: the erasure works; a move of entries to another user
+    is refused by the trigger, other columns by the grant; a move to a pseudonym without
+    the chain key is named by verify-ledger."""
+    service_url = own_service_url
+    app = make_app(database_url=service_url, consent_required="none")
+    client = app.test_client()
+    codec = app.extensions["carbon_credits"].codec
+    for sub in (user_id, user_id + "-b"):
+        auth = {"Authorization": f"Bearer {codec.encode(sub, 'user', 'shenzhen', 600)}"}
+        assert client.post("/v1/events", json=factories.metro(), headers=auth
+                           ).status_code == 201
+    erased = client.delete("/v1/me", headers={
+        "Authorization": f"Bearer {codec.encode(user_id, 'user', 'shenzhen', 600)}"})
+    assert erased.status_code == 200, erased.json
+    verify(app)
+
+    victim = user_id + "-b"
+    with psycopg.connect(make_url(service_url).set(drivername="postgresql")
+                         .render_as_string(hide_password=False)) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("UPDATE ledger_entries SET points = 0 WHERE user_id = %s", [victim])
+        conn.rollback()
+        with pytest.raises(psycopg.errors.RestrictViolation):
+            conn.execute("UPDATE ledger_entries SET user_id = %s WHERE user_id = %s",
+                         [user_id, victim])
+        conn.rollback()
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("DELETE FROM ledger_entries WHERE user_id = %s", [victim])
+        conn.rollback()
+        forged = "erased-" + "0" * 24
+        conn.execute("INSERT INTO users (id, city, frozen, created_at) "
+                     "SELECT %s, city, true, created_at FROM users WHERE id = %s",
+                     [forged, victim])
+        conn.execute("INSERT INTO accounts (user_id, balance_points, lifetime_points, "
+                     "lifetime_ug, carry_ug, entry_count, last_hash, updated_at) "
+                     "SELECT %s, balance_points, lifetime_points, lifetime_ug, carry_ug, "
+                     "entry_count, last_hash, updated_at FROM accounts WHERE user_id = %s",
+                     [forged, victim])
+        conn.execute("UPDATE ledger_entries SET user_id = %s WHERE user_id = %s",
+                     [forged, victim])
+        conn.commit()
+    result = app.test_cli_runner().invoke(args=["verify-ledger"])
+    assert result.exit_code == 1
+    assert f"user {forged}, seq 1): hash is not the chain-key HMAC" in result.output
