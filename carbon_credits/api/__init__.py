@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from carbon_credits.api import (
+    account,
     admin,
     bindings,
     dashboard,
@@ -28,7 +29,7 @@ def register_blueprints(api: Any) -> None:
         # Named so that the oneOf request body of POST /v1/events can refer to them.
         api.spec.components.schema(type(schema).__name__.removesuffix("Schema"),
                                    schema=type(schema))
-    for module in (events, me, redemptions, rewards, merchants, methodologies, reports,
+    for module in (events, me, account, redemptions, rewards, merchants, methodologies, reports,
                    admin, trust_policies, health, dashboard):
         api.register_blueprint(module.blp)
     api.register_blueprint(provider_admin.blp)

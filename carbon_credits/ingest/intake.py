@@ -66,6 +66,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from carbon_credits.account import hooks
 from carbon_credits.config import Config
 from carbon_credits.errors import ServiceError
 from carbon_credits.ingest import trust
@@ -396,6 +397,7 @@ def _write(session: Session, book: Book) -> Writes:
         user_id: member.city for user_id, member in book.members.items()
         if member.account.created and member.city != member.account.city})
     credits = rollups.credit_rows(session, book.earned)
+    engaged = hooks.credited(session, book.earned)  # carbon account, badges
 
     def with_the_commit() -> None:
         if drawn:
@@ -409,6 +411,7 @@ def _write(session: Session, book: Book) -> Writes:
              "b_notes": notes}
             for (user_id, event_id), (status, reason, notes) in sorted(book.changed.items())])
         rollups.apply_credits(session, credits)
+        engaged()
 
     return with_the_commit
 
