@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import Table, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -151,7 +151,11 @@ def _day(value: Any) -> date:
 
 def rebuild(session: Session) -> tuple[int, int]:
     """Replace both tables with a recomputation from the events with an earn entry and no
-    reversal (in one transaction; the caller commits). The (day, month) rows written."""
+    reversal (in one transaction; the caller commits). The (day, month) rows written.
+    On PostgreSQL both tables are locked against writers first (ingests wait), so no
+    credit lands between the delete and the insert."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("LOCK TABLE account_days, account_months IN EXCLUSIVE MODE"))
     session.execute(delete(DAYS))
     session.execute(delete(MONTHS))
     # Live credited = an earn entry and no reversal: exactly these statuses with grams
@@ -177,3 +181,24 @@ def rebuild(session: Session) -> tuple[int, int]:
         for i in range(0, len(rows), 5000):
             session.execute(insert(table), rows[i:i + 5000])
     return len(days), len(months)
+
+
+_MONTHS_OF = Prebuilt(lambda one_of: select(
+    MONTHS.c.user_id, MONTHS.c.month, MONTHS.c.mode, MONTHS.c.events, MONTHS.c.activity)
+    .where(one_of(MONTHS.c.user_id, "users")))
+_DAYS_OF = Prebuilt(lambda one_of: select(
+    DAYS.c.user_id, DAYS.c.local_date, DAYS.c.mode, DAYS.c.events, DAYS.c.activity)
+    .where(one_of(DAYS.c.user_id, "users"),
+           DAYS.c.local_date >= bindparam("since", type_=DAYS.c.local_date.type),
+           DAYS.c.local_date <= bindparam("until", type_=DAYS.c.local_date.type)))
+
+
+def months_read_of(users: list[str]) -> Read:
+    """Every month row of ``users``: (user, month, mode, events, activity)."""
+    return _MONTHS_OF, {"users": users}
+
+
+def days_read_of(users: list[str], since: date, until: date) -> Read:
+    """``users``' day rows from ``since`` to ``until``: (user, day, mode, events,
+    activity)."""
+    return _DAYS_OF, {"users": users, "since": since, "until": until}

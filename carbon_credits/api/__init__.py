@@ -7,6 +7,7 @@ from typing import Any
 from carbon_credits.api import (
     account,
     admin,
+    badges,
     bindings,
     dashboard,
     events,
@@ -29,8 +30,8 @@ def register_blueprints(api: Any) -> None:
         # Named so that the oneOf request body of POST /v1/events can refer to them.
         api.spec.components.schema(type(schema).__name__.removesuffix("Schema"),
                                    schema=type(schema))
-    for module in (events, me, account, redemptions, rewards, merchants, methodologies, reports,
-                   admin, trust_policies, health, dashboard):
+    for module in (events, me, account, badges, redemptions, rewards, merchants,
+                   methodologies, reports, admin, trust_policies, health, dashboard):
         api.register_blueprint(module.blp)
     api.register_blueprint(provider_admin.blp)
     api.register_blueprint(bindings.blp)

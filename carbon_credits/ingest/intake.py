@@ -15,6 +15,8 @@ arrived while the process was busy). It goes in three steps:
    - the daily usage of the chunk's local days;
    - each user's trips around them (overlap and trips-per-day rules);
    - the accounts seen on the chunk's devices;
+   - what the badge rules read (``account.hooks.prefetch``: active badges, the users'
+     awards and account aggregates around the chunk's days);
    - on PostgreSQL, an id for each event that may be stored.
    (A new user's account is created and locked after that, and the reads sent again.)
 2. **Decide** each event in order, in memory: idempotency, methodology, plausibility, daily
@@ -180,6 +182,8 @@ def _read(session: Session, catalog: Catalog, chunk: Sequence[Posted]) -> Book:
                      "modes": sorted({p.method.mode for p in chunk})})]
     trips, devices = _trips_read(chunk), _devices_read(chunk)
     reads += [read for read in (trips, devices) if read is not None]
+    engaged = hooks.prefetch(list(cities), [p.local_date for p in chunk])  # badges
+    reads += engaged.reads()
     draw = ids_read(session, EVENTS, len(chunk))
     locked, *results = read_together(session, [entries.accounts_read(cities), *reads,
                                                *([draw] if draw else [])])
@@ -188,6 +192,7 @@ def _read(session: Session, catalog: Catalog, chunk: Sequence[Posted]) -> Book:
                in entries.open_accounts(session, cities, locked).items()}
     if len(locked) < len(cities):
         results = read_together(session, reads)
+    engaged.rows = results[-len(engaged.reads()):]
     rows = iter(results)
     stored = _stored(keys, next(rows))
     timeline = catalog.timeline_of(session, next(rows))
@@ -210,7 +215,7 @@ def _read(session: Session, catalog: Catalog, chunk: Sequence[Posted]) -> Book:
                                                     status, reason)
             member.notes[event_id] = notes
     return Book(members, stored, timeline, {} if devices is None else _devices(
-        devices[1]["devices"], next(rows)), ids=ids, policies=policies)
+        devices[1]["devices"], next(rows)), ids=ids, policies=policies, engagement=engaged)
 
 
 # The reads are built once and run with bound values only (each statement's compiled form
@@ -397,7 +402,7 @@ def _write(session: Session, book: Book) -> Writes:
         user_id: member.city for user_id, member in book.members.items()
         if member.account.created and member.city != member.account.city})
     credits = rollups.credit_rows(session, book.earned)
-    engaged = hooks.credited(session, book.earned)  # carbon account, badges
+    engaged = hooks.credited(session, book.earned, book.engagement)  # account, badges
 
     def with_the_commit() -> None:
         if drawn:
