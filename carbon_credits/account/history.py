@@ -116,13 +116,21 @@ class Trend:
     def __post_init__(self) -> None:
         self._known = set(self.periods)
 
-    def view(self, modes: Iterable[str]) -> list[dict[str, Any]]:
-        out = []
+    def view(self, modes: Iterable[str]) -> dict[str, Any]:
+        """Columns, one value per period, oldest first (what a chart takes): the periods'
+        first days, and per mode and in total the series of ``Sums.view``'s fields."""
+        per_period = []
         for period in self.periods:
             sums = {mode: self.cells.get((period, mode), Sums()) for mode in modes}
-            out.append({"start": period, "total": total_view(sums),
-                        "modes": {mode: s.view(mode) for mode, s in sums.items()}})
-        return out
+            per_period.append((total_view(sums), {m: s.view(m) for m, s in sums.items()}))
+        return {"start": [p.isoformat() for p in self.periods],
+                "total": _columns([total for total, _ in per_period]),
+                "modes": {mode: _columns([by_mode[mode] for _, by_mode in per_period])
+                          for mode in modes}}
+
+
+def _columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    return {name: [row[name] for row in rows] for name in rows[0]} if rows else {}
 
 
 @dataclass(frozen=True)

@@ -21,17 +21,38 @@ class ModeSumsSchema(Schema):
     modes = fields.Dict(keys=fields.String(), values=fields.Nested(AccountSumsSchema))
 
 
-class TrendPointSchema(ModeSumsSchema):
-    start = fields.Date(metadata={"description": "first local day of the period (a day, an "
-                                                 "ISO week's Monday, a month's first day)"})
+def _series(description: str) -> fields.Raw:
+    # Raw, documented as an array of integers: a trend is ~1,000 numbers, and marshmallow
+    # serialising them one by one cost more than reading them (bench/account_bench.py).
+    return fields.Raw(metadata={"type": "array", "items": {"type": "integer"},
+                                "description": description})
+
+
+class SeriesSchema(Schema):
+    """One value per period of the trend, in its order."""
+
+    grams = _series("grams CO2 avoided and credited")
+    points = _series("points")
+    events = _series("credited events")
+    distance_m = _series("metres travelled (trip modes, and the total)")
+    steps = _series("steps credited (steps mode, and the total)")
+
+
+class TrendSchema(Schema):
+    start = fields.Raw(metadata={"type": "array", "items": {"type": "string",
+                                                             "format": "date"},
+                                 "description": "first local day of each period (a day, "
+                                                "an ISO week's Monday, a month's first day)"})
+    total = fields.Nested(SeriesSchema)
+    modes = fields.Dict(keys=fields.String(), values=fields.Nested(SeriesSchema))
 
 
 class TrendsSchema(Schema):
-    day = fields.List(fields.Nested(TrendPointSchema), metadata={
+    day = fields.Nested(TrendSchema, metadata={
         "description": "the last 30 local days, oldest first, today last"})
-    week = fields.List(fields.Nested(TrendPointSchema), metadata={
+    week = fields.Nested(TrendSchema, metadata={
         "description": "the last 12 ISO weeks (Monday to Sunday), this one last"})
-    month = fields.List(fields.Nested(TrendPointSchema), metadata={
+    month = fields.Nested(TrendSchema, metadata={
         "description": "the last 12 calendar months, this one last"})
 
 

@@ -27,8 +27,9 @@ def test_a_new_user_sees_an_empty_account_with_full_trends(
     screen = client.get("/v1/me/carbon-account", headers=auth).json
     assert screen["lifetime"]["total"] == {"grams": 0, "points": 0, "events": 0,
                                            "distance_m": 0, "steps": 0}
-    assert [len(screen["trends"][k]) for k in ("day", "week", "month")] == [30, 12, 12]
-    assert screen["trends"]["day"][-1]["start"] == factories.NOW.date().isoformat()
+    assert [len(screen["trends"][k]["start"]) for k in ("day", "week", "month")] == [30, 12, 12]
+    assert screen["trends"]["day"]["start"][-1] == factories.NOW.date().isoformat()
+    assert screen["trends"]["month"]["modes"]["metro"]["grams"] == [0] * 12
     assert screen["streak"] == {"days": 0, "first_day": None, "last_day": None,
                                 "today_counted": False}
     assert {e["name"]: e["value"] for e in screen["equivalents"]} == {"trees": "0.0",
@@ -51,10 +52,12 @@ def test_totals_trends_and_streak_follow_credited_events(
     assert screen["streak"] == {"days": 3, "first_day": (today - timedelta(days=2)).isoformat(),
                                 "last_day": today.isoformat(), "today_counted": True}
     day = screen["trends"]["day"]
-    assert day[-1]["modes"]["metro"]["events"] == 1 and day[-1]["total"]["grams"] == 476
-    assert day[-4]["total"]["events"] == 0  # three days ago: no trip
-    assert sum(p["total"]["events"] for p in screen["trends"]["week"]) == 5
-    assert sum(p["total"]["grams"] for p in screen["trends"]["month"]) == 4 * 376 + 100
+    assert day["modes"]["metro"]["events"][-1] == 1 and day["total"]["grams"][-1] == 476
+    assert day["total"]["events"][-4] == 0  # three days ago: no trip
+    assert day["modes"]["steps"]["steps"][-1] == 5000
+    assert "steps" not in day["modes"]["metro"]
+    assert sum(screen["trends"]["week"]["total"]["events"]) == 5
+    assert sum(screen["trends"]["month"]["total"]["grams"]) == 4 * 376 + 100
     trees = next(e for e in screen["equivalents"] if e["name"] == "trees")
     assert trees["factor"]["unit"].startswith("g CO2") and "EPA" in trees["factor"]["source"]
     assert screen["balance"] == screen["lifetime_points"] == 4 * 376 + 100
@@ -73,8 +76,8 @@ def test_a_reversal_takes_the_event_out_and_breaks_the_streak(
     screen = client.get("/v1/me/carbon-account", headers=auth).json
     assert screen["lifetime"]["modes"]["metro"]["events"] == 2
     assert screen["streak"]["days"] == 1
-    assert screen["trends"]["day"][-2]["total"] == {"grams": 0, "points": 0, "events": 0,
-                                                    "distance_m": 0, "steps": 0}
+    day = screen["trends"]["day"]["total"]
+    assert [day[name][-2] for name in ("grams", "points", "events", "distance_m")] == [0] * 4
 
 
 def test_the_screen_needs_a_user_token(client: FlaskClient) -> None:

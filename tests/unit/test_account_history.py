@@ -52,7 +52,8 @@ def test_the_screen_sums_month_rows_for_lifetime_and_day_rows_for_trends() -> No
     assert screen["lifetime"]["total"]["grams"] == 103
     assert screen["lifetime"]["total"]["distance_m"] == 24_000
     assert screen["lifetime"]["total"]["steps"] == 5000
-    assert screen["trends"]["month"][-1]["total"]["grams"] == 100
-    assert screen["trends"]["month"][0]["start"] == date(2026, 1, 1)
-    assert screen["trends"]["week"][-1]["modes"]["steps"]["steps"] == 5000
+    assert screen["trends"]["month"]["total"]["grams"][-1] == 100
+    assert screen["trends"]["month"]["start"][0] == "2026-01-01"
+    assert screen["trends"]["week"]["modes"]["steps"]["steps"][-1] == 5000
+    assert screen["trends"]["week"]["total"]["distance_m"] == [0] * 12
     assert screen["streak"]["days"] == 1
