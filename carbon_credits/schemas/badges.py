@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from marshmallow import Schema, fields, validate
 
+from carbon_credits import messages
 from carbon_credits.schemas.rewards import TextsSchema, TitleSchema
 
 CODE = validate.Regexp(r"^[a-z0-9][a-z0-9-]{0,63}$",
@@ -36,7 +39,21 @@ class BadgeTextsSchema(Schema):
     en = fields.String()
 
 
-class BadgeSchema(Schema):
+class _InLanguage(Schema):
+    name_text = fields.Method("_name_text", metadata={
+        "type": "string", "description": "the name in the request's language "
+                                         "(Accept-Language: zh-CN or en)"})
+    description_text = fields.Method("_description_text", metadata={
+        "type": "string", "description": "the description in the request's language"})
+
+    def _name_text(self, badge: dict[str, Any]) -> str:
+        return messages.in_language(badge["name"])
+
+    def _description_text(self, badge: dict[str, Any]) -> str:
+        return messages.in_language(badge["description"])
+
+
+class BadgeSchema(_InLanguage):
     code = fields.String()
     status = fields.String()
     version = fields.Integer()
@@ -51,7 +68,7 @@ class BadgeListSchema(Schema):
     items = fields.List(fields.Nested(BadgeSchema))
 
 
-class MyBadgeSchema(Schema):
+class MyBadgeSchema(_InLanguage):
     code = fields.String()
     name = fields.Nested(BadgeTextsSchema)
     description = fields.Nested(BadgeTextsSchema)

@@ -39,6 +39,9 @@ def test_the_first_metro_trip_earns_its_badge_once(client: FlaskClient,
     assert {"code", "name", "rule"} <= set(mine["not_earned"][0])
     assert next(b for b in mine["earned"] if b["code"] == "first-metro")["name"] == {
         "zh": "首次地铁出行", "en": "First metro trip"}
+    zh = client.get("/v1/me/badges", headers={**auth, "Accept-Language": "zh-CN"}).json
+    assert next(b for b in zh["earned"] if b["code"] == "first-metro")["name_text"] == \
+        "首次地铁出行"
 
 
 def test_three_modes_in_one_week_and_a_streak(client: FlaskClient,
