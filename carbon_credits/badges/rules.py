@@ -84,7 +84,7 @@ def validate(rule: Any, path: str = "rule", depth: int = 0) -> dict[str, Any]:
                 validate(part, f"{path}.{combinator}[{n}]", depth + 1)
             return rule
     kind = rule.get("kind")
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         raise RuleError(f"{path}.kind", f"must be one of {', '.join(KINDS)}")
     allowed = {"kind"} | {
         "first_trip": {"mode"}, "distance": {"km", "modes"}, "streak": {"days"},
@@ -104,7 +104,7 @@ def validate(rule: Any, path: str = "rule", depth: int = 0) -> dict[str, Any]:
         _modes(rule.get("modes"), f"{path}.modes", list(METHODOLOGIES))
     else:
         _count(rule.get("count"), f"{path}.count")
-        if rule.get("period") not in PERIODS:
+        if not isinstance(rule.get("period"), str) or rule["period"] not in PERIODS:
             raise RuleError(f"{path}.period", f"must be one of {', '.join(PERIODS)}")
         _mode(rule.get("mode"), f"{path}.mode", required=False)
     return rule
@@ -113,7 +113,7 @@ def validate(rule: Any, path: str = "rule", depth: int = 0) -> dict[str, Any]:
 def _mode(value: Any, path: str, required: bool) -> None:
     if value is None and not required:
         return
-    if value not in METHODOLOGIES:
+    if not isinstance(value, str) or value not in METHODOLOGIES:
         raise RuleError(path, f"must be one of {', '.join(METHODOLOGIES)}")
 
 
@@ -121,7 +121,8 @@ def _modes(value: Any, path: str, known: list[str]) -> None:
     if value is None:
         return
     if (not isinstance(value, list) or not value
-            or any(m not in known for m in value) or len(set(value)) != len(value)):
+            or any(not isinstance(m, str) or m not in known for m in value)
+            or len(set(value)) != len(value)):
         raise RuleError(path, f"must be a list of distinct modes among {', '.join(known)}")
 
 

@@ -106,3 +106,26 @@ def test_a_badge_is_earned_once_by_the_first_event_after_which_its_rule_holds(
         assert holding[at] and not any(holding[:at])
     else:
         assert not any(holding)
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 5000) | st.floats(allow_nan=False)
+    | st.sampled_from(["metro", "bus", "steps", "day", "week", "all", "any", "streak",
+                       "trips", "distance", "kind", "x"]),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+        st.sampled_from(["kind", "mode", "modes", "km", "days", "count", "period", "all",
+                         "any", "x"]), inner, max_size=4),
+    max_leaves=20)
+
+
+@given(JSON)
+def test_any_json_is_a_rule_or_a_rule_error(value: Any) -> None:
+    """What an admin may send never breaks validation with anything but a RuleError, and
+    a rule that passes evaluates."""
+    try:
+        rule = rules.validate(value)
+    except rules.RuleError as exc:
+        assert exc.path.startswith("rule")
+        return
+    assert isinstance(rules.holds(rule, rules.Facts()), bool)
+    assert rules.streak_reach(rule) >= 0
