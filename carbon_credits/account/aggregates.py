@@ -183,9 +183,14 @@ def rebuild(session: Session) -> tuple[int, int]:
     return len(days), len(months)
 
 
+_LIFETIME_OF = Prebuilt(lambda one_of: select(
+    MONTHS.c.user_id, MONTHS.c.mode, func.sum(MONTHS.c.events), func.sum(MONTHS.c.activity))
+    .where(one_of(MONTHS.c.user_id, "users")).group_by(MONTHS.c.user_id, MONTHS.c.mode))
 _MONTHS_OF = Prebuilt(lambda one_of: select(
     MONTHS.c.user_id, MONTHS.c.month, MONTHS.c.mode, MONTHS.c.events, MONTHS.c.activity)
-    .where(one_of(MONTHS.c.user_id, "users")))
+    .where(one_of(MONTHS.c.user_id, "users"),
+           MONTHS.c.month >= bindparam("since", type_=MONTHS.c.month.type),
+           MONTHS.c.month <= bindparam("until", type_=MONTHS.c.month.type)))
 _DAYS_OF = Prebuilt(lambda one_of: select(
     DAYS.c.user_id, DAYS.c.local_date, DAYS.c.mode, DAYS.c.events, DAYS.c.activity)
     .where(one_of(DAYS.c.user_id, "users"),
@@ -193,9 +198,16 @@ _DAYS_OF = Prebuilt(lambda one_of: select(
            DAYS.c.local_date <= bindparam("until", type_=DAYS.c.local_date.type)))
 
 
-def months_read_of(users: list[str]) -> Read:
-    """Every month row of ``users``: (user, month, mode, events, activity)."""
-    return _MONTHS_OF, {"users": users}
+def lifetime_read_of(users: list[str]) -> Read:
+    """``users``' credited events and activity per mode, in all: (user, mode, events,
+    activity), summed by the server over their month rows."""
+    return _LIFETIME_OF, {"users": users}
+
+
+def months_read_of(users: list[str], since: date, until: date) -> Read:
+    """``users``' month rows of the months of ``since`` to ``until``: (user, month, mode,
+    events, activity)."""
+    return _MONTHS_OF, {"users": users, "since": month_of(since), "until": month_of(until)}
 
 
 def days_read_of(users: list[str], since: date, until: date) -> Read:

@@ -35,13 +35,16 @@ class Ledger:
     activity: Counter[str] = field(default_factory=Counter)
 
     @classmethod
-    def of(cls, months: Sequence[Sequence[Any]], days: Sequence[Sequence[Any]]) -> Ledger:
-        """From month rows (month, mode, events, activity) and day rows (day, ...)."""
+    def of(cls, lifetime: Sequence[Sequence[Any]], months: Sequence[Sequence[Any]],
+           days: Sequence[Sequence[Any]]) -> Ledger:
+        """From lifetime sums (mode, events, activity), month rows (month, mode, events,
+        activity) of the months around the chunk and day rows (day, ...) around it."""
         ledger = cls()
-        for month, mode, events, activity in months:
-            ledger.months[(_day(month), mode)] += int(events)
+        for mode, events, activity in lifetime:
             ledger.lifetime[mode] += int(events)
             ledger.activity[mode] += int(activity)
+        for month, mode, events, _activity in months:
+            ledger.months[(_day(month), mode)] += int(events)
         for day, mode, events, _activity in days:
             ledger.days[(_day(day), mode)] += int(events)
         return ledger

@@ -45,7 +45,8 @@ class Prefetch:
 
     def reads(self) -> list[Read]:
         return [awards.active_read(), awards.held_read(self.users),
-                aggregates.months_read_of(self.users),
+                aggregates.lifetime_read_of(self.users),
+                aggregates.months_read_of(self.users, self.since, self.until),
                 aggregates.days_read_of(self.users, self.since, self.until)]
 
 
@@ -78,7 +79,7 @@ def _badges(session: Session, events: Sequence[Credited], known: Prefetch | None
     if known is None or known.rows is None:
         known = prefetch([e.user_id for e in events], [e.local_date for e in events])
         known.rows = read_together(session, known.reads())
-    active, held, month_rows, day_rows = known.rows
+    active, held, lifetime_rows, month_rows, day_rows = known.rows
     badges = awards.active_of(active)
     if not badges:
         return []
@@ -92,7 +93,8 @@ def _badges(session: Session, events: Sequence[Credited], known: Prefetch | None
     now = utcnow()
     won = []
     for user_id in sorted({e.user_id for e in events}):
-        ledger = Ledger.of([r[1:] for r in month_rows if r[0] == user_id],
+        ledger = Ledger.of([r[1:] for r in lifetime_rows if r[0] == user_id],
+                           [r[1:] for r in month_rows if r[0] == user_id],
                            [r[1:] for r in day_rows if r[0] == user_id])
         mine = [e for e in events if e.user_id == user_id]
         for event, badge in earned(ledger, mine, [b for b in badges
