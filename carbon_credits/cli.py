@@ -22,6 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from carbon_credits import audit
+from carbon_credits.account import aggregates
 from carbon_credits.antifraud import personal_data as antifraud_data
 from carbon_credits.api.extensions import runtime
 from carbon_credits.errors import ServiceError
@@ -46,6 +47,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(ledger_checkpoint_command)
     app.cli.add_command(import_gtfs_command)
     app.cli.add_command(rebuild_rollups_command)
+    app.cli.add_command(rebuild_account_command)
     app.cli.add_command(expire_unconfirmed_command)
     app.cli.add_command(expire_points_command)
     app.cli.add_command(grant_service_role_command)
@@ -157,6 +159,17 @@ def rebuild_rollups_command(city: str | None) -> None:
     click.echo(f"rebuilt rollups of {city or 'every city'}: {done.days} city-days, "
                f"{done.events} live credited events, {done.rollup_rows} rollup rows in "
                f"{time.perf_counter() - started:.1f} s")
+
+
+@click.command("rebuild-account")
+@with_appcontext
+def rebuild_account_command() -> None:
+    """Recompute the carbon account aggregates from the events, in one transaction."""
+    started = time.perf_counter()
+    with runtime().db.transaction() as session:
+        days, months = aggregates.rebuild(session)
+    click.echo(f"rebuilt the carbon account aggregates: {days} day rows, {months} month "
+               f"rows in {time.perf_counter() - started:.1f} s")
 
 
 @click.command("expire-unconfirmed")

@@ -11,6 +11,7 @@ from alembic.config import Config as AlembicConfig
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from carbon_credits.badges.catalogue import seed_demo
 from carbon_credits.networks import demo_network
 from carbon_credits.networks.catalog import store_network
 from carbon_credits.storage.db import Database
@@ -58,4 +59,6 @@ def seed_defaults(session: Session, city: str) -> list[str]:
 def init_db(db: Database, city: str) -> list[str]:
     upgrade_schema(db)
     with db.transaction() as session:
-        return seed_defaults(session, city)
+        added = seed_defaults(session, city)
+        badges = seed_demo(session)  # the ten ready-made badges (badges.catalogue)
+        return added + ([f"{badges} demo badges"] if badges else [])

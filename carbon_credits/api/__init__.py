@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from carbon_credits.api import (
+    account,
     admin,
+    badges,
     bindings,
     dashboard,
     events,
@@ -30,8 +32,9 @@ def register_blueprints(api: Any) -> None:
         # Named so that the oneOf request body of POST /v1/events can refer to them.
         api.spec.components.schema(type(schema).__name__.removesuffix("Schema"),
                                    schema=type(schema))
-    for module in (events, me, redemptions, rewards, merchants, methodologies, reports,
-                   admin, trust_policies, expiry_policies, health, dashboard, privacy):
+    for module in (events, me, account, badges, redemptions, rewards, merchants,
+                   methodologies, reports, admin, trust_policies, expiry_policies, health,
+                   dashboard, privacy):
         api.register_blueprint(module.blp)
     api.register_blueprint(provider_admin.blp)
     api.register_blueprint(bindings.blp)

@@ -243,6 +243,8 @@ class Book:
     """Ids for the new events, drawn with the reads (PostgreSQL; None elsewhere)."""
     policies: dict[tuple[str, str], trust.Trust] = field(default_factory=dict)
     """The trust policies of the chunk's cities and modes (none: ``trust.CLIENT``)."""
+    engagement: Any = None
+    """What the account and badge hooks read with the chunk's reads (``account.hooks``)."""
     changed: dict[tuple[str, str], tuple[str, str | None, dict[str, Any] | None]] = field(
         default_factory=dict)
     """Stored events another report changed (status, reason, notes), by (user, event id):

@@ -17,6 +17,8 @@ arrived while the process was busy). It goes in three steps:
    - the accounts seen on the chunk's devices;
    - when a city of the chunk requires consent, the users' latest consent steps
      (``privacy.consents``; a withdrawal committed after this read is not seen by it);
+   - what the badge rules read (``account.hooks.prefetch``: active badges, the users'
+     awards and account aggregates around the chunk's days);
    - on PostgreSQL, an id for each event that may be stored.
    (A new user's account is created and locked after that, and the reads sent again.)
 2. **Decide** each event in order, in memory: idempotency, methodology, plausibility, daily
@@ -68,6 +70,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from carbon_credits.account import hooks
 from carbon_credits.config import Config
 from carbon_credits.errors import ServiceError
 from carbon_credits.ingest import trust
@@ -187,6 +190,8 @@ def _read(session: Session, catalog: Catalog, chunk: Sequence[Posted],
     consent: Read | None = None if consent_version is None else (
         consents.LATEST, {"users": sorted(cities)})
     reads += [read for read in (trips, devices, consent) if read is not None]
+    engaged = hooks.prefetch(list(cities), [p.local_date for p in chunk])  # badges
+    reads += engaged.reads()
     draw = ids_read(session, EVENTS, len(chunk))
     locked, *results = read_together(session, [entries.accounts_read(cities), *reads,
                                                *([draw] if draw else [])])
@@ -195,6 +200,7 @@ def _read(session: Session, catalog: Catalog, chunk: Sequence[Posted],
                in entries.open_accounts(session, cities, locked).items()}
     if len(locked) < len(cities):
         results = read_together(session, reads)
+    engaged.rows = results[-len(engaged.reads()):]
     rows = iter(results)
     stored = _stored(keys, next(rows))
     timeline = catalog.timeline_of(session, next(rows))
@@ -217,7 +223,7 @@ def _read(session: Session, catalog: Catalog, chunk: Sequence[Posted],
                                                     status, reason)
             member.notes[event_id] = notes
     book = Book(members, stored, timeline, {} if devices is None else _devices(
-        devices[1]["devices"], next(rows)), ids=ids, policies=policies)
+        devices[1]["devices"], next(rows)), ids=ids, policies=policies, engagement=engaged)
     if consent_version is not None:
         latest = consents.latest_by_user(next(rows))
         book.without_consent = {
@@ -410,6 +416,7 @@ def _write(session: Session, book: Book) -> Writes:
         user_id: member.city for user_id, member in book.members.items()
         if member.account.created and member.city != member.account.city})
     credits = rollups.credit_rows(session, book.earned)
+    engaged = hooks.credited(session, book.earned, book.engagement)  # account, badges
 
     def with_the_commit() -> None:
         if drawn:
@@ -423,6 +430,7 @@ def _write(session: Session, book: Book) -> Writes:
              "b_notes": notes}
             for (user_id, event_id), (status, reason, notes) in sorted(book.changed.items())])
         rollups.apply_credits(session, credits)
+        engaged()
 
     return with_the_commit
 

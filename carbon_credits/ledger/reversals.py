@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import select
 
 from carbon_credits import audit
+from carbon_credits.account import hooks
 from carbon_credits.errors import Conflict, NotFound
 from carbon_credits.ledger import entries, explain
 from carbon_credits.reports import rollups
@@ -36,6 +37,7 @@ def reverse_event(rt: Runtime, admin: Principal, user_id: str, event_id: str, re
                            event_pk=event.id, mode=event.mode,
                            factor_version_id=event.factor_version_id)
             rollups.reverse(session, event)  # take it out of the report rollups
+            hooks.reversed_event(session, event)  # carbon account, badges
         event.notes = explain.reversed_notes(event)
         event.status = "reversed"
         event.reason = "reversed"

@@ -215,3 +215,26 @@ EXPIRY_POLICY_EXAMPLES = {
                "value": {"rule": "months", "amount": 24, "reason": "two-year validity"}},
 }
 """PUT /v1/admin/expiry-policies/{city}."""
+
+BADGE_EXAMPLES = {
+    "metro": example("20 metro trips in a calendar month", {
+        "code": "metro-commuter", "name": {"zh": "地铁通勤达人", "en": "Metro commuter"},
+        "description": {"zh": "一个自然月内地铁出行20次", "en": "20 metro trips in a month"},
+        "rule": {"kind": "trips", "mode": "metro", "count": 20, "period": "month"},
+        "reason": "November campaign badge"}),
+    "combined": example("a 14-day streak and 50 km", {
+        "code": "steady-50", "name": {"zh": "坚持者", "en": "Steady traveller"},
+        "rule": {"all": [{"kind": "streak", "days": 14}, {"kind": "distance", "km": 50}]},
+        "reason": "asked by the city's outreach team"}),
+}
+"""POST /v1/admin/badges."""
+BADGE_EDIT_EXAMPLES = {
+    "rename": example("new English name", {
+        "name": {"zh": "首次地铁出行", "en": "First ride on the metro"},
+        "reason": "copy review"}),
+}
+"""PATCH /v1/admin/badges/{code}."""
+BADGE_RETIRE_EXAMPLES = {
+    "retire": example("retire (awards made stand)", {"reason": "campaign ended"}),
+}
+"""POST /v1/admin/badges/{code}/retirement."""

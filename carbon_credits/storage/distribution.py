@@ -36,6 +36,9 @@ DISTRIBUTED: dict[str, str] = {
     "expiry_states": "user_id",
     "point_claims": "user_id",
     "consents": "user_id",
+    "account_days": "user_id",
+    "account_months": "user_id",
+    "badge_awards": "user_id",
 }
 """User-owned tables: table -> the column holding the user key (co-located with users)."""
 
@@ -45,6 +48,7 @@ REFERENCE: frozenset[str] = frozenset({
     "voucher_codes", "providers", "provider_keys", "provider_binding_codes",
     "provider_bindings", "ledger_chain_start", "expiry_policies",
     "erasures",
+    "badges",
 })
 """Cross-user tables written by admins, operators and merchants, read by everyone."""
 

@@ -806,3 +806,74 @@ class Erasure(Base):
     actor: Mapped[str] = mapped_column(String(128))
     """'self' (DELETE /v1/me), or the admin who erased the user."""
     reason: Mapped[str] = mapped_column(Text)
+class AccountDay(Base):
+    """A user's credited events of one local day and mode (carbon_credits/account): what
+    the carbon account screen and badge rules read instead of the events. Kept in the
+    crediting transaction (ingest, approvals) and taken back by a reversal; earn entries
+    only, so bonus points (another entry kind) never count here."""
+
+    __tablename__ = "account_days"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    local_date: Mapped[date] = mapped_column(Date, primary_key=True)
+    mode: Mapped[str] = mapped_column(String(32), primary_key=True)
+    events: Mapped[int] = mapped_column(Integer, default=0)
+    """Credited events (trips, or a steps day's credited posts)."""
+    ug: Mapped[int] = mapped_column(BigInteger, default=0)
+    points: Mapped[int] = mapped_column(BigInteger, default=0)
+    activity: Mapped[int] = mapped_column(BigInteger, default=0)
+    """What the factors multiplied (``Event.activity``): metres, or steps credited."""
+
+
+class AccountMonth(Base):
+    """``AccountDay`` summed per local calendar month (``month``: its first day): lifetime
+    totals and monthly trends read a few dozen rows, not a row per day."""
+
+    __tablename__ = "account_months"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    month: Mapped[date] = mapped_column(Date, primary_key=True)
+    mode: Mapped[str] = mapped_column(String(32), primary_key=True)
+    events: Mapped[int] = mapped_column(Integer, default=0)
+    ug: Mapped[int] = mapped_column(BigInteger, default=0)
+    points: Mapped[int] = mapped_column(BigInteger, default=0)
+    activity: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Badge(Base):
+    """A badge (勋章) defined as data (carbon_credits/badges): a rule in the badge rule
+    language over the user's credited history, names in zh and en. Retired badges are
+    kept (their awards stand) and no longer awarded."""
+
+    __tablename__ = "badges"
+    __table_args__ = (
+        CheckConstraint("status IN ('active', 'retired')", name="known_status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(16))
+    name_zh: Mapped[str] = mapped_column(String(200))
+    name_en: Mapped[str] = mapped_column(String(200))
+    description_zh: Mapped[str] = mapped_column(Text, default="")
+    description_en: Mapped[str] = mapped_column(Text, default="")
+    rule: Mapped[dict[str, Any]] = mapped_column()
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    """Raised by each edit: an award records the version it was earned under."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class BadgeAward(Base):
+    """A badge earned by a user, once (the primary key), with the event whose credit
+    earned it: the reversal of that event deletes the award (``badges.awards``)."""
+
+    __tablename__ = "badge_awards"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    badge_id: Mapped[int] = mapped_column(ForeignKey("badges.id"), primary_key=True)
+    event_pk: Mapped[int] = mapped_column(BigInteger)
+    """``events.id`` of the event that earned it (no foreign key: see distribution.py)."""
+    event_id: Mapped[str] = mapped_column(String(128))
+    badge_version: Mapped[int] = mapped_column(Integer)
+    awarded_at: Mapped[datetime] = mapped_column()

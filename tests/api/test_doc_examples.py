@@ -320,6 +320,20 @@ def run_records(c: Caller, spec: dict[str, Any], name: str, value: Any) -> Any:
     return r
 
 
+def run_badge_edit(c: Caller, spec: dict[str, Any], name: str, value: Any) -> Any:
+    return c.client.patch("/v1/admin/badges/first-metro", json=value, headers=c.admin())
+
+
+def run_badge_retire(c: Caller, spec: dict[str, Any], name: str, value: Any) -> Any:
+    code = f"retired-{uuid.uuid4().hex[:8]}"
+    made = c.client.post("/v1/admin/badges", headers=c.admin(), json={
+        "code": code, "name": {"zh": "退役", "en": "Retired"},
+        "rule": {"kind": "streak", "days": 3}})
+    assert made.status_code == 201, made.json
+    return c.client.post(f"/v1/admin/badges/{code}/retirement", json=value,
+                         headers=c.admin())
+
+
 BODY_RUNS: dict[tuple[str, str], Run] = {
     ("/v1/events", "post"): run_event,
     ("/v1/events/batch", "post"): run_batch,
@@ -346,6 +360,9 @@ BODY_RUNS: dict[tuple[str, str], Run] = {
     ("/v1/provider/binding-codes", "post"): run_binding_code,
     ("/v1/me/bindings", "post"): run_binding,
     ("/v1/provider/records", "post"): run_records,
+    ("/v1/admin/badges", "post"): run_admin_json("/v1/admin/badges"),
+    ("/v1/admin/badges/{code}", "patch"): run_badge_edit,
+    ("/v1/admin/badges/{code}/retirement", "post"): run_badge_retire,
 }
 """How each operation's body examples are sent."""
 

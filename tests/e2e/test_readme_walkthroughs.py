@@ -115,6 +115,11 @@ def test_the_first_event_walkthrough_runs_as_written(dev_server: tuple[str, Path
     statuses = {a["event_id"]: a["status"] for a in lines if "event_id" in a}
     assert statuses[f"steps-{that_day['day']['local_date']}-a"] == "credited"
     assert statuses["bus-1"] == "credited"
+    screen = next(a for a in lines if "streak" in a)
+    assert screen["lifetime"]["modes"]["metro"]["grams"] == 376
+    assert screen["streak"]["days"] == 1  # yesterday's trips; today may still join
+    badges = next(a for a in lines if "earned" in a)
+    assert {b["code"] for b in badges["earned"]} >= {"first-metro", "first-bus"}
 
 
 def test_the_operating_walkthrough_runs_as_written(dev_server: tuple[str, Path]) -> None:

@@ -1,0 +1,216 @@
+"""The per-user aggregates of credited events (``account_days``, ``account_months``): kept
+in the crediting transaction, taken back by a reversal, read by the account screen and
+the badge rules.
+
+**Writes add.** A credit adds its deltas with one upsert per (user, day, mode) and per
+(user, month, mode) row (``INSERT ... ON CONFLICT DO UPDATE SET events = events +
+excluded.events, ...``), merged per row and sent in key order with the ingest's COMMIT.
+The caller holds the user's account lock, so a user's rows are written by one transaction
+at a time anyway; the additive form keeps them exact even without it.
+
+**Reversal subtracts** exactly what the event added, and deletes a row left with no
+credited event, so "a day with a row" stays "a green day".
+
+**Rebuild** (``flask --app app rebuild-account``) recomputes both tables from the events
+with an earn entry and no reversal, the same rows the incremental path keeps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from typing import Any, Protocol, cast
+
+from sqlalchemy import Table, bindparam, delete, func, insert, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from carbon_credits.account.history import Row, Sums, month_of
+from carbon_credits.storage.models import AccountDay, AccountMonth, Event
+from carbon_credits.storage.sql import Prebuilt, Read
+
+DAYS = cast(Table, AccountDay.__table__)
+MONTHS = cast(Table, AccountMonth.__table__)
+SUMMED = ("events", "ug", "points", "activity")
+LIVE_STATUSES = ("credited", "capped")
+
+
+class Credited(Protocol):
+    """What the aggregates read of a credited event: a stored ``Event`` or one a chunk is
+    writing (``ingest.decide.NewEvent``)."""
+
+    @property
+    def user_id(self) -> str: ...
+    @property
+    def local_date(self) -> date: ...
+    @property
+    def mode(self) -> str: ...
+    @property
+    def credited_ug(self) -> int: ...
+    @property
+    def points(self) -> int: ...
+    @property
+    def activity(self) -> int: ...
+
+
+def deltas(events: Sequence[Credited]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The day rows and month rows ``events`` add, merged per row, in key order."""
+    days: dict[tuple[str, date, str], dict[str, Any]] = {}
+    months: dict[tuple[str, date, str], dict[str, Any]] = {}
+    for e in events:
+        for into, key, name in ((days, (e.user_id, e.local_date, e.mode), "local_date"),
+                                (months, (e.user_id, month_of(e.local_date), e.mode),
+                                 "month")):
+            row = into.get(key)
+            if row is None:
+                row = into[key] = {"user_id": key[0], name: key[1], "mode": key[2],
+                                   "events": 0, "ug": 0, "points": 0, "activity": 0}
+            row["events"] += 1
+            row["ug"] += e.credited_ug
+            row["points"] += e.points
+            row["activity"] += e.activity
+    return [days[k] for k in sorted(days)], [months[k] for k in sorted(months)]
+
+
+def _upsert(table: Table, key: str, dialect: str) -> Prebuilt:
+    ins = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    row = ins(table).values({name: bindparam(name)
+                             for name in ("user_id", key, "mode", *SUMMED)})
+    statement = row.on_conflict_do_update(
+        index_elements=["user_id", key, "mode"],
+        set_={name: table.c[name] + row.excluded[name] for name in SUMMED})
+    return Prebuilt(lambda _: statement)
+
+
+_UPSERTS = {dialect: (_upsert(DAYS, "local_date", dialect), _upsert(MONTHS, "month", dialect))
+            for dialect in ("postgresql", "sqlite")}
+
+
+def add(session: Session, days: list[dict[str, Any]], months: list[dict[str, Any]]) -> None:
+    """Add ``deltas``' rows (driver statements only: may be sent with the COMMIT)."""
+    add_days, add_months = _UPSERTS[session.get_bind().dialect.name]
+    add_days.run(session, days)
+    add_months.run(session, months)
+
+
+def reverse(session: Session, event: Event) -> None:
+    """Take a reversed event back out of its day and month rows. Caller holds the lock on
+    the event's account and calls this before changing the event."""
+    for table, key, value in ((DAYS, "local_date", event.local_date),
+                              (MONTHS, "month", month_of(event.local_date))):
+        where = (table.c.user_id == event.user_id, table.c[key] == value,
+                 table.c.mode == event.mode)
+        session.execute(update(table).where(*where).values(
+            events=table.c.events - 1, ug=table.c.ug - event.credited_ug,
+            points=table.c.points - event.points,
+            activity=table.c.activity - event.activity))
+        session.execute(delete(table).where(*where, table.c.events <= 0))
+
+
+# ---------------------------------------------------------------- reads
+
+MONTHS_READ = Prebuilt(lambda _: select(
+    MONTHS.c.month, MONTHS.c.mode, *(MONTHS.c[n] for n in SUMMED))
+    .where(MONTHS.c.user_id == bindparam("user")))
+DAYS_READ = Prebuilt(lambda _: select(
+    DAYS.c.local_date, DAYS.c.mode, *(DAYS.c[n] for n in SUMMED))
+    .where(DAYS.c.user_id == bindparam("user"),
+           DAYS.c.local_date >= bindparam("since", type_=DAYS.c.local_date.type),
+           DAYS.c.local_date <= bindparam("until", type_=DAYS.c.local_date.type)))
+GREEN_BEFORE = Prebuilt(lambda _: select(DAYS.c.local_date).distinct()
+                        .where(DAYS.c.user_id == bindparam("user"),
+                               DAYS.c.local_date < bindparam("before",
+                                                             type_=DAYS.c.local_date.type))
+                        .order_by(DAYS.c.local_date.desc()).limit(bindparam("n")))
+
+
+def months_read(user_id: str) -> Read:
+    return MONTHS_READ, {"user": user_id}
+
+
+def days_read(user_id: str, since: date, until: date) -> Read:
+    return DAYS_READ, {"user": user_id, "since": since, "until": until}
+
+
+def rows_of(rows: Sequence[tuple[Any, ...]]) -> list[Row]:
+    return [Row(_day(day), mode, Sums(int(n), int(ug), int(points), int(activity)))
+            for day, mode, n, ug, points, activity in rows]
+
+
+def green_before(session: Session, user_id: str, before: date, n: int) -> list[date]:
+    """Up to ``n`` green days before ``before``, newest first."""
+    return [_day(row[0]) for row in GREEN_BEFORE.rows(
+        session, {"user": user_id, "before": before, "n": n})]
+
+
+def _day(value: Any) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value))
+
+
+# ---------------------------------------------------------------- rebuild
+
+def rebuild(session: Session) -> tuple[int, int]:
+    """Replace both tables with a recomputation from the events with an earn entry and no
+    reversal (in one transaction; the caller commits). The (day, month) rows written.
+    On PostgreSQL both tables are locked against writers first (ingests wait), so no
+    credit lands between the delete and the insert."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("LOCK TABLE account_days, account_months IN EXCLUSIVE MODE"))
+    session.execute(delete(DAYS))
+    session.execute(delete(MONTHS))
+    # Live credited = an earn entry and no reversal: exactly these statuses with grams
+    # (an earn entry is written then, and a reversal changes the status; reports.rollups).
+    query = (select(Event.user_id, Event.local_date, Event.mode, func.count(),
+                    func.sum(Event.credited_ug), func.sum(Event.points),
+                    func.sum(Event.activity))
+             .where(Event.status.in_(LIVE_STATUSES), Event.credited_ug > 0)
+             .group_by(Event.user_id, Event.local_date, Event.mode))
+    days: list[dict[str, Any]] = []
+    months: dict[tuple[str, date, str], dict[str, Any]] = {}
+    for user_id, day, mode, n, ug, points, activity in session.execute(query):
+        day = _day(day)
+        values = {"events": int(n), "ug": int(ug), "points": int(points),
+                  "activity": int(activity)}
+        days.append({"user_id": user_id, "local_date": day, "mode": mode, **values})
+        month = months.setdefault((user_id, month_of(day), mode), {
+            "user_id": user_id, "month": month_of(day), "mode": mode,
+            "events": 0, "ug": 0, "points": 0, "activity": 0})
+        for name, value in values.items():
+            month[name] += value
+    for table, rows in ((DAYS, days), (MONTHS, list(months.values()))):
+        for i in range(0, len(rows), 5000):
+            session.execute(insert(table), rows[i:i + 5000])
+    return len(days), len(months)
+
+
+_LIFETIME_OF = Prebuilt(lambda one_of: select(
+    MONTHS.c.user_id, MONTHS.c.mode, func.sum(MONTHS.c.events), func.sum(MONTHS.c.activity))
+    .where(one_of(MONTHS.c.user_id, "users")).group_by(MONTHS.c.user_id, MONTHS.c.mode))
+_MONTHS_OF = Prebuilt(lambda one_of: select(
+    MONTHS.c.user_id, MONTHS.c.month, MONTHS.c.mode, MONTHS.c.events, MONTHS.c.activity)
+    .where(one_of(MONTHS.c.user_id, "users"),
+           MONTHS.c.month >= bindparam("since", type_=MONTHS.c.month.type),
+           MONTHS.c.month <= bindparam("until", type_=MONTHS.c.month.type)))
+_DAYS_OF = Prebuilt(lambda one_of: select(
+    DAYS.c.user_id, DAYS.c.local_date, DAYS.c.mode, DAYS.c.events, DAYS.c.activity)
+    .where(one_of(DAYS.c.user_id, "users"),
+           DAYS.c.local_date >= bindparam("since", type_=DAYS.c.local_date.type),
+           DAYS.c.local_date <= bindparam("until", type_=DAYS.c.local_date.type)))
+
+
+def lifetime_read_of(users: list[str]) -> Read:
+    """``users``' credited events and activity per mode, in all: (user, mode, events,
+    activity), summed by the server over their month rows."""
+    return _LIFETIME_OF, {"users": users}
+
+
+def months_read_of(users: list[str], since: date, until: date) -> Read:
+    """``users``' month rows of the months of ``since`` to ``until``: (user, month, mode,
+    events, activity)."""
+    return _MONTHS_OF, {"users": users, "since": month_of(since), "until": month_of(until)}
+
+
+def days_read_of(users: list[str], since: date, until: date) -> Read:
+    """``users``' day rows from ``since`` to ``until``: (user, day, mode, events,
+    activity)."""
+    return _DAYS_OF, {"users": users, "since": since, "until": until}

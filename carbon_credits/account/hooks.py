@@ -1,0 +1,114 @@
+"""The one place the crediting paths call into the account and badges features: after the
+crediting decision, inside the same unit of work (ingest, approvals), and on a reversal.
+
+Kept small on purpose: other features hook into the same paths. Ingest also sends
+``prefetch``'s reads with its own (one round trip for all: a post stays two round trips,
+tests/integration/test_intake.py); the approval path lets ``credited`` read them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy.orm import Session
+
+from carbon_credits.account import aggregates
+from carbon_credits.account.earning import Ledger, earned
+from carbon_credits.badges import awards, rules
+from carbon_credits.storage.models import Event, utcnow
+from carbon_credits.storage.sql import Read, read_together
+
+REACH_DAYS = 37
+"""Days either side of the credited events' days whose day rows are read for the badge
+rules: a week back for ``modes_in_week``, and streaks up to this long with no further read
+(a longer streak rule reads its days again, in a round trip of its own)."""
+
+
+class Credited(aggregates.Credited, Protocol):
+    @property
+    def id(self) -> int: ...
+    @property
+    def event_id(self) -> str: ...
+
+
+@dataclass
+class Prefetch:
+    """The reads the badge rules need, sent with the ingest's own, and their rows."""
+
+    users: list[str]
+    since: date
+    until: date
+    rows: list[list[tuple[Any, ...]]] | None = None
+
+    def reads(self) -> list[Read]:
+        return [awards.active_read(), awards.held_read(self.users),
+                aggregates.lifetime_read_of(self.users),
+                aggregates.months_read_of(self.users, self.since, self.until),
+                aggregates.days_read_of(self.users, self.since, self.until)]
+
+
+def prefetch(users: Sequence[str], days: Sequence[date]) -> Prefetch:
+    """What to read for credits of ``users`` on ``days`` (before deciding them)."""
+    return Prefetch(sorted(set(users)), min(days) - timedelta(days=REACH_DAYS),
+                    max(days) + timedelta(days=REACH_DAYS))
+
+
+def credited(session: Session, events: Sequence[Credited],
+             prefetched: Prefetch | None = None) -> Callable[[], None]:
+    """Events just credited (each with an earn entry, written in this transaction): the
+    badges they earn are decided now (from ``prefetched``'s rows, else read here); the
+    writes (aggregate rows, awards) are returned, to be run with the other writes (on
+    PostgreSQL, sent with the COMMIT: ``sql.committing``)."""
+    if not events:
+        return _nothing
+    days, months = aggregates.deltas(events)
+    won = _badges(session, events, prefetched)
+
+    def write() -> None:
+        aggregates.add(session, days, months)
+        awards.award(session, won)
+
+    return write
+
+
+def _badges(session: Session, events: Sequence[Credited], known: Prefetch | None
+            ) -> list[dict[str, Any]]:
+    if known is None or known.rows is None:
+        known = prefetch([e.user_id for e in events], [e.local_date for e in events])
+        known.rows = read_together(session, known.reads())
+    active, held, lifetime_rows, month_rows, day_rows = known.rows
+    badges = awards.active_of(active)
+    if not badges:
+        return []
+    reach = max(rules.streak_reach(b.rule) for b in badges)
+    first = min(e.local_date for e in events)
+    last = max(e.local_date for e in events)
+    if first - timedelta(days=reach) < known.since or last + timedelta(days=reach) > known.until:
+        [day_rows] = read_together(session, [aggregates.days_read_of(
+            known.users, first - timedelta(days=reach), last + timedelta(days=reach))])
+    have = {(user_id, badge_id) for user_id, badge_id in held}
+    now = utcnow()
+    won = []
+    for user_id in sorted({e.user_id for e in events}):
+        ledger = Ledger.of([r[1:] for r in lifetime_rows if r[0] == user_id],
+                           [r[1:] for r in month_rows if r[0] == user_id],
+                           [r[1:] for r in day_rows if r[0] == user_id])
+        mine = [e for e in events if e.user_id == user_id]
+        for event, badge in earned(ledger, mine, [b for b in badges
+                                                  if (user_id, b.id) not in have]):
+            won.append(awards.award_row(user_id, badge, event.id, event.event_id, now))
+    return won
+
+
+def reversed_event(session: Session, event: Event) -> None:
+    """An event whose credit is being reversed (caller holds the account lock, and calls
+    this before changing the event)."""
+    aggregates.reverse(session, event)
+    awards.revoke(session, event)
+
+
+def _nothing() -> None:
+    return None

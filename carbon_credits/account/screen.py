@@ -1,0 +1,58 @@
+"""The carbon account's first screen (``GET /v1/me/carbon-account``) in one call.
+
+Read from the user's aggregates, never from the events: every month row (a few dozen for
+years of history: lifetime totals and the monthly trend), the day rows of the trends'
+window (at most 84 days), and the balance, in one round trip on PostgreSQL
+(``sql.read_together``). Only a current streak older than the window reads further back,
+366 green days a round trip.
+
+Rank in the city and district is not here yet: the leaderboards (Redis) add it.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, cast
+
+from sqlalchemy import Table, bindparam, select
+
+from carbon_credits.account import aggregates, history
+from carbon_credits.runtime import Runtime
+from carbon_credits.storage.models import Account
+from carbon_credits.storage.sql import Prebuilt, read_together
+from carbon_credits.tokens import Principal
+from methodology.equivalents import equivalents_of
+
+ACCOUNTS = cast(Table, Account.__table__)
+_BALANCE = Prebuilt(lambda _: select(ACCOUNTS.c.balance_points, ACCOUNTS.c.lifetime_points)
+                    .where(ACCOUNTS.c.user_id == bindparam("user")))
+_STREAK_PAGE = 366
+"""Green days read per round trip when the current streak goes back beyond the window."""
+
+
+def carbon_account(rt: Runtime, principal: Principal) -> dict[str, Any]:
+    """Totals per mode, trends per day, week and month, everyday equivalents, the current
+    streak and the balance of ``principal``'s account, as of today in the city's time."""
+    today = rt.clock().astimezone(rt.config.tz).date()
+    since = history.window_start(today)
+    user_id = principal.sub
+    with rt.db.unit_of_work() as uow:
+        balance, months, days = read_together(uow.session, [
+            (_BALANCE, {"user": user_id}), aggregates.months_read(user_id),
+            aggregates.days_read(user_id, since, today)])
+        day_rows = aggregates.rows_of(days)
+        green = {row.day for row in day_rows}
+        oldest = since
+        while history.reaches(green, oldest, today):
+            older = aggregates.green_before(uow.session, user_id, oldest, _STREAK_PAGE)
+            green.update(older)
+            if len(older) < _STREAK_PAGE or older[-1] != oldest - timedelta(len(older)):
+                break  # fewer than asked, or a gap among them: the streak starts there
+            oldest = older[-1]
+        uow.commit()
+    view = history.screen(today, aggregates.rows_of(months), day_rows, green)
+    view["user_id"] = user_id
+    view["balance"] = balance[0][0] if balance else 0
+    view["lifetime_points"] = balance[0][1] if balance else 0
+    view["equivalents"] = equivalents_of(view.pop("total_grams"))
+    return view

@@ -1,0 +1,1 @@
+"""Badges (勋章) defined as data: a small rule language, awards on ingest, revocation."""
