@@ -177,6 +177,15 @@ class Config:
     reports_fallback_primary: bool = False
     """Beyond the lag bound, or the replica unreachable: read from the primary
     (REPORTS_FALLBACK_PRIMARY=1) instead of answering 503 with Retry-After."""
+    leaderboard_hidden_as: str = "anonymous"
+    """How a user who opted out of leaderboards (PUT /v1/me/privacy) appears to others
+    (LEADERBOARD_HIDDEN_AS): ``anonymous`` (in their place, rank and grams shown, no id)
+    or ``omitted`` (left out of the list; the ranks of others stay their true standing, so
+    a gap shows that someone is there, not who). The user always sees themself."""
+    leaderboard_keep_days: int = 40
+    """How long a day, week or month board is kept after its period ends
+    (LEADERBOARD_KEEP_DAYS; policy): longer than the backfill window, so no event can be
+    credited into a board already dropped. All-time boards are kept for ever."""
     testing: bool = False
 
     def __post_init__(self) -> None:
@@ -200,6 +209,12 @@ class Config:
                 self.reports_database_url.startswith("postgresql")):
             raise ConfigError("REPORTS_DATABASE_URL: expected a postgresql:// URL of a "
                               f"streaming replica, got {self.reports_database_url[:40]!r}")
+        if self.leaderboard_hidden_as not in ("anonymous", "omitted"):
+            raise ConfigError("LEADERBOARD_HIDDEN_AS: expected anonymous or omitted, got "
+                              f"{self.leaderboard_hidden_as!r}")
+        if self.leaderboard_keep_days <= self.backfill_days:
+            raise ConfigError("LEADERBOARD_KEEP_DAYS must exceed BACKFILL_DAYS "
+                              f"({self.backfill_days}): an event may be credited that late")
         if self.jwt_public_key and self.jwt_jwks_url:
             raise ConfigError("set one of JWT_PUBLIC_KEY and JWT_JWKS_URL, not both")
         if self.jwt_public_key or self.jwt_jwks_url:
@@ -311,6 +326,8 @@ class Config:
             provider_key_secret=env.get("PROVIDER_KEY_SECRET") or None,
             binding_code_ttl_s=_int(env, "BINDING_CODE_TTL_S", 600),
             ledger_chain_keys=env.get("LEDGER_CHAIN_KEYS") or None,
+            leaderboard_hidden_as=env.get("LEADERBOARD_HIDDEN_AS", "anonymous"),
+            leaderboard_keep_days=_int(env, "LEADERBOARD_KEEP_DAYS", 40),
         )
         if caps is not None:
             cfg.daily_caps_g = caps

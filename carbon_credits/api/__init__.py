@@ -10,6 +10,7 @@ from carbon_credits.api import (
     dashboard,
     events,
     health,
+    leaderboards,
     me,
     merchants,
     methodologies,
@@ -29,7 +30,7 @@ def register_blueprints(api: Any) -> None:
         api.spec.components.schema(type(schema).__name__.removesuffix("Schema"),
                                    schema=type(schema))
     for module in (events, me, redemptions, rewards, merchants, methodologies, reports,
-                   admin, trust_policies, health, dashboard):
+                   admin, trust_policies, health, dashboard, leaderboards):
         api.register_blueprint(module.blp)
     api.register_blueprint(provider_admin.blp)
     api.register_blueprint(bindings.blp)

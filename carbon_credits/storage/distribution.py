@@ -32,6 +32,9 @@ DISTRIBUTED: dict[str, str] = {
     "ledger_entries": "user_id",
     "redemptions": "user_id",
     "reward_redemptions": "user_id",
+    "leaderboard_privacy": "user_id",
+    "team_members": "user_id",
+    "friendships": "user_id",
 }
 """User-owned tables: table -> the column holding the user key (co-located with users)."""
 
@@ -39,7 +42,7 @@ REFERENCE: frozenset[str] = frozenset({
     "factor_versions", "networks", "network_stops", "network_lines", "network_line_stops",
     "trust_policies", "rewards", "audit_log", "record_files", "record_file_errors",
     "voucher_codes", "providers", "provider_keys", "provider_binding_codes",
-    "provider_bindings", "ledger_chain_start",
+    "provider_bindings", "ledger_chain_start", "teams",
 })
 """Cross-user tables written by admins, operators and merchants, read by everyone."""
 
