@@ -19,6 +19,7 @@ from carbon_credits.api import (
     redemptions,
     reports,
     rewards,
+    teams,
     trust_policies,
 )
 from carbon_credits.schemas import EVENT_SCHEMAS
@@ -30,7 +31,7 @@ def register_blueprints(api: Any) -> None:
         api.spec.components.schema(type(schema).__name__.removesuffix("Schema"),
                                    schema=type(schema))
     for module in (events, me, redemptions, rewards, merchants, methodologies, reports,
-                   admin, trust_policies, health, dashboard, leaderboards):
+                   admin, trust_policies, health, dashboard, leaderboards, teams):
         api.register_blueprint(module.blp)
     api.register_blueprint(provider_admin.blp)
     api.register_blueprint(bindings.blp)

@@ -135,7 +135,7 @@ def _board(rt: Runtime, city: str, scope: str, period: str) -> Board:
     return Board(city, scope, period, label, keys.board(city, scope, label))
 
 
-def _unavailable(exc: Exception) -> Unavailable:
+def unavailable(exc: Exception) -> Unavailable:
     metrics.LEADERBOARD_FAILURES.labels("read").inc()
     log.warning("leaderboards: read failed (%s: %s)", type(exc).__name__, exc)
     return Unavailable("leaderboards are unavailable; retry shortly",
@@ -168,7 +168,7 @@ def read(rt: Runtime, principal: Principal, scope: str, period: str, limit: int,
     try:
         standing = rt.leaderboards.standing(city, board.key, limit, principal.sub, omit)
     except FAILURES as exc:
-        raise _unavailable(exc) from None
+        raise unavailable(exc) from None
     return _view(rt, board, scope, standing, principal.sub)
 
 
@@ -220,7 +220,7 @@ def _friends(rt: Runtime, principal: Principal, city: str, period: str, limit: i
     try:
         found = rt.leaderboards.scores(city, board.key, people)
     except FAILURES as exc:
-        raise _unavailable(exc) from None
+        raise unavailable(exc) from None
     omit = rt.config.leaderboard_hidden_as == "omitted"
     on_board = sorted(((ug, user, hidden) for user, ug, hidden in found if ug),
                       reverse=True)
@@ -244,7 +244,7 @@ def rank_of(rt: Runtime, user_id: str, city: str, period: str = "all",
     try:
         standing = rt.leaderboards.standing(city, board.key, 0, user_id, False)
     except FAILURES as exc:
-        raise _unavailable(exc) from None
+        raise unavailable(exc) from None
     if standing.me is None:
         return None
     return {"rank": standing.me.rank, "grams": standing.me.ug // UG_PER_G,
@@ -282,7 +282,7 @@ def set_privacy(rt: Runtime, principal: Principal, hidden: bool) -> dict[str, An
         for city in cities:
             rt.leaderboards.set_hidden(city, principal.sub, hidden)
     except FAILURES as exc:
-        raise _unavailable(exc) from None
+        raise unavailable(exc) from None
     return {"hidden": hidden, "hidden_as": rt.config.leaderboard_hidden_as}
 
 
