@@ -10,6 +10,7 @@ from carbon_credits.api.auth import current_principal, requires
 from carbon_credits.api.extensions import runtime
 from carbon_credits.api.requests import Blueprint
 from carbon_credits.leaderboards import service
+from carbon_credits.schemas.examples import PRIVACY_EXAMPLE
 from carbon_credits.schemas.leaderboards import (
     LeaderboardQuerySchema,
     LeaderboardSchema,
@@ -58,7 +59,7 @@ class PrivacyView(MethodView):
 
     @requires("user")
     @blp.doc(security=[{"bearerAuth": []}])
-    @blp.arguments(PrivacySchema)
+    @blp.arguments(PrivacySchema, example=PRIVACY_EXAMPLE)
     @blp.response(200, PrivacySchema)
     def put(self, body: dict[str, Any]) -> dict[str, Any]:
         """Opt out of (or back into) being shown to others on leaderboards."""

@@ -10,6 +10,7 @@ from flask.views import MethodView
 from carbon_credits.api.auth import current_principal, requires
 from carbon_credits.api.extensions import runtime
 from carbon_credits.api.requests import Blueprint
+from carbon_credits.schemas.examples import FRIEND_EXAMPLE, JOIN_EXAMPLE, TEAM_EXAMPLE
 from carbon_credits.schemas.teams import (
     FriendRequestSchema,
     FriendSchema,
@@ -30,7 +31,7 @@ blp = Blueprint("teams", __name__, url_prefix="/v1", description="Teams and frie
 class AdminTeamsView(MethodView):
     @requires("admin")
     @blp.doc(security=[{"bearerAuth": []}])
-    @blp.arguments(TeamCreateSchema)
+    @blp.arguments(TeamCreateSchema, example=TEAM_EXAMPLE)
     @blp.response(201, TeamSchema)
     def post(self, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
         """Create a team (a company, school or organisation) in a city, with an invite
@@ -58,7 +59,7 @@ class MyTeamsView(MethodView):
 
     @requires("user")
     @blp.doc(security=[{"bearerAuth": []}])
-    @blp.arguments(JoinSchema)
+    @blp.arguments(JoinSchema, example=JOIN_EXAMPLE)
     @blp.response(201, MembershipSchema)
     def post(self, body: dict[str, Any]) -> Response:
         """Join a team with its invite code (200 if you are in it already)."""
@@ -100,7 +101,7 @@ class FriendsView(MethodView):
 
     @requires("user")
     @blp.doc(security=[{"bearerAuth": []}])
-    @blp.arguments(FriendRequestSchema)
+    @blp.arguments(FriendRequestSchema, example=FRIEND_EXAMPLE)
     @blp.response(201, FriendSchema)
     def post(self, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
         """Ask someone to be friends (accepts, if they asked you first)."""

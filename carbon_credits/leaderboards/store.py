@@ -286,19 +286,23 @@ return 1
 _STANDING = """
 local board, hidden = KEYS[1], KEYS[2]
 local n, me, omit = tonumber(ARGV[1]), ARGV[2], ARGV[3] == "1"
+local anyone_hidden = redis.call("SCARD", hidden) > 0
 local out = {}
 local start = 0
 local found = 0
 while found < n do
   local page = redis.call("ZREVRANGE", board, start, start + n - 1, "WITHSCORES")
   if #page == 0 then break end
-  for j = 1, #page, 2 do
-    local user = page[j]
-    local h = redis.call("SISMEMBER", hidden, user)
+  local ids = {}
+  for j = 1, #page, 2 do ids[#ids + 1] = page[j] end
+  -- one SMISMEMBER for the page, and none while nobody has opted out
+  local flags = anyone_hidden and redis.call("SMISMEMBER", hidden, unpack(ids)) or nil
+  for k, user in ipairs(ids) do
+    local h = flags and flags[k] or 0
     if not (omit and h == 1 and user ~= me) and found < n then
       out[#out + 1] = user
-      out[#out + 1] = page[j + 1]
-      out[#out + 1] = start + (j - 1) / 2
+      out[#out + 1] = page[2 * k]
+      out[#out + 1] = start + k - 1
       out[#out + 1] = h
       found = found + 1
     end
@@ -312,7 +316,7 @@ if me ~= "" then
   if r then
     rank = r
     score = redis.call("ZSCORE", board, me)
-    mine = redis.call("SISMEMBER", hidden, me)
+    if anyone_hidden then mine = redis.call("SISMEMBER", hidden, me) end
   end
 end
 return {out, rank, score, mine, redis.call("ZCARD", board)}

@@ -206,3 +206,9 @@ PROVIDER_RECORDS_EXAMPLE = {"records": [
      "tapped_out_at": f"{EXAMPLE_DAY}T08:27:40+08:00"},
 ]}
 """POST /v1/provider/records: a metro operator's tap-in/tap-out."""
+
+TEAM_EXAMPLE = {"city": "shenzhen", "name": "南山实验学校 Nanshan Experimental School",
+                "kind": "school", "reason": "school joins the green travel pilot"}
+JOIN_EXAMPLE = {"invite_code": "K7QXMPDHRT"}
+FRIEND_EXAMPLE = {"user_id": "wx-o6_bmjrPTlm6_2sgVt7hMZOPfL2M"}
+PRIVACY_EXAMPLE = {"hidden": True}

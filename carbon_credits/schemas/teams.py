@@ -44,8 +44,9 @@ class MembershipSchema(Schema):
 
 
 class TeamReportQuerySchema(Schema):
-    from_ = fields.Date(required=True, data_key="from", validate=IN_ERA_DATE)
-    to = fields.Date(required=True, validate=IN_ERA_DATE)
+    from_ = fields.Date(required=True, data_key="from", validate=IN_ERA_DATE,
+                        metadata={"example": "2026-11-01"})
+    to = fields.Date(required=True, validate=IN_ERA_DATE, metadata={"example": "2026-11-30"})
 
 
 class TeamFiguresSchema(Schema):
