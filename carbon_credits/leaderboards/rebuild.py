@@ -21,8 +21,7 @@ from sqlalchemy import func, or_, select
 
 from carbon_credits.leaderboards import keys
 from carbon_credits.leaderboards.periods import periods_of
-from carbon_credits.leaderboards.service import credit_for
-from carbon_credits.reports.rollups import district_of
+from carbon_credits.reports.rollups import UNKNOWN, district_of
 from carbon_credits.runtime import Runtime
 from carbon_credits.storage.models import (
     Event,
@@ -32,6 +31,7 @@ from carbon_credits.storage.models import (
     User,
 )
 
+CITY_SCOPE = keys.city_scope()
 FETCH_ROWS = 50_000
 """Rows read per fetch from the server-side cursor (bounded memory for the read)."""
 
@@ -55,28 +55,36 @@ def compute(rt: Runtime, city: str) -> tuple[dict[str, dict[str, int]], dict[str
     key, hidden users, team by user)."""
     now = rt.clock()
     tz, keep = rt.config.tz, rt.config.leaderboard_keep_days
-    boards: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    # (scope, label) -> user -> µg. The kept periods of a day, and a stop's district, are
+    # worked out once per distinct value, not per row (a city has ~30 live days).
+    boards: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     expiries: dict[str, int] = {}
+    day_periods: dict[object, list[tuple[str, int]]] = {}
+    districts: dict[tuple[int | None, str | None], str | None] = {}
     with rt.db.transaction() as session:
         teams: dict[str, int] = {user: team for user, team in session.execute(
             select(TeamMember.user_id, TeamMember.team_id).where(TeamMember.city == city))}
         for user_id, day, network_id, origin, ug in _sums(session, city):
             if not ug:
                 continue
-            credit = credit_for(rt, district_of(session, network_id, origin), user_id, ug,
-                                day)  # type: ignore[arg-type]
-            scopes = [keys.city_scope()]
-            if credit.district:
-                scopes.append(keys.district_scope(credit.district))
-            if user_id in teams:
-                scopes.append(keys.team_scope(teams[user_id]))
-            for period in periods_of(day):  # type: ignore[arg-type]
-                if not period.kept(tz, keep, now):
-                    continue
-                for scope in scopes:
-                    key = keys.board(city, scope, period.label)
-                    boards[key][user_id] += ug
-                    expiries[key] = period.expire_at(tz, keep)
+            kept = day_periods.get(day)
+            if kept is None:
+                kept = day_periods[day] = [
+                    (p.label, p.expire_at(tz, keep)) for p in periods_of(day)  # type: ignore[arg-type]
+                    if p.kept(tz, keep, now)]
+            where = (network_id, origin)
+            if where not in districts:
+                found = district_of(session, network_id, origin)
+                districts[where] = None if found == UNKNOWN else keys.district_scope(found)
+            district = districts[where]
+            team = teams.get(user_id)
+            for label, _expire in kept:
+                boards[(CITY_SCOPE, label)][user_id] += ug
+                if district:
+                    boards[(district, label)][user_id] += ug
+                if team is not None:
+                    boards[(keys.team_scope(team), label)][user_id] += ug
+        expire_of = {label: expire for kept in day_periods.values() for label, expire in kept}
         # Marked in a city: their home city, a city they have events or a team in
         # (``service.set_privacy``'s cities, and the ingest hook's marks).
         in_city = (select(Event.id).where(Event.city == city,
@@ -90,8 +98,14 @@ def compute(rt: Runtime, city: str) -> tuple[dict[str, dict[str, int]], dict[str
             .join(User, User.id == LeaderboardPrivacy.user_id)
             .where(LeaderboardPrivacy.hidden.is_(True),
                    or_(User.city == city, in_city, in_team))))
-    final = {key: {u: s for u, s in board.items() if s > 0} for key, board in boards.items()}
-    return ({k: b for k, b in final.items() if b}, expiries, hidden, teams)
+    final: dict[str, dict[str, int]] = {}
+    for (scope, label), board in boards.items():
+        kept_members = {u: score for u, score in board.items() if score > 0}
+        if kept_members:
+            key = keys.board(city, scope, label)
+            final[key] = kept_members
+            expiries[key] = expire_of[label]
+    return final, expiries, hidden, teams
 
 
 def rebuild(rt: Runtime, city: str) -> dict[str, int]:
