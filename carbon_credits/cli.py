@@ -28,6 +28,7 @@ from carbon_credits.api.extensions import runtime
 from carbon_credits.errors import ServiceError
 from carbon_credits.ingest import operator
 from carbon_credits.ingest import personal_data as ingest_data
+from carbon_credits.leaderboards import rebuild as leaderboards_rebuild
 from carbon_credits.ledger import chain, checkpoints, expiring, settlement
 from carbon_credits.ledger.verification import Report, verify
 from carbon_credits.networks.gtfs_import import import_gtfs
@@ -48,6 +49,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(import_gtfs_command)
     app.cli.add_command(rebuild_rollups_command)
     app.cli.add_command(rebuild_account_command)
+    app.cli.add_command(rebuild_leaderboards_command)
     app.cli.add_command(expire_unconfirmed_command)
     app.cli.add_command(expire_points_command)
     app.cli.add_command(grant_service_role_command)
@@ -170,6 +172,20 @@ def rebuild_account_command() -> None:
         days, months = aggregates.rebuild(session)
     click.echo(f"rebuilt the carbon account aggregates: {days} day rows, {months} month "
                f"rows in {time.perf_counter() - started:.1f} s")
+@click.command("rebuild-leaderboards")
+@click.option("--city", default=None, help="only this city (default: every city with events)")
+@with_appcontext
+def rebuild_leaderboards_command(city: str | None) -> None:
+    """Recompute the leaderboards from the ledger and swap them in (after a Redis outage,
+    or to start the in-process boards of the embedded default)."""
+    rt = runtime()
+    for name in [city] if city else leaderboards_rebuild.cities(rt):
+        started = time.perf_counter()
+        done = leaderboards_rebuild.rebuild(rt, name)
+        click.echo(f"rebuilt leaderboards of {name}: {done['boards']} boards, "
+                   f"{done['entries']} places, {done['hidden']} hidden, "
+                   f"{done['team_members']} team members in "
+                   f"{time.perf_counter() - started:.1f} s")
 
 
 @click.command("expire-unconfirmed")

@@ -203,6 +203,15 @@ class Config:
     Policy, no published source: half a year covers the backfill window, provider
     confirmation and a fraud review with room; it must exceed BACKFILL_DAYS, so a client's
     late retry of an event is refused by the window, never met by a reduced row."""
+    leaderboard_hidden_as: str = "anonymous"
+    """How a user who opted out of leaderboards (PUT /v1/me/privacy) appears to others
+    (LEADERBOARD_HIDDEN_AS): ``anonymous`` (in their place, rank and grams shown, no id)
+    or ``omitted`` (left out of the list; the ranks of others stay their true standing, so
+    a gap shows that someone is there, not who). The user always sees themself."""
+    leaderboard_keep_days: int = 40
+    """How long a day, week or month board is kept after its period ends
+    (LEADERBOARD_KEEP_DAYS; policy): longer than the backfill window, so no event can be
+    credited into a board already dropped. All-time boards are kept for ever."""
     testing: bool = False
 
     def consent_required_in(self, city: str) -> bool:
@@ -245,6 +254,12 @@ class Config:
             raise ConfigError("PRIVACY_NOTICE_VERSION: expected one of "
                               f"{', '.join(sorted(NOTICES))}, got "
                               f"{self.privacy_notice_version!r}")
+        if self.leaderboard_hidden_as not in ("anonymous", "omitted"):
+            raise ConfigError("LEADERBOARD_HIDDEN_AS: expected anonymous or omitted, got "
+                              f"{self.leaderboard_hidden_as!r}")
+        if self.leaderboard_keep_days <= self.backfill_days:
+            raise ConfigError("LEADERBOARD_KEEP_DAYS must exceed BACKFILL_DAYS "
+                              f"({self.backfill_days}): an event may be credited that late")
         if self.jwt_public_key and self.jwt_jwks_url:
             raise ConfigError("set one of JWT_PUBLIC_KEY and JWT_JWKS_URL, not both")
         if self.jwt_public_key or self.jwt_jwks_url:
@@ -360,6 +375,8 @@ class Config:
             consent_required=env.get("CONSENT_REQUIRED", "all").strip().lower() or "all",
             privacy_notice_version=env.get("PRIVACY_NOTICE_VERSION") or LATEST,
             trip_detail_retention_days=_int(env, "TRIP_DETAIL_RETENTION_DAYS", 180),
+            leaderboard_hidden_as=env.get("LEADERBOARD_HIDDEN_AS", "anonymous"),
+            leaderboard_keep_days=_int(env, "LEADERBOARD_KEEP_DAYS", 40),
         )
         if caps is not None:
             cfg.daily_caps_g = caps

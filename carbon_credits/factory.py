@@ -21,6 +21,7 @@ from carbon_credits.config import Config
 from carbon_credits.ingest import events
 from carbon_credits.ingest import personal_data as ingest_data
 from carbon_credits.ingest.group_commit import GroupCommit
+from carbon_credits.leaderboards.store import MemoryStore, RedisStore
 from carbon_credits.ledger import chain
 from carbon_credits.ledger import personal_data as ledger_data
 from carbon_credits.networks.catalog import Catalog
@@ -110,7 +111,8 @@ def register_extensions(app: Flask, config: Config) -> None:
     app.extensions["carbon_credits"] = Runtime(
         config=config, db=db, catalog=Catalog(), limiter=limiter,
         codec=TokenCodec(config), redis=client,
-        posts=GroupCommit(max_group=events.ITEMS_PER_TRANSACTION))
+        posts=GroupCommit(max_group=events.ITEMS_PER_TRANSACTION),
+        leaderboards=RedisStore(client) if client is not None else MemoryStore())
     # One Api per app: flask-smorest keeps the OpenAPI spec on the Api object.
     api = JsonErrorApi(app)
     register_blueprints(api)

@@ -148,6 +148,20 @@ ERROR_TEMPLATES: dict[str, str] = {
     "cancel_window_closed": N_("the time to cancel is over"),
     "not_physical": N_("only physical goods have a fulfilment state"),
     "invalid_transition": N_("the redemption cannot move to that state"),
+    # Leaderboards, teams and friends.
+    "leaderboards_unavailable": N_("leaderboards are unavailable; retry shortly"),
+    "unknown_leaderboard": N_("no such leaderboard: city, district, team or friends"),
+    "unknown_period": N_("unknown period: day, week, month or all"),
+    "district_required": N_("a district leaderboard needs a district"),
+    "not_in_team": N_("you are in no team in this city"),
+    "team_not_found": N_("no such team"),
+    "invalid_invite_code": N_("no team has this invite code"),
+    "already_in_team": N_("you are in a team in this city already: leave it first"),
+    "no_such_user": N_("no such user"),
+    "friend_self": N_("you cannot be your own friend"),
+    "friend_request_exists": N_("you are friends already, or a request is pending"),
+    "no_friend_request": N_("no such friend request"),
+    "not_friends": N_("you are not friends"),
 }
 """Each error code the service answers with, and its message template (named params)."""
 

@@ -44,3 +44,7 @@ LIMITER_FALLBACK_CHECKS = Counter("cc_ratelimit_fallback_checks",
 DEPENDENCY_ERRORS = Counter("cc_dependency_errors",
                             "Requests answered 503 because a dependency failed",
                             ["dependency"])
+LEADERBOARD_FAILURES = Counter("cc_leaderboard_failures",
+                               "Leaderboard updates that failed after their credit was "
+                               "committed (repaired by flask rebuild-leaderboards)",
+                               ["operation"])

@@ -12,6 +12,7 @@ import redis
 from carbon_credits.antifraud.ratelimit import Limiter
 from carbon_credits.config import Config
 from carbon_credits.ingest.group_commit import GroupCommit
+from carbon_credits.leaderboards.store import MemoryStore, Store
 from carbon_credits.networks.catalog import Catalog
 from carbon_credits.privacy.erasure import ErasedSubjects
 from carbon_credits.storage.db import Database
@@ -34,6 +35,8 @@ class Runtime:
     redis: redis.Redis | None
     posts: GroupCommit[Post, Ingested | Exception]
     """This process's single posts, applied in groups under load (``group_commit``)."""
+    leaderboards: Store = field(default_factory=MemoryStore)
+    """The boards: in Redis with REDIS_URL, else in this process (leaderboards.store)."""
     clock: Callable[[], datetime] = field(default=utcnow)
     """Business time: event windows, 'today', versions in force. Tests pin it."""
     erased: ErasedSubjects = field(default_factory=ErasedSubjects)

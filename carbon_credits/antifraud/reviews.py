@@ -9,6 +9,7 @@ from sqlalchemy import literal_column, select
 
 from carbon_credits import audit
 from carbon_credits.errors import Conflict, NotFound
+from carbon_credits.leaderboards import service as leaderboards
 from carbon_credits.ledger import caps, entries, explain
 from carbon_credits.privacy import reads
 from carbon_credits.reports import rollups
@@ -49,22 +50,33 @@ def decide(rt: Runtime, admin: Principal, user_id: str, event_id: str, approve: 
            reason: str) -> dict[str, Any]:
     """Approve (credit through the ordinary path, caps as of now) or reject a held event."""
     with rt.db.transaction() as session:
-        account, event = _held_event(session, user_id, event_id)
-        before = {"status": event.status, "reason": event.reason}
-        now = rt.clock()
-        if approve:
-            _credit_now(rt, session, account, event, now)
-        else:
-            event.status = "rejected"
-        event.reviewed_at = utcnow()
-        event.reviewed_by = admin.sub
-        event.review_reason = reason
-        audit.record(session, actor=admin.sub,
-                     action="review.approve" if approve else "review.reject",
-                     target=f"event:{user_id}/{event_id}", reason=reason, before=before,
-                     after={"status": event.status, "grams": event.credited_ug // 10**6,
-                            "points": event.points})
-        return explain.stored_view(rt.catalog, session, event)
+        view, credited = _decide(rt, session, admin, user_id, event_id, approve, reason)
+    # After the commit: an approved credit joins the boards (never failing the approval).
+    leaderboards.record(rt, credited)
+    return view
+
+
+def _decide(rt: Runtime, session: Any, admin: Principal, user_id: str, event_id: str,
+            approve: bool, reason: str
+            ) -> tuple[dict[str, Any], list[tuple[leaderboards.Facts, int]]]:
+    account, event = _held_event(session, user_id, event_id)
+    before = {"status": event.status, "reason": event.reason}
+    now = rt.clock()
+    if approve:
+        _credit_now(rt, session, account, event, now)
+    else:
+        event.status = "rejected"
+    event.reviewed_at = utcnow()
+    event.reviewed_by = admin.sub
+    event.review_reason = reason
+    audit.record(session, actor=admin.sub,
+                 action="review.approve" if approve else "review.reject",
+                 target=f"event:{user_id}/{event_id}", reason=reason, before=before,
+                 after={"status": event.status, "grams": event.credited_ug // 10**6,
+                        "points": event.points})
+    credited = ([(leaderboards.facts_of(event), event.credited_ug)]
+                if approve and event.credited_ug > 0 else [])
+    return explain.stored_view(rt.catalog, session, event), credited
 
 
 def _held_event(session: Any, user_id: str, event_id: str) -> tuple[Account, Event]:

@@ -13,6 +13,7 @@ from carbon_credits.api import (
     events,
     expiry_policies,
     health,
+    leaderboards,
     me,
     merchants,
     methodologies,
@@ -22,6 +23,7 @@ from carbon_credits.api import (
     redemptions,
     reports,
     rewards,
+    teams,
     trust_policies,
 )
 from carbon_credits.schemas import EVENT_SCHEMAS
@@ -34,7 +36,7 @@ def register_blueprints(api: Any) -> None:
                                    schema=type(schema))
     for module in (events, me, account, badges, redemptions, rewards, merchants,
                    methodologies, reports, admin, trust_policies, expiry_policies, health,
-                   dashboard, privacy):
+                   dashboard, privacy, leaderboards, teams):
         api.register_blueprint(module.blp)
     api.register_blueprint(provider_admin.blp)
     api.register_blueprint(bindings.blp)

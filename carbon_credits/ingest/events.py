@@ -23,6 +23,7 @@ from carbon_credits.errors import (
 )
 from carbon_credits.ingest import idempotency, intake, retry
 from carbon_credits.ingest.decide import Applied, Posted, time_field
+from carbon_credits.leaderboards import service as leaderboards
 from carbon_credits.ledger import explain
 from carbon_credits.runtime import Runtime
 from carbon_credits.schemas import is_valid_id, load_event
@@ -49,6 +50,9 @@ class Post:
     limit: Decision | None = None
     """Set by the group's rate-limit check (``_admit``)."""
 
+
+CREDITED = ("credited", "capped")
+"""Statuses of a new event that may carry an earn entry (with ``credited_ug`` > 0)."""
 
 ROUTE = "events"
 """The rate-limited route of posts and batches (``RATE_LIMITS``)."""
@@ -145,6 +149,7 @@ def apply_chunk(rt: Runtime, chunk: Sequence[Posted]) -> list[Ingested | Service
         return results
 
     applied = retry.retrying_conflicts(attempt)
+    after_commit(rt, [x for x in applied if not isinstance(x, ServiceError)])
     # Views after the writes: a new event's id and created_at are set there.
     outcomes = [x if isinstance(x, ServiceError) else
                 Ingested(explain.event_view(x.event, x.event.explanation or {}), x.created)
@@ -153,6 +158,13 @@ def apply_chunk(rt: Runtime, chunk: Sequence[Posted]) -> list[Ingested | Service
         if isinstance(outcome, Ingested):
             _count(outcome)  # after the commit: only what was applied is counted
     return outcomes
+
+
+def after_commit(rt: Runtime, applied: Sequence[Applied]) -> None:
+    """What follows a committed chunk outside its transaction (views of the ledger kept
+    elsewhere): the one place such hooks go. Each must never fail the committed events."""
+    leaderboards.record(rt, [(a.event, a.event.credited_ug) for a in applied
+                             if a.created and a.event.status in CREDITED])
 
 
 def prepare(rt: Runtime, principal: Principal, data: dict[str, Any],

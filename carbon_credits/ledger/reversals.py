@@ -9,6 +9,7 @@ from sqlalchemy import select
 from carbon_credits import audit
 from carbon_credits.account import hooks
 from carbon_credits.errors import Conflict, NotFound
+from carbon_credits.leaderboards import service as leaderboards
 from carbon_credits.ledger import entries, explain
 from carbon_credits.reports import rollups
 from carbon_credits.runtime import Runtime
@@ -20,31 +21,41 @@ def reverse_event(rt: Runtime, admin: Principal, user_id: str, event_id: str, re
                   ) -> dict[str, Any]:
     """Take back everything an event earned, with a reason; audited. 409 if already done."""
     with rt.db.transaction() as session:
-        user = session.get(User, user_id)
-        if user is None:
-            raise NotFound(f"no user {user_id!r}")
-        account = entries.lock_account(session, user_id, user.city)
-        event = session.scalars(select(Event).where(
-            Event.user_id == user_id, Event.event_id == event_id)).one_or_none()
-        if event is None:
-            raise NotFound(f"no event {event_id!r} for user {user_id!r}")
-        if event.reversed_at is not None:
-            raise Conflict("event already reversed", code="already_reversed")
-        before = {"status": event.status, "credited_ug": event.credited_ug,
-                  "points": event.points, "balance": account.balance_points}
-        if event.credited_ug > 0:
-            entries.reverse(session, account, points=event.points, ug=event.credited_ug,
-                           event_pk=event.id, mode=event.mode,
-                           factor_version_id=event.factor_version_id)
-            rollups.reverse(session, event)  # take it out of the report rollups
-            hooks.reversed_event(session, event)  # carbon account, badges
-        event.notes = explain.reversed_notes(event)
-        event.status = "reversed"
-        event.reason = "reversed"
-        event.reversed_at = utcnow()
-        event.reversed_by = admin.sub
-        event.reversal_reason = reason
-        audit.record(session, actor=admin.sub, action="event.reverse",
-                     target=f"event:{user_id}/{event_id}", reason=reason, before=before,
-                     after={"status": event.status, "balance": account.balance_points})
-        return explain.stored_view(rt.catalog, session, event)
+        view, taken = _reverse(rt, session, admin, user_id, event_id, reason)
+    # After the commit: the boards take the reversal off (never failing it).
+    leaderboards.record(rt, [taken] if taken else [])
+    return view
+
+
+def _reverse(rt: Runtime, session: Any, admin: Principal, user_id: str, event_id: str,
+             reason: str) -> tuple[dict[str, Any], tuple[leaderboards.Facts, int] | None]:
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"no user {user_id!r}")
+    account = entries.lock_account(session, user_id, user.city)
+    event = session.scalars(select(Event).where(
+        Event.user_id == user_id, Event.event_id == event_id)).one_or_none()
+    if event is None:
+        raise NotFound(f"no event {event_id!r} for user {user_id!r}")
+    if event.reversed_at is not None:
+        raise Conflict("event already reversed", code="already_reversed")
+    taken = ((leaderboards.facts_of(event), -event.credited_ug) if event.credited_ug > 0
+             else None)
+    before = {"status": event.status, "credited_ug": event.credited_ug,
+              "points": event.points, "balance": account.balance_points}
+    if event.credited_ug > 0:
+        entries.reverse(session, account, points=event.points, ug=event.credited_ug,
+                       event_pk=event.id, mode=event.mode,
+                       factor_version_id=event.factor_version_id)
+        rollups.reverse(session, event)  # take it out of the report rollups
+        hooks.reversed_event(session, event)  # carbon account, badges
+    event.notes = explain.reversed_notes(event)
+    event.status = "reversed"
+    event.reason = "reversed"
+    event.reversed_at = utcnow()
+    event.reversed_by = admin.sub
+    event.reversal_reason = reason
+    audit.record(session, actor=admin.sub, action="event.reverse",
+                 target=f"event:{user_id}/{event_id}", reason=reason, before=before,
+                 after={"status": event.status, "balance": account.balance_points})
+    return explain.stored_view(rt.catalog, session, event), taken

@@ -238,3 +238,8 @@ BADGE_RETIRE_EXAMPLES = {
     "retire": example("retire (awards made stand)", {"reason": "campaign ended"}),
 }
 """POST /v1/admin/badges/{code}/retirement."""
+TEAM_EXAMPLE = {"city": "shenzhen", "name": "南山实验学校 Nanshan Experimental School",
+                "kind": "school", "reason": "school joins the green travel pilot"}
+JOIN_EXAMPLE = {"invite_code": "K7QXMPDHRT"}
+FRIEND_EXAMPLE = {"user_id": "wx-o6_bmjrPTlm6_2sgVt7hMZOPfL2M"}
+PRIVACY_EXAMPLE = {"hidden": True}

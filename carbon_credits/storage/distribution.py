@@ -39,6 +39,9 @@ DISTRIBUTED: dict[str, str] = {
     "account_days": "user_id",
     "account_months": "user_id",
     "badge_awards": "user_id",
+    "leaderboard_privacy": "user_id",
+    "team_members": "user_id",
+    "friendships": "user_id",
 }
 """User-owned tables: table -> the column holding the user key (co-located with users)."""
 
@@ -49,6 +52,7 @@ REFERENCE: frozenset[str] = frozenset({
     "provider_bindings", "ledger_chain_start", "expiry_policies",
     "erasures",
     "badges",
+    "teams",
 })
 """Cross-user tables written by admins, operators and merchants, read by everyone."""
 

@@ -877,3 +877,60 @@ class BadgeAward(Base):
     event_id: Mapped[str] = mapped_column(String(128))
     badge_version: Mapped[int] = mapped_column(Integer)
     awarded_at: Mapped[datetime] = mapped_column()
+class LeaderboardPrivacy(Base):
+    """A user's choice to be kept off what others see of the leaderboards
+    (``leaderboards``); no row: shown."""
+
+    __tablename__ = "leaderboard_privacy"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    hidden: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Team(Base):
+    """A company's, school's or organisation's account (Shanghai's 机构账户) in one city,
+    created by an admin; users join it with its invite code (``teams``)."""
+
+    __tablename__ = "teams"
+    __table_args__ = (
+        CheckConstraint("kind IN ('company', 'school', 'organisation')", name="known_kind"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    city: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))
+    invite_code: Mapped[str] = mapped_column(String(32), unique=True)
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TeamMember(Base):
+    """A user's team in a city: at most one per city (the primary key)."""
+
+    __tablename__ = "team_members"
+    __table_args__ = (Index("ix_team_members_team_id", "team_id"),)
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    city: Mapped[str] = mapped_column(String(64), primary_key=True)
+    team_id: Mapped[int] = mapped_column(Integer, ForeignKey("teams.id"))
+    joined_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Friendship(Base):
+    """One side of a friend link: a link is two rows, one per user, so each user's list is
+    read from their own rows (Citus: by the user key). ``state``: ``requested`` (this user
+    asked), ``invited`` (the other user asked this one), ``accepted`` (both rows)."""
+
+    __tablename__ = "friendships"
+    __table_args__ = (
+        CheckConstraint("state IN ('requested', 'invited', 'accepted')", name="known_state"),
+        CheckConstraint("user_id <> friend_id", name="not_self"),
+    )
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    friend_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

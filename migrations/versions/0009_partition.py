@@ -32,7 +32,7 @@ from alembic import op
 from carbon_credits.storage import partitions
 
 revision = '0009_partition'
-down_revision = '0009_account'
+down_revision = '0009_leaders'
 branch_labels = None
 depends_on = None
 

@@ -353,6 +353,7 @@ BODY_RUNS: dict[tuple[str, str], Run] = {
     ("/v1/merchant/redemptions/{redemption}/fulfilment", "post"): run_fulfilment,
     ("/v1/admin/rewards/{reward_id}/{decision}", "post"): run_reward_review,
     ("/v1/admin/providers", "post"): run_admin_json("/v1/admin/providers"),
+    ("/v1/admin/teams", "post"): run_admin_json("/v1/admin/teams"),
     ("/v1/admin/providers/{provider_id}/keys", "post"): run_provider_key,
     ("/v1/admin/providers/{provider_id}/keys/{key_id}/revoke", "post"):
         run_provider_key_revoke,

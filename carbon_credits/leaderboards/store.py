@@ -1,0 +1,545 @@
+"""Where the boards are kept: Redis sorted sets (``RedisStore``), or, for the embedded
+default without Redis, an in-process stand-in with the same interface and the same
+results (``MemoryStore``: one process only, lost on restart, rebuilt by
+``flask rebuild-leaderboards``; for development and the one-process SQLite default).
+
+**Scores** are credited micrograms of CO2 (the ledger's ``ug`` of ``earn`` and
+``reversal`` entries), not points: a leaderboard ranks avoided CO2, and points carry other
+things (a later ``bonus`` kind of campaigns, which must never count as grams; redemptions).
+Micrograms rather than grams keep every sum exact and equal to the ledger's: a user's
+score is the sum of their entries' ``ug``, never of rounded grams (Redis scores are
+doubles, exact for integers below 2^53 µg, 9,000 t a user). Shown as whole grams.
+
+**Ordering**: by score, high first; equal scores by user id, high first (Redis's
+ZREVRANGE). Ranks start at 1.
+
+Each operation of a city is ONE script call on the city's keys (``keys``: all in one
+cluster slot), so it is one round trip and atomic: a credit updates every board an event
+counts in, and moving a user into a team reads their scores and writes the team's boards
+with no credit in between.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import redis
+from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
+from redis.connection import SSLConnection
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
+from redis.retry import Retry
+
+from carbon_credits.leaderboards import keys
+
+FAILURES: tuple[type[Exception], ...] = (RedisError, RedisClusterException)
+"""What counts as "Redis failed" (RedisClusterException is not a RedisError)."""
+
+
+@dataclass(frozen=True)
+class Credit:
+    """One event's credit (``ug`` > 0) or its reversal (``ug`` < 0) for a user's boards."""
+
+    user_id: str
+    ug: int
+    district: str | None
+    """None: no district board (the event's stop has none)."""
+    periods: tuple[tuple[str, int], ...]
+    """(period label, Unix time its board is dropped, 0: never)."""
+    hidden: bool = False
+    """The user opted out of being shown: marked hidden in this city too (a first credit
+    in a city other than those they were in when they opted out)."""
+
+
+@dataclass(frozen=True)
+class Row:
+    user_id: str
+    ug: int
+    rank: int
+    """1-based: the user's true standing on the board."""
+    hidden: bool
+
+
+@dataclass(frozen=True)
+class Standing:
+    top: list[Row]
+    me: Row | None
+    """The reader's own row (None: not on the board)."""
+    size: int
+    """People on the board."""
+
+
+class Store(Protocol):
+    def credit(self, city: str, credits: Sequence[Credit]) -> None: ...
+    def standing(self, city: str, board: str, n: int, me: str | None,
+                 omit_hidden: bool) -> Standing: ...
+    def scores(self, city: str, board: str, users: Sequence[str]
+               ) -> list[tuple[str, int | None, bool]]: ...
+    def set_hidden(self, city: str, user_id: str, hidden: bool) -> None: ...
+    def set_team(self, city: str, user_id: str, team_id: int | None,
+                 periods: Sequence[tuple[str, int]]) -> None: ...
+    def remove_user(self, city: str, user_id: str) -> None: ...
+    def replace(self, city: str, boards: Mapping[str, Mapping[str, int]],
+                expiries: Mapping[str, int], hidden: Iterable[str],
+                teams: Mapping[str, int]) -> None: ...
+    def snapshot(self, city: str) -> dict[str, dict[str, int]]: ...
+    def marks(self, city: str) -> tuple[set[str], dict[str, str]]: ...
+
+
+def _board_keys(city: str, user_id: str, team: str | None, district: str | None,
+                label: str) -> list[str]:
+    scopes = [keys.city_scope()]
+    if district:
+        scopes.append(keys.district_scope(district))
+    if team:
+        scopes.append(keys.team_scope(team))
+    return [keys.board(city, scope, label) for scope in scopes]
+
+
+# ---------------------------------------------------------------- in-process stand-in
+
+
+class MemoryStore:
+    """The same boards in this process's memory (see the module docstring)."""
+
+    def __init__(self, clock: Any = time.time) -> None:
+        self._lock = threading.Lock()
+        self._boards: dict[str, dict[str, int]] = {}
+        self._expiry: dict[str, int] = {}
+        self._hidden: dict[str, set[str]] = {}
+        self._teams: dict[str, dict[str, str]] = {}
+        self._clock = clock
+
+    def _live(self, key: str) -> dict[str, int] | None:
+        expire = self._expiry.get(key, 0)
+        if expire and expire <= self._clock():
+            self._boards.pop(key, None)
+            self._expiry.pop(key, None)
+        return self._boards.get(key)
+
+    def credit(self, city: str, credits: Sequence[Credit]) -> None:
+        with self._lock:
+            for c in credits:
+                if c.hidden:
+                    self._hidden.setdefault(city, set()).add(c.user_id)
+                team = self._teams.get(city, {}).get(c.user_id)
+                for label, expire in c.periods:
+                    for key in _board_keys(city, c.user_id, team, c.district, label):
+                        board = self._live(key)
+                        if c.ug > 0:
+                            if board is None:
+                                board = self._boards[key] = {}
+                            board[c.user_id] = board.get(c.user_id, 0) + c.ug
+                            if expire:
+                                self._expiry[key] = expire
+                        elif board is not None:
+                            score = board.get(c.user_id, 0) + c.ug
+                            if score <= 0:
+                                board.pop(c.user_id, None)
+                                if not board:
+                                    del self._boards[key]
+                                    self._expiry.pop(key, None)
+                            else:
+                                board[c.user_id] = score
+
+    @staticmethod
+    def _ordered(board: Mapping[str, int]) -> list[tuple[str, int]]:
+        return sorted(board.items(), key=lambda kv: (kv[1], kv[0]), reverse=True)
+
+    def standing(self, city: str, board: str, n: int, me: str | None,
+                 omit_hidden: bool) -> Standing:
+        with self._lock:
+            members = self._live(board) or {}
+            hidden = self._hidden.get(city, set())
+            ordered = self._ordered(members)
+            top: list[Row] = []
+            mine: Row | None = None
+            for rank, (user, ug) in enumerate(ordered, start=1):
+                row = Row(user, ug, rank, user in hidden)
+                if user == me:
+                    mine = row
+                if len(top) < n and not (omit_hidden and row.hidden and user != me):
+                    top.append(row)
+            return Standing(top, mine, len(members))
+
+    def scores(self, city: str, board: str, users: Sequence[str]
+               ) -> list[tuple[str, int | None, bool]]:
+        with self._lock:
+            members = self._live(board) or {}
+            hidden = self._hidden.get(city, set())
+            return [(u, members.get(u), u in hidden) for u in users]
+
+    def set_hidden(self, city: str, user_id: str, hidden: bool) -> None:
+        with self._lock:
+            users = self._hidden.setdefault(city, set())
+            if hidden:
+                users.add(user_id)
+            else:
+                users.discard(user_id)
+
+    def set_team(self, city: str, user_id: str, team_id: int | None,
+                 periods: Sequence[tuple[str, int]]) -> None:
+        with self._lock:
+            teams = self._teams.setdefault(city, {})
+            old = teams.pop(user_id, None)
+            for label, _expire in periods:
+                if old is not None:
+                    key = keys.board(city, keys.team_scope(old), label)
+                    board = self._live(key)
+                    if board is not None:
+                        board.pop(user_id, None)
+                        if not board:
+                            del self._boards[key]
+                            self._expiry.pop(key, None)
+            if team_id is None:
+                return
+            teams[user_id] = str(team_id)
+            for label, expire in periods:
+                city_board = self._live(keys.board(city, keys.city_scope(), label))
+                if city_board and user_id in city_board:
+                    key = keys.board(city, keys.team_scope(team_id), label)
+                    self._boards.setdefault(key, {})[user_id] = city_board[user_id]
+                    if expire:
+                        self._expiry[key] = expire
+
+    def remove_user(self, city: str, user_id: str) -> None:
+        with self._lock:
+            for key in [k for k in self._boards if k.startswith(keys.prefix(city))]:
+                board = self._live(key)
+                if board is not None and board.pop(user_id, None) is not None and not board:
+                    del self._boards[key]
+                    self._expiry.pop(key, None)
+            self._hidden.get(city, set()).discard(user_id)
+            self._teams.get(city, {}).pop(user_id, None)
+
+    def replace(self, city: str, boards: Mapping[str, Mapping[str, int]],
+                expiries: Mapping[str, int], hidden: Iterable[str],
+                teams: Mapping[str, int]) -> None:
+        with self._lock:
+            for key in [k for k in self._boards if k.startswith(keys.prefix(city))]:
+                del self._boards[key]
+                self._expiry.pop(key, None)
+            for key, board in boards.items():
+                if board:
+                    self._boards[key] = dict(board)
+                    if expiries.get(key):
+                        self._expiry[key] = expiries[key]
+            self._hidden[city] = set(hidden)
+            self._teams[city] = {u: str(t) for u, t in teams.items()}
+
+    def marks(self, city: str) -> tuple[set[str], dict[str, str]]:
+        """The city's hidden users and team map (user -> team id)."""
+        with self._lock:
+            return set(self._hidden.get(city, set())), dict(self._teams.get(city, {}))
+
+    def snapshot(self, city: str) -> dict[str, dict[str, int]]:
+        with self._lock:
+            out = {}
+            for key in list(self._boards):
+                if key.startswith(keys.prefix(city)):
+                    board = self._live(key)
+                    if board:
+                        out[key] = dict(board)
+            return out
+
+
+# ---------------------------------------------------------------- Redis
+
+_CREDIT = """
+local registry, teammap, hidden, prefix = KEYS[1], KEYS[2], KEYS[3], ARGV[1]
+local i = 2
+while i <= #ARGV do
+  local user, delta, district = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
+  local np = tonumber(ARGV[i + 3])
+  if ARGV[i + 4] == "1" then redis.call("SADD", hidden, user) end
+  i = i + 5
+  local scopes = {"city"}
+  if district ~= "" then scopes[#scopes + 1] = "district:" .. district end
+  local team = redis.call("HGET", teammap, user)
+  if team then scopes[#scopes + 1] = "team:" .. team end
+  for p = 0, np - 1 do
+    local label, expire = ARGV[i + 2 * p], ARGV[i + 2 * p + 1]
+    for _, scope in ipairs(scopes) do
+      local key = prefix .. scope .. ":" .. label
+      if delta > 0 then
+        redis.call("ZINCRBY", key, delta, user)
+        if expire ~= "0" then redis.call("EXPIREAT", key, expire) end
+        redis.call("SADD", registry, key)
+      elseif redis.call("EXISTS", key) == 1 then
+        -- a reversal never creates a board: one already dropped stays dropped
+        if tonumber(redis.call("ZINCRBY", key, delta, user)) <= 0 then
+          redis.call("ZREM", key, user)
+        end
+      end
+    end
+  end
+  i = i + 2 * np
+end
+return 1
+"""
+
+_STANDING = """
+local board, hidden = KEYS[1], KEYS[2]
+local n, me, omit = tonumber(ARGV[1]), ARGV[2], ARGV[3] == "1"
+local anyone_hidden = redis.call("SCARD", hidden) > 0
+local out = {}
+local start = 0
+local found = 0
+while found < n do
+  local page = redis.call("ZREVRANGE", board, start, start + n - 1, "WITHSCORES")
+  if #page == 0 then break end
+  local ids = {}
+  for j = 1, #page, 2 do ids[#ids + 1] = page[j] end
+  -- one SMISMEMBER for the page, and none while nobody has opted out
+  local flags = anyone_hidden and redis.call("SMISMEMBER", hidden, unpack(ids)) or nil
+  for k, user in ipairs(ids) do
+    local h = flags and flags[k] or 0
+    if not (omit and h == 1 and user ~= me) and found < n then
+      out[#out + 1] = user
+      out[#out + 1] = page[2 * k]
+      out[#out + 1] = start + k - 1
+      out[#out + 1] = h
+      found = found + 1
+    end
+  end
+  start = start + n
+  if not omit then break end
+end
+local rank, score, mine = -1, "", 0
+if me ~= "" then
+  local r = redis.call("ZREVRANK", board, me)
+  if r then
+    rank = r
+    score = redis.call("ZSCORE", board, me)
+    if anyone_hidden then mine = redis.call("SISMEMBER", hidden, me) end
+  end
+end
+return {out, rank, score, mine, redis.call("ZCARD", board)}
+"""
+
+_SET_TEAM = """
+local registry, teammap, prefix = KEYS[1], KEYS[2], ARGV[1]
+local user, team = ARGV[2], ARGV[3]
+local old = redis.call("HGET", teammap, user)
+for i = 4, #ARGV, 2 do
+  if old then redis.call("ZREM", prefix .. "team:" .. old .. ":" .. ARGV[i], user) end
+end
+redis.call("HDEL", teammap, user)
+if team == "" then return 1 end
+redis.call("HSET", teammap, user, team)
+for i = 4, #ARGV, 2 do
+  local label, expire = ARGV[i], ARGV[i + 1]
+  local score = redis.call("ZSCORE", prefix .. "city:" .. label, user)
+  if score then
+    local key = prefix .. "team:" .. team .. ":" .. label
+    redis.call("ZADD", key, score, user)
+    if expire ~= "0" then redis.call("EXPIREAT", key, expire) end
+    redis.call("SADD", registry, key)
+  end
+end
+return 1
+"""
+
+_REMOVE_USER = """
+local registry, teammap, hidden, user = KEYS[1], KEYS[2], KEYS[3], ARGV[1]
+for _, key in ipairs(redis.call("SMEMBERS", registry)) do
+  if redis.call("EXISTS", key) == 0 then
+    redis.call("SREM", registry, key)
+  else
+    redis.call("ZREM", key, user)
+  end
+end
+redis.call("HDEL", teammap, user)
+redis.call("SREM", hidden, user)
+return 1
+"""
+
+_SWAP = """
+-- KEYS: registry, teammap, hidden, new teammap, new hidden; ARGV: new key, final key,
+-- expiry, ...: the rebuilt boards replace every board of the city at once.
+local registry = KEYS[1]
+for _, key in ipairs(redis.call("SMEMBERS", registry)) do redis.call("UNLINK", key) end
+redis.call("DEL", registry)
+for i = 1, #ARGV, 3 do
+  redis.call("RENAME", ARGV[i], ARGV[i + 1])
+  if ARGV[i + 2] ~= "0" then redis.call("EXPIREAT", ARGV[i + 1], ARGV[i + 2]) end
+  redis.call("SADD", registry, ARGV[i + 1])
+end
+redis.call("DEL", KEYS[2], KEYS[3])
+if redis.call("EXISTS", KEYS[4]) == 1 then redis.call("RENAME", KEYS[4], KEYS[2]) end
+if redis.call("EXISTS", KEYS[5]) == 1 then redis.call("RENAME", KEYS[5], KEYS[3]) end
+return 1
+"""
+
+
+def _sha1(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+RedisClient = redis.Redis | RedisCluster
+
+WRITE_CHUNK = 10_000
+"""Members per ZADD when a rebuild writes a board (bounded command size)."""
+
+
+class RedisStore:
+    """The boards in Redis or Redis Cluster (see the module docstring and ``keys``)."""
+
+    def __init__(self, client: RedisClient) -> None:
+        self._client = client
+        self._cluster: RedisCluster | None = (client if isinstance(client, RedisCluster)
+                                              else None)
+        self._probed = self._cluster is not None
+        self._lock = threading.Lock()
+
+    def _backend(self) -> RedisClient:
+        if self._cluster is not None:
+            return self._cluster
+        if not self._probed:
+            assert isinstance(self._client, redis.Redis)
+            info: dict[str, Any] = self._client.info("cluster")
+            if info.get("cluster_enabled"):
+                # The same switch as the rate limiter's (REDIS_URL may name any node).
+                with self._lock:
+                    self._cluster = _cluster_like(self._client)
+                self._probed = True
+                return self._cluster
+            self._probed = True
+        return self._client
+
+    def _run(self, source: str, script_keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """One EVALSHA (EVAL after a NOSCRIPT, which also caches the script)."""
+        backend = self._backend()
+        sha = _sha1(source)
+        try:
+            return backend.evalsha(sha, len(script_keys), *script_keys, *args)
+        except NoScriptError:
+            return backend.eval(source, len(script_keys), *script_keys, *args)
+
+    def credit(self, city: str, credits: Sequence[Credit]) -> None:
+        args: list[Any] = [keys.prefix(city)]
+        for c in credits:
+            args += [c.user_id, c.ug, c.district or "", len(c.periods), int(c.hidden)]
+            for label, expire in c.periods:
+                args += [label, expire]
+        self._run(_CREDIT, [keys.registry(city), keys.teams(city), keys.hidden(city)], args)
+
+    def standing(self, city: str, board: str, n: int, me: str | None,
+                 omit_hidden: bool) -> Standing:
+        out, rank, score, mine, size = self._run(
+            _STANDING, [board, keys.hidden(city)], [n, me or "", 1 if omit_hidden else 0])
+        top = [Row(_text(out[i]), _int(out[i + 1]), int(out[i + 2]) + 1, bool(out[i + 3]))
+               for i in range(0, len(out), 4)]
+        me_row = (Row(me, _int(score), int(rank) + 1, bool(mine))
+                  if me and int(rank) >= 0 else None)
+        return Standing(top, me_row, int(size))
+
+    def scores(self, city: str, board: str, users: Sequence[str]
+               ) -> list[tuple[str, int | None, bool]]:
+        if not users:
+            return []
+        pipe = self._backend().pipeline(transaction=False)
+        pipe.zmscore(board, list(users))
+        pipe.smismember(keys.hidden(city), list(users))
+        found, hidden = pipe.execute()
+        return [(u, None if s is None else _int(s), bool(h))
+                for u, s, h in zip(users, found, hidden, strict=True)]
+
+    def set_hidden(self, city: str, user_id: str, hidden: bool) -> None:
+        backend = self._backend()
+        if hidden:
+            backend.sadd(keys.hidden(city), user_id)
+        else:
+            backend.srem(keys.hidden(city), user_id)
+
+    def set_team(self, city: str, user_id: str, team_id: int | None,
+                 periods: Sequence[tuple[str, int]]) -> None:
+        args: list[Any] = [keys.prefix(city), user_id, "" if team_id is None else team_id]
+        for label, expire in periods:
+            args += [label, expire]
+        self._run(_SET_TEAM, [keys.registry(city), keys.teams(city)], args)
+
+    def remove_user(self, city: str, user_id: str) -> None:
+        self._run(_REMOVE_USER, [keys.registry(city), keys.teams(city), keys.hidden(city)],
+                  [user_id])
+
+    def replace(self, city: str, boards: Mapping[str, Mapping[str, int]],
+                expiries: Mapping[str, int], hidden: Iterable[str],
+                teams: Mapping[str, int]) -> None:
+        """Write the rebuilt boards under new names, then swap them in with one script:
+        readers see the old boards or the new ones, never a half-written one."""
+        backend = self._backend()
+        stamp = f"{time.time_ns():x}"
+        staged = keys.prefix(city) + f"rebuild-{stamp}:"
+        pipe = backend.pipeline(transaction=False)
+        queued = 0
+        swaps: list[Any] = []
+        for n, (key, board) in enumerate(sorted(boards.items())):
+            if not board:
+                continue
+            temp = f"{staged}{n}"
+            items = list(board.items())
+            for start in range(0, len(items), WRITE_CHUNK):
+                pipe.zadd(temp, dict(items[start:start + WRITE_CHUNK]))
+                queued += 1
+                if queued >= 50:
+                    pipe.execute()
+                    pipe = backend.pipeline(transaction=False)
+                    queued = 0
+            swaps += [temp, key, expiries.get(key, 0)]
+        new_hidden, new_teams = f"{staged}hidden", f"{staged}team"
+        members = list(hidden)
+        if members:
+            pipe.sadd(new_hidden, *members)
+        if teams:
+            pipe.hset(new_teams, mapping={u: str(t) for u, t in teams.items()})
+        pipe.execute()
+        self._run(_SWAP, [keys.registry(city), keys.teams(city), keys.hidden(city),
+                          new_teams, new_hidden], swaps)
+
+    def marks(self, city: str) -> tuple[set[str], dict[str, str]]:
+        backend = self._backend()
+        members: Any = backend.smembers(keys.hidden(city))
+        mapping: Any = backend.hgetall(keys.teams(city))
+        hidden = {_text(u) for u in members}
+        teams = {_text(u): _text(t) for u, t in mapping.items()}
+        return hidden, teams
+
+    def snapshot(self, city: str) -> dict[str, dict[str, int]]:
+        backend = self._backend()
+        out: dict[str, dict[str, int]] = {}
+        registered: Any = backend.smembers(keys.registry(city))
+        for raw in registered:
+            key = _text(raw)
+            members: Any = backend.zrange(key, 0, -1, withscores=True)
+            board = {_text(u): _int(s) for u, s in members}
+            if board:
+                out[key] = board
+        return out
+
+
+def _cluster_like(client: redis.Redis) -> RedisCluster:
+    """A RedisCluster client with ``client``'s node as seed and its credentials/timeouts
+    (as the rate limiter's ``redis_gcra._cluster_like``; not imported: antifraud imports
+    the ledger, which imports this package)."""
+    pool = client.connection_pool
+    kwargs = {k: v for k, v in pool.connection_kwargs.items()
+              if k not in ("host", "port", "db", "retry", "path")}
+    if issubclass(pool.connection_class, SSLConnection):
+        kwargs["ssl"] = True
+    return RedisCluster(host=pool.connection_kwargs["host"],
+                        port=int(pool.connection_kwargs.get("port", 6379)),
+                        retry=Retry(NoBackoff(), 1), **kwargs)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _int(value: Any) -> int:
+    return int(float(value))

@@ -1,0 +1,1 @@
+"""Teams (机构账户) and friend links (issue 25)."""
