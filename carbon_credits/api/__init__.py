@@ -7,6 +7,7 @@ from typing import Any
 from carbon_credits.api import (
     admin,
     bindings,
+    campaigns,
     dashboard,
     events,
     health,
@@ -35,3 +36,4 @@ def register_blueprints(api: Any) -> None:
     api.register_blueprint(bindings.blp)
     api.register_blueprint(bindings.provider_blp)
     api.register_blueprint(provider_records.blp)
+    api.register_blueprint(campaigns.blp)

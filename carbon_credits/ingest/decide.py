@@ -239,6 +239,8 @@ class Book:
     earned: list[NewEvent] = field(default_factory=list)
     """New events with credited grams, in order: their earn entries are written in it."""
     ids: list[int] | None = None
+    hooked: list[Any] = field(default_factory=list)
+    """The crediting hooks' rows (``ledger.hooks.reads``), one entry per hook."""
     """Ids for the new events, drawn with the reads (PostgreSQL; None elsewhere)."""
     policies: dict[tuple[str, str], trust.Trust] = field(default_factory=dict)
     """The trust policies of the chunk's cities and modes (none: ``trust.CLIENT``)."""

@@ -83,7 +83,7 @@ from carbon_credits.ingest.decide import (
     YearUsage,
     decide,
 )
-from carbon_credits.ledger import entries, explain
+from carbon_credits.ledger import entries, explain, hooks
 from carbon_credits.networks.catalog import Catalog, timeline_read
 from carbon_credits.reports import rollups
 from carbon_credits.storage.models import (
@@ -179,6 +179,12 @@ def _read(session: Session, catalog: Catalog, chunk: Sequence[Posted]) -> Book:
                      "modes": sorted({p.method.mode for p in chunk})})]
     trips, devices = _trips_read(chunk), _devices_read(chunk)
     reads += [read for read in (trips, devices) if read is not None]
+    # The crediting hooks' reads go last, with the others (one round trip).
+    hooked = hooks.reads(hooks.Scope(tuple(sorted(cities)),
+                                     tuple(sorted({p.data["city"] for p in chunk})),
+                                     min(p.local_date for p in chunk),
+                                     max(p.local_date for p in chunk)))
+    reads += [read for hook_reads in hooked for read in hook_reads]
     draw = ids_read(session, EVENTS, len(chunk))
     locked, *results = read_together(session, [entries.accounts_read(cities), *reads,
                                                *([draw] if draw else [])])
@@ -187,7 +193,10 @@ def _read(session: Session, catalog: Catalog, chunk: Sequence[Posted]) -> Book:
                in entries.open_accounts(session, cities, locked).items()}
     if len(locked) < len(cities):
         results = read_together(session, reads)
-    rows = iter(results)
+    n_hooked = sum(len(hook_reads) for hook_reads in hooked)
+    found = iter(results[len(results) - n_hooked:])
+    hook_rows = [[next(found) for _ in hook_reads] for hook_reads in hooked]
+    rows = iter(results[:len(results) - n_hooked])
     stored = _stored(keys, next(rows))
     timeline = catalog.timeline_of(session, next(rows))
     _usage(members, chunk, next(rows))
@@ -209,7 +218,7 @@ def _read(session: Session, catalog: Catalog, chunk: Sequence[Posted]) -> Book:
                                                     status, reason)
             member.notes[event_id] = notes
     return Book(members, stored, timeline, {} if devices is None else _devices(
-        devices[1]["devices"], next(rows)), ids=ids, policies=policies)
+        devices[1]["devices"], next(rows)), ids=ids, policies=policies, hooked=hook_rows)
 
 
 # The reads are built once and run with bound values only (each statement's compiled form
@@ -396,6 +405,11 @@ def _write(session: Session, book: Book) -> Writes:
         user_id: member.city for user_id, member in book.members.items()
         if member.account.created and member.city != member.account.city})
     credits = rollups.credit_rows(session, book.earned)
+    # Other features' work on the credited events (campaigns, the webhook outbox), after
+    # the earn entries (a bonus entry chains after them) and before the accounts are saved.
+    hooked = hooks.credited(session, book.earned, {
+        user_id: member.account for user_id, member in book.members.items()}, now,
+        book.hooked)
 
     def with_the_commit() -> None:
         if drawn:
@@ -409,6 +423,8 @@ def _write(session: Session, book: Book) -> Writes:
              "b_notes": notes}
             for (user_id, event_id), (status, reason, notes) in sorted(book.changed.items())])
         rollups.apply_credits(session, credits)
+        for writes in hooked:
+            writes()
 
     return with_the_commit
 

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from carbon_credits import audit
 from carbon_credits.errors import Conflict, NotFound
-from carbon_credits.ledger import entries, explain
+from carbon_credits.ledger import entries, explain, hooks
 from carbon_credits.reports import rollups
 from carbon_credits.runtime import Runtime
 from carbon_credits.storage.models import Event, User, utcnow
@@ -36,6 +36,8 @@ def reverse_event(rt: Runtime, admin: Principal, user_id: str, event_id: str, re
                            event_pk=event.id, mode=event.mode,
                            factor_version_id=event.factor_version_id)
             rollups.reverse(session, event)  # take it out of the report rollups
+            session.flush()  # the reversal entry before what the hooks append after it
+            hooks.reversed_(session, event, account, utcnow())
         event.notes = explain.reversed_notes(event)
         event.status = "reversed"
         event.reason = "reversed"

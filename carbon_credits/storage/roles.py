@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection
 from carbon_credits.schemas import is_valid_id
 
 APPEND_ONLY = ("ledger_entries", "audit_log", "factor_versions", "networks", "network_stops",
-               "network_lines", "network_line_stops")
+               "network_lines", "network_line_stops", "campaign_bonuses")
 """Tables whose rows, once written, only the owner may change (and whose triggers refuse
 even that for the first three)."""
 
