@@ -20,6 +20,7 @@ from carbon_credits.api import (
     reports,
     rewards,
     trust_policies,
+    webhooks,
 )
 from carbon_credits.schemas import EVENT_SCHEMAS
 
@@ -37,3 +38,4 @@ def register_blueprints(api: Any) -> None:
     api.register_blueprint(bindings.provider_blp)
     api.register_blueprint(provider_records.blp)
     api.register_blueprint(campaigns.blp)
+    api.register_blueprint(webhooks.blp)

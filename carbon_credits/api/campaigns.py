@@ -18,6 +18,7 @@ from carbon_credits.schemas.campaigns import (
     CampaignSchema,
     MyCampaignListSchema,
 )
+from carbon_credits.schemas.examples import CAMPAIGN_END_EXAMPLE, CAMPAIGN_EXAMPLE
 
 blp = Blueprint("campaigns", __name__, url_prefix="/v1", description="Campaigns")
 
@@ -26,7 +27,7 @@ blp = Blueprint("campaigns", __name__, url_prefix="/v1", description="Campaigns"
 class Campaigns(MethodView):
     @requires("admin")
     @blp.doc(security=[{"bearerAuth": []}])
-    @blp.arguments(CampaignInSchema)
+    @blp.arguments(CampaignInSchema, example=CAMPAIGN_EXAMPLE)
     @blp.response(201, CampaignSchema)
     def post(self, data: dict[str, Any]) -> tuple[dict[str, Any], int]:
         """Create a campaign (goal, bonus, budget, window, city); audited."""
@@ -45,7 +46,7 @@ class Campaigns(MethodView):
 class CampaignEnd(MethodView):
     @requires("admin")
     @blp.doc(security=[{"bearerAuth": []}])
-    @blp.arguments(CampaignEndInSchema)
+    @blp.arguments(CampaignEndInSchema, example=CAMPAIGN_END_EXAMPLE)
     @blp.response(200, CampaignSchema)
     def post(self, data: dict[str, Any], campaign_id: str) -> dict[str, Any]:
         """End a campaign early (later events do not count); audited."""

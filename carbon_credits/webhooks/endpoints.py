@@ -16,10 +16,10 @@ from carbon_credits import audit
 from carbon_credits.errors import Conflict, InvalidInput, NotFound
 from carbon_credits.providers.registry import seal
 from carbon_credits.runtime import Runtime
+from carbon_credits.schemas.webhooks import KINDS
 from carbon_credits.storage.models import WebhookDelivery, WebhookEndpoint
 from carbon_credits.tokens import Principal
 from carbon_credits.webhooks import delivery
-from carbon_credits.webhooks.outbox import KINDS
 
 
 def view(e: WebhookEndpoint) -> dict[str, Any]:

@@ -21,11 +21,10 @@ from sqlalchemy.orm import Session
 
 from carbon_credits.ledger.entries import Balance
 from carbon_credits.ledger.hooks import CreditedEvent, Rows, Scope, Writes
+from carbon_credits.schemas.webhooks import KINDS
 from carbon_credits.storage.models import WebhookDelivery, WebhookEndpoint, utcnow
 from carbon_credits.storage.sql import Prebuilt, Read
 
-KINDS = ("event.credited", "challenge.completed", "badge.earned", "points.expiring")
-"""The kinds an endpoint may subscribe to."""
 DELIVERIES = cast(Table, WebhookDelivery.__table__)
 _QUEUED = "webhooks.queued"
 
