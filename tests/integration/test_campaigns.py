@@ -8,14 +8,19 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
+from alembic import command
+from alembic.config import Config as AlembicConfig
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, select
 
+from carbon_credits.antifraud import reviews
 from carbon_credits.campaigns import service
 from carbon_credits.ledger import verification
 from carbon_credits.runtime import Runtime
+from carbon_credits.setup import MIGRATIONS
 from carbon_credits.storage.models import (
     Account,
     AuditRecord,
@@ -25,6 +30,7 @@ from carbon_credits.storage.models import (
     LedgerEntry,
 )
 from carbon_credits.tokens import Principal
+from tests.conftest import app_on_own_database
 from tests.integration.test_rollups import TODAY, YESTERDAY, metro, post, seed_city
 
 ADMIN = Principal("ops", "admin", None)
@@ -223,3 +229,42 @@ def test_a_budget_is_never_exceeded_by_concurrent_finishers(
     assert spent == bonus == 10 * paid
     assert states == {"completed": paid, "unfunded": finishers - paid}
     assert list(verification.verify(rt.db)) == []
+
+
+def test_a_held_event_counts_when_an_admin_approves_it(rt: Runtime, user_id: str) -> None:
+    city = seed_city(rt, "camp")
+    made = campaign(rt, city, goal_events=2)
+    trips(rt, city, user_id, 1)
+    reviews.set_frozen(rt, ADMIN, user_id, True, "hold the next one")
+    held = trips(rt, city, user_id, 1, first_hour=12)[0]
+    assert held["status"] == "held"
+    counted = progress(rt, user_id, made["id"])
+    assert counted is not None and counted.events == 1
+    reviews.set_frozen(rt, ADMIN, user_id, False, "checked")
+    approved = reviews.decide(rt, ADMIN, user_id, held["event_id"], True, "a real trip")
+    assert approved["status"] == "credited"
+    counted = progress(rt, user_id, made["id"])
+    assert counted is not None and (counted.events, counted.state) == (2, "completed")
+    assert bonus_entries(rt, user_id) == [50]
+    assert list(verification.verify(rt.db)) == []
+
+
+def test_the_migration_goes_down_and_up_again(make_config: Callable[..., Any],
+                                              tmp_path: Path) -> None:
+    """0009 down (the ledger's kind CHECK without 'bonus', the tables gone) and up again,
+    on a database of its own."""
+    with app_on_own_database(make_config, tmp_path) as app:
+        db = app.extensions["carbon_credits"].db
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        with db.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0008_keyed_chain")
+        with db.engine.connect() as conn:
+            assert "campaigns" not in inspect(conn).get_table_names()
+        with db.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+        with db.engine.connect() as conn:
+            names = set(inspect(conn).get_table_names())
+        assert {"campaigns", "campaign_bonuses", "webhook_deliveries"} <= names

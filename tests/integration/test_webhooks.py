@@ -5,8 +5,10 @@ verified on the receiving side with the http-message-signatures library."""
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -216,3 +218,33 @@ def test_a_delivery_waits_in_the_outbox_when_the_queue_is_down(
         with rt.db.transaction() as s:
             s.execute(update(WebhookEndpoint).values(enabled=False))
         outbox.use_sender(before)
+
+
+def test_webhook_registration_is_checked_and_admin_only(app: Flask) -> None:
+    client = app.test_client()
+    rt: Runtime = app.extensions["carbon_credits"]
+    name = f"check-{uuid.uuid4().hex[:8]}"
+    body = {"id": name, "url": "http://127.0.0.1:9/hooks", "kinds": ["event.credited"],
+            "reason": "checking input"}
+    for wrong, field in (({"url": "ftp://example.com/x"}, "url"),
+                         ({"url": "not a url"}, "url"),
+                         ({"kinds": ["event.deleted"]}, "kinds"),
+                         ({"kinds": []}, "kinds")):
+        r = client.post("/v1/admin/webhooks", json={**body, **wrong}, headers=admin(app))
+        assert r.status_code == 422 and field in r.json["error"]["fields"], (wrong, r.json)
+    user = {"Authorization": f"Bearer {rt.codec.encode('someone', 'user', 'shenzhen', 600)}"}
+    assert client.post("/v1/admin/webhooks", json=body, headers=user).status_code == 403
+    try:
+        first = client.post("/v1/admin/webhooks", json=body, headers=admin(app))
+        assert first.status_code == 201 and first.json["secret"]
+        again = client.post("/v1/admin/webhooks", json=body, headers=admin(app))
+        assert again.status_code == 409 and again.json["error"]["code"] == "webhook_exists"
+        listed = client.get("/v1/admin/webhooks", headers=admin(app)).json["items"]
+        assert all("secret" not in e for e in listed)
+        with rt.db.transaction() as s:
+            stored = s.get(WebhookEndpoint, name)
+            assert stored is not None
+            assert base64.b64decode(first.json["secret"]) not in stored.secret_sealed
+    finally:
+        with rt.db.transaction() as s:
+            s.execute(update(WebhookEndpoint).values(enabled=False))
