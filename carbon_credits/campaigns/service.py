@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from carbon_credits import audit
 from carbon_credits.errors import Conflict, InvalidInput, NotFound
@@ -70,11 +70,22 @@ def end(rt: Runtime, admin: Principal, campaign_id: str, reason: str) -> dict[st
 
 
 def list_all(rt: Runtime, city: str | None) -> list[dict[str, Any]]:
+    """Campaigns with their bonus report: points spent, users holding the bonus, users who
+    met the goal when the budget was spent, users still on their way."""
     with rt.db.transaction() as session:
         query = select(Campaign).order_by(Campaign.starts_on.desc(), Campaign.id)
         if city is not None:
             query = query.where(Campaign.city == city)
-        return [view(c) for c in session.scalars(query)]
+        campaigns = list(session.scalars(query))
+        states: dict[str, dict[str, int]] = {}
+        for campaign_id, state, n in session.execute(
+                select(CampaignProgress.campaign_id, CampaignProgress.state, func.count())
+                .where(CampaignProgress.campaign_id.in_([c.id for c in campaigns]))
+                .group_by(CampaignProgress.campaign_id, CampaignProgress.state)):
+            states.setdefault(campaign_id, {})[state] = n
+        return [{**view(c), "completed_users": states.get(c.id, {}).get("completed", 0),
+                 "unfunded_users": states.get(c.id, {}).get("unfunded", 0),
+                 "open_users": states.get(c.id, {}).get("open", 0)} for c in campaigns]
 
 
 def mine(rt: Runtime, principal: Principal) -> list[dict[str, Any]]:

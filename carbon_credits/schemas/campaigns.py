@@ -53,8 +53,15 @@ class CampaignSchema(Schema):
     ended_at = fields.DateTime(allow_none=True)
 
 
+class CampaignReportSchema(CampaignSchema):
+    completed_users = fields.Integer(metadata={"description": "users holding the bonus"})
+    unfunded_users = fields.Integer(metadata={"description": "users who met the goal once "
+                                                             "the budget was spent"})
+    open_users = fields.Integer(metadata={"description": "users counted, goal not met"})
+
+
 class CampaignListSchema(Schema):
-    items = fields.List(fields.Nested(CampaignSchema))
+    items = fields.List(fields.Nested(CampaignReportSchema))
 
 
 class MyCampaignSchema(Schema):

@@ -111,6 +111,7 @@ def test_an_admin_runs_a_campaign_and_a_user_completes_it(
     assert bonus_entries(rt, user_id) == [50]
     listed = client.get(f"/v1/admin/campaigns?city={city}", headers=admin).json["items"]
     assert listed[0]["spent_points"] == 50
+    assert (listed[0]["completed_users"], listed[0]["unfunded_users"]) == (1, 0)
     assert list(verification.verify(rt.db)) == []
 
 
