@@ -152,6 +152,9 @@ class WebhookQueue:
         self.broker = RedisBroker(  # type: ignore[no-untyped-call]
             url=config.redis_url, namespace="carbon-credits-webhooks",
             heartbeat_timeout=config.worker_heartbeat_timeout_ms,
+            # Deliveries are queued right after a credit's commit, in its request: an
+            # unreachable Redis must cost it a second at most (they wait in the outbox).
+            socket_connect_timeout=1,
             middleware=[Retries(max_retries=config.webhook_max_attempts,
                                 min_backoff=config.webhook_min_backoff_ms,
                                 max_backoff=config.webhook_max_backoff_ms)])
