@@ -110,7 +110,9 @@ def prepare() -> dict[str, Any]:
     cfg.set_main_option("script_location", str(ROOT / "migrations"))
     with flat.db.engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0008_keyed_chain")
+        # Only the partitioning undone: to the revision before it (it is the last one).
+        before = ScriptDirectory.from_config(cfg).get_revision("0009_partition").down_revision
+        command.downgrade(cfg, str(before))
     with flat.db.engine.connect() as conn:
         flat_partitioned = partitions.is_partitioned(conn)
     return {"partitions": months, "flat_is_partitioned": flat_partitioned}

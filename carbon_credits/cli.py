@@ -39,6 +39,7 @@ from carbon_credits.setup import init_db
 from carbon_credits.storage import partitions, roles
 from carbon_credits.storage.models import utcnow
 from carbon_credits.tokens import ROLES
+from carbon_credits.webhooks import delivery
 
 
 def register(app: Flask) -> None:
@@ -54,6 +55,8 @@ def register(app: Flask) -> None:
     app.cli.add_command(expire_points_command)
     app.cli.add_command(grant_service_role_command)
     app.cli.add_command(worker_command)
+    app.cli.add_command(webhook_worker_command)
+    app.cli.add_command(webhook_sweep_command)
     app.cli.add_command(provider_group)
     app.cli.add_command(partitions_group)
     app.cli.add_command(deem_consent_command)
@@ -308,6 +311,38 @@ def worker_command(threads: int) -> None:
     # A file being processed stops at its next chunk and is queued again (from its
     # checkpoint) for another worker.
     worker.stop(timeout=60_000)
+
+
+@click.command("webhook-worker")
+@click.option("--threads", type=click.IntRange(1, 64), default=4, show_default=True,
+              help="deliveries sent at once by this process")
+@with_appcontext
+def webhook_worker_command(threads: int) -> None:
+    """Send queued webhook deliveries (Dramatiq on REDIS_URL) until SIGTERM or SIGINT."""
+    rt = runtime()
+    queue = delivery.queue(rt.config)
+    if queue is None:
+        raise click.UsageError("REDIS_URL is not set: without Redis, deliveries are sent "
+                               "by the web process itself")
+    queue.serve(rt)
+    stop = threading.Event()
+    worker = dramatiq.Worker(queue.broker, queues={delivery.QUEUE_NAME},
+                             worker_threads=threads)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    worker.start()
+    click.echo(f"webhook worker: {threads} thread(s) on queue {delivery.QUEUE_NAME}", err=True)
+    stop.wait()
+    worker.stop(timeout=30_000)
+
+
+@click.command("webhook-sweep")
+@click.option("--older-than", "older_than_s", type=click.IntRange(0), default=60,
+              show_default=True, help="seconds a delivery has been pending")
+@with_appcontext
+def webhook_sweep_command(older_than_s: int) -> None:
+    """Queue again the webhook deliveries still pending (their queueing failed)."""
+    click.echo(f"{delivery.sweep(runtime(), older_than_s)} deliveries queued again")
 
 
 # ---------------------------------------------------------------- scenario providers

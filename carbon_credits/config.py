@@ -171,6 +171,15 @@ class Config:
     queue_maintenance_chance: int = 1000
     """Per million queue commands, how many look for dead workers' messages
     (QUEUE_MAINTENANCE_CHANCE; Dramatiq's default 1000)."""
+    webhook_timeout_s: float = 10.0
+    """How long a webhook delivery waits for the client platform (WEBHOOK_TIMEOUT_S)."""
+    webhook_max_attempts: int = 10
+    """Attempts of one delivery before it is marked failed (WEBHOOK_MAX_ATTEMPTS)."""
+    webhook_min_backoff_ms: int = 5_000
+    """The first retry's delay; each retry doubles it, with jitter, up to
+    WEBHOOK_MAX_BACKOFF_MS (WEBHOOK_MIN_BACKOFF_MS)."""
+    webhook_max_backoff_ms: int = 3_600_000
+    """The longest delay between two attempts (WEBHOOK_MAX_BACKOFF_MS, one hour)."""
     ledger_chain_keys: str | None = None
     """The ledger chain keys (LEDGER_CHAIN_KEYS), "name:base64,...": the first signs new
     entries and checkpoints, the others only verify (kept after a rotation, since entries are
@@ -359,6 +368,10 @@ class Config:
                                    "carbon_credits.providers.crediting:make_apply_chunk"),
             worker_heartbeat_timeout_ms=_int(env, "WORKER_HEARTBEAT_TIMEOUT_MS", 60_000),
             queue_maintenance_chance=_int(env, "QUEUE_MAINTENANCE_CHANCE", 1000),
+            webhook_timeout_s=float(_int(env, "WEBHOOK_TIMEOUT_S", 10)),
+            webhook_max_attempts=_int(env, "WEBHOOK_MAX_ATTEMPTS", 10),
+            webhook_min_backoff_ms=_int(env, "WEBHOOK_MIN_BACKOFF_MS", 5_000),
+            webhook_max_backoff_ms=_int(env, "WEBHOOK_MAX_BACKOFF_MS", 3_600_000),
             reward_cancel_days=_int(env, "REWARD_CANCEL_DAYS", 7, minimum=0),
             expiry_notice_days=_int(env, "EXPIRY_NOTICE_DAYS", 30, minimum=0),
             reports_database_url=env.get("REPORTS_DATABASE_URL") or None,

@@ -10,6 +10,7 @@ from flask import Blueprint, Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from carbon_credits import cli
+from carbon_credits.account import hooks as account_hooks
 from carbon_credits.antifraud import personal_data as antifraud_data
 from carbon_credits.antifraud.ratelimit import Limiter, LocalLimiter, RedisLimiter
 from carbon_credits.api import i18n, register_blueprints
@@ -17,12 +18,13 @@ from carbon_credits.api import metrics as api_metrics
 from carbon_credits.api.errors import register_error_handlers
 from carbon_credits.api.extensions import JsonErrorApi
 from carbon_credits.api.requests import drain_unread_body
+from carbon_credits.campaigns import progress
 from carbon_credits.config import Config
 from carbon_credits.ingest import events
 from carbon_credits.ingest import personal_data as ingest_data
 from carbon_credits.ingest.group_commit import GroupCommit
 from carbon_credits.leaderboards.store import MemoryStore, RedisStore
-from carbon_credits.ledger import chain
+from carbon_credits.ledger import chain, hooks
 from carbon_credits.ledger import personal_data as ledger_data
 from carbon_credits.networks.catalog import Catalog
 from carbon_credits.privacy import personal_data as privacy_data
@@ -32,6 +34,7 @@ from carbon_credits.runtime import Runtime
 from carbon_credits.setup import init_db
 from carbon_credits.storage.db import Database
 from carbon_credits.tokens import TokenCodec
+from carbon_credits.webhooks import delivery, outbox
 
 REDIS_TIMEOUT_S = 0.5
 """Redis calls sit on the ingest path: fail fast and apply the failure policy."""
@@ -97,6 +100,8 @@ def register_extensions(app: Flask, config: Config) -> None:
     )
     # Every ledger write path hashes under these keys (ledger/chain.py: process-wide).
     chain.use_keyring(chain.Keyring(config.ledger_chain_keyring()))
+    # What the crediting paths run in their unit of work besides the credit (ledger/hooks.py).
+    hooks.install([account_hooks.HOOK, progress.HOOK, outbox.HOOK])
     # First of the request hooks: every answer after it, errors too, is in the request's
     # language.
     i18n.init_app(app, config)
@@ -113,6 +118,8 @@ def register_extensions(app: Flask, config: Config) -> None:
         codec=TokenCodec(config), redis=client,
         posts=GroupCommit(max_group=events.ITEMS_PER_TRANSACTION),
         leaderboards=RedisStore(client) if client is not None else MemoryStore())
+    # Committed webhook deliveries go to this app's job queue (webhooks/outbox.py).
+    outbox.use_sender(delivery.sender(app.extensions["carbon_credits"]))
     # One Api per app: flask-smorest keeps the OpenAPI spec on the Api object.
     api = JsonErrorApi(app)
     register_blueprints(api)

@@ -104,6 +104,9 @@ ERROR_TEMPLATES: dict[str, str] = {
     # Scenario providers' registry, keys and user bindings (issue 21, on main).
     "unknown_provider": N_("no such provider"),
     "provider_exists": N_("the provider exists already"),
+    "campaign_exists": N_("the campaign exists already"),
+    "campaign_ended": N_("the campaign has ended already"),
+    "webhook_exists": N_("the webhook endpoint exists already"),
     "provider_disabled": N_("the provider is disabled"),
     "unknown_key": N_("the provider has no such key"),
     "key_exists": N_("the key id is taken"),

@@ -1,23 +1,26 @@
-"""The one place the crediting paths call into the account and badges features: after the
-crediting decision, inside the same unit of work (ingest, approvals), and on a reversal.
+"""The account and badges features' crediting hook (``HOOK``, a ``ledger.hooks.Hook``):
+what they do when an event is credited, inside the same unit of work (ingest, approvals),
+and when it is reversed. ``factory.create_app`` installs it with the other features'.
 
-Kept small on purpose: other features hook into the same paths. Ingest also sends
-``prefetch``'s reads with its own (one round trip for all: a post stays two round trips,
-tests/integration/test_intake.py); the approval path lets ``credited`` read them.
+Ingest sends ``prefetch``'s reads with its own (one round trip for all: a post stays two
+round trips, tests/integration/test_intake.py); the approval path lets ``ledger.hooks``
+read them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
-from typing import Any, Protocol
+from datetime import date, datetime, timedelta
+from typing import Any, Protocol, cast
 
 from sqlalchemy.orm import Session
 
 from carbon_credits.account import aggregates
 from carbon_credits.account.earning import Ledger, earned
 from carbon_credits.badges import awards, rules
+from carbon_credits.ledger.entries import Balance
+from carbon_credits.ledger.hooks import CreditedEvent, Rows, Scope, Writes
 from carbon_credits.storage.models import Event, utcnow
 from carbon_credits.storage.sql import Read, read_together
 
@@ -112,3 +115,24 @@ def reversed_event(session: Session, event: Event) -> None:
 
 def _nothing() -> None:
     return None
+
+
+class AccountHook:
+    """``account`` and ``badges`` as a crediting hook (``ledger.hooks``)."""
+
+    def read(self, scope: Scope) -> Sequence[Read]:
+        return prefetch(scope.users, [scope.first_day, scope.last_day]).reads()
+
+    def credited(self, session: Session, events: Sequence[CreditedEvent],
+                 accounts: Mapping[str, Balance], now: datetime, rows: Rows) -> Writes | None:
+        mine = cast(Sequence[Credited], events)  # NewEvent or Event: both carry activity
+        known = prefetch([e.user_id for e in mine], [e.local_date for e in mine])
+        known.rows = [list(found) for found in rows]
+        return credited(session, mine, known)
+
+    def reversed(self, session: Session, event: CreditedEvent, account: Balance,
+                 now: datetime) -> None:
+        reversed_event(session, cast(Event, event))
+
+
+HOOK = AccountHook()

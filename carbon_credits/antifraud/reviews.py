@@ -10,7 +10,7 @@ from sqlalchemy import literal_column, select
 from carbon_credits import audit
 from carbon_credits.errors import Conflict, NotFound
 from carbon_credits.leaderboards import service as leaderboards
-from carbon_credits.ledger import caps, entries, explain
+from carbon_credits.ledger import caps, entries, explain, hooks
 from carbon_credits.privacy import reads
 from carbon_credits.reports import rollups
 from carbon_credits.runtime import Runtime
@@ -125,6 +125,10 @@ def _credit_now(rt: Runtime, session: Any, account: Account, event: Event,
     event.status = credit.status
     event.reason = credit.reason
     caps.apply(session, account, event, credit, usage, method, result.quantity, now)
+    if event.credited_ug > 0:  # credited now: what other features do with a credit
+        session.flush()  # the earn entry before what the hooks append after it
+        for writes in hooks.credited(session, [event], {account.user_id: account}, utcnow()):
+            writes()
 
 
 def set_frozen(rt: Runtime, admin: Principal, user_id: str, frozen: bool, reason: str

@@ -9,6 +9,7 @@ from carbon_credits.api import (
     admin,
     badges,
     bindings,
+    campaigns,
     dashboard,
     events,
     expiry_policies,
@@ -25,6 +26,7 @@ from carbon_credits.api import (
     rewards,
     teams,
     trust_policies,
+    webhooks,
 )
 from carbon_credits.schemas import EVENT_SCHEMAS
 
@@ -42,3 +44,5 @@ def register_blueprints(api: Any) -> None:
     api.register_blueprint(bindings.blp)
     api.register_blueprint(bindings.provider_blp)
     api.register_blueprint(provider_records.blp)
+    api.register_blueprint(campaigns.blp)
+    api.register_blueprint(webhooks.blp)

@@ -241,10 +241,10 @@ class Book:
     """New events with credited grams, in order: their earn entries are written in it."""
     ids: list[int] | None = None
     """Ids for the new events, drawn with the reads (PostgreSQL; None elsewhere)."""
+    hooked: list[Any] = field(default_factory=list)
+    """The crediting hooks' rows (``ledger.hooks.reads``), one entry per hook."""
     policies: dict[tuple[str, str], trust.Trust] = field(default_factory=dict)
     """The trust policies of the chunk's cities and modes (none: ``trust.CLIENT``)."""
-    engagement: Any = None
-    """What the account and badge hooks read with the chunk's reads (``account.hooks``)."""
     changed: dict[tuple[str, str], tuple[str, str | None, dict[str, Any] | None]] = field(
         default_factory=dict)
     """Stored events another report changed (status, reason, notes), by (user, event id):

@@ -17,8 +17,8 @@ arrived while the process was busy). It goes in three steps:
    - the accounts seen on the chunk's devices;
    - when a city of the chunk requires consent, the users' latest consent steps
      (``privacy.consents``; a withdrawal committed after this read is not seen by it);
-   - what the badge rules read (``account.hooks.prefetch``: active badges, the users'
-     awards and account aggregates around the chunk's days);
+   - what the installed crediting hooks read (``ledger.hooks``: the account aggregates
+     and badges, campaigns, webhook endpoints);
    - on PostgreSQL, an id for each event that may be stored.
    (A new user's account is created and locked after that, and the reads sent again.)
 2. **Decide** each event in order, in memory: idempotency, methodology, plausibility, daily
@@ -70,7 +70,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from carbon_credits.account import hooks
 from carbon_credits.config import Config
 from carbon_credits.errors import ServiceError
 from carbon_credits.ingest import trust
@@ -88,7 +87,7 @@ from carbon_credits.ingest.decide import (
     YearUsage,
     decide,
 )
-from carbon_credits.ledger import entries, explain
+from carbon_credits.ledger import entries, explain, hooks
 from carbon_credits.networks.catalog import Catalog, timeline_read
 from carbon_credits.privacy import consents
 from carbon_credits.reports import rollups
@@ -190,8 +189,12 @@ def _read(session: Session, catalog: Catalog, chunk: Sequence[Posted],
     consent: Read | None = None if consent_version is None else (
         consents.LATEST, {"users": sorted(cities)})
     reads += [read for read in (trips, devices, consent) if read is not None]
-    engaged = hooks.prefetch(list(cities), [p.local_date for p in chunk])  # badges
-    reads += engaged.reads()
+    # The crediting hooks' reads go last, with the others (one round trip).
+    hooked = hooks.reads(hooks.Scope(tuple(sorted(cities)),
+                                     tuple(sorted({p.data["city"] for p in chunk})),
+                                     min(p.local_date for p in chunk),
+                                     max(p.local_date for p in chunk)))
+    reads += [read for hook_reads in hooked for read in hook_reads]
     draw = ids_read(session, EVENTS, len(chunk))
     locked, *results = read_together(session, [entries.accounts_read(cities), *reads,
                                                *([draw] if draw else [])])
@@ -200,8 +203,10 @@ def _read(session: Session, catalog: Catalog, chunk: Sequence[Posted],
                in entries.open_accounts(session, cities, locked).items()}
     if len(locked) < len(cities):
         results = read_together(session, reads)
-    engaged.rows = results[-len(engaged.reads()):]
-    rows = iter(results)
+    n_hooked = sum(len(hook_reads) for hook_reads in hooked)
+    found = iter(results[len(results) - n_hooked:])
+    hook_rows = [[next(found) for _ in hook_reads] for hook_reads in hooked]
+    rows = iter(results[:len(results) - n_hooked])
     stored = _stored(keys, next(rows))
     timeline = catalog.timeline_of(session, next(rows))
     _usage(members, chunk, next(rows))
@@ -223,7 +228,7 @@ def _read(session: Session, catalog: Catalog, chunk: Sequence[Posted],
                                                     status, reason)
             member.notes[event_id] = notes
     book = Book(members, stored, timeline, {} if devices is None else _devices(
-        devices[1]["devices"], next(rows)), ids=ids, policies=policies, engagement=engaged)
+        devices[1]["devices"], next(rows)), ids=ids, policies=policies, hooked=hook_rows)
     if consent_version is not None:
         latest = consents.latest_by_user(next(rows))
         book.without_consent = {
@@ -416,7 +421,11 @@ def _write(session: Session, book: Book) -> Writes:
         user_id: member.city for user_id, member in book.members.items()
         if member.account.created and member.city != member.account.city})
     credits = rollups.credit_rows(session, book.earned)
-    engaged = hooks.credited(session, book.earned, book.engagement)  # account, badges
+    # Other features' work on the credited events (campaigns, the webhook outbox), after
+    # the earn entries (a bonus entry chains after them) and before the accounts are saved.
+    hooked = hooks.credited(session, book.earned, {
+        user_id: member.account for user_id, member in book.members.items()}, now,
+        book.hooked)
 
     def with_the_commit() -> None:
         if drawn:
@@ -430,7 +439,8 @@ def _write(session: Session, book: Book) -> Writes:
              "b_notes": notes}
             for (user_id, event_id), (status, reason, notes) in sorted(book.changed.items())])
         rollups.apply_credits(session, credits)
-        engaged()
+        for writes in hooked:
+            writes()
 
     return with_the_commit
 

@@ -17,7 +17,6 @@ from typing import Any, Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from carbon_credits.account import hooks
 from carbon_credits.config import Config
 from carbon_credits.ledger import entries
 from carbon_credits.reports import rollups
@@ -122,7 +121,6 @@ def apply(session: Session, account: Account, event: Event, credit: Credit,
         entries.earn(session, account, ug=credit.credited_ug, event_pk=event.id,
                     mode=method.mode, factor_version_id=event.factor_version_id)
         rollups.credit(session, [event])  # report rollups, in the same transaction
-        hooks.credited(session, [event])()  # carbon account, badges
     row = usage.get(method.mode)
     if row is None:  # added to ``usage``: the next event of the day sees it
         row = usage[method.mode] = DailyUsage(

@@ -21,7 +21,8 @@ key, and needs no schema change on a ledger of millions of rows; a key id column
 also be writable by the attacker and so prove nothing.
 
 The keys are process-wide (``use_keyring``): every write path (ingest's fast path,
-redemptions, reversals, reviews, rewards' refunds) goes through ``entries._entry``, which
+redemptions, reversals, reviews, rewards' refunds, campaigns' 'bonus' entries) goes
+through ``entries._entry``, which
 takes the next hash from ``next_hash``; ``factory.create_app`` installs the configured
 keys at start. verify-ledger takes its keys from the configuration it runs with.
 """

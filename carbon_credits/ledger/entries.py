@@ -282,3 +282,12 @@ def _entry(account: Balance, *, kind: str, points: int, ug: int, now: datetime,
     account.balance_points = entry["balance_after"]
     account.updated_at = now
     return entry
+
+
+def bonus_entry(account: Balance, *, points: int, now: datetime) -> dict[str, Any]:
+    """The column values of the next 'bonus' entry of a locked account: a campaign's bonus
+    (``points`` > 0) or its take-back (< 0). No grams (ug 0) and no event: a bonus is not
+    avoided CO2, so nothing that sums grams can count it; which campaign and event it
+    belongs to is in ``campaign_bonuses`` (by user and seq), which verify-ledger checks.
+    Lifetime totals do not move (they are what avoided CO2 earned). The caller writes it."""
+    return _entry(account, kind="bonus", points=points, ug=0, now=now)

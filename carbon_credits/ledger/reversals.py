@@ -7,10 +7,9 @@ from typing import Any
 from sqlalchemy import select
 
 from carbon_credits import audit
-from carbon_credits.account import hooks
 from carbon_credits.errors import Conflict, NotFound
 from carbon_credits.leaderboards import service as leaderboards
-from carbon_credits.ledger import entries, explain
+from carbon_credits.ledger import entries, explain, hooks
 from carbon_credits.reports import rollups
 from carbon_credits.runtime import Runtime
 from carbon_credits.storage.models import Event, User, utcnow
@@ -48,7 +47,8 @@ def _reverse(rt: Runtime, session: Any, admin: Principal, user_id: str, event_id
                        event_pk=event.id, mode=event.mode,
                        factor_version_id=event.factor_version_id)
         rollups.reverse(session, event)  # take it out of the report rollups
-        hooks.reversed_event(session, event)  # carbon account, badges
+        session.flush()  # the reversal entry before what the hooks append after it
+        hooks.reversed_(session, event, account, utcnow())  # account, badges, campaigns
     event.notes = explain.reversed_notes(event)
     event.status = "reversed"
     event.reason = "reversed"

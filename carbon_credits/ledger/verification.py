@@ -6,7 +6,11 @@ plain SHA-256; each entry must be of a kind a code path writes, written the way 
 writes it: 'earn' for a credited event of its user, 'reversal' for a reversed one, 'redeem'
 for a redemption of its user (points or reward form), 'adjustment' only as the refund of a
 cancelled reward redemption, 'expiry' only for points due by the city's expiry policy,
-'lapse' only as an event's points left unclaimed (one per event, by a unique index).
+'lapse' only as an event's points left unclaimed (one per event, by a unique index),
+'bonus' only as a campaign's bonus or its take-back (no grams, no event or redemption on
+the entry; its ``campaign_bonuses`` row of the same points, and per user and campaign the
+bonus entries adding up to the bonus the progress holds, the campaign's spent points to
+what its users hold, never beyond its budget).
 Each account's entries are folded into its lots by expiry date as they stream
 (``ledger.expiry``): an expiry entry must take exactly what was due on its local day
 (never points not yet due, never the same points twice), no redemption may take more than
@@ -38,6 +42,9 @@ from carbon_credits.ledger.expiry import OWN_LOT_FIRST, Entry, Lots, Policy, fol
 from carbon_credits.storage.db import Database
 from carbon_credits.storage.models import (
     Account,
+    Campaign,
+    CampaignBonus,
+    CampaignProgress,
     Event,
     ExpiryPolicy,
     ExpiryState,
@@ -50,7 +57,7 @@ from carbon_credits.storage.models import (
     VoucherCode,
 )
 
-KINDS = ("earn", "reversal", "redeem", "adjustment", "expiry", "lapse")
+KINDS = ("earn", "reversal", "redeem", "adjustment", "expiry", "lapse", "bonus")
 """The entry kinds code writes (ledger/entries.py); any other is refused."""
 
 
@@ -123,6 +130,7 @@ def verify(db: Database, report: Report | None = None,
         # A schema from before the rewards catalogue (the migration tests verify one) has
         # no reward redemptions to join.
         rewards = inspect(session.connection()).has_table(RewardRedemption.__tablename__)
+        campaigns = inspect(session.connection()).has_table(CampaignBonus.__tablename__)
         # Columns, not ORM entities: hydrating four objects a row was most of the time.
         entry_columns = cast(Table, LedgerEntry.__table__).c
         earned = aliased(LedgerEntry)
@@ -132,7 +140,8 @@ def verify(db: Database, report: Report | None = None,
                         Event.id.label("ev_id"), Redemption.user_id.label("r_user"),
                         Redemption.points.label("r_points"), Redemption.id.label("r_id"),
                         (RewardRedemption.state if rewards else null()).label("m_state"),
-                        earned.created_at.label("earned_at"))
+                        earned.created_at.label("earned_at"),
+                        (CampaignBonus.points if campaigns else null()).label("b_points"))
                  .outerjoin(Event, Event.id == LedgerEntry.event_pk)
                  .outerjoin(earned, and_(LedgerEntry.kind.in_(OWN_LOT_FIRST),
                                          earned.event_pk == LedgerEntry.event_pk,
@@ -141,6 +150,10 @@ def verify(db: Database, report: Report | None = None,
         if rewards:
             query = query.outerjoin(
                 RewardRedemption, RewardRedemption.redemption_pk == LedgerEntry.redemption_pk)
+        if campaigns:
+            query = query.outerjoin(CampaignBonus, and_(
+                CampaignBonus.user_id == LedgerEntry.user_id,
+                CampaignBonus.seq == LedgerEntry.seq))
         running: _Running | None = None
         after: tuple[str, int] | None = None
         while True:
@@ -191,6 +204,8 @@ def verify(db: Database, report: Report | None = None,
                           "credited but has no earn entry")
         if only is None:
             yield from _rewards(session)
+            if campaigns:
+                yield from _campaigns(session)
 
 
 def _in_scope(column: InstrumentedAttribute[str], only: list[str] | None
@@ -262,12 +277,20 @@ class RefundFacts:
     state: str
 
 
-def _facts(row: Any) -> tuple[EventFacts | None, RedemptionFacts | None, RefundFacts | None]:
+@dataclass(frozen=True, slots=True)
+class BonusFacts:
+    points: int
+    """The points of the entry's ``campaign_bonuses`` row."""
+
+
+def _facts(row: Any) -> tuple[EventFacts | None, RedemptionFacts | None, RefundFacts | None,
+                              BonusFacts | None]:
     return (EventFacts(row.ev_id, row.ev_user, row.ev_event_id, row.ev_status, row.ev_points,
                        row.ev_ug) if row.ev_id is not None else None,
             RedemptionFacts(row.r_id, row.r_user, row.r_points)
             if row.r_id is not None else None,
-            RefundFacts(row.m_state) if row.m_state is not None else None)
+            RefundFacts(row.m_state) if row.m_state is not None else None,
+            BonusFacts(row.b_points) if row.b_points is not None else None)
 
 
 def _hash_problem(entry: EntryFacts, prev: bytes, rules: _Chain) -> str | None:
@@ -289,7 +312,8 @@ def _hash_problem(entry: EntryFacts, prev: bytes, rules: _Chain) -> str | None:
 
 
 def _kind_problem(entry: EntryFacts, event: EventFacts | None,
-                  redemption: RedemptionFacts | None, made: RefundFacts | None) -> str | None:
+                  redemption: RedemptionFacts | None, made: RefundFacts | None,
+                  bonus: BonusFacts | None = None) -> str | None:
     """Whether the entry is written the way the code path of its kind writes it."""
     if entry.kind not in KINDS:
         return f"kind {entry.kind!r} is written by no code path (forged)"
@@ -302,6 +326,12 @@ def _kind_problem(entry: EntryFacts, event: EventFacts | None,
             return "lapse entry without an event of its user"
         if (entry.points, entry.ug) != (-event.points, 0):
             return f"lapse of {entry.points} points for event {event.event_id} of {event.points}"
+        return None
+    if entry.kind == "bonus":
+        if entry.ug != 0 or event is not None or redemption is not None:
+            return "bonus entry with grams, an event or a redemption (forged)"
+        if bonus is None or bonus.points != entry.points or entry.points == 0:
+            return "bonus entry without its campaign bonus of the same points (forged)"
         return None
     if entry.kind in ("earn", "reversal"):
         sign = 1 if entry.kind == "earn" else -1
@@ -347,8 +377,8 @@ class _Running:
 
 
 def _entry(running: _Running, entry: EntryFacts, event: EventFacts | None,
-           redemption: RedemptionFacts | None, made: RefundFacts | None, rules: _Chain
-           ) -> Iterator[Problem]:
+           redemption: RedemptionFacts | None, made: RefundFacts | None,
+           bonus: BonusFacts | None, rules: _Chain) -> Iterator[Problem]:
     running.count += 1
     where = f"ledger entry {entry.id} (user {entry.user_id}, seq {entry.seq})"
     if entry.seq != running.count:
@@ -361,7 +391,7 @@ def _entry(running: _Running, entry: EntryFacts, event: EventFacts | None,
     if entry.balance_after != running.balance:
         yield Problem(where, f"balance_after {entry.balance_after} but the running sum "
                              f"of points is {running.balance}")
-    wrong = _kind_problem(entry, event, redemption, made)
+    wrong = _kind_problem(entry, event, redemption, made, bonus)
     if wrong is not None:
         yield Problem(where, wrong)
     running.prev = entry.hash
@@ -477,3 +507,46 @@ def _rewards(session: Session) -> Iterator[Problem]:
                                            RewardRedemption.redemption_pk == refunds.c.pk)
             .where(RewardRedemption.id.is_(None))):
         yield Problem(f"redemption {pk}", "refunded but not a reward redemption")
+
+
+def _campaigns(session: Session) -> Iterator[Problem]:
+    """Campaigns' invariants: a user's bonus entries in a campaign add up to the bonus its
+    progress holds; a campaign's spent points are what its users hold, within its budget;
+    every ``campaign_bonuses`` row names a bonus entry of its user."""
+    held = (select(CampaignBonus.user_id, CampaignBonus.campaign_id,
+                   func.sum(CampaignBonus.points).label("points"))
+            .group_by(CampaignBonus.user_id, CampaignBonus.campaign_id).subquery())
+    for progress, points in session.execute(
+            select(CampaignProgress, func.coalesce(held.c.points, 0))
+            .outerjoin(held, and_(held.c.user_id == CampaignProgress.user_id,
+                                  held.c.campaign_id == CampaignProgress.campaign_id))
+            .where(func.coalesce(held.c.points, 0) != CampaignProgress.bonus_points)):
+        yield Problem(f"campaign {progress.campaign_id} (user {progress.user_id})",
+                      f"bonus entries of {points} points, progress holds "
+                      f"{progress.bonus_points}")
+    for user_id, campaign_id, points in session.execute(
+            select(held.c.user_id, held.c.campaign_id, held.c.points)
+            .outerjoin(CampaignProgress, and_(
+                CampaignProgress.user_id == held.c.user_id,
+                CampaignProgress.campaign_id == held.c.campaign_id))
+            .where(CampaignProgress.user_id.is_(None), held.c.points != 0)):
+        yield Problem(f"campaign {campaign_id} (user {user_id})",
+                      f"bonus entries of {points} points without progress")
+    paid = (select(CampaignProgress.campaign_id,
+                   func.sum(CampaignProgress.bonus_points).label("points"))
+            .group_by(CampaignProgress.campaign_id).subquery())
+    for campaign, points in session.execute(
+            select(Campaign, func.coalesce(paid.c.points, 0))
+            .outerjoin(paid, paid.c.campaign_id == Campaign.id)
+            .where(or_(func.coalesce(paid.c.points, 0) != Campaign.spent_points,
+                       Campaign.spent_points > Campaign.budget_points))):
+        yield Problem(f"campaign {campaign.id}",
+                      f"spent {campaign.spent_points} of {campaign.budget_points}, "
+                      f"users hold {points}")
+    for bonus in session.scalars(
+            select(CampaignBonus).outerjoin(LedgerEntry, and_(
+                LedgerEntry.user_id == CampaignBonus.user_id,
+                LedgerEntry.seq == CampaignBonus.seq, LedgerEntry.kind == "bonus"))
+            .where(LedgerEntry.id.is_(None))):
+        yield Problem(f"campaign bonus (user {bonus.user_id}, seq {bonus.seq})",
+                      "names no bonus entry")

@@ -414,7 +414,9 @@ class AccountQuerySchema(Schema):
 
 class LedgerEntrySchema(Schema):
     id = fields.Integer()
-    kind = fields.String()
+    kind = fields.String(metadata={"description": "earn, redeem, reversal, adjustment, or "
+                                                  "bonus (a campaign's bonus, or its "
+                                                  "take-back when negative: never grams)"})
     points = fields.Integer()
     grams = fields.Integer()
     ug = fields.Integer(metadata={"description": "exact micrograms CO2 of the entry"})

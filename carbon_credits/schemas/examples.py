@@ -243,3 +243,23 @@ TEAM_EXAMPLE = {"city": "shenzhen", "name": "南山实验学校 Nanshan Experime
 JOIN_EXAMPLE = {"invite_code": "K7QXMPDHRT"}
 FRIEND_EXAMPLE = {"user_id": "wx-o6_bmjrPTlm6_2sgVt7hMZOPfL2M"}
 PRIVACY_EXAMPLE = {"hidden": True}
+CAMPAIGN_EXAMPLE = {
+    "id": "metro-2026-11", "city": "shenzhen", "mode": "metro",
+    "starts_on": "2026-11-01", "ends_on": "2026-11-30", "goal_events": 20,
+    "bonus_points": 200, "budget_points": 2_000_000,
+    "title_zh": "十一月地铁出行挑战", "title_en": "November metro challenge",
+    "reason": "city campaign approved by the ecology and environment bureau"}
+"""POST /v1/admin/campaigns: 20 metro trips in November (city time), 200 points each for
+up to 10,000 finishers."""
+
+CAMPAIGN_END_EXAMPLE = {"reason": "the sponsor withdrew"}
+"""POST /v1/admin/campaigns/{campaign_id}/end."""
+
+WEBHOOK_EXAMPLE = {
+    "id": "mini-program", "url": "https://platform.example.com/hooks/carbon",
+    "kinds": ["event.credited", "challenge.completed"],
+    "reason": "the mini-program's backend is told of credits and completed challenges"}
+"""POST /v1/admin/webhooks."""
+
+REPLAY_EXAMPLE = {"reason": "the platform lost the notification in an outage"}
+"""POST /v1/admin/webhooks/{endpoint_id}/deliveries/{delivery_id}/replay."""

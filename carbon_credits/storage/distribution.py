@@ -42,6 +42,9 @@ DISTRIBUTED: dict[str, str] = {
     "leaderboard_privacy": "user_id",
     "team_members": "user_id",
     "friendships": "user_id",
+    "campaign_progress": "user_id",
+    "campaign_contributions": "user_id",
+    "campaign_bonuses": "user_id",
 }
 """User-owned tables: table -> the column holding the user key (co-located with users)."""
 
@@ -53,10 +56,12 @@ REFERENCE: frozenset[str] = frozenset({
     "erasures",
     "badges",
     "teams",
+    "campaigns", "webhook_endpoints",
 })
 """Cross-user tables written by admins, operators and merchants, read by everyone."""
 
-APART: dict[str, str] = {"report_rollups": "city", "provider_nonces": "provider_id"}
+APART: dict[str, str] = {"report_rollups": "city", "provider_nonces": "provider_id",
+                         "webhook_deliveries": "endpoint_id"}
 """Cross-user tables written on every ingest (rollups) or signed provider request (the
 nonces' replay store without Redis): distributed by a key of their own, not co-located with
 the user tables (no foreign key joins them)."""
@@ -97,6 +102,10 @@ EXCEPTIONS: dict[str, str] = {
     "reward_redemptions: foreign key (redemption_pk) -> redemptions (id) is not "
     "co-located":
         "becomes (user_id, redemption_pk) -> redemptions (user_id, id)",
+    "campaign_contributions: foreign key (event_pk) -> events (id) is not co-located":
+        "becomes (user_id, event_pk) -> events (user_id, id) (the row carries user_id)",
+    "campaign_bonuses: foreign key (event_pk) -> events (id) is not co-located":
+        "becomes (user_id, event_pk) -> events (user_id, id) (the row carries user_id)",
     # A user's table kept as a reference table.
     "provider_bindings: carries user_id but is not distributed by it":
         "a provider's reference of a user (user_ref) -> the user: read by (provider_id, "

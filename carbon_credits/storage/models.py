@@ -306,6 +306,10 @@ class TrustPolicy(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+LEDGER_KINDS_SQL = "'earn', 'redeem', 'reversal', 'adjustment', 'expiry', 'lapse', 'bonus'"
+"""The ledger's entry kinds (the kind CHECK; 'expiry' and 'lapse' since migration
+0009_expiry, 'bonus' since 0009_campaigns)."""
+
 OTHER_EVENT_ENTRIES = "event_pk IS NOT NULL AND kind NOT IN ('earn', 'reversal')"
 
 
@@ -327,14 +331,13 @@ class LedgerEntry(Base):
         Index("uq_ledger_entries_other", "event_pk", "kind", unique=True,
               postgresql_where=text(OTHER_EVENT_ENTRIES),
               sqlite_where=text(OTHER_EVENT_ENTRIES)),
-        CheckConstraint("kind IN ('earn', 'redeem', 'reversal', 'adjustment', 'expiry', "
-                        "'lapse')", name="kind"),
         # Unclaimed points lapse per event, as its points and nothing else.
         CheckConstraint("kind <> 'lapse' OR (points < 0 AND ug = 0 AND event_pk IS NOT NULL)",
                         name="lapse_takes_an_events_points"),
         # An expiry takes points and nothing else: no grams, no event, no redemption.
         CheckConstraint("kind <> 'expiry' OR (points < 0 AND ug = 0 AND event_pk IS NULL "
                         "AND redemption_pk IS NULL)", name="expiry_takes_points"),
+        CheckConstraint(f"kind IN ({LEDGER_KINDS_SQL})", name="kind"),
         # Spending can never overdraw an account, whatever the code above the database does.
         CheckConstraint("kind <> 'redeem' OR (balance_after >= 0 AND points < 0)",
                         name="redeem_covered"),
@@ -934,3 +937,119 @@ class Friendship(Base):
     state: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+class Campaign(Base):
+    """A time-boxed challenge (活动) an admin runs (carbon_credits/campaigns): a goal over
+    credited events in a city's local-date window, a bonus in points, and a budget that
+    ``spent_points`` only reaches by a conditional UPDATE (never beyond it)."""
+
+    __tablename__ = "campaigns"
+    __table_args__ = (
+        CheckConstraint("goal_events >= 1", name="goal_positive"),
+        CheckConstraint("bonus_points >= 1", name="bonus_positive"),
+        CheckConstraint("spent_points >= 0 AND spent_points <= budget_points",
+                        name="within_budget"),
+        CheckConstraint("ends_on >= starts_on", name="window"),
+        Index("ix_campaigns_city_window", "city", "ends_on"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    city: Mapped[str] = mapped_column(String(64))
+    mode: Mapped[str | None] = mapped_column(String(32))
+    """The mode whose events count; None: every mode."""
+    starts_on: Mapped[date] = mapped_column(Date)
+    ends_on: Mapped[date] = mapped_column(Date)
+    """Inclusive: events whose local date (the city's time) is in [starts_on, ends_on]."""
+    goal_events: Mapped[int] = mapped_column(Integer)
+    bonus_points: Mapped[int] = mapped_column(Integer)
+    budget_points: Mapped[int] = mapped_column(BigInteger)
+    spent_points: Mapped[int] = mapped_column(BigInteger, default=0)
+    title_zh: Mapped[str] = mapped_column(String(200))
+    title_en: Mapped[str] = mapped_column(String(200))
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column()
+    """Set when an admin ends it early: events after that no longer count."""
+
+
+class CampaignProgress(Base):
+    """A user's progress in a campaign, moved under the user's account lock."""
+
+    __tablename__ = "campaign_progress"
+    __table_args__ = (
+        CheckConstraint("state IN ('open', 'completed', 'unfunded')", name="known_state"),
+        CheckConstraint("(state = 'completed') = (bonus_points > 0)", name="bonus_held"),
+    )
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id"), primary_key=True)
+    events: Mapped[int] = mapped_column(Integer, default=0)
+    state: Mapped[str] = mapped_column(String(16), default="open")
+    """open; completed (the bonus held); unfunded (the goal met with the budget spent)."""
+    bonus_points: Mapped[int] = mapped_column(Integer, default=0)
+    completed_at: Mapped[datetime | None] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CampaignContribution(Base):
+    """An event counted toward a campaign (so its reversal un-counts exactly it)."""
+
+    __tablename__ = "campaign_contributions"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    event_pk: Mapped[int] = mapped_column(ForeignKey("events.id"), primary_key=True)
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id"), primary_key=True)
+
+
+class CampaignBonus(Base):
+    """Which campaign a 'bonus' ledger entry (user_id, seq) grants or takes back, and the
+    event that completed it or whose reversal took it back. Append-only, like the entry."""
+
+    __tablename__ = "campaign_bonuses"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id"), index=True)
+    event_pk: Mapped[int] = mapped_column(ForeignKey("events.id"))
+    points: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookEndpoint(Base):
+    """A client platform's endpoint for notifications out (carbon_credits/webhooks): the
+    kinds it subscribes to and the HMAC key deliveries are signed with (kept sealed, as a
+    provider's HMAC secret is)."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    kinds: Mapped[list[str]] = mapped_column(JsonType)
+    key_id: Mapped[str] = mapped_column(String(64))
+    secret_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """The outbox: one notification to one endpoint, written in the unit of work of what
+    it tells (so nothing is lost if the queue is down), then sent by a job, retried, and
+    idempotent for the receiver by its id (the Webhook-Delivery-Id header)."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        CheckConstraint("state IN ('pending', 'delivered', 'failed')", name="known_state"),
+        Index("ix_webhook_deliveries_state", "state", "created_at"),
+    )
+
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("webhook_endpoints.id"),
+                                             primary_key=True)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_attempt_at: Mapped[datetime | None] = mapped_column()
+    delivered_at: Mapped[datetime | None] = mapped_column()

@@ -28,7 +28,8 @@ from sqlalchemy.engine import Connection
 from carbon_credits.schemas import is_valid_id
 
 APPEND_ONLY = ("ledger_entries", "audit_log", "factor_versions", "networks", "network_stops",
-               "network_lines", "network_line_stops", "expiry_policies", "event_keys")
+               "network_lines", "network_line_stops", "expiry_policies", "event_keys",
+               "campaign_bonuses")
 """Tables whose rows, once written, only the owner may change (and whose triggers refuse
 even that for the first three). ``event_keys`` (an event id taken, across the months of
 events: storage/partitions.py) is written by the trigger on events only."""

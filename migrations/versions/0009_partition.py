@@ -32,7 +32,7 @@ from alembic import op
 from carbon_credits.storage import partitions
 
 revision = '0009_partition'
-down_revision = '0009_leaders'
+down_revision = '0009_campaigns'
 branch_labels = None
 depends_on = None
 

@@ -21,9 +21,11 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import update
 
 from carbon_credits.config import Config
 from carbon_credits.schemas.examples import EXAMPLE_DAY
+from carbon_credits.storage.models import WebhookEndpoint
 from methodology import METHODOLOGIES
 from tests import factories
 from tests.conftest import app_on_own_database
@@ -334,6 +336,54 @@ def run_badge_retire(c: Caller, spec: dict[str, Any], name: str, value: Any) -> 
                          headers=c.admin())
 
 
+def run_campaign(c: Caller, spec: dict[str, Any], name: str, value: Any) -> Any:
+    """The example under a new id (ids are unique)."""
+    return c.client.post("/v1/admin/campaigns", headers=c.admin(),
+                         json={**value, "id": f"doc-{uuid.uuid4().hex[:12]}"})
+
+
+def run_campaign_end(c: Caller, spec: dict[str, Any], name: str, value: Any) -> Any:
+    made = run_campaign(c, spec, name, body_examples(
+        spec["paths"]["/v1/admin/campaigns"]["post"])["example"])
+    assert made.status_code == 201, made.json
+    return c.client.post(f"/v1/admin/campaigns/{made.json['id']}/end", json=value,
+                         headers=c.admin())
+
+
+def new_webhook(c: Caller, value: Any) -> Any:
+    """The example under a new id, pointed at a port nothing listens on, disabled once
+    registered: the examples' later credits are to be sent nowhere."""
+    r = c.client.post("/v1/admin/webhooks", headers=c.admin(), json={
+        **value, "id": f"doc-{uuid.uuid4().hex[:12]}", "url": "http://127.0.0.1:9/hooks"})
+    return r
+
+
+def _disable_webhooks(c: Caller) -> None:
+    rt = c.client.application.extensions["carbon_credits"]
+    with rt.db.transaction() as session:
+        session.execute(update(WebhookEndpoint).values(enabled=False))
+
+
+def run_webhook(c: Caller, spec: dict[str, Any], name: str, value: Any) -> Any:
+    r = new_webhook(c, value)
+    _disable_webhooks(c)
+    return r
+
+
+def run_replay(c: Caller, spec: dict[str, Any], name: str, value: Any) -> Any:
+    """A delivery made for a credit (to a webhook of the documented example), replayed."""
+    made = new_webhook(c, body_examples(spec["paths"]["/v1/admin/webhooks"]["post"])[
+        "example"])
+    assert made.status_code == 201, made.json
+    _, auth = c.new_user()
+    c.post_event(auth, event_example(spec))
+    _disable_webhooks(c)
+    [sent, *_] = c.client.get(f"/v1/admin/webhooks/deliveries?endpoint_id={made.json['id']}",
+                              headers=c.admin()).json["items"]
+    return c.client.post(f"/v1/admin/webhooks/{made.json['id']}/deliveries/{sent['id']}"
+                         "/replay", json=value, headers=c.admin())
+
+
 BODY_RUNS: dict[tuple[str, str], Run] = {
     ("/v1/events", "post"): run_event,
     ("/v1/events/batch", "post"): run_batch,
@@ -364,6 +414,10 @@ BODY_RUNS: dict[tuple[str, str], Run] = {
     ("/v1/admin/badges", "post"): run_admin_json("/v1/admin/badges"),
     ("/v1/admin/badges/{code}", "patch"): run_badge_edit,
     ("/v1/admin/badges/{code}/retirement", "post"): run_badge_retire,
+    ("/v1/admin/campaigns", "post"): run_campaign,
+    ("/v1/admin/campaigns/{campaign_id}/end", "post"): run_campaign_end,
+    ("/v1/admin/webhooks", "post"): run_webhook,
+    ("/v1/admin/webhooks/{endpoint_id}/deliveries/{delivery_id}/replay", "post"): run_replay,
 }
 """How each operation's body examples are sent."""
 

@@ -21,7 +21,7 @@ from sqlalchemy import select, text
 from carbon_credits.config import Config
 from carbon_credits.factory import create_app
 from carbon_credits.ingest import events, idempotency
-from carbon_credits.ledger import chain, explain, verification
+from carbon_credits.ledger import chain, explain, hooks, verification
 from carbon_credits.schemas import load_event
 from carbon_credits.setup import MIGRATIONS, init_db, seed_defaults
 from carbon_credits.storage.models import Account, Event, LedgerEntry
@@ -130,10 +130,14 @@ def _at_0002(rt: Any, make_config: Callable[..., Config], tmp_path: Path) -> Ite
                  else (f"sqlite:///{tmp_path / 'at-0002.sqlite3'}", None))
     app = create_app(make_config(database_url=url))
     db = app.extensions["carbon_credits"].db
+    # Today's crediting hooks (campaigns, the webhook outbox) need 0009's tables: the
+    # rows of the old shape are written without them.
+    previous = hooks.install(())
     try:
         _migrate(db, "0002")
         yield app
     finally:
+        hooks.install(previous)
         db.dispose()
         if drop is not None:
             drop()

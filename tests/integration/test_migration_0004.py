@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from carbon_credits.config import Config
 from carbon_credits.factory import create_app
 from carbon_credits.ingest import events
-from carbon_credits.ledger import explain, reversals, verification
+from carbon_credits.ledger import explain, hooks, reversals, verification
 from carbon_credits.schemas import load_event
 from carbon_credits.setup import MIGRATIONS, seed_defaults
 from carbon_credits.storage.models import Base, Event
@@ -58,6 +58,9 @@ def _at_0003(rt: Any, make_config: Callable[..., Config], tmp_path: Path) -> Ite
                  else (f"sqlite:///{tmp_path / 'at-0003.sqlite3'}", None))
     app = create_app(make_config(database_url=url))
     db = app.extensions["carbon_credits"].db
+    # Today's crediting hooks (campaigns, the webhook outbox) need 0009's tables: the
+    # rows of the old shape are written without them.
+    previous = hooks.install(())
     try:
         _alembic(db, command.upgrade, BEFORE)
         with db.engine.begin() as conn:
@@ -65,6 +68,7 @@ def _at_0003(rt: Any, make_config: Callable[..., Config], tmp_path: Path) -> Ite
                                                    for t in LATER_TABLES])
         yield app
     finally:
+        hooks.install(previous)
         db.dispose()
         if drop is not None:
             drop()

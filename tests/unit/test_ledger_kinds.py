@@ -56,7 +56,7 @@ def test_an_adjustment_is_only_a_cancelled_reward_redemptions_refund(
 
 
 def test_a_kind_no_code_path_writes_is_forged() -> None:
-    assert "written by no code path" in str(_kind_problem(_entry("bonus", 5), None, None, None))
+    assert "written by no code path" in str(_kind_problem(_entry("gift", 5), None, None, None))
 
 
 def test_chain_keys_parse_in_order_and_bad_ones_name_the_setting() -> None:

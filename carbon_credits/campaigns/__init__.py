@@ -1,0 +1,1 @@
+"""Campaigns (活动): time-boxed challenges with a bonus in points within a budget."""
