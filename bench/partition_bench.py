@@ -51,6 +51,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from alembic import command  # noqa: E402
 from alembic.config import Config as AlembicConfig  # noqa: E402
+from alembic.script import ScriptDirectory  # noqa: E402
 from benchlib import drop_database, fresh_database, libpq  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
@@ -111,7 +112,9 @@ def prepare() -> dict[str, Any]:
     with flat.db.engine.begin() as conn:
         cfg.attributes["connection"] = conn
         # Only the partitioning undone: to the revision before it (it is the last one).
-        before = ScriptDirectory.from_config(cfg).get_revision("0009_partition").down_revision
+        partition = ScriptDirectory.from_config(cfg).get_revision("0009_partition")
+        assert partition is not None
+        before = partition.down_revision
         command.downgrade(cfg, str(before))
     with flat.db.engine.connect() as conn:
         flat_partitioned = partitions.is_partitioned(conn)
