@@ -11,6 +11,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from carbon_credits import cli
 from carbon_credits.account import hooks as account_hooks
+from carbon_credits.account import personal_data as account_data
 from carbon_credits.antifraud import personal_data as antifraud_data
 from carbon_credits.antifraud.ratelimit import Limiter, LocalLimiter, RedisLimiter
 from carbon_credits.api import i18n, register_blueprints
@@ -18,11 +19,14 @@ from carbon_credits.api import metrics as api_metrics
 from carbon_credits.api.errors import register_error_handlers
 from carbon_credits.api.extensions import JsonErrorApi
 from carbon_credits.api.requests import drain_unread_body
+from carbon_credits.badges import personal_data as badges_data
+from carbon_credits.campaigns import personal_data as campaigns_data
 from carbon_credits.campaigns import progress
 from carbon_credits.config import Config
 from carbon_credits.ingest import events
 from carbon_credits.ingest import personal_data as ingest_data
 from carbon_credits.ingest.group_commit import GroupCommit
+from carbon_credits.leaderboards import personal_data as leaderboards_data
 from carbon_credits.leaderboards.store import MemoryStore, RedisStore
 from carbon_credits.ledger import chain, hooks
 from carbon_credits.ledger import personal_data as ledger_data
@@ -33,14 +37,17 @@ from carbon_credits.rewards import personal_data as rewards_data
 from carbon_credits.runtime import Runtime
 from carbon_credits.setup import init_db
 from carbon_credits.storage.db import Database
+from carbon_credits.teams import personal_data as teams_data
 from carbon_credits.tokens import TokenCodec
 from carbon_credits.webhooks import delivery, outbox
+from carbon_credits.webhooks import personal_data as webhooks_data
 
 REDIS_TIMEOUT_S = 0.5
 """Redis calls sit on the ingest path: fail fast and apply the failure policy."""
 
 PERSONAL_DATA = (privacy_data, ledger_data, ingest_data, antifraud_data, providers_data,
-                 rewards_data)
+                 rewards_data, account_data, badges_data, leaderboards_data, teams_data,
+                 campaigns_data, webhooks_data)
 """The features' personal-data holders (each module registers its own with
 ``privacy.registry`` when imported): a feature with a table of users' rows adds its module
 here (GET /v1/me/export and erasure cover it then; tests/security/

@@ -11,6 +11,7 @@ from carbon_credits.api.auth import current_principal, requires
 from carbon_credits.api.extensions import runtime
 from carbon_credits.api.requests import Blueprint, limit_rate
 from carbon_credits.errors import NotFound
+from carbon_credits.leaderboards import service as leaderboards
 from carbon_credits.ledger import chain
 from carbon_credits.privacy import consents, erasure, export
 from carbon_credits.privacy.notices import NOTICES
@@ -105,8 +106,11 @@ class Export(MethodView):
 
 def _erase(user_id: str, actor: str, reason: str) -> dict[str, Any]:
     rt = runtime()
-    return erasure.erase(rt.db, user_id, chain.keyring().keys, actor, reason,
-                         {"catalog": rt.catalog, "config": rt.config}, rt.erased).view()
+    cities = leaderboards.cities_of(rt, user_id)  # read before the rows move
+    erased = erasure.erase(rt.db, user_id, chain.keyring().keys, actor, reason,
+                           {"catalog": rt.catalog, "config": rt.config}, rt.erased)
+    leaderboards.forget(rt, user_id, cities)  # the boards, after the commit
+    return erased.view()
 
 
 @blp.route("/me")

@@ -4,14 +4,14 @@ built on read, as ``GET /v1/events/{event_id}`` shows it), and their erasure."""
 from __future__ import annotations
 
 from datetime import date, datetime, time, tzinfo
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Table, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from carbon_credits.ledger import explain
 from carbon_credits.privacy.registry import Holder, Subject, columns, register
-from carbon_credits.storage.models import Event
+from carbon_credits.storage.models import Event, EventKey
 
 
 def _export(session: Session, subject: Subject) -> list[dict[str, Any]]:
@@ -29,12 +29,20 @@ def _erase(session: Session, subject: Subject, pseudonym: str) -> None:
     line, device, the times of day (the local day's start instead), the payload hash (a
     guessed trip could be tested against it) and the notes that name other trips."""
     tz = subject.services["config"].tz
-    rows = session.execute(select(Event.id, Event.local_date, Event.notes).where(
-        Event.user_id == subject.user_id)).all()
+    rows = session.execute(select(Event.id, Event.local_date, Event.notes, Event.event_id)
+                           .where(Event.user_id == subject.user_id)).all()
     session.execute(update(Event), [
         {**_without_details(event_pk, local_date, notes, tz, "erasure"),
          "user_id": pseudonym, "event_id": f"x{event_pk}"}
-        for event_pk, local_date, notes in rows])
+        for event_pk, local_date, notes, _ in rows])
+    # The ids taken across the months of events (storage/partitions.py) follow their events.
+    keys = cast(Table, EventKey.__table__)
+    if rows:
+        session.execute(
+            update(keys).where(keys.c.user_id == subject.user_id,
+                               keys.c.event_id == bindparam("b_old"))
+            .values(user_id=pseudonym, event_id=bindparam("b_new")),
+            [{"b_old": event_id, "b_new": f"x{event_pk}"} for event_pk, _, _, event_id in rows])
 
 
 def _without_details(event_pk: int, local_date: date, notes: dict[str, Any] | None,
@@ -67,4 +75,4 @@ def reduce_old_trips(session: Session, before: date, tz: tzinfo, limit: int) -> 
     return len(rows)
 
 
-HOLDER = register(Holder("events", ("events",), _export, _erase, order=300))
+HOLDER = register(Holder("events", ("events", "event_keys"), _export, _erase, order=300))

@@ -296,6 +296,24 @@ def _cities_of(session: Any, user_id: str, home: str | None = None) -> list[str]
     return sorted(cities)
 
 
+def cities_of(rt: Runtime, user_id: str) -> list[str]:
+    """The cities whose boards may hold ``user_id`` (their events', team's and home)."""
+    with rt.db.transaction() as session:
+        user = session.get(User, user_id)
+        return _cities_of(session, user_id, user.city if user else None)
+
+
+def forget(rt: Runtime, user_id: str, cities: Iterable[str]) -> None:
+    """``remove_user`` after an erasure committed: a Redis failure is logged, not raised
+    (the erasure stands; the user's entries now carry a pseudonym, so ``flask
+    rebuild-leaderboards`` leaves the subject out)."""
+    try:
+        remove_user(rt, user_id, cities)
+    except Exception:  # noqa: BLE001 - any store failure: the rebuild repairs it
+        log.warning("leaderboards: erased user not removed; run rebuild-leaderboards",
+                    exc_info=True)
+
+
 def remove_user(rt: Runtime, user_id: str, cities: Iterable[str] | None = None) -> None:
     """Take a user off every board (erasure): of ``cities``, or of every city they have
     events or a team in. Raises the store's error if Redis fails (the caller retries).

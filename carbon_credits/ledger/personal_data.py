@@ -16,8 +16,10 @@ from carbon_credits.storage.models import (
     Account,
     AnnualUsage,
     DailyUsage,
+    ExpiryState,
     LedgerChainStart,
     LedgerEntry,
+    PointClaim,
     Redemption,
     User,
 )
@@ -98,3 +100,23 @@ ACCOUNT = register(Holder("account", ("users", "accounts", "daily_usage", "annua
 LEDGER = register(Holder("ledger", ("ledger_entries",), _ledger, _erase_ledger, order=500))
 REDEMPTIONS = register(Holder("redemptions", ("redemptions",), _redemptions,
                               _erase_redemptions, order=400))
+
+
+def _lots(session: Session, subject: Subject) -> dict[str, Any]:
+    lots = session.get(ExpiryState, subject.user_id)
+    claims = session.get(PointClaim, subject.user_id)
+    return {"expiry_state": None if lots is None else columns(lots),
+            "claims": None if claims is None else columns(claims)}
+
+
+def _erase_lots(session: Session, subject: Subject, pseudonym: str) -> None:
+    """Moved to the pseudonym with the entries they fold (verify-ledger compares the stored
+    lots with the fold of the account's entries at their seq)."""
+    for table in (ExpiryState, PointClaim):
+        session.execute(update(table).where(table.user_id == subject.user_id)
+                        .values(user_id=pseudonym))
+
+
+LOTS = register(Holder("points_lots", ("expiry_states", "point_claims"), _lots, _erase_lots,
+                       order=450))
+"""The account's points by expiry date and its claim watermark (ledger/expiry.py)."""
