@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date, datetime, time, tzinfo
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, or_, select, update
+from sqlalchemy import Table, Update, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from carbon_credits.ledger import explain
@@ -31,13 +31,13 @@ def _erase(session: Session, subject: Subject, pseudonym: str) -> None:
     tz = subject.services["config"].tz
     rows = session.execute(select(Event.id, Event.local_date, Event.notes, Event.event_id)
                            .where(Event.user_id == subject.user_id)).all()
-    session.execute(update(Event), [
-        {**_without_details(event_pk, local_date, notes, tz, "erasure"),
-         "user_id": pseudonym, "event_id": f"x{event_pk}"}
-        for event_pk, local_date, notes, _ in rows])
-    # The ids taken across the months of events (storage/partitions.py) follow their events.
-    keys = cast(Table, EventKey.__table__)
     if rows:
+        session.execute(_changing(*CLEARED, "user_id", "event_id"), [
+            {**_without_details(event_pk, local_date, notes, tz, "erasure"),
+             "b_user_id": pseudonym, "b_event_id": f"x{event_pk}"}
+            for event_pk, local_date, notes, _ in rows])
+        # The ids taken across the months of events (storage/partitions.py) follow them.
+        keys = cast(Table, EventKey.__table__)
         session.execute(
             update(keys).where(keys.c.user_id == subject.user_id,
                                keys.c.event_id == bindparam("b_old"))
@@ -50,9 +50,21 @@ def _without_details(event_pk: int, local_date: date, notes: dict[str, Any] | No
     """An event's trip details cleared: stations, line, device, times of day (the local
     day's start instead), payload hash; its notes reduced (``explain.reduced_notes``)."""
     day = datetime.combine(local_date, time(0), tzinfo=tz)
-    return {"id": event_pk, "occurred_at": day, "created_at": day, "ends_at": None,
-            "origin": None, "destination": None, "line_id": None, "device_id": None,
-            "payload_hash": bytes(32), "notes": explain.reduced_notes(notes, why)}
+    return {"b_id": event_pk, "b_occurred_at": day, "b_created_at": day, "b_ends_at": None,
+            "b_origin": None, "b_destination": None, "b_line_id": None, "b_device_id": None,
+            "b_payload_hash": bytes(32), "b_notes": explain.reduced_notes(notes, why)}
+
+
+EVENTS = cast(Table, Event.__table__)
+CLEARED = ("occurred_at", "created_at", "ends_at", "origin", "destination", "line_id",
+           "device_id", "payload_hash", "notes")
+
+
+def _changing(*names: str) -> Update:
+    """An UPDATE of these columns of one event, found by its id alone (whatever the events
+    table's primary key becomes), run once per row of values (``b_<column>``)."""
+    return update(EVENTS).where(EVENTS.c.id == bindparam("b_id")).values(
+        {name: bindparam(f"b_{name}", type_=EVENTS.c[name].type) for name in names})
 
 
 DETAILED = or_(Event.origin.is_not(None), Event.destination.is_not(None),
@@ -69,7 +81,7 @@ def reduce_old_trips(session: Session, before: date, tz: tzinfo, limit: int) -> 
         Event.local_date < before, Event.status != "held", DETAILED)
         .order_by(Event.local_date, Event.id).limit(limit)).all()
     if rows:
-        session.execute(update(Event), [
+        session.execute(_changing(*CLEARED), [
             _without_details(event_pk, local_date, notes, tz, "retention")
             for event_pk, local_date, notes in rows])
     return len(rows)
