@@ -6,7 +6,9 @@ window (at most 84 days), and the balance, in one round trip on PostgreSQL
 (``sql.read_together``). Only a current streak older than the window reads further back,
 366 green days a round trip.
 
-Rank in the city and district is not here yet: the leaderboards (Redis) add it.
+Rank in the city (all time and this month) comes from the leaderboards, one more round
+trip to Redis (``leaderboards.service.rank_of``); when the boards cannot be read the screen
+still answers, with ``rank`` null, rather than a 503 for a part of it.
 """
 
 from __future__ import annotations
@@ -17,14 +19,19 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, select
 
 from carbon_credits.account import aggregates, history
+from carbon_credits.errors import ServiceError
+from carbon_credits.leaderboards import service as leaderboards
 from carbon_credits.runtime import Runtime
-from carbon_credits.storage.models import Account
+from carbon_credits.storage.models import Account, User
 from carbon_credits.storage.sql import Prebuilt, read_together
 from carbon_credits.tokens import Principal
 from methodology.equivalents import equivalents_of
 
 ACCOUNTS = cast(Table, Account.__table__)
-_BALANCE = Prebuilt(lambda _: select(ACCOUNTS.c.balance_points, ACCOUNTS.c.lifetime_points)
+USERS = cast(Table, User.__table__)
+_BALANCE = Prebuilt(lambda _: select(ACCOUNTS.c.balance_points, ACCOUNTS.c.lifetime_points,
+                                     USERS.c.city)
+                    .join(USERS, USERS.c.id == ACCOUNTS.c.user_id)
                     .where(ACCOUNTS.c.user_id == bindparam("user")))
 _STREAK_PAGE = 366
 """Green days read per round trip when the current streak goes back beyond the window."""
@@ -55,4 +62,16 @@ def carbon_account(rt: Runtime, principal: Principal) -> dict[str, Any]:
     view["balance"] = balance[0][0] if balance else 0
     view["lifetime_points"] = balance[0][1] if balance else 0
     view["equivalents"] = equivalents_of(view.pop("total_grams"))
+    city = balance[0][2] if balance else (principal.city or rt.config.default_city)
+    view["rank"] = _rank(rt, user_id, city)
     return view
+
+
+def _rank(rt: Runtime, user_id: str, city: str) -> dict[str, Any] | None:
+    """The user's standing on their city's boards, all time and this month; None when the
+    boards cannot be read (the rest of the screen stands)."""
+    try:
+        return {"city": city, "all": leaderboards.rank_of(rt, user_id, city, "all"),
+                "month": leaderboards.rank_of(rt, user_id, city, "month")}
+    except ServiceError:
+        return None

@@ -56,6 +56,20 @@ class TrendsSchema(Schema):
         "description": "the last 12 calendar months, this one last"})
 
 
+class StandingSchema(Schema):
+    rank = fields.Integer(metadata={"description": "1 for the first place"})
+    grams = fields.Integer(metadata={"description": "credited avoided CO2 on the board"})
+    of = fields.Integer(metadata={"description": "people on the board"})
+
+
+class RankSchema(Schema):
+    city = fields.String()
+    all = fields.Nested(StandingSchema, allow_none=True, metadata={
+        "description": "all time; null when not on the board yet"})
+    month = fields.Nested(StandingSchema, allow_none=True, metadata={
+        "description": "this calendar month in the city's time"})
+
+
 class StreakSchema(Schema):
     days = fields.Integer(metadata={"description": "green-travel days in a row (a day with "
                                                    "a credited event of any mode), ending "
@@ -96,3 +110,6 @@ class CarbonAccountSchema(Schema):
     equivalents = fields.List(fields.Nested(EquivalentSchema), metadata={
         "description": "lifetime grams in everyday terms, each from a cited factor"})
     streak = fields.Nested(StreakSchema)
+    rank = fields.Nested(RankSchema, allow_none=True, metadata={
+        "description": "standing on the city's leaderboards (GET /v1/leaderboards/city); "
+                       "null when the boards cannot be read just now"})

@@ -6,8 +6,10 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+import redis
 from flask.testing import FlaskClient
 
+from carbon_credits.runtime import Runtime
 from tests import factories
 
 
@@ -61,6 +63,24 @@ def test_totals_trends_and_streak_follow_credited_events(
     trees = next(e for e in screen["equivalents"] if e["name"] == "trees")
     assert trees["factor"]["unit"].startswith("g CO2") and "EPA" in trees["factor"]["source"]
     assert screen["balance"] == screen["lifetime_points"] == 4 * 376 + 100
+    rank = screen["rank"]  # the city's boards, read with the screen
+    assert rank["city"] == "shenzhen"
+    assert rank["all"]["grams"] == 4 * 376 + 100 and 1 <= rank["all"]["rank"] <= rank["all"]["of"]
+    assert rank["month"]["grams"] >= 376 and rank["month"]["rank"] >= 1
+
+
+def test_the_screen_answers_without_rank_when_the_boards_cannot_be_read(
+        client: FlaskClient, auth: dict[str, str], rt: Runtime,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    _post(client, auth, factories.metro(start=factories.today_at(8)))
+
+    def down(*_args: Any) -> None:
+        raise redis.exceptions.ConnectionError("the boards' Redis is down")
+
+    monkeypatch.setattr(rt.leaderboards, "standing", down)
+    r = client.get("/v1/me/carbon-account", headers=auth)
+    assert r.status_code == 200 and r.json["rank"] is None
+    assert r.json["lifetime"]["modes"]["metro"]["events"] == 1
 
 
 def test_a_reversal_takes_the_event_out_and_breaks_the_streak(
