@@ -96,18 +96,19 @@ def plain_update(dsn: str) -> float:
         return time.perf_counter() - started
 
 
-def job_process(now: datetime) -> subprocess.Popen[str]:
+def job_process(now: datetime, batch: int) -> subprocess.Popen[str]:
     """The job in a process of its own, as cron runs it."""
     return subprocess.Popen(
-        [sys.executable, __file__, "--job", now.isoformat()], stdout=subprocess.PIPE,
-        text=True, env={**os.environ})
+        [sys.executable, __file__, "--job", now.isoformat(), "--job-batch", str(batch)],
+        stdout=subprocess.PIPE, text=True, env={**os.environ})
 
 
-def run_job(now_iso: str) -> None:
+def run_job(now_iso: str, batch: int) -> None:
     from carbon_credits.ledger import expiring
     app = benchlib.in_process_app()
     started = time.perf_counter()
-    run = expiring.expire_due(app.extensions["carbon_credits"], datetime.fromisoformat(now_iso))
+    run = expiring.expire_due(app.extensions["carbon_credits"], datetime.fromisoformat(now_iso),
+                              batch=batch)
     print(json.dumps({"seconds": time.perf_counter() - started, "accounts": run.accounts,
                       "expired_accounts": run.expired_accounts,
                       "expired_points": run.expired_points, "batches": run.batches}))
@@ -165,10 +166,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4, help="ingest threads")
     parser.add_argument("--ingest-seconds", type=float, default=30)
     parser.add_argument("--admin-dsn", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--job-batch", type=int, default=500,
+                        help="accounts per transaction of the job (its --batch)")
     parser.add_argument("--job", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.job:
-        run_job(args.job)
+        run_job(args.job, args.job_batch)
         return
     dsn = benchlib.libpq(args.admin_dsn, DB)
     benchlib.fresh_database(args.admin_dsn, DB)
@@ -176,14 +179,14 @@ def main() -> None:
     benchlib.in_process_app()  # migrate and seed
     now = datetime.now(UTC)
     out: dict[str, object] = {"accounts": args.accounts, "entries_per_account": args.entries,
-                              "load_before": os.getloadavg()}
+                              "job_batch": args.job_batch, "load_before": os.getloadavg()}
     started = time.perf_counter()
     out["entries"] = populate(dsn, args.accounts, args.entries, now)
     out["populate_s"] = round(time.perf_counter() - started, 1)
     print(json.dumps(out), flush=True)
 
     out["update_1_s"] = round(plain_update(dsn), 2)
-    first = job_process(now)
+    first = job_process(now, args.job_batch)
     stdout, _ = first.communicate()
     out["job_1"] = json.loads(stdout.strip().splitlines()[-1])
     out["update_2_s"] = round(plain_update(dsn), 2)
@@ -192,7 +195,7 @@ def main() -> None:
     ingest = Ingest(args.threads, args.accounts)
     alone_1 = ingest.measure(args.ingest_seconds)
     later = now + timedelta(days=60)
-    second = job_process(later)
+    second = job_process(later, args.job_batch)
     during = ingest.measure(0, until=second)
     stdout, _ = second.communicate()
     out["job_2"] = json.loads(stdout.strip().splitlines()[-1])

@@ -54,6 +54,45 @@ def script_texts(locale: str) -> dict[str, str]:
     }
 
 
+def _page(template: str, days: int, texts: dict[str, str]) -> Response:
+    """A dashboard page in the request's language, under a strict CSP with a nonce."""
+    rt = runtime()
+    today = rt.clock().astimezone(rt.config.tz).date()
+    nonce = secrets.token_urlsafe(16)
+    locale = i18n.locale()
+    other = next(name for name in LANGUAGE_NAMES if name != locale)
+    html = render_template(template, nonce=nonce, default_to=today.isoformat(),
+                           default_from=(today - timedelta(days=days - 1)).isoformat(),
+                           html_lang=locale.replace("_", "-"), other_lang=other,
+                           other_lang_name=LANGUAGE_NAMES[other], texts=texts)
+    response = Response(html, mimetype="text/html")
+    response.headers["Content-Security-Policy"] = (
+        f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
+        "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; "
+        "frame-ancestors 'none'")
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@blp.route("/dashboard/points")
+class PointsDashboard(MethodView):
+    @blp.doc(responses={"200": {"description": "the points dashboard page",
+                                "content": {"text/html": {"schema": {"type": "string"}}}}})
+    def get(self) -> Response:
+        """Points dashboard: points outstanding, expiring and redeemed per period."""
+        locale = i18n.locale()
+        return _page("points_dashboard.html", 365, {
+            "language": locale.replace("_", "-"),
+            "paste_token": _("Paste a partner token to see the report."),
+            "loading": _("Loading…"),
+            "no_answer": _("The service did not answer: {error}"),
+            "error": _("error"),
+            "range": _("{city}, {from} to {to}"),
+        })
+
+
 @blp.route("/dashboard")
 class Dashboard(MethodView):
     @blp.doc(responses={"200": {"description": "the dashboard page",

@@ -8,11 +8,14 @@ entry per account with lots due. Folding later gives the same lots as folding at
 since the rules read only the entries and their order, so spending stays oldest-first
 without the spending path reading or writing any lot.
 
-The job goes through the accounts in batches of ``BATCH``, one short transaction each
-(the batch's accounts locked in user id order, as ingest locks them): ingest waits at most
-one batch's work for an account it shares with the job, never the whole run. Running it
-twice, or two at once, expires nothing twice: a lot's points are taken once, and a second
-run re-reads the lots under the lock.
+The job goes through the accounts in batches of ``BATCH``: it folds a batch without any
+lock (lots folded up to entry S are right whatever is written later: entries never change),
+stores the lots (a newer state is never replaced by an older one), then locks only the
+accounts with points due (in user id order, as ingest locks them), folds what was written
+meanwhile and writes their 'expiry' entries. Ingest waits at most for that last short
+transaction, for an account it shares with it. Running the job twice, or two at once,
+expires nothing twice: a lot's points are taken once, and a second run re-reads the lots
+under the lock.
 """
 
 from __future__ import annotations
@@ -88,30 +91,50 @@ def expire_due(rt: Runtime, now: datetime | None = None, batch: int = BATCH) -> 
         return run
     after = ""
     while True:
+        # 1. No lock: fold the batch's new entries, as of one snapshot of the ledger.
         with rt.db.transaction() as session:
             users = list(session.scalars(_candidates(cities, today, after, batch)))
             if not users:
                 break
             after = users[-1]
             run.batches += 1
+            folded = dict(_fold(session, users, history, tz))
+        run.accounts += len(folded)
+        # 2. No account lock: keep the lots. Lots folded up to entry S are right whatever
+        # is written after S (entries never change); a newer state is never replaced.
+        with rt.db.transaction() as session:
+            _save(session, [_state(user, lots, now) for user, lots in folded.items()])
+        # 3. Only the accounts with points due are locked, only to write their entries:
+        # the entries written since step 1 are folded again under the lock.
+        due_users = [user for user, lots in folded.items() if expiry_amount(lots, today)]
+        if not due_users:
+            continue
+        with rt.db.transaction() as session:
             written, states = [], []
-            for account, lots in _fold_locked(session, users, history, tz):
-                run.accounts += 1
+            accounts = list(session.scalars(
+                select(Account).where(Account.user_id.in_(due_users))
+                .order_by(Account.user_id).with_for_update()))
+            relocked = dict(_fold(session, due_users, history, tz))
+            for account in accounts:
+                lots = relocked[account.user_id]
                 due = expiry_amount(lots, today)
                 if due > 0:
                     written.append(entries.expiry_entry(account, points=due, now=now))
                     fold(lots, [Entry(account.entry_count, "expiry", -due, now)], [], tz)
                     run.expired_accounts += 1
                     run.expired_points += due
-                states.append({"user_id": account.user_id, "seq": lots.seq,
-                               "next_due": lots.next_due(), "lots": lots.to_json(),
-                               "updated_at": now})
+                    states.append(_state(account.user_id, lots, now))
             # One statement each for the batch: the entries, then the lots (the accounts'
             # new balances and chain heads are flushed with them).
             if written:
                 session.execute(insert(LedgerEntry), written)
             _save(session, states)
     return run
+
+
+def _state(user_id: str, lots: Lots, now: datetime) -> dict[str, Any]:
+    return {"user_id": user_id, "seq": lots.seq, "next_due": lots.next_due(),
+            "lots": lots.to_json(), "updated_at": now}
 
 
 def _candidates(cities: Sequence[str], today: date, after: str, batch: int
@@ -126,40 +149,40 @@ def _candidates(cities: Sequence[str], today: date, after: str, batch: int
             .order_by(Account.user_id).limit(batch))
 
 
-def _fold_locked(session: Session, users: Sequence[str], history: dict[str, list[Policy]],
-                 tz: ZoneInfo) -> Iterator[tuple[Account, Lots]]:
-    """Lock the accounts (user id order), and fold each one's new entries into its lots."""
-    accounts = list(session.scalars(select(Account).where(Account.user_id.in_(users))
-                                    .order_by(Account.user_id).with_for_update()))
-    cities = dict(session.execute(select(User.id, User.city).where(User.id.in_(users))).all())
-    states = {s.user_id: Lots.from_json(s.lots) for s in session.scalars(
-        select(ExpiryState).where(ExpiryState.user_id.in_(users)))}
-    new = _new_entries(session, users)
-    for account in accounts:
-        lots = states.get(account.user_id) or Lots()
-        fold(lots, new.get(account.user_id, []), history.get(cities[account.user_id], []), tz)
-        yield account, lots
+def _fold(session: Session, users: Sequence[str], history: dict[str, list[Policy]],
+          tz: ZoneInfo) -> Iterator[tuple[str, Lots]]:
+    """Each user's stored lots with the entries written since folded in, in user id order
+    (the caller holds the accounts' locks when it writes entries from them)."""
+    for user, (city, lots, new) in sorted(_stored_and_new(session, users).items()):
+        yield user, fold(lots, new, history.get(city, []), tz)
 
 
-def _new_entries(session: Session, users: Sequence[str]) -> dict[str, list[Entry]]:
-    """Each user's entries after its folded ``seq``, in order, with the time a reversed
-    event was earned (its lot)."""
+def _stored_and_new(session: Session, users: Sequence[str]
+                    ) -> dict[str, tuple[str, Lots, list[Entry]]]:
+    """Each user's city, stored lots and the entries after them, with the time a reversed
+    or lapsed event was earned (its lot). One statement, so one snapshot: the lots and the
+    entries after their seq agree even while another run stores newer lots."""
     earn = aliased(LedgerEntry)
-    state = aliased(ExpiryState)
     rows = session.execute(
-        select(LedgerEntry.user_id, LedgerEntry.seq, LedgerEntry.kind, LedgerEntry.points,
-               LedgerEntry.created_at, LedgerEntry.event_pk, LedgerEntry.redemption_pk,
-               earn.created_at)
-        .outerjoin(state, state.user_id == LedgerEntry.user_id)
+        select(User.id, User.city, ExpiryState.seq, ExpiryState.lots, LedgerEntry.seq,
+               LedgerEntry.kind, LedgerEntry.points, LedgerEntry.created_at,
+               LedgerEntry.event_pk, LedgerEntry.redemption_pk, earn.created_at)
+        .select_from(User)
+        .outerjoin(ExpiryState, ExpiryState.user_id == User.id)
+        .outerjoin(LedgerEntry, and_(LedgerEntry.user_id == User.id, LedgerEntry.seq
+                                     > func.coalesce(ExpiryState.seq, literal(0))))
         .outerjoin(earn, and_(LedgerEntry.kind.in_(OWN_LOT_FIRST),
                               earn.event_pk == LedgerEntry.event_pk, earn.kind == "earn"))
-        .where(LedgerEntry.user_id.in_(users),
-               LedgerEntry.seq > func.coalesce(state.seq, literal(0)))
-        .order_by(LedgerEntry.user_id, LedgerEntry.seq))
-    out: dict[str, list[Entry]] = defaultdict(list)
-    for user_id, seq, kind, points, created_at, event_pk, redemption_pk, earned_at in rows:
-        out[user_id].append(Entry(seq, kind, points, created_at, event_pk, redemption_pk,
-                                  earned_at))
+        .where(User.id.in_(users))
+        .order_by(User.id, LedgerEntry.seq))
+    out: dict[str, tuple[str, Lots, list[Entry]]] = {}
+    for (user, city, _, stored, seq, kind, points, created_at, event_pk, redemption_pk,
+         earned_at) in rows:
+        if user not in out:
+            out[user] = (city, Lots.from_json(stored), [])
+        if seq is not None:
+            out[user][2].append(Entry(seq, kind, points, created_at, event_pk,
+                                      redemption_pk, earned_at))
     return out
 
 
@@ -172,7 +195,8 @@ def _save(session: Session, states: list[dict[str, Any]]) -> None:
     session.execute(upsert.on_conflict_do_update(
         index_elements=[ExpiryState.user_id],
         set_={name: upsert.excluded[name] for name in ("seq", "next_due", "lots",
-                                                        "updated_at")}), states)
+                                                        "updated_at")},
+        where=ExpiryState.seq < upsert.excluded.seq), states)
 
 
 def lots_of(session: Session, user_id: str, city: str, tz: ZoneInfo) -> Lots | None:
@@ -181,10 +205,7 @@ def lots_of(session: Session, user_id: str, city: str, tz: ZoneInfo) -> Lots | N
     history = policies(session)
     if city not in _expiring_cities(history):
         return None
-    row = session.get(ExpiryState, user_id)
-    lots = Lots.from_json(row.lots if row is not None else None)
-    return fold(lots, _new_entries(session, [user_id]).get(user_id, []),
-                history.get(city, []), tz)
+    return dict(_fold(session, [user_id], history, tz)).get(user_id, Lots())
 
 
 def expiring_soon(session: Session, user_id: str, city: str, tz: ZoneInfo, today: date,

@@ -35,6 +35,10 @@ from carbon_credits.runtime import Runtime
 from carbon_credits.storage.models import Account, LedgerEntry, PointClaim, User
 from carbon_credits.tokens import Principal
 
+LAPSE_GRACE = timedelta(days=2)
+"""How long past its window an unclaimed credit may still be lapsed (runs of the job
+missed); older ones count as claimed."""
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -80,7 +84,10 @@ def held(session: Session, user_id: str, rule: Rule | None, now: datetime) -> He
     else:
         resolved = session.scalar(select(PointClaim.resolved_seq)
                                   .where(PointClaim.user_id == user_id)) or 0
-        query = query.where(LedgerEntry.seq > resolved)
+        # Credits older than the window and a grace for missed job runs count as claimed:
+        # a claim window enabled for a city with a history does not lapse its past points.
+        query = query.where(LedgerEntry.seq > resolved, LedgerEntry.created_at
+                            > now - rule.delay - rule.claim - LAPSE_GRACE)
     for seq, event_pk, points, created_at in session.execute(query.order_by(LedgerEntry.seq)):
         if created_at > now - rule.delay:
             out.pending += points

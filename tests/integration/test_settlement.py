@@ -93,3 +93,17 @@ def test_a_city_without_a_claim_window_needs_no_claim(rt: Runtime) -> None:
     with rt.db.transaction() as s:
         assert settlement.summary(s, who.sub, who.city or "", 5, rt.config, utcnow()) == {
             "available": 5, "pending": 0, "unclaimed": 0}
+
+
+def test_a_claim_window_enabled_later_does_not_lapse_past_points(
+        make_app: Callable[..., Flask], rt: Runtime) -> None:
+    """Credits written long before the window (older than it and its grace) count as
+    claimed: spendable, never lapsed."""
+    city = new_city()
+    who = Principal(f"u-{uuid.uuid4().hex[:16]}", "user", city)
+    earn(rt, who, 30)  # before the city had a claim window
+    later = make_app(claim_days={city: 7}).extensions["carbon_credits"]
+    assert settlement.lapse_unclaimed(later, utcnow() + timedelta(days=30)) == 0
+    later.clock = lambda: utcnow() + timedelta(days=30)
+    spend(later, who, 30)
+    assert kinds(rt, who.sub) == [("earn", 30), ("redeem", -30)]

@@ -38,7 +38,7 @@ ALLOWED: list[tuple[str, set[str]]] = [
 """Path prefix -> the roles that may call it (DESIGN.md section 4). Provider routes: no
 role; they take a provider's signature (RFC 9421), and a bearer token of any role is 401."""
 PUBLIC = {"/v1/methodologies", "/v1/privacy-notice", "/healthz", "/readyz", "/metrics",
-          "/dashboard"}
+          "/dashboard", "/dashboard/points"}  # pages: their data comes from token-checked reports
 ROLES = ("user", "partner", "admin", "merchant")
 
 
