@@ -413,6 +413,12 @@ class RedisStore:
         self._probed = self._cluster is not None
         self._lock = threading.Lock()
 
+    def close(self) -> None:
+        """Close the connections (the cluster client this store made, and the seed's)."""
+        if self._cluster is not None and self._cluster is not self._client:
+            self._cluster.close()
+        self._client.close()
+
     def _backend(self) -> RedisClient:
         if self._cluster is not None:
             return self._cluster
