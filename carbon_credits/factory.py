@@ -19,6 +19,7 @@ from carbon_credits.api.requests import drain_unread_body
 from carbon_credits.config import Config
 from carbon_credits.ingest import events
 from carbon_credits.ingest.group_commit import GroupCommit
+from carbon_credits.leaderboards import rebuild as leaderboards_rebuild
 from carbon_credits.leaderboards.store import MemoryStore, RedisStore
 from carbon_credits.ledger import chain
 from carbon_credits.networks.catalog import Catalog
@@ -53,7 +54,13 @@ def create_app(config: Config | None = None) -> Flask:
     api_metrics.init_app(app)
     cli.register(app)
     if config.auto_init_db:
-        init_db(app.extensions["carbon_credits"].db, config.default_city)
+        rt = app.extensions["carbon_credits"]
+        init_db(rt.db, config.default_city)
+        if isinstance(rt.leaderboards, MemoryStore):
+            # The embedded default keeps its boards in process: fill them from the ledger
+            # at start, as `flask rebuild-leaderboards` would (a development database).
+            for city in leaderboards_rebuild.cities(rt):
+                leaderboards_rebuild.rebuild(rt, city)
     return app
 
 
