@@ -27,6 +27,7 @@ from carbon_credits.ingest import events
 from carbon_credits.ingest import personal_data as ingest_data
 from carbon_credits.ingest.group_commit import GroupCommit
 from carbon_credits.leaderboards import personal_data as leaderboards_data
+from carbon_credits.leaderboards import rebuild as leaderboards_rebuild
 from carbon_credits.leaderboards.store import MemoryStore, RedisStore
 from carbon_credits.ledger import chain, hooks
 from carbon_credits.ledger import personal_data as ledger_data
@@ -76,7 +77,13 @@ def create_app(config: Config | None = None) -> Flask:
     api_metrics.init_app(app)
     cli.register(app)
     if config.auto_init_db:
-        init_db(app.extensions["carbon_credits"].db, config.default_city)
+        rt = app.extensions["carbon_credits"]
+        init_db(rt.db, config.default_city)
+        if isinstance(rt.leaderboards, MemoryStore):
+            # The embedded default keeps its boards in process: fill them from the ledger
+            # at start, as `flask rebuild-leaderboards` would (a development database).
+            for city in leaderboards_rebuild.cities(rt):
+                leaderboards_rebuild.rebuild(rt, city)
     return app
 
 

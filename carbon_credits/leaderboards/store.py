@@ -359,6 +359,22 @@ redis.call("SREM", hidden, user)
 return 1
 """
 
+_LOAD = r"""
+-- KEYS[1]: a board being rebuilt; ARGV[1]: "member<TAB>score<LF>" lines. Parsed here, so
+-- the client sends one string per chunk instead of encoding two arguments per place.
+local key, batch = KEYS[1], {}
+for member, score in string.gmatch(ARGV[1], "([^\t\n]+)\t(%-?%d+)\n") do
+  batch[#batch + 1] = score
+  batch[#batch + 1] = member
+  if #batch >= 2000 then
+    redis.call("ZADD", key, unpack(batch))
+    batch = {}
+  end
+end
+if #batch > 0 then redis.call("ZADD", key, unpack(batch)) end
+return 1
+"""
+
 _SWAP = """
 -- KEYS: registry, teammap, hidden, new teammap, new hidden; ARGV: new key, final key,
 -- expiry, ...: the rebuilt boards replace every board of the city at once.
@@ -384,7 +400,7 @@ def _sha1(text: str) -> str:
 RedisClient = redis.Redis | RedisCluster
 
 WRITE_CHUNK = 10_000
-"""Members per ZADD when a rebuild writes a board (bounded command size)."""
+"""Places per command when a rebuild writes a board (bounded command size)."""
 
 
 class RedisStore:
@@ -396,6 +412,12 @@ class RedisStore:
                                               else None)
         self._probed = self._cluster is not None
         self._lock = threading.Lock()
+
+    def close(self) -> None:
+        """Close the connections (the cluster client this store made, and the seed's)."""
+        if self._cluster is not None and self._cluster is not self._client:
+            self._cluster.close()
+        self._client.close()
 
     def _backend(self) -> RedisClient:
         if self._cluster is not None:
@@ -484,8 +506,15 @@ class RedisStore:
                 continue
             temp = f"{staged}{n}"
             items = list(board.items())
+            plain = not any("\t" in u or "\n" in u for u in board)
             for start in range(0, len(items), WRITE_CHUNK):
-                pipe.zadd(temp, dict(items[start:start + WRITE_CHUNK]))
+                chunk = items[start:start + WRITE_CHUNK]
+                if plain:
+                    lines = "".join(f"{u}\t{score}\n" for u, score in chunk)
+                    pipe.execute_command("EVAL", _LOAD, 1, temp, lines,
+                                         **self._route(backend, temp))
+                else:  # an id a line cannot carry: the plain command
+                    pipe.zadd(temp, dict(chunk))
                 queued += 1
                 if queued >= 50:
                     pipe.execute()
@@ -501,6 +530,14 @@ class RedisStore:
         pipe.execute()
         self._run(_SWAP, [keys.registry(city), keys.teams(city), keys.hidden(city),
                           new_teams, new_hidden], swaps)
+
+    @staticmethod
+    def _route(backend: RedisClient, key: str) -> dict[str, Any]:
+        """On a cluster, the node of ``key``, computed here (left to itself, redis-py's
+        cluster pipeline asks the server for a script's keys: a round trip)."""
+        if isinstance(backend, RedisCluster):
+            return {"target_nodes": backend.get_node_from_key(key)}  # type: ignore[no-untyped-call]
+        return {}
 
     def marks(self, city: str) -> tuple[set[str], dict[str, str]]:
         backend = self._backend()

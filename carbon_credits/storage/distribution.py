@@ -102,10 +102,6 @@ EXCEPTIONS: dict[str, str] = {
     "reward_redemptions: foreign key (redemption_pk) -> redemptions (id) is not "
     "co-located":
         "becomes (user_id, redemption_pk) -> redemptions (user_id, id)",
-    "campaign_contributions: foreign key (event_pk) -> events (id) is not co-located":
-        "becomes (user_id, event_pk) -> events (user_id, id) (the row carries user_id)",
-    "campaign_bonuses: foreign key (event_pk) -> events (id) is not co-located":
-        "becomes (user_id, event_pk) -> events (user_id, id) (the row carries user_id)",
     # A user's table kept as a reference table.
     "provider_bindings: carries user_id but is not distributed by it":
         "a provider's reference of a user (user_ref) -> the user: read by (provider_id, "

@@ -15,9 +15,9 @@ Keys that cannot stay as they were:
   key); ids still come from one sequence, so they stay unique;
 - (user_id, event_id) is unique in ``event_keys``, an unpartitioned table kept by a trigger
   on events; the partitions hold (user_id, event_id, local_date);
-- ledger_entries.event_pk loses its foreign key to events.id (no unique key on id alone
-  remains, and a referenced partition could not be detached); verify-ledger checks that
-  every earn and reversal entry has its event.
+- every foreign key to events.id is dropped: ledger_entries.event_pk's and the campaign
+  tables' (no unique key on id alone remains, and a referenced partition could not be
+  detached); verify-ledger checks that every earn, reversal and bonus entry has its event.
 
 SQLite: ``event_keys`` and its trigger too (one key rule on both), ``events`` unchanged.
 """
@@ -66,7 +66,8 @@ def upgrade() -> None:
 
 def _partition_events() -> None:
     conn = op.get_bind()
-    op.execute("ALTER TABLE ledger_entries DROP CONSTRAINT fk_ledger_entries_event_pk_events")
+    for table, name in _foreign_keys_to_events(conn):
+        op.execute(f'ALTER TABLE "{table}" DROP CONSTRAINT "{name}"')
     op.execute("ALTER SEQUENCE events_id_seq OWNED BY NONE")
     op.execute("ALTER TABLE events RENAME TO events_unpartitioned")
     for name in ("pk_events", "ix_events_city_local_date", "ix_events_held",
@@ -101,6 +102,20 @@ def _partition_events() -> None:
     op.execute("DROP TABLE events_unpartitioned")
     op.execute("ALTER SEQUENCE events_id_seq OWNED BY events.id")
     _key_trigger()
+
+
+def _foreign_keys_to_events(conn: sa.Connection) -> list[tuple[str, str]]:
+    """(table, constraint) of every foreign key that references ``events``."""
+    return [(str(t), str(n)) for t, n in conn.execute(sa.text(
+        "SELECT conrelid::regclass::text, conname FROM pg_constraint "
+        "WHERE contype = 'f' AND confrelid = 'events'::regclass ORDER BY 1, 2"))]
+
+
+REFERRING = (("ledger_entries", "fk_ledger_entries_event_pk_events"),
+             ("campaign_contributions", "fk_campaign_contributions_event_pk_events"),
+             ("campaign_bonuses", "fk_campaign_bonuses_event_pk_events"))
+"""The foreign keys to events.id the schema before this revision has (put back by the
+downgrade)."""
 
 
 def _create_months(conn: sa.Connection, first: date, today: date) -> None:
@@ -182,6 +197,7 @@ def downgrade() -> None:
     for statement in INDEXES:
         op.execute(statement)
     op.execute("ALTER SEQUENCE events_id_seq OWNED BY events.id")
-    op.execute("ALTER TABLE ledger_entries ADD CONSTRAINT fk_ledger_entries_event_pk_events "
-               "FOREIGN KEY (event_pk) REFERENCES events (id)")
+    for table, name in REFERRING:
+        op.execute(f"ALTER TABLE {table} ADD CONSTRAINT {name} "
+                   "FOREIGN KEY (event_pk) REFERENCES events (id)")
     op.drop_table('event_keys')

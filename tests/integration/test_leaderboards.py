@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from carbon_credits.leaderboards import keys, rebuild, service
 from carbon_credits.leaderboards.periods import period_of
-from carbon_credits.leaderboards.store import MemoryStore, RedisStore
+from carbon_credits.leaderboards.store import Credit, MemoryStore, RedisStore
 from carbon_credits.ledger import reversals
 from carbon_credits.runtime import Runtime
 from carbon_credits.teams import service as teams
@@ -202,23 +202,29 @@ def test_every_operation_of_a_city_runs_on_a_redis_cluster(tmp_path: Any) -> Non
     store works on Redis Cluster (the rate limiter's deployment) given any node's URL."""
     import redis
 
-    from carbon_credits.leaderboards.store import Credit
     from tests import redis_servers
     with redis_servers.cluster(tmp_path) as cluster:
         store = RedisStore(redis.Redis.from_url(cluster.url))
-        day = (("d1", 0), ("all", 0))
-        for city in ("shenzhen", "beijing", "a}b{c"):
-            store.credit(city, [Credit("u1", 5, "futian", day), Credit("u2", 3, None, day),
-                                Credit("u3", 4, None, day, hidden=True)])
-            store.set_team(city, "u2", 7, day)
-            store.credit(city, [Credit("u2", 2, None, day), Credit("u1", -5, "futian", day)])
-            standing = store.standing(city, keys.board(city, "city", "all"), 10, "u2", True)
-            assert [(r.user_id, r.ug, r.rank) for r in standing.top] == [("u2", 5, 1)]
-            assert standing.me is not None and standing.size == 2
-            assert store.scores(city, keys.board(city, "team:7", "d1"), ["u2", "u1"]) == [
-                ("u2", 5, False), ("u1", None, False)]
-            before = store.snapshot(city)
-            store.replace(city, before, {}, {"u3"}, {"u2": 7})
-            assert store.snapshot(city) == before
-            store.remove_user(city, "u2")
-            assert all("u2" not in board for board in store.snapshot(city).values())
+        try:
+            _every_operation(store)
+        finally:
+            store.close()
+
+
+def _every_operation(store: RedisStore) -> None:
+    day = (("d1", 0), ("all", 0))
+    for city in ("shenzhen", "beijing", "a}b{c"):
+        store.credit(city, [Credit("u1", 5, "futian", day), Credit("u2", 3, None, day),
+                            Credit("u3", 4, None, day, hidden=True)])
+        store.set_team(city, "u2", 7, day)
+        store.credit(city, [Credit("u2", 2, None, day), Credit("u1", -5, "futian", day)])
+        standing = store.standing(city, keys.board(city, "city", "all"), 10, "u2", True)
+        assert [(r.user_id, r.ug, r.rank) for r in standing.top] == [("u2", 5, 1)]
+        assert standing.me is not None and standing.size == 2
+        assert store.scores(city, keys.board(city, "team:7", "d1"), ["u2", "u1"]) == [
+            ("u2", 5, False), ("u1", None, False)]
+        before = store.snapshot(city)
+        store.replace(city, before, {}, {"u3"}, {"u2": 7})
+        assert store.snapshot(city) == before
+        store.remove_user(city, "u2")
+        assert all("u2" not in board for board in store.snapshot(city).values())
