@@ -28,6 +28,7 @@ from carbon_credits.ingest import personal_data as ingest_data
 from carbon_credits.ingest.group_commit import GroupCommit
 from carbon_credits.leaderboards import personal_data as leaderboards_data
 from carbon_credits.leaderboards import rebuild as leaderboards_rebuild
+from carbon_credits.leaderboards import service as leaderboard_service
 from carbon_credits.leaderboards.store import MemoryStore, RedisStore
 from carbon_credits.ledger import chain, hooks
 from carbon_credits.ledger import personal_data as ledger_data
@@ -115,7 +116,7 @@ def register_extensions(app: Flask, config: Config) -> None:
     # Every ledger write path hashes under these keys (ledger/chain.py: process-wide).
     chain.use_keyring(chain.Keyring(config.ledger_chain_keyring()))
     # What the crediting paths run in their unit of work besides the credit (ledger/hooks.py).
-    hooks.install([account_hooks.HOOK, progress.HOOK, outbox.HOOK])
+    hooks.install([account_hooks.HOOK, progress.HOOK, outbox.HOOK, leaderboard_service.HOOK])
     # First of the request hooks: every answer after it, errors too, is in the request's
     # language.
     i18n.init_app(app, config)

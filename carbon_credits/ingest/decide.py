@@ -119,6 +119,10 @@ class NewEvent:
     explanation: dict[str, Any] | None = None
     """Not a column: the explanation answered, as decided, or built from the row for a
     replay (``ledger.explain``)."""
+    boards: tuple[str, bool] | None = None
+    """Not a column: (district, hidden) for the leaderboards, set in the crediting
+    transaction by their hook (``leaderboards.service.BoardsHook``), so that what follows
+    the commit needs no read of its own."""
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
-from typing import Any, Protocol
+from datetime import date, datetime
+from typing import Any, Protocol, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
+from sqlalchemy.orm import Session
 
 from carbon_credits import metrics
 from carbon_credits.errors import RETRY_AFTER_S, InvalidInput, NotFound, Unavailable
@@ -37,6 +38,7 @@ from carbon_credits.storage.models import (
     User,
     utcnow,
 )
+from carbon_credits.storage.sql import Prebuilt, Read
 from carbon_credits.tokens import Principal
 
 log = logging.getLogger(__name__)
@@ -93,17 +95,27 @@ def record(rt: Runtime, credited: Sequence[tuple[CreditedEvent, int]]) -> None:
         return
     try:
         by_city: dict[str, list[Credit]] = defaultdict(list)
-        # Districts of a network version are cached per process: usually no query. The
-        # opted-out among the users: one primary-key lookup (the table holds only them).
-        with rt.db.transaction() as session:
-            hidden = set(session.scalars(select(LeaderboardPrivacy.user_id).where(
-                LeaderboardPrivacy.user_id.in_({e.user_id for e, _ in credited}),
-                LeaderboardPrivacy.hidden.is_(True))))
-            for event, ug in credited:
-                district = district_of(session, event.network_id, event.origin)
+        known = [getattr(event, "boards", None) for event, _ in credited]
+        if all(k is not None for k in known):
+            # Ingest: the district and the opt-out were read in the crediting transaction
+            # (``BoardsHook``): no read here.
+            for (event, ug), (district, hidden) in zip(credited, cast(
+                    list[tuple[str, bool]], known), strict=True):
                 by_city[event.city].append(credit_for(
-                    rt, district, event.user_id, ug, event.local_date,
-                    event.user_id in hidden))
+                    rt, district, event.user_id, ug, event.local_date, hidden))
+        else:
+            # Reviews and reversals. Districts of a network version are cached per
+            # process: usually no query. The opted-out among the users: one primary-key
+            # lookup (the table holds only them).
+            with rt.db.transaction() as session:
+                opted_out = set(session.scalars(select(LeaderboardPrivacy.user_id).where(
+                    LeaderboardPrivacy.user_id.in_({e.user_id for e, _ in credited}),
+                    LeaderboardPrivacy.hidden.is_(True))))
+                for event, ug in credited:
+                    district = district_of(session, event.network_id, event.origin)
+                    by_city[event.city].append(credit_for(
+                        rt, district, event.user_id, ug, event.local_date,
+                        event.user_id in opted_out))
         for city, credits in by_city.items():
             rt.leaderboards.credit(city, credits)
     except Exception as exc:  # noqa: BLE001 - a board must never fail a committed credit
@@ -325,3 +337,40 @@ def remove_user(rt: Runtime, user_id: str, cities: Iterable[str] | None = None) 
             cities = _cities_of(session, user_id, user.city if user else None)
     for city in cities:
         rt.leaderboards.remove_user(city, user_id)
+
+
+# ---------------------------------------------------------------- the crediting hook
+
+PRIVACY = cast(Table, LeaderboardPrivacy.__table__)
+_OPTED_OUT = Prebuilt(lambda one_of: select(PRIVACY.c.user_id).where(
+    one_of(PRIVACY.c.user_id, "users"), PRIVACY.c.hidden.is_(True)))
+
+
+class BoardsHook:
+    """``ledger.hooks.Hook`` of the leaderboards: reads the chunk's users' opt-outs with
+    ingest's reads (its one round trip) and marks each credited event with its district
+    and opt-out (``NewEvent.boards``), which ``record`` takes after the commit instead of
+    a transaction of its own. Writes nothing in the crediting transaction: the boards are
+    in Redis, updated after the commit."""
+
+    # Typed by what is used: ledger.hooks' types are not imported, since the ledger
+    # package imports this one (a reversal updates the boards).
+    def read(self, scope: Any) -> Sequence[Read]:
+        return [(_OPTED_OUT, {"users": list(scope.users)})]
+
+    def credited(self, session: Session, events: Sequence[Any], accounts: Mapping[str, Any],
+                 now: datetime, rows: Sequence[Sequence[tuple[Any, ...]]]) -> None:
+        [opted_out_rows] = rows
+        opted_out = {user_id for (user_id,) in opted_out_rows}
+        for event in events:
+            if hasattr(event, "boards"):  # a chunk's NewEvent (stored Events are re-read)
+                district = district_of(session, getattr(event, "network_id", None),
+                                       getattr(event, "origin", None))
+                event.boards = (district, event.user_id in opted_out)
+        return None
+
+    def reversed(self, session: Session, event: Any, account: Any, now: datetime) -> None:
+        return None  # the reversal's caller updates the boards after its commit
+
+
+HOOK = BoardsHook()

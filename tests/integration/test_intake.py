@@ -148,10 +148,11 @@ def test_a_write_that_keeps_meeting_the_constraint_is_a_503_not_a_500(
 def test_a_new_events_fields_are_the_event_tables_columns() -> None:
     """NewEvent is written column for column (and read like a stored Event): a column added
     to the table without it would be left out of every ingested event. Its explanation is
-    not a column (built on read: ledger.explain)."""
+    not a column (built on read: ledger.explain), nor are its leaderboards' district and
+    opt-out (set by their crediting hook for what follows the commit)."""
     assert [f.name for f in fields(NewEvent)] == [
         *(c.key for c in Event.__table__.columns if c.key not in NEW_EVENT_LATER),
-        *NEW_EVENT_LATER, "explanation"]
+        *NEW_EVENT_LATER, "explanation", "boards"]
 
 
 NEW_EVENT_LATER = ("id", "created_at", "reviewed_at", "reviewed_by", "review_reason",

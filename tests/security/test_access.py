@@ -33,6 +33,8 @@ ALLOWED: list[tuple[str, set[str]]] = [
     ("/v1/rewards", {"user"}),
     ("/v1/merchant/", {"merchant"}),
     ("/v1/provider/", set()),
+    ("/v1/leaderboards/", {"user"}),
+    ("/v1/teams/", {"user", "admin"}),  # a team's report: its members, or an admin
     ("/v1/me", {"user"}),  # DELETE /v1/me (erasure); last: "/v1/merchant/" matches first
 ]
 """Path prefix -> the roles that may call it (DESIGN.md section 4). Provider routes: no
@@ -66,6 +68,7 @@ def concrete(path: str) -> str:
     action = "disable" if path.startswith("/v1/admin/providers/") else "freeze"
     return (path.replace("{decision}", "approve").replace("{action}", action)
             .replace("{reward_id}", "1").replace("{redemption}", "1")
+            .replace("{team_id}", "1")
             .replace("{", "").replace("}", ""))
 
 
