@@ -217,10 +217,11 @@ class Config:
     (LEADERBOARD_HIDDEN_AS): ``anonymous`` (in their place, rank and grams shown, no id)
     or ``omitted`` (left out of the list; the ranks of others stay their true standing, so
     a gap shows that someone is there, not who). The user always sees themself."""
-    leaderboard_keep_days: int = 40
+    leaderboard_keep_days: int = 0
     """How long a day, week or month board is kept after its period ends
     (LEADERBOARD_KEEP_DAYS; policy): longer than the backfill window, so no event can be
-    credited into a board already dropped. All-time boards are kept for ever."""
+    credited into a board already dropped; 0 (the default): BACKFILL_DAYS + 10, i.e. 40
+    days with the default window. All-time boards are kept for ever."""
     testing: bool = False
 
     def consent_required_in(self, city: str) -> bool:
@@ -232,6 +233,8 @@ class Config:
         return city in {c.strip() for c in self.consent_required.split(",")}
 
     def __post_init__(self) -> None:
+        if not self.leaderboard_keep_days:
+            self.leaderboard_keep_days = self.backfill_days + 10
         if not self.database_url:
             self.database_url = f"sqlite:///{self.instance_path / 'carbon_credits.sqlite3'}"
             # With no configuration at all, a new user gets a ready database on start.
@@ -389,7 +392,7 @@ class Config:
             privacy_notice_version=env.get("PRIVACY_NOTICE_VERSION") or LATEST,
             trip_detail_retention_days=_int(env, "TRIP_DETAIL_RETENTION_DAYS", 180),
             leaderboard_hidden_as=env.get("LEADERBOARD_HIDDEN_AS", "anonymous"),
-            leaderboard_keep_days=_int(env, "LEADERBOARD_KEEP_DAYS", 40),
+            leaderboard_keep_days=_int(env, "LEADERBOARD_KEEP_DAYS", 0, minimum=0),
         )
         if caps is not None:
             cfg.daily_caps_g = caps

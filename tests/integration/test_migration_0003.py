@@ -129,6 +129,7 @@ def _at_0002(rt: Any, make_config: Callable[..., Config], tmp_path: Path) -> Ite
                  if rt.config.database_url.startswith("postgresql")
                  else (f"sqlite:///{tmp_path / 'at-0002.sqlite3'}", None))
     app = create_app(make_config(database_url=url))
+    app.extensions["carbon_credits"].clock = conftest.pinned_clock  # as in test_migration_0004
     db = app.extensions["carbon_credits"].db
     # Today's crediting hooks (campaigns, the webhook outbox) need 0009's tables: the
     # rows of the old shape are written without them.

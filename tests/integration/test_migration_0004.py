@@ -57,6 +57,9 @@ def _at_0003(rt: Any, make_config: Callable[..., Config], tmp_path: Path) -> Ite
                  if rt.config.database_url.startswith("postgresql")
                  else (f"sqlite:///{tmp_path / 'at-0003.sqlite3'}", None))
     app = create_app(make_config(database_url=url))
+    # The suite's clock (tests.factories.NOW), which the events' times are set by: on the
+    # real clock, an event of "today at noon" is in the future before local noon.
+    app.extensions["carbon_credits"].clock = conftest.pinned_clock
     db = app.extensions["carbon_credits"].db
     # Today's crediting hooks (campaigns, the webhook outbox) need 0009's tables: the
     # rows of the old shape are written without them.
