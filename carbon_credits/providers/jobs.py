@@ -55,6 +55,8 @@ READ_BLOCK = 1 << 16
 QUEUE_NAME = "record_files"
 ACTOR_NAME = "process_record_file"
 MAX_REASON = 300
+QUEUE_TIMEOUT_S = 5
+"""Connect and reply timeout of the cluster probe, and of the cluster client it makes."""
 MAX_ATTEMPTS = 20
 """Starts of one job (a worker died, stopped, or the crediting raised) before it is given
 up as failed; the queue's Retries allow as many deliveries."""
@@ -350,7 +352,10 @@ class RecordFileQueue:
     def __init__(self, config: Config) -> None:
         assert config.redis_url is not None
         # Asks the node whether it is in a cluster: a RedisError here is the caller's 503.
-        backend = redis_nodes.resolve(redis.Redis.from_url(config.redis_url))
+        # (Bounded: a node that does not answer is an outage, not a hung upload.)
+        backend = redis_nodes.resolve(redis.Redis.from_url(
+            config.redis_url, socket_connect_timeout=QUEUE_TIMEOUT_S,
+            socket_timeout=QUEUE_TIMEOUT_S))
         on_cluster = isinstance(backend, RedisCluster)
         # Retries: a job that raised (the database away, a worker stopping) is tried again
         # from its checkpoint. No TimeLimit: a file of millions of rows takes minutes.

@@ -44,6 +44,11 @@ def post(app: Flask, user: str, body: dict[str, Any]) -> Any:
     return app.test_client().post("/v1/events", json=body, headers=headers)
 
 
+def rt_token(app: Flask, user: str) -> dict[str, str]:
+    rt: Runtime = app.extensions["carbon_credits"]
+    return {"Authorization": f"Bearer {rt.codec.encode(user, 'user', 'shenzhen', 600)}"}
+
+
 def partition_of(app: Flask, event_id: str) -> str:
     rt: Runtime = app.extensions["carbon_credits"]
     with rt.db.engine.connect() as conn:
@@ -139,6 +144,9 @@ def test_caps_reports_and_the_ledger_are_unchanged_after_detach_export_and_reatt
     cli(months_app, "partitions", "detach", month, "--reason", "archive")
     # While detached: its ids stay taken (a replay is refused, never credited twice), and
     # verify-ledger names the entries whose events are out.
+    token = rt_token(months_app, users[0])
+    assert months_app.test_client().get(f"/v1/events/{archived['event_id']}",
+                                        headers=token).status_code == 404
     replay = post(months_app, users[0], archived)
     assert replay.status_code == 503 and replay.json["error"]["code"] == "partition_missing"
     # The same id on another (attached) day: the month's event is not there to compare
@@ -199,3 +207,42 @@ def test_a_throttled_export_writes_the_same_file(months_app: Flask, tmp_path: Pa
                                   rows_per_s=1_000_000)
     assert paced.csv_path.read_bytes() == whole.csv_path.read_bytes()
     assert paced.manifest == whole.manifest and whole.manifest["rows"] == 5
+
+
+def test_the_migration_moves_a_databases_events_into_their_months(months_app: Flask) -> None:
+    """A database at 0008 with events (the app runs on it: nothing of ingest names the new
+    table) is upgraded: every event in its month's partition, its key in event_keys, the
+    same rows, and the ledger still verifies."""
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
+    from carbon_credits.setup import MIGRATIONS
+
+    rt: Runtime = months_app.extensions["carbon_credits"]
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with rt.db.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0008_keyed_chain")
+    with rt.db.engine.connect() as conn:
+        assert not partitions.is_partitioned(conn)
+    posted = [factories.metro(start=MONTH_START + timedelta(days=day, hours=8))
+              for day in (-40, -1, 0)]
+    for n, body in enumerate(posted):
+        assert post(months_app, f"u-migrated-{n}", body).status_code == 201
+    with rt.db.engine.connect() as conn:
+        before = conn.execute(text("SELECT * FROM events ORDER BY id")).all()
+    with rt.db.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+    with rt.db.engine.connect() as conn:
+        assert partitions.is_partitioned(conn)
+        assert conn.execute(text("SELECT * FROM events ORDER BY id")).all() == before
+        assert conn.scalar(text("SELECT count(*) FROM event_keys")) == len(before)
+    for body in posted:
+        day = datetime.fromisoformat(body["started_at"]).astimezone(SHENZHEN).date()
+        assert partition_of(months_app, body["event_id"]) == partitions.partition_name(
+            partitions.month_start(day))
+    assert cli(months_app, "verify-ledger").splitlines()[-1].endswith("OK")
+    # A replay after the migration is a replay.
+    assert post(months_app, "u-migrated-0", posted[0]).status_code == 200

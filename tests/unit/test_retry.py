@@ -119,3 +119,25 @@ def test_a_lone_post_that_fails_raises() -> None:
     with pytest.raises(ValueError):
         each_alone_on_failure(apply, [7])
     assert apply.calls == [[7]]
+
+
+class NoPartition(Exception):
+    sqlstate = "23514"
+
+
+def test_a_month_without_a_partition_is_a_503_at_once_not_tried_again() -> None:
+    """PostgreSQL found no partition of events for the row (storage/partitions.py): trying
+    again would meet it again; the client retries after Retry-After."""
+    attempts = Attempts(IntegrityError("INSERT INTO events", {}, NoPartition(
+        'no partition of relation "events" found for row')))
+    with pytest.raises(Unavailable) as refused:
+        retrying_conflicts(attempts)
+    assert attempts.calls == 1
+    assert refused.value.code == "partition_missing"
+    assert refused.value.headers["Retry-After"]
+
+
+def test_another_check_violation_is_still_a_conflict_tried_again() -> None:
+    attempts = Attempts(IntegrityError("INSERT INTO events", {}, NoPartition(
+        'new row violates check constraint "ck_events_credited_le"')))
+    assert retrying_conflicts(attempts) == "done" and attempts.calls == 2
