@@ -210,20 +210,23 @@ def test_a_throttled_export_writes_the_same_file(months_app: Flask, tmp_path: Pa
 
 
 def test_the_migration_moves_a_databases_events_into_their_months(months_app: Flask) -> None:
-    """A database at 0008 with events (the app runs on it: nothing of ingest names the new
-    table) is upgraded: every event in its month's partition, its key in event_keys, the
-    same rows, and the ledger still verifies."""
+    """A database before 0009_partition with events (the app runs on it: nothing of ingest
+    names the new table) is upgraded: every event in its month's partition, its key in
+    event_keys, the same rows, and the ledger still verifies."""
     from alembic import command
     from alembic.config import Config as AlembicConfig
+    from alembic.script import ScriptDirectory
 
     from carbon_credits.setup import MIGRATIONS
 
     rt: Runtime = months_app.extensions["carbon_credits"]
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
+    partitioning = ScriptDirectory.from_config(cfg).get_revision("0009_partition")
+    assert partitioning is not None
     with rt.db.engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0008_keyed_chain")
+        command.downgrade(cfg, str(partitioning.down_revision))  # the partitioning only
     with rt.db.engine.connect() as conn:
         assert not partitions.is_partitioned(conn)
     posted = [factories.metro(start=MONTH_START + timedelta(days=day, hours=8))
