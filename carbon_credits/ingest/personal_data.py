@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from carbon_credits.ledger import explain
 from carbon_credits.privacy.registry import Holder, Subject, columns, register
-from carbon_credits.storage.models import Event, EventKey
+from carbon_credits.storage.models import Event
 
 
 def _export(session: Session, subject: Subject) -> list[dict[str, Any]]:
@@ -36,13 +36,7 @@ def _erase(session: Session, subject: Subject, pseudonym: str) -> None:
             {**_without_details(event_pk, local_date, notes, tz, "erasure"),
              "b_user_id": pseudonym, "b_event_id": f"x{event_pk}"}
             for event_pk, local_date, notes, _ in rows])
-        # The ids taken across the months of events (storage/partitions.py) follow them.
-        keys = cast(Table, EventKey.__table__)
-        session.execute(
-            update(keys).where(keys.c.user_id == subject.user_id,
-                               keys.c.event_id == bindparam("b_old"))
-            .values(user_id=pseudonym, event_id=bindparam("b_new")),
-            [{"b_old": event_id, "b_new": f"x{event_pk}"} for event_pk, _, _, event_id in rows])
+        # Their keys in event_keys follow them (a trigger: migration 0009_partition).
 
 
 def _without_details(event_pk: int, local_date: date, notes: dict[str, Any] | None,

@@ -58,10 +58,9 @@ def grants_sql(role: str) -> list[str]:
         # key (privacy/erasure.py): these two columns only, and the owner's trigger refuses
         # any other change (migration 0009).
         f"GRANT UPDATE (user_id, hash) ON ledger_entries TO {role}",
-        # ... and with them the rows that name the entries and events by user: the campaign
-        # bonuses (user, seq) and the event ids taken (user, event id).
+        # ... and with them the campaign bonuses that name the entries by (user, seq).
+        # (The event ids taken, event_keys, follow their events by the owner's trigger.)
         f"GRANT UPDATE (user_id) ON campaign_bonuses TO {role}",
-        f"GRANT UPDATE (user_id, event_id) ON event_keys TO {role}",
         f"REVOKE INSERT, UPDATE, DELETE ON alembic_version FROM {role}",
         # Where keyed ledger entries start: written once by migration 0008, as the owner.
         f"REVOKE INSERT, UPDATE, DELETE ON ledger_chain_start FROM {role}",

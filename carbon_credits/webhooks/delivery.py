@@ -138,7 +138,12 @@ def backoff_ms(config: Config, attempts: int) -> int:
     with up to half of it as jitter (as Dramatiq's Retries)."""
     delay = min(config.webhook_min_backoff_ms * 2 ** max(0, attempts - 1),
                 config.webhook_max_backoff_ms)
-    return int(delay // 2 + random.randint(0, delay // 2))
+    return int(delay // 2 + _JITTER.randint(0, delay // 2))
+
+
+_JITTER = random.Random()
+"""The jitter's own generator: the module-level one is the process's (a test's seeds,
+Hypothesis's checks of it) and sending threads must not draw from it."""
 
 
 # -- queue -----------------------------------------------------------------------------

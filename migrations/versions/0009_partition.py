@@ -60,8 +60,20 @@ def upgrade() -> None:
               INSERT INTO event_keys (user_id, event_id, local_date)
               VALUES (NEW.user_id, NEW.event_id, NEW.local_date);
             END""")
+        op.execute(f"""
+            CREATE TRIGGER events_key_moved AFTER UPDATE OF user_id, event_id ON events
+            WHEN {MOVED} BEGIN {MOVE_KEY}; END""")
         return
     _partition_events()
+
+
+MOVED = "OLD.user_id IS NOT NEW.user_id OR OLD.event_id IS NOT NEW.event_id"
+MOVE_KEY = ("UPDATE event_keys SET user_id = NEW.user_id, event_id = NEW.event_id "
+            "WHERE user_id = OLD.user_id AND event_id = OLD.event_id")
+"""An event's key follows the event when erasure moves it to a pseudonym
+(privacy/erasure.py): the only change of an event's user or id the code makes. The service
+role may not change event_keys itself (storage/roles.py): on PostgreSQL the trigger's
+function runs as its owner (SECURITY DEFINER)."""
 
 
 def _partition_events() -> None:
@@ -160,11 +172,23 @@ def _key_trigger() -> None:
         END $$""")
     op.execute("CREATE TRIGGER events_key AFTER INSERT ON events "
                "FOR EACH ROW EXECUTE FUNCTION events_key()")
+    op.execute(f"""
+        CREATE FUNCTION events_key_moved() RETURNS trigger LANGUAGE plpgsql
+        SECURITY DEFINER SET search_path = public, pg_temp AS $$
+        BEGIN
+          {MOVE_KEY};
+          RETURN NULL;
+        END $$""")
+    op.execute("CREATE TRIGGER events_key_moved AFTER UPDATE OF user_id, event_id ON events "
+               "FOR EACH ROW WHEN (OLD.user_id IS DISTINCT FROM NEW.user_id "
+               "OR OLD.event_id IS DISTINCT FROM NEW.event_id) "
+               "EXECUTE FUNCTION events_key_moved()")
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         op.execute("DROP TRIGGER IF EXISTS events_key")
+        op.execute("DROP TRIGGER IF EXISTS events_key_moved")
         op.drop_table('event_keys')
         return
     conn = op.get_bind()
@@ -183,6 +207,7 @@ def downgrade() -> None:
     op.execute("INSERT INTO events SELECT * FROM events_partitioned")
     op.execute("DROP TABLE events_partitioned CASCADE")
     op.execute("DROP FUNCTION events_key()")
+    op.execute("DROP FUNCTION events_key_moved()")
     op.execute("ALTER TABLE events ADD CONSTRAINT pk_events PRIMARY KEY (id)")
     op.execute("ALTER TABLE events ADD CONSTRAINT uq_events_user_id_event_id "
                "UNIQUE (user_id, event_id)")

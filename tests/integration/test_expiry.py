@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,6 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
+from carbon_credits.config import Config
 from carbon_credits.errors import ServiceError
 from carbon_credits.ledger import entries, expiring, redemptions, reversals, verification
 from carbon_credits.rewards import redemptions as reward_redemptions
@@ -30,6 +32,18 @@ from carbon_credits.storage.models import (
 from carbon_credits.tokens import Principal
 from carbon_credits.tuning import expiry_policies
 from tests import rewards as reward_data
+from tests.conftest import app_on_own_database
+
+
+@pytest.fixture(scope="module")
+def app(make_config: Callable[..., Config], tmp_path_factory: pytest.TempPathFactory
+        ) -> Iterator[Flask]:
+    """This module's tests run the expiry job, which takes every account of its database:
+    on a database of the module's own, so that the accounts and cities' policies other
+    modules leave in the suite's database are not theirs to count (``rt``, ``client`` and
+    ``token`` follow this app)."""
+    with app_on_own_database(make_config, tmp_path_factory.mktemp("own")) as application:
+        yield application
 
 ADMIN = Principal("admin-expiry", "admin", None)
 

@@ -35,14 +35,16 @@ def test_migrations_produce_exactly_the_models_schema(rt: Runtime) -> None:
 
 def is_partitioned_events_key(diff: Any) -> bool:
     """The keys partitioning changes on PostgreSQL (migration 0009; models.EventKey says
-    why): events' unique key holds local_date, and ledger_entries.event_pk points at no
-    key. Only these; any other difference still fails."""
+    why): events' unique key holds local_date, and ledger_entries.event_pk and the campaign
+    tables' event_pk point at no key. Only these; any other difference still fails."""
     kind, obj = diff[0], diff[1]
     name = getattr(obj, "name", None)
     return (kind, name) in {
         ("add_constraint", "uq_events_user_id_event_id"),
         ("remove_constraint", "uq_events_user_id_event_id_local_date"),
         ("add_fk", "fk_ledger_entries_event_pk_events"),
+        ("add_fk", "fk_campaign_contributions_event_pk_events"),
+        ("add_fk", "fk_campaign_bonuses_event_pk_events"),
     }
 
 
