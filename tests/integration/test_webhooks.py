@@ -210,7 +210,8 @@ def test_a_delivery_waits_in_the_outbox_when_the_queue_is_down(
         assert receiver.requests == []
         pending = rows[0].id
         # The queue is back: here the process's own sender (no Redis) sends it.
-        local = make_app(webhook_min_backoff_ms=50, webhook_max_backoff_ms=200)
+        local = make_app(redis_url=None,  # whatever REDIS_URL the suite runs with
+                         webhook_min_backoff_ms=50, webhook_max_backoff_ms=200)
         assert delivery.sweep(local.extensions["carbon_credits"], older_than_s=0) >= 1
         wait_for(lambda: stored(rt, pending).state == "delivered", "the swept delivery")
         assert len(receiver.of(pending)) == FAILURES + 1
