@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol, cast
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from carbon_credits.account import aggregates
@@ -21,8 +22,9 @@ from carbon_credits.account.earning import Ledger, earned
 from carbon_credits.badges import awards, rules
 from carbon_credits.ledger.entries import Balance
 from carbon_credits.ledger.hooks import CreditedEvent, Rows, Scope, Writes
-from carbon_credits.storage.models import Event, utcnow
+from carbon_credits.storage.models import Badge, Event, utcnow
 from carbon_credits.storage.sql import Read, read_together
+from carbon_credits.webhooks import outbox
 
 REACH_DAYS = 37
 """Days either side of the credited events' days whose day rows are read for the badge
@@ -69,12 +71,27 @@ def credited(session: Session, events: Sequence[Credited],
         return _nothing
     days, months = aggregates.deltas(events)
     won = _badges(session, events, prefetched)
+    if won:
+        _announce(session, won)
 
     def write() -> None:
         aggregates.add(session, days, months)
         awards.award(session, won)
 
     return write
+
+
+def _announce(session: Session, won: Sequence[dict[str, Any]]) -> None:
+    """A ``badge.earned`` webhook per award, in this unit of work (webhooks.outbox): a read
+    and an insert of their own, made only when a badge is won. A concurrent award of the
+    same badge fails this transaction at the award's key, and its deliveries with it."""
+    codes: dict[int, str] = {badge_id: code for badge_id, code in session.execute(
+        select(Badge.id, Badge.code).where(Badge.id.in_({w["badge_id"] for w in won})))}
+    for award in won:
+        outbox.publish(session, "badge.earned", {
+            "user_id": award["user_id"], "badge": codes.get(award["badge_id"]),
+            "event_id": award["event_id"], "earned_at": award["awarded_at"].isoformat()},
+            now=award["awarded_at"])
 
 
 def _badges(session: Session, events: Sequence[Credited], known: Prefetch | None

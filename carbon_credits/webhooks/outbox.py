@@ -5,8 +5,8 @@ tells was committed, and nothing is lost if the job queue (Redis) is down: the r
 ids are handed to the process's sender (``use_sender``: the job queue), never before
 (a job must not run before its row is visible).
 
-Kinds: ``event.credited``, ``challenge.completed``; other features publish theirs
-(``badge.earned``, ``points.expiring``) with the same call.
+Kinds: ``event.credited``, ``challenge.completed``, ``badge.earned`` (account/hooks.py);
+``points.expiring`` is reserved. A feature publishes its own with the same call.
 """
 
 from __future__ import annotations

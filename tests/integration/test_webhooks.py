@@ -19,9 +19,19 @@ import pytest
 from flask import Flask
 from sqlalchemy import select, update
 
+from carbon_credits.ingest import events
 from carbon_credits.runtime import Runtime
-from carbon_credits.storage.models import AuditRecord, WebhookDelivery, WebhookEndpoint
+from carbon_credits.schemas import load_event
+from carbon_credits.storage.models import (
+    AuditRecord,
+    Badge,
+    BadgeAward,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
+from carbon_credits.tokens import Principal
 from carbon_credits.webhooks import delivery, outbox
+from tests import factories
 from tests.integration.test_campaigns import campaign, trips
 from tests.integration.test_rollups import seed_city
 
@@ -249,3 +259,37 @@ def test_webhook_registration_is_checked_and_admin_only(app: Flask) -> None:
     finally:
         with rt.db.transaction() as s:
             s.execute(update(WebhookEndpoint).values(enabled=False))
+
+
+def test_a_badge_earned_is_announced_once_to_subscribed_endpoints(
+        app: Flask, user_id: str) -> None:
+    """Each award of a badge writes one ``badge.earned`` delivery per subscribed endpoint,
+    in the crediting transaction (account/hooks.py), naming the badge and the event that
+    earned it; a later credit that earns nothing new announces nothing."""
+    rt: Runtime = app.extensions["carbon_credits"]
+    endpoint_id = f"badges-{uuid.uuid4().hex[:8]}"
+    r = app.test_client().post("/v1/admin/webhooks", headers=admin(app), json={
+        "id": endpoint_id, "url": "http://127.0.0.1:9/hooks", "kinds": ["badge.earned"],
+        "reason": "badge announcements"})
+    assert r.status_code == 201, r.json
+    rider = Principal(user_id, "user", "shenzhen")
+    try:
+        first = events.ingest(rt, rider, load_event(
+            factories.metro(start=factories.today_at(6)))).event
+        events.ingest(rt, rider, load_event(factories.metro(start=factories.today_at(9))))
+        with rt.db.transaction() as s:
+            rows = s.scalars(select(WebhookDelivery).where(
+                WebhookDelivery.endpoint_id == endpoint_id)).all()
+            won = list(s.scalars(select(Badge.code).join(
+                BadgeAward, BadgeAward.badge_id == Badge.id).where(
+                BadgeAward.user_id == user_id)))
+        announced = [(d.kind, d.payload["badge"], d.payload["event_id"]) for d in rows
+                     if d.payload["user_id"] == user_id]
+    finally:
+        with rt.db.transaction() as s:
+            s.execute(update(WebhookEndpoint).where(WebhookEndpoint.id == endpoint_id)
+                      .values(enabled=False))
+    assert "first-metro" in won
+    assert sorted(badge for _, badge, _ in announced) == sorted(won)  # each award once
+    assert {kind for kind, _, _ in announced} == {"badge.earned"}
+    assert ("badge.earned", "first-metro", first["event_id"]) in announced
