@@ -131,7 +131,8 @@ def build_history(sa_url: str, events: int, first_day: dt.date, with_rollups: bo
                   ) -> dict[str, float]:
     """Generate the history in the full database; seconds per step."""
     app = create_app(Config(instance_path=Path("/tmp"), database_url=sa_url,
-                            jwt_secret=SECRET))
+                            jwt_secret=SECRET,
+                            consent_required="none"))
     rt: Runtime = app.extensions["carbon_credits"]
     timings: dict[str, float] = {}
     print(f"generating {events:,} events from {first_day}", flush=True)

@@ -144,7 +144,8 @@ def write_tokens(path: Path, users: int, base: datetime) -> None:
     from carbon_credits.tokens import TokenCodec
 
     codec = TokenCodec(Config(instance_path=ROOT / "instance", database_url="sqlite://",
-                              jwt_secret=SECRET))
+                              jwt_secret=SECRET,
+                              consent_required="none"))
     tokens = [codec.encode(f"bench-{i}", "user", "shenzhen", 6 * 3600) for i in range(users)]
     path.write_text("TOKENS = {\n" + ",\n".join(f'"{t}"' for t in tokens)
                     + f"\n}}\nBASE = {int(base.timestamp())}\n")
@@ -181,8 +182,10 @@ def start_service(database: str, env: dict[str, str],
     secret, no limit in reach (``UNLIMITED``) and ``env`` over the process's environment.
     The database's libpq DSN, the service's environment, its port and its process."""
     dsn = fresh_database(admin_dsn, database)
+    # CONSENT_REQUIRED=none: the bench's users never accepted the privacy notice, and a
+    # refused post is not what is measured (the gate's own cost: bench/consent_bench.py).
     env = {**os.environ, "REDIS_URL": redis_url, "JWT_SECRET": SECRET, "AUTO_INIT_DB": "0",
-           "RATE_LIMITS": UNLIMITED, **env,
+           "RATE_LIMITS": UNLIMITED, "CONSENT_REQUIRED": "none", **env,
            "DATABASE_URL": dsn.replace("postgresql://", "postgresql+psycopg://", 1)}
     subprocess.run([str(VENV_BIN / "flask"), "--app", "app", "init-db"], cwd=ROOT, env=env,
                    check=True, capture_output=True)

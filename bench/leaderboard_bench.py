@@ -112,7 +112,8 @@ def read_figures(args: argparse.Namespace, url: str, workdir: Path) -> dict[str,
           f"redis used_memory {client.info('memory')['used_memory'] / 2**20:.0f} MiB",
           flush=True)
     config = Config(instance_path=workdir, database_url=f"sqlite:///{workdir / 'db.sqlite3'}",
-                    redis_url=url, jwt_secret=SECRET, default_locale="en")
+                    redis_url=url, jwt_secret=SECRET, default_locale="en",
+                    consent_required="none")
     config.auto_init_db = False
     app = create_app(config)
     rt = app.extensions["carbon_credits"]
@@ -184,7 +185,8 @@ def rebuild_figures(args: argparse.Namespace, url: str, workdir: Path) -> dict[s
     try:
         config = Config(instance_path=workdir,
                         database_url=make_url(server).set(database=name).render_as_string(
-                            hide_password=False), redis_url=url, jwt_secret=SECRET)
+                            hide_password=False), redis_url=url, jwt_secret=SECRET,
+                        consent_required="none")
         app = create_app(config)
         rt = app.extensions["carbon_credits"]
         init_db(rt.db, HISTORY_CITY)

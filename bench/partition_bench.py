@@ -77,7 +77,8 @@ def url(name: str) -> str:
 
 def runtime(database_url: str) -> Runtime:
     config = Config(instance_path=Path(tempfile.gettempdir()) / "cc-partition-bench",
-                    database_url=database_url, jwt_secret="bench", plausibility=LENIENT)
+                    database_url=database_url, jwt_secret="bench", plausibility=LENIENT,
+                    consent_required="none")
     app = create_app(config)
     rt: Runtime = app.extensions["carbon_credits"]
     rt.clock = lambda: factories.NOW

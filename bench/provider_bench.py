@@ -191,7 +191,8 @@ def service(url: str, uploads: Path) -> Any:
 
     config = Config(instance_path=uploads, database_url=url, jwt_secret="x" * 32,
                     upload_dir=uploads, redis_url=None,
-                    rate_limits=parse_rate_limits(UNLIMITED))
+                    rate_limits=parse_rate_limits(UNLIMITED),
+                    consent_required="none")
     app = create_app(config)
     init_db(app.extensions["carbon_credits"].db, "shenzhen")
     return app

@@ -113,7 +113,8 @@ def process(path: str, chunk: int) -> tuple[dict[str, int], float]:
             config = Config(instance_path=Path(uploads),
                             database_url=f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}",
                             jwt_secret="x" * 32, upload_dir=Path(uploads),
-                            record_chunk_rows=chunk)
+                            record_chunk_rows=chunk,
+                            consent_required="none")
             app = create_app(config)
             rt = app.extensions["carbon_credits"]
             upgrade_schema(rt.db)

@@ -62,7 +62,8 @@ LENIENT = Policy(outcomes={rule: "credit" for rule in RULES})
 def runtime(database_url: str, reports_url: str | None = None) -> Runtime:
     config = Config(instance_path=Path(tempfile.gettempdir()) / "cc-replica-bench",
                     database_url=database_url, jwt_secret="bench",
-                    reports_database_url=reports_url, plausibility=LENIENT)
+                    reports_database_url=reports_url, plausibility=LENIENT,
+                    consent_required="none")
     app = create_app(config)
     rt: Runtime = app.extensions["carbon_credits"]
     rt.clock = lambda: factories.NOW

@@ -172,7 +172,8 @@ def main() -> None:
     results: list[dict[str, Any]] = []
     try:
         app = create_app(Config(instance_path=Path("/tmp"), database_url=url,
-                                jwt_secret="bench-" + "x" * 32))
+                                jwt_secret="bench-" + "x" * 32,
+                                consent_required="none"))
         rt: Runtime = app.extensions["carbon_credits"]
         init_db(rt.db, CITY)
         done_events = 0
