@@ -21,7 +21,18 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Table, bindparam, delete, func, insert, select, text, update
+from sqlalchemy import (
+    Table,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -183,34 +194,38 @@ def rebuild(session: Session) -> tuple[int, int]:
     return len(days), len(months)
 
 
-_LIFETIME_OF = Prebuilt(lambda one_of: select(
-    MONTHS.c.user_id, MONTHS.c.mode, func.sum(MONTHS.c.events), func.sum(MONTHS.c.activity))
-    .where(one_of(MONTHS.c.user_id, "users")).group_by(MONTHS.c.user_id, MONTHS.c.mode))
-_MONTHS_OF = Prebuilt(lambda one_of: select(
-    MONTHS.c.user_id, MONTHS.c.month, MONTHS.c.mode, MONTHS.c.events, MONTHS.c.activity)
-    .where(one_of(MONTHS.c.user_id, "users"),
-           MONTHS.c.month >= bindparam("since", type_=MONTHS.c.month.type),
-           MONTHS.c.month <= bindparam("until", type_=MONTHS.c.month.type)))
-_DAYS_OF = Prebuilt(lambda one_of: select(
-    DAYS.c.user_id, DAYS.c.local_date, DAYS.c.mode, DAYS.c.events, DAYS.c.activity)
+_HISTORY_OF = Prebuilt(lambda one_of: union_all(
+    select(DAYS.c.user_id, literal("day"), DAYS.c.local_date, DAYS.c.mode, DAYS.c.events,
+           DAYS.c.activity)
     .where(one_of(DAYS.c.user_id, "users"),
            DAYS.c.local_date >= bindparam("since", type_=DAYS.c.local_date.type),
-           DAYS.c.local_date <= bindparam("until", type_=DAYS.c.local_date.type)))
+           DAYS.c.local_date <= bindparam("until", type_=DAYS.c.local_date.type)),
+    select(MONTHS.c.user_id, literal("month"), MONTHS.c.month, MONTHS.c.mode, MONTHS.c.events,
+           MONTHS.c.activity)
+    .where(one_of(MONTHS.c.user_id, "users"),
+           MONTHS.c.month >= bindparam("first_month", type_=MONTHS.c.month.type),
+           MONTHS.c.month <= bindparam("last_month", type_=MONTHS.c.month.type)),
+    select(MONTHS.c.user_id, literal("all"), func.min(MONTHS.c.month), MONTHS.c.mode,
+           func.sum(MONTHS.c.events), func.sum(MONTHS.c.activity))
+    .where(one_of(MONTHS.c.user_id, "users")).group_by(MONTHS.c.user_id, MONTHS.c.mode)))
 
 
-def lifetime_read_of(users: list[str]) -> Read:
-    """``users``' credited events and activity per mode, in all: (user, mode, events,
-    activity), summed by the server over their month rows."""
-    return _LIFETIME_OF, {"users": users}
+def history_read_of(users: list[str], since: date, until: date) -> Read:
+    """``users``' credited history as the badge rules read it, in one statement: (user,
+    part, date, mode, events, activity) rows, where part is ``day`` (the day rows from
+    ``since`` to ``until``), ``month`` (the month rows of those months) or ``all`` (the
+    sums per mode over every month, summed by the server; date: the first month)."""
+    return _HISTORY_OF, {"users": users, "since": since, "until": until,
+                         "first_month": month_of(since), "last_month": month_of(until)}
 
 
-def months_read_of(users: list[str], since: date, until: date) -> Read:
-    """``users``' month rows of the months of ``since`` to ``until``: (user, month, mode,
-    events, activity)."""
-    return _MONTHS_OF, {"users": users, "since": month_of(since), "until": month_of(until)}
-
-
-def days_read_of(users: list[str], since: date, until: date) -> Read:
-    """``users``' day rows from ``since`` to ``until``: (user, day, mode, events,
-    activity)."""
-    return _DAYS_OF, {"users": users, "since": since, "until": until}
+def history_of(rows: Sequence[tuple[Any, ...]], user_id: str
+               ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """``user_id``'s (lifetime, month, day) rows of ``history_read_of``'s rows, as
+    ``account.earning.Ledger.of`` takes them."""
+    parts: dict[str, list[tuple[Any, ...]]] = {"all": [], "month": [], "day": []}
+    for user, part, when, mode, events, activity in rows:
+        if user == user_id:
+            parts[part].append((mode, events, activity) if part == "all"
+                               else (when, mode, events, activity))
+    return parts["all"], parts["month"], parts["day"]

@@ -41,7 +41,8 @@ class Credited(aggregates.Credited, Protocol):
 
 @dataclass
 class Prefetch:
-    """The reads the badge rules need, sent with the ingest's own, and their rows."""
+    """The reads the badge rules need, sent with the ingest's own, and their rows: the
+    users' badges held and their credited history (one statement each)."""
 
     users: list[str]
     since: date
@@ -49,10 +50,8 @@ class Prefetch:
     rows: list[list[tuple[Any, ...]]] | None = None
 
     def reads(self) -> list[Read]:
-        return [awards.active_read(), awards.held_read(self.users),
-                aggregates.lifetime_read_of(self.users),
-                aggregates.months_read_of(self.users, self.since, self.until),
-                aggregates.days_read_of(self.users, self.since, self.until)]
+        return [awards.held_read(self.users),
+                aggregates.history_read_of(self.users, self.since, self.until)]
 
 
 def prefetch(users: Sequence[str], days: Sequence[date]) -> Prefetch:
@@ -96,26 +95,24 @@ def _announce(session: Session, won: Sequence[dict[str, Any]]) -> None:
 
 def _badges(session: Session, events: Sequence[Credited], known: Prefetch | None
             ) -> list[dict[str, Any]]:
+    badges = awards.ACTIVE.get(session)
+    if not badges:
+        return []  # nothing to earn: the history was not read (``AccountHook.read``)
     if known is None or known.rows is None:
         known = prefetch([e.user_id for e in events], [e.local_date for e in events])
         known.rows = read_together(session, known.reads())
-    active, held, lifetime_rows, month_rows, day_rows = known.rows
-    badges = awards.active_of(active)
-    if not badges:
-        return []
+    held, history = known.rows
     reach = max(rules.streak_reach(b.rule) for b in badges)
     first = min(e.local_date for e in events)
     last = max(e.local_date for e in events)
     if first - timedelta(days=reach) < known.since or last + timedelta(days=reach) > known.until:
-        [day_rows] = read_together(session, [aggregates.days_read_of(
+        [history] = read_together(session, [aggregates.history_read_of(
             known.users, first - timedelta(days=reach), last + timedelta(days=reach))])
     have = {(user_id, badge_id) for user_id, badge_id in held}
     now = utcnow()
     won = []
     for user_id in sorted({e.user_id for e in events}):
-        ledger = Ledger.of([r[1:] for r in lifetime_rows if r[0] == user_id],
-                           [r[1:] for r in month_rows if r[0] == user_id],
-                           [r[1:] for r in day_rows if r[0] == user_id])
+        ledger = Ledger.of(*aggregates.history_of(history, user_id))
         mine = [e for e in events if e.user_id == user_id]
         for event, badge in earned(ledger, mine, [b for b in badges
                                                   if (user_id, b.id) not in have]):
@@ -137,14 +134,17 @@ def _nothing() -> None:
 class AccountHook:
     """``account`` and ``badges`` as a crediting hook (``ledger.hooks``)."""
 
-    def read(self, scope: Scope) -> Sequence[Read]:
+    def read(self, session: Session, scope: Scope) -> Sequence[Read]:
+        if awards.ACTIVE.peek(session) == []:
+            return []  # no active badge: no rule reads the history (the aggregates' writes
+            # need no read); a badge made since shows in the versions, and the reads follow
         return prefetch(scope.users, [scope.first_day, scope.last_day]).reads()
 
     def credited(self, session: Session, events: Sequence[CreditedEvent],
                  accounts: Mapping[str, Balance], now: datetime, rows: Rows) -> Writes | None:
         mine = cast(Sequence[Credited], events)  # NewEvent or Event: both carry activity
         known = prefetch([e.user_id for e in mine], [e.local_date for e in mine])
-        known.rows = [list(found) for found in rows]
+        known.rows = [list(found) for found in rows] if rows else None
         return credited(session, mine, known)
 
     def reversed(self, session: Session, event: CreditedEvent, account: Balance,

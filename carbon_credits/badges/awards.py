@@ -8,7 +8,6 @@ transactions decided it (they cannot for one user: the account lock serialises t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -18,6 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from carbon_credits.badges import rules
+from carbon_credits.storage.cached import Cached
 from carbon_credits.storage.models import Badge, BadgeAward, Event
 from carbon_credits.storage.sql import Prebuilt, Read
 
@@ -32,31 +32,25 @@ class ActiveBadge:
     rule: dict[str, Any]
 
 
-_ACTIVE = Prebuilt(lambda _: select(BADGES.c.id, BADGES.c.version, BADGES.c.rule)
-                   .where(BADGES.c.status == "active").order_by(BADGES.c.id))
 _HELD = Prebuilt(lambda one_of: select(AWARDS.c.user_id, AWARDS.c.badge_id)
                  .where(one_of(AWARDS.c.user_id, "users")))
-_parsed: dict[tuple[int, int], dict[str, Any]] = {}
 
 
-def active_read() -> Read:
-    return _ACTIVE, {}
+def _active(session: Session) -> list[ActiveBadge]:
+    """The active badges, their rules validated (once per change of the table)."""
+    return [ActiveBadge(badge_id, version, rules.validate(rule if isinstance(rule, dict)
+                                                          else {}))
+            for badge_id, version, rule in session.execute(
+                select(Badge.id, Badge.version, Badge.rule)
+                .where(Badge.status == "active").order_by(Badge.id))]
+
+
+ACTIVE = Cached("badges", _active)
+"""The active badges, kept in the process (``storage.cached``): read on every credit."""
 
 
 def held_read(users: list[str]) -> Read:
     return _HELD, {"users": users}
-
-
-def active_of(rows: Sequence[tuple[Any, ...]]) -> list[ActiveBadge]:
-    """The active badges, their rules validated once per (badge, version) per process."""
-    out = []
-    for badge_id, version, rule in rows:
-        parsed = _parsed.get((badge_id, version))
-        if parsed is None:
-            parsed = _parsed[(badge_id, version)] = rules.validate(
-                rule if isinstance(rule, dict) else {})
-        out.append(ActiveBadge(int(badge_id), int(version), parsed))
-    return out
 
 
 def _insert(dialect: str) -> Prebuilt:

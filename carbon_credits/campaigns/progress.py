@@ -24,6 +24,7 @@ from carbon_credits.campaigns import rules
 from carbon_credits.ledger import entries
 from carbon_credits.ledger.entries import Balance
 from carbon_credits.ledger.hooks import CreditedEvent, Rows, Scope, Writes
+from carbon_credits.storage.cached import Cached
 from carbon_credits.storage.models import (
     Campaign,
     CampaignBonus,
@@ -117,15 +118,22 @@ def _load_progress(session: Session, users: set[str], campaign_ids: set[str],
                            row.bonus_points), True, row.completed_at)
 
 
-_CAMPAIGN_COLUMNS = ("id", "city", "mode", "starts_on", "ends_on", "goal_events",
-                     "bonus_points", "ended_at")
-_RUNNING = Prebuilt(lambda one_of: (
-    select(*(CAMPAIGNS.c[c] for c in _CAMPAIGN_COLUMNS))
-    .where(one_of(CAMPAIGNS.c.city, "cities"),
-           CAMPAIGNS.c.starts_on <= bindparam("last", type_=CAMPAIGNS.c.starts_on.type),
-           CAMPAIGNS.c.ends_on >= bindparam("first", type_=CAMPAIGNS.c.ends_on.type))
-    .order_by(CAMPAIGNS.c.id)))
-"""The campaigns a chunk's events may count toward (by city and local days)."""
+def _all(session: Session) -> list[rules.Campaign]:
+    return [_campaign(row) for row in session.scalars(select(Campaign).order_by(Campaign.id))]
+
+
+CAMPAIGNS_KEPT = Cached("campaigns", _all)
+"""Every campaign as the rules read it, kept in the process (``storage.cached``): read on
+every credit. Without its budget (``spent_points`` moves with every bonus, and is only
+ever tested by the paying UPDATE)."""
+
+
+def _running(campaigns: Sequence[rules.Campaign], scope: Scope) -> list[rules.Campaign]:
+    """The campaigns a chunk's events may count toward (by city and local days)."""
+    return [c for c in campaigns if c.city in scope.cities
+            and c.starts_on <= scope.last_day and c.ends_on >= scope.first_day]
+
+
 _PROGRESS = Prebuilt(lambda one_of: select(
     PROGRESS.c.campaign_id, PROGRESS.c.user_id, PROGRESS.c.events, PROGRESS.c.state,
     PROGRESS.c.bonus_points, PROGRESS.c.completed_at).where(one_of(PROGRESS.c.user_id, "users")))
@@ -159,18 +167,21 @@ def _refund(session: Session, campaign_id: str, points: int) -> None:
 class CampaignHook:
     """``ledger.hooks.Hook`` of campaigns."""
 
-    def read(self, scope: Scope) -> Sequence[Read]:
-        return [(_RUNNING, {"cities": list(scope.cities), "first": scope.first_day,
-                            "last": scope.last_day}),
-                (_PROGRESS, {"users": list(scope.users)})]
+    def read(self, session: Session, scope: Scope) -> Sequence[Read]:
+        kept = CAMPAIGNS_KEPT.peek(session)
+        if kept is not None and not _running(kept, scope):
+            return []  # no campaign runs for these events: no progress to read
+        return [(_PROGRESS, {"users": list(scope.users)})]
 
     def credited(self, session: Session, events: Sequence[CreditedEvent],
                  accounts: Mapping[str, Balance], now: datetime, rows: Rows
                  ) -> Writes | None:
-        campaigns, progress = rows
-        if not campaigns:
+        running = {c.id: c for c in _running(CAMPAIGNS_KEPT.get(session), Scope.of(events))}
+        if not running:
             return None
-        running = {row[0]: rules.Campaign(*row) for row in campaigns}
+        # (Read with ingest's reads: ``read`` planned it from the same copy.)
+        [progress] = rows or [_PROGRESS.rows(session, {"users": sorted(
+            {e.user_id for e in events})})]
         changes = _Changes()
         for campaign_id, user_id, n, state, held, completed_at in progress:
             if campaign_id in running:

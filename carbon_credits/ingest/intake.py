@@ -190,7 +190,7 @@ def _read(session: Session, catalog: Catalog, chunk: Sequence[Posted],
         consents.LATEST, {"users": sorted(cities)})
     reads += [read for read in (trips, devices, consent) if read is not None]
     # The crediting hooks' reads go last, with the others (one round trip).
-    hooked = hooks.reads(hooks.Scope(tuple(sorted(cities)),
+    hooked = hooks.reads(session, hooks.Scope(tuple(sorted(cities)),
                                      tuple(sorted({p.data["city"] for p in chunk})),
                                      min(p.local_date for p in chunk),
                                      max(p.local_date for p in chunk)))

@@ -355,18 +355,20 @@ class BoardsHook:
 
     # Typed by what is used: ledger.hooks' types are not imported, since the ledger
     # package imports this one (a reversal updates the boards).
-    def read(self, scope: Any) -> Sequence[Read]:
+    def read(self, session: Session, scope: Any) -> Sequence[Read]:
         return [(_OPTED_OUT, {"users": list(scope.users)})]
 
     def credited(self, session: Session, events: Sequence[Any], accounts: Mapping[str, Any],
                  now: datetime, rows: Sequence[Sequence[tuple[Any, ...]]]) -> None:
+        # (``Any``: ``ledger.hooks`` names the types, but the ledger package imports this
+        # one; what is read of an event is this module's ``CreditedEvent``.)
         [opted_out_rows] = rows
         opted_out = {user_id for (user_id,) in opted_out_rows}
         for event in events:
             if hasattr(event, "boards"):  # a chunk's NewEvent (stored Events are re-read)
-                district = district_of(session, getattr(event, "network_id", None),
-                                       getattr(event, "origin", None))
-                event.boards = (district, event.user_id in opted_out)
+                credited = cast(CreditedEvent, event)
+                district = district_of(session, credited.network_id, credited.origin)
+                event.boards = (district, credited.user_id in opted_out)
         return None
 
     def reversed(self, session: Session, event: Any, account: Any, now: datetime) -> None:

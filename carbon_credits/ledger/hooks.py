@@ -14,6 +14,12 @@ with hooks installed (tests/integration/test_intake.py) unless a hook has real w
 needs an answer first (a campaign's bonus against its budget). The other paths, rare and
 ORM-based, let ``credited`` run the reads itself.
 
+What hooks read on every post but admins change rarely (active badges, campaigns, webhook
+endpoints) they keep in the process (``storage.cached``) and plan their reads by
+(``read``: no badge, no read of the badge rules' history). Ingest's round trip carries the
+tables' versions first; if one moved, ``credited`` loads it and reads the hooks' reads
+again, in one more round trip (once per process after an admin's change).
+
 A hook may append ledger entries to the locked account (``entries``): it runs after the
 earn entries are chained and before the accounts are saved.
 """
@@ -28,7 +34,8 @@ from typing import Any, Protocol
 from sqlalchemy.orm import Session
 
 from carbon_credits.ledger.entries import Balance
-from carbon_credits.storage.sql import Read
+from carbon_credits.storage import cached
+from carbon_credits.storage.sql import Read, read_together
 
 Writes = Callable[[], None]
 Rows = Sequence[Sequence[tuple[Any, ...]]]
@@ -74,15 +81,17 @@ class Scope:
 
 
 class Hook(Protocol):
-    def read(self, scope: Scope) -> Sequence[Read]:
-        """What the hook needs to read for a chunk, sent with ingest's reads."""
+    def read(self, session: Session, scope: Scope) -> Sequence[Read]:
+        """What the hook needs to read for a chunk, sent with ingest's reads; planned from
+        the cached tables' copies as they are (``storage.cached.Cached.peek``)."""
         ...
 
     def credited(self, session: Session, events: Sequence[CreditedEvent],
                  accounts: Mapping[str, Balance], now: datetime, rows: Rows
                  ) -> Writes | None:
         """Events just credited (grams > 0), in order, their accounts locked; ``rows``:
-        what ``read`` read. The writes returned are run with the COMMIT."""
+        what ``read`` read, the cached tables brought up to date (``Cached.get``). The
+        writes returned are run with the COMMIT."""
         ...
 
     def reversed(self, session: Session, event: CreditedEvent, account: Balance,
@@ -101,22 +110,32 @@ def install(hooks: Iterable[Hook]) -> tuple[Hook, ...]:
     return previous
 
 
-def reads(scope: Scope) -> list[Sequence[Read]]:
-    """Each installed hook's reads for a chunk, in hook order."""
-    return [hook.read(scope) for hook in _hooks]
+def reads(session: Session, scope: Scope) -> list[Sequence[Read]]:
+    """What to read for a chunk, in one round trip: the cached tables' versions, then each
+    installed hook's reads, in hook order (nothing when no hook is installed)."""
+    if not _hooks:
+        return []
+    return [[cached.versions_read()], *(hook.read(session, scope) for hook in _hooks)]
 
 
 def credited(session: Session, events: Sequence[CreditedEvent],
              accounts: Mapping[str, Balance], now: datetime,
              rows: Sequence[Rows] | None = None) -> list[Writes]:
-    """Run the hooks on credited events; ``rows``: what ``reads`` read (one per hook, as
-    ingest sent them), or None to read here. The writes to run with the COMMIT."""
-    if not events:
+    """Run the hooks on credited events; ``rows``: what ``reads`` read (as ingest sent
+    them), or None to read here. The writes to run with the COMMIT."""
+    if not events or not _hooks:
         return []
-    if rows is None:
-        rows = [[statement.rows(session, values) for statement, values in hook_reads]
-                for hook_reads in reads(Scope.of(events))]
-    return [w for hook, found in zip(_hooks, rows, strict=True)
+    if rows is None or cached.refresh(session, rows[0][0]):
+        # Read here (the approval and reversal paths), or again: a cached table moved, so
+        # what the hooks planned from their old copies may miss a read.
+        if rows is None:
+            cached.refresh(session)
+        scope = Scope.of(events)
+        planned = [hook.read(session, scope) for hook in _hooks]
+        found = iter(read_together(session, [r for hook_reads in planned for r in hook_reads])
+                     if any(planned) else [])
+        rows = [[], *([next(found) for _ in hook_reads] for hook_reads in planned)]
+    return [w for hook, found in zip(_hooks, rows[1:], strict=True)
             if (w := hook.credited(session, events, accounts, now, found))]
 
 

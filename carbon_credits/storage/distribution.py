@@ -57,6 +57,7 @@ REFERENCE: frozenset[str] = frozenset({
     "badges",
     "teams",
     "campaigns", "webhook_endpoints",
+    "table_versions",
 })
 """Cross-user tables written by admins, operators and merchants, read by everyone."""
 

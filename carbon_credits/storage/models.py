@@ -880,6 +880,17 @@ class BadgeAward(Base):
     event_id: Mapped[str] = mapped_column(String(128))
     badge_version: Mapped[int] = mapped_column(Integer)
     awarded_at: Mapped[datetime] = mapped_column()
+class TableVersion(Base):
+    """The version of a small admin-managed table that ingest caches in process
+    (``storage/cached.py``): a new random value written by the table's trigger in every
+    transaction that changes it (migration 0009_table_versions)."""
+
+    __tablename__ = "table_versions"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[str] = mapped_column(String(64))
+
+
 class LeaderboardPrivacy(Base):
     """A user's choice to be kept off what others see of the leaderboards
     (``leaderboards``); no row: shown."""

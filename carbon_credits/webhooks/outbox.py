@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from carbon_credits.ledger.entries import Balance
 from carbon_credits.ledger.hooks import CreditedEvent, Rows, Scope, Writes
 from carbon_credits.schemas.webhooks import KINDS
+from carbon_credits.storage.cached import Cached
 from carbon_credits.storage.models import WebhookDelivery, WebhookEndpoint, utcnow
 from carbon_credits.storage.sql import Prebuilt, Read
 
@@ -69,8 +70,15 @@ def _after_rollback(session: Session) -> None:
     session.info.pop(_QUEUED, None)
 
 
-_ENDPOINTS = Prebuilt(lambda _: select(WebhookEndpoint.id, WebhookEndpoint.kinds)
-                      .where(WebhookEndpoint.enabled).order_by(WebhookEndpoint.id))
+def _enabled(session: Session) -> list[tuple[str, list[str]]]:
+    return [(endpoint_id, list(kinds)) for endpoint_id, kinds in session.execute(
+        select(WebhookEndpoint.id, WebhookEndpoint.kinds)
+        .where(WebhookEndpoint.enabled).order_by(WebhookEndpoint.id))]
+
+
+ENDPOINTS = Cached("webhook_endpoints", _enabled)
+"""The enabled endpoints and their kinds, kept in the process (``storage.cached``): read
+on every credit."""
 _ADD = Prebuilt(lambda _: insert(DELIVERIES).values(
     {c: bindparam(c) for c in ("endpoint_id", "id", "kind", "payload", "state", "attempts",
                                "created_at")}), json=("payload",))
@@ -85,15 +93,15 @@ def _rows(endpoints: Sequence[str], kind: str, payload: dict[str, Any], now: dat
 
 class OutboxHook:
     """``ledger.hooks.Hook``: an ``event.credited`` notification per credited event and
-    subscribed endpoint. The endpoints are read with ingest's reads and the rows written
-    with its COMMIT: no round trip of its own."""
+    subscribed endpoint. The endpoints are kept in the process (``ENDPOINTS``) and the rows
+    written with ingest's COMMIT: no read and no round trip of its own."""
 
-    def read(self, scope: Scope) -> Sequence[Read]:
-        return [(_ENDPOINTS, {})]
+    def read(self, session: Session, scope: Scope) -> Sequence[Read]:
+        return []  # the endpoints: the cached copy, brought up to date by ``ledger.hooks``
 
     def credited(self, session: Session, events: Sequence[CreditedEvent],
                  accounts: Any, now: datetime, rows: Rows) -> Writes | None:
-        endpoints = [endpoint_id for endpoint_id, kinds in rows[0]
+        endpoints = [endpoint_id for endpoint_id, kinds in ENDPOINTS.get(session)
                      if "event.credited" in kinds]
         if not endpoints:
             return None
