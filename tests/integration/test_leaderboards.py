@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from carbon_credits.account.screen import carbon_account
@@ -97,6 +97,9 @@ def test_boards_rebuilt_from_the_ledger_equal_the_live_ones(board_rt: Runtime) -
               suppress_health_check=[HealthCheck.function_scoped_fixture,
                                      HealthCheck.too_slow])
     @given(ops=OPS)
+    # Always, besides the random ones: members of a team credited, one of them reversed.
+    @example(ops=[("team", 0, 1), ("team", 1, 1), ("post", 0, 0, "luohu", "fumin"),
+                  ("post", 1, 3, "shaoniangong", "luohu"), ("reverse", 0)])
     def history(ops: list[tuple[Any, ...]]) -> None:
         users = [f"lb-{uuid.uuid4().hex[:8]}" for _ in range(3)]
         credited: list[tuple[str, str]] = []
