@@ -40,6 +40,7 @@ from carbon_credits.storage import partitions, roles
 from carbon_credits.storage.models import utcnow
 from carbon_credits.tokens import ROLES
 from carbon_credits.webhooks import delivery
+from carbon_credits.webhooks import expiring as expiring_webhooks
 
 
 def register(app: Flask) -> None:
@@ -203,16 +204,19 @@ def expire_unconfirmed_command() -> None:
               show_default=True, help="accounts per transaction")
 @with_appcontext
 def expire_points_command(batch: int) -> None:
-    """Lapse points left unclaimed past their city's claim window ('lapse' entries), then
-    expire the points due today by their city's policy ('expiry' entries). Run it daily
-    from cron; running it again lapses and expires nothing twice."""
+    """Lapse points left unclaimed past their city's claim window ('lapse' entries), expire
+    the points due today by their city's policy ('expiry' entries), then announce the
+    points expiring within EXPIRY_WEBHOOK_DAYS ('points.expiring' webhooks). Run it daily
+    from cron; running it again lapses, expires and announces nothing twice."""
     started = time.perf_counter()
     rt = runtime()
     lapsed = settlement.lapse_unclaimed(rt, utcnow(), batch=batch)
     run = expiring.expire_due(rt, utcnow(), batch=batch)
+    told = expiring_webhooks.announce_expiring(rt, utcnow(), batch=batch)
     click.echo(f"lapsed {lapsed} unclaimed points; expired {run.expired_points} points of "
                f"{run.expired_accounts} accounts; {run.accounts} accounts folded in "
-               f"{run.batches} batches, {time.perf_counter() - started:.1f} s")
+               f"{run.batches} batches; announced {told.notices} expiry dates "
+               f"({told.points} points) to webhooks, {time.perf_counter() - started:.1f} s")
 @click.command("deem-consent")
 @click.option("--note", required=True,
               help="why consent is deemed given (kept with each row and in the audit log), "

@@ -146,6 +146,10 @@ class Config:
     expiry_notice_days: int = 30
     """How far ahead ``GET /v1/me/account`` lists points that will expire
     (EXPIRY_NOTICE_DAYS)."""
+    expiry_webhook_days: int = 30
+    """How many days before points expire a ``points.expiring`` webhook announces them
+    (EXPIRY_WEBHOOK_DAYS; 0: not announced). Policy: no source gives a notice period for
+    carbon-inclusion points; 30 days matches the account's ``expiring_soon``."""
     settlement_days: Mapping[str, int] = field(default_factory=dict)
     """Per city, days a credit stays pending (shown, not spendable) before it settles
     (SETTLEMENT_DAYS, e.g. ``beijing=2``, after Beijing MaaS); a city left out: none."""
@@ -377,6 +381,7 @@ class Config:
             webhook_max_backoff_ms=_int(env, "WEBHOOK_MAX_BACKOFF_MS", 3_600_000),
             reward_cancel_days=_int(env, "REWARD_CANCEL_DAYS", 7, minimum=0),
             expiry_notice_days=_int(env, "EXPIRY_NOTICE_DAYS", 30, minimum=0),
+            expiry_webhook_days=_int(env, "EXPIRY_WEBHOOK_DAYS", 30, minimum=0),
             reports_database_url=env.get("REPORTS_DATABASE_URL") or None,
             reports_max_lag_s=_int(env, "REPORTS_MAX_LAG_S", 30, minimum=0),
             reports_fallback_primary=env.get("REPORTS_FALLBACK_PRIMARY", "").lower()

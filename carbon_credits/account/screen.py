@@ -6,9 +6,11 @@ window (at most 84 days), and the balance, in one round trip on PostgreSQL
 (``sql.read_together``). Only a current streak older than the window reads further back,
 366 green days a round trip.
 
-Rank in the city (all time and this month) comes from the leaderboards, one more round
-trip to Redis (``leaderboards.service.rank_of``); when the boards cannot be read the screen
-still answers, with ``rank`` null, rather than a 503 for a part of it.
+Rank in the city and in the user's district (all time and this month) comes from the
+leaderboards, one more round trip to Redis, one script call (``leaderboards.service.
+ranks_of``); the user's district is the one whose all-time board holds most of their grams.
+When the boards cannot be read the screen still answers, with ``rank`` null, rather than a
+503 for a part of it.
 """
 
 from __future__ import annotations
@@ -68,10 +70,10 @@ def carbon_account(rt: Runtime, principal: Principal) -> dict[str, Any]:
 
 
 def _rank(rt: Runtime, user_id: str, city: str) -> dict[str, Any] | None:
-    """The user's standing on their city's boards, all time and this month; None when the
-    boards cannot be read (the rest of the screen stands)."""
+    """The user's standing on their city's and their district's boards, all time and this
+    month (one Redis round trip); None when the boards cannot be read (the rest of the
+    screen stands)."""
     try:
-        return {"city": city, "all": leaderboards.rank_of(rt, user_id, city, "all"),
-                "month": leaderboards.rank_of(rt, user_id, city, "month")}
+        return leaderboards.ranks_of(rt, user_id, city)
     except ServiceError:
         return None

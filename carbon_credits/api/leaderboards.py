@@ -1,4 +1,5 @@
-"""GET /v1/leaderboards/{scope}, its /me, and /v1/me/privacy."""
+"""GET /v1/leaderboards/{scope}, its /me, /v1/leaderboards/teams (team against team), and
+/v1/me/privacy."""
 
 from __future__ import annotations
 
@@ -10,16 +11,32 @@ from carbon_credits.api.auth import current_principal, requires
 from carbon_credits.api.extensions import runtime
 from carbon_credits.api.requests import Blueprint
 from carbon_credits.leaderboards import service
-from carbon_credits.schemas.examples import PRIVACY_EXAMPLE
+from carbon_credits.schemas.examples import PRIVACY_EXAMPLE, TEAM_BOARD_EXAMPLE
 from carbon_credits.schemas.leaderboards import (
     LeaderboardQuerySchema,
     LeaderboardSchema,
     MyPlaceSchema,
     PrivacySchema,
+    TeamBoardQuerySchema,
+    TeamBoardSchema,
 )
 
 blp = Blueprint("leaderboards", __name__, url_prefix="/v1",
                 description="Leaderboards of credited grams CO2")
+
+
+@blp.route("/leaderboards/teams")
+class TeamBoardView(MethodView):
+    @requires("user")
+    @blp.doc(security=[{"bearerAuth": []}])
+    @blp.arguments(TeamBoardQuerySchema, location="query")
+    @blp.response(200, TeamBoardSchema, example=TEAM_BOARD_EXAMPLE)
+    def get(self, query: dict[str, Any]) -> dict[str, Any]:
+        """Show teams against teams in your city: ranked by their members' credited grams
+        over a day, week, month or all time, and your team's place; a team with fewer than
+        `min_members` members with grams in the period is not shown."""
+        return service.read_teams(runtime(), current_principal(), query["period"],
+                                  query["limit"])
 
 
 @blp.route("/leaderboards/<string:scope>")

@@ -10,9 +10,13 @@ with district and team boards, are on one node; cities spread over the nodes).
 - ``lb:{city}:<scope>:<period>``: a sorted set, member = user id, score = credited
   micrograms of CO2 (``store``); scope ``city``, ``district:<name>``, ``team:<id>``;
   period ``all``, ``d2026-12-07``, ``w2026-W50``, ``m2026-12`` (``periods``).
+- ``lb:{city}:teams:<period>``: the team-vs-team board, member = team id, score = the
+  sum of the scores on that team's board of the period (its members' totals).
 - ``lb:{city}:hidden``: the set of users who opted out of being shown.
 - ``lb:{city}:team``: hash user id -> team id (the user's team in this city).
 - ``lb:{city}:keys``: the set of the city's board keys (for erasure and rebuilds).
+- ``lb:{city}:districts``: the names of the districts with an all-time board (a user's
+  district, for the carbon account: ``store.ranks``).
 """
 
 from __future__ import annotations
@@ -51,6 +55,10 @@ def registry(city: str) -> str:
     return f"{prefix(city)}keys"
 
 
+def districts(city: str) -> str:
+    return f"{prefix(city)}districts"
+
+
 def city_scope() -> str:
     return "city"
 
@@ -61,3 +69,8 @@ def district_scope(district: str) -> str:
 
 def team_scope(team_id: int | str) -> str:
     return f"team:{team_id}"
+
+
+def teams_scope() -> str:
+    """The team-vs-team board's scope (members are team ids, not users)."""
+    return "teams"

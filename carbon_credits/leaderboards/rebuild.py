@@ -4,8 +4,9 @@ What the live path adds event by event is recomputed from the database: per user
 event local date and district, the sum of the ``ug`` of the events' ``earn`` and
 ``reversal`` entries (no other kind: a later campaign ``bonus`` kind never counts as
 grams); every period whose board is still kept (``periods``); team boards from the
-current members' city scores (what joining a team copies); the hidden marks from the
-privacy choices. The result is then swapped in at once (``store.replace``).
+current members' city scores (what joining a team copies), and the team-vs-team boards
+as the sums of the team boards; the hidden marks from the privacy choices. The result is
+then swapped in at once (``store.replace``).
 
 Credits committed while the rebuild runs (between its read and its swap) are in the
 database but may miss the new boards: run it when ingest is quiet (after a Redis outage,
@@ -32,6 +33,7 @@ from carbon_credits.storage.models import (
 )
 
 CITY_SCOPE = keys.city_scope()
+TEAM_SCOPE = keys.team_scope("")
 FETCH_ROWS = 50_000
 """Rows read per fetch from the server-side cursor (bounded memory for the read)."""
 
@@ -99,12 +101,19 @@ def compute(rt: Runtime, city: str) -> tuple[dict[str, dict[str, int]], dict[str
             .where(LeaderboardPrivacy.hidden.is_(True),
                    or_(User.city == city, in_city, in_team))))
     final: dict[str, dict[str, int]] = {}
+    totals: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for (scope, label), board in boards.items():
         kept_members = {u: score for u, score in board.items() if score > 0}
         if kept_members:
             key = keys.board(city, scope, label)
             final[key] = kept_members
             expiries[key] = expire_of[label]
+            if scope.startswith(TEAM_SCOPE):  # a team's total: its board's sum
+                totals[label][scope[len(TEAM_SCOPE):]] += sum(kept_members.values())
+    for label, by_team in totals.items():
+        key = keys.board(city, keys.teams_scope(), label)
+        final[key] = dict(by_team)
+        expiries[key] = expire_of[label]
     return final, expiries, hidden, teams
 
 

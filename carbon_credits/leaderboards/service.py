@@ -27,13 +27,21 @@ from carbon_credits import metrics
 from carbon_credits.errors import RETRY_AFTER_S, InvalidInput, NotFound, Unavailable
 from carbon_credits.leaderboards import keys
 from carbon_credits.leaderboards.periods import PERIODS, period_of, periods_of
-from carbon_credits.leaderboards.store import FAILURES, Credit, Row, Standing
+from carbon_credits.leaderboards.store import (
+    FAILURES,
+    Credit,
+    Place,
+    Row,
+    Standing,
+    TeamRow,
+)
 from carbon_credits.reports.rollups import UNKNOWN, district_of
 from carbon_credits.runtime import Runtime
 from carbon_credits.storage.models import (
     Event,
     Friendship,
     LeaderboardPrivacy,
+    Team,
     TeamMember,
     User,
     utcnow,
@@ -261,6 +269,75 @@ def rank_of(rt: Runtime, user_id: str, city: str, period: str = "all",
         return None
     return {"rank": standing.me.rank, "grams": standing.me.ug // UG_PER_G,
             "of": standing.size}
+
+
+def _place_view(place: Place) -> dict[str, Any] | None:
+    return None if place is None else {"rank": place[0], "grams": place[1] // UG_PER_G,
+                                       "of": place[2]}
+
+
+def ranks_of(rt: Runtime, user_id: str, city: str) -> dict[str, Any]:
+    """A user's rank in their city and in their district, all time and this month, in one
+    Redis round trip: ``{city, all, month, district: {name, all, month} | None}`` (each
+    place ``{rank, grams, of}``, or None when not on that board). The user's district is
+    the one whose all-time board holds most of their grams, i.e. where the trips that
+    avoided most of their CO2 began (ties: the first name; steps have no district).
+    Raises ``Unavailable`` (503) when the boards cannot be read. For the carbon account."""
+    day = rt.clock().astimezone(rt.config.tz).date()
+    labels = {name: period_of(name, day).label for name in ("all", "month")}
+    try:
+        found = rt.leaderboards.ranks(city, user_id, list(labels.values()))
+    except FAILURES as exc:
+        raise unavailable(exc) from None
+    view: dict[str, Any] = {"city": city}
+    for name, label in labels.items():
+        view[name] = _place_view(found.city[label])
+    view["district"] = None if found.district is None else {
+        "name": found.district,
+        **{name: _place_view(found.in_district[label]) for name, label in labels.items()}}
+    return view
+
+
+def read_teams(rt: Runtime, principal: Principal, period: str, limit: int,
+               city: str | None = None) -> dict[str, Any]:
+    """Teams against teams in the reader's city: teams ranked by their members' credited
+    grams over the period (the sum of the team's own board), top ``limit`` and the
+    reader's team. A team with fewer than k members with credited grams in the period
+    (``REPORT_MIN_PARTICIPANTS``, the rule of team and partner reports) is not shown and
+    not ranked. One Redis round trip, then one query for the teams' names."""
+    city = city or principal.city or rt.config.default_city
+    board = _board(rt, city, keys.teams_scope(), period)
+    k = rt.config.report_min_participants
+    limit = max(0, min(limit, MAX_TOP))
+    try:
+        standing = rt.leaderboards.team_standing(city, board.label, limit, principal.sub, k)
+    except FAILURES as exc:
+        raise unavailable(exc) from None
+    wanted = {int(r.team_id) for r in standing.top if r.team_id.isdigit()}
+    if standing.mine is not None and standing.mine.isdigit():
+        wanted.add(int(standing.mine))
+    with rt.db.transaction() as session:
+        teams = {str(t.id): t for t in session.scalars(
+            select(Team).where(Team.id.in_(wanted)))} if wanted else {}
+
+    def row(r: TeamRow) -> dict[str, Any]:
+        team = teams.get(r.team_id)
+        return {"rank": r.rank, "team_id": int(r.team_id),
+                "name": team.name if team else None, "kind": team.kind if team else None,
+                "grams": r.ug // UG_PER_G, "members": r.members,
+                "mine": r.team_id == standing.mine}
+
+    mine: dict[str, Any] | None = None
+    if standing.mine is not None:
+        team = teams.get(standing.mine)
+        mine = {"team_id": int(standing.mine), "name": team.name if team else None,
+                "shown": standing.me is not None,
+                "rank": standing.me.rank if standing.me else None,
+                "grams": standing.me.ug // UG_PER_G if standing.me else None,
+                "members": standing.me.members if standing.me else None}
+    return {"city": city, "scope": "teams", "period": period, "label": board.label,
+            "min_members": k, "size": standing.size, "top": [row(r) for r in standing.top],
+            "my_team": mine}
 
 
 # ---------------------------------------------------------------- privacy and erasure

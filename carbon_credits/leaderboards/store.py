@@ -74,6 +74,45 @@ class Standing:
     """People on the board."""
 
 
+@dataclass(frozen=True)
+class TeamRow:
+    team_id: str
+    ug: int
+    """The sum of the team's board of the period: its members' totals."""
+    rank: int
+    """1-based, among the teams shown."""
+    members: int
+    """Members with credited grams in the period (on the team's board)."""
+
+
+@dataclass(frozen=True)
+class TeamStanding:
+    top: list[TeamRow]
+    mine: str | None
+    """The reader's team in the city (None: in no team)."""
+    me: TeamRow | None
+    """Its row; None when it is not shown (fewer than k members) or has no grams."""
+    size: int
+    """Teams shown: those with at least k members on their board of the period."""
+
+
+Place = tuple[int, int, int] | None
+"""(1-based rank, µg, board size) of a user on a board, or None when not on it."""
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """A user's places on their city's boards and their district's (``ranks``)."""
+
+    city: dict[str, Place]
+    """Per period label asked."""
+    district: str | None
+    """The district whose all-time board holds most of the user's µg (ties: the first
+    name); None when on no district board."""
+    in_district: dict[str, Place]
+    """Per period label asked (empty when ``district`` is None)."""
+
+
 class Store(Protocol):
     def credit(self, city: str, credits: Sequence[Credit]) -> None: ...
     def standing(self, city: str, board: str, n: int, me: str | None,
@@ -84,6 +123,9 @@ class Store(Protocol):
     def set_team(self, city: str, user_id: str, team_id: int | None,
                  periods: Sequence[tuple[str, int]]) -> None: ...
     def remove_user(self, city: str, user_id: str) -> None: ...
+    def team_standing(self, city: str, label: str, n: int, user_id: str | None,
+                      k: int) -> TeamStanding: ...
+    def ranks(self, city: str, user_id: str, labels: Sequence[str]) -> Ranks: ...
     def replace(self, city: str, boards: Mapping[str, Mapping[str, int]],
                 expiries: Mapping[str, int], hidden: Iterable[str],
                 teams: Mapping[str, int]) -> None: ...
@@ -122,6 +164,35 @@ class MemoryStore:
             self._expiry.pop(key, None)
         return self._boards.get(key)
 
+    def _add(self, key: str, member: str, delta: int, expire: int) -> int:
+        """``delta`` on ``member``'s score (a negative one never creates a board; a member
+        at or below zero leaves it); the change actually made."""
+        board = self._live(key)
+        if delta > 0:
+            if board is None:
+                board = self._boards[key] = {}
+            board[member] = board.get(member, 0) + delta
+            if expire:
+                self._expiry[key] = expire
+            return delta
+        if board is None or not delta:
+            return 0
+        old = board.get(member, 0)
+        score = old + delta
+        if score > 0:
+            board[member] = score
+            return delta
+        board.pop(member, None)
+        if not board:
+            del self._boards[key]
+            self._expiry.pop(key, None)
+        return -old
+
+    def _add_team(self, city: str, team: str, label: str, change: int, expire: int) -> None:
+        """The team-vs-team board follows what its team's board gained or lost."""
+        if change:
+            self._add(keys.board(city, keys.teams_scope(), label), team, change, expire)
+
     def credit(self, city: str, credits: Sequence[Credit]) -> None:
         with self._lock:
             for c in credits:
@@ -130,22 +201,10 @@ class MemoryStore:
                 team = self._teams.get(city, {}).get(c.user_id)
                 for label, expire in c.periods:
                     for key in _board_keys(city, c.user_id, team, c.district, label):
-                        board = self._live(key)
-                        if c.ug > 0:
-                            if board is None:
-                                board = self._boards[key] = {}
-                            board[c.user_id] = board.get(c.user_id, 0) + c.ug
-                            if expire:
-                                self._expiry[key] = expire
-                        elif board is not None:
-                            score = board.get(c.user_id, 0) + c.ug
-                            if score <= 0:
-                                board.pop(c.user_id, None)
-                                if not board:
-                                    del self._boards[key]
-                                    self._expiry.pop(key, None)
-                            else:
-                                board[c.user_id] = score
+                        change = self._add(key, c.user_id, c.ug, expire)
+                        if team is not None and key == keys.board(
+                                city, keys.team_scope(team), label):
+                            self._add_team(city, team, label, change, expire)
 
     @staticmethod
     def _ordered(board: Mapping[str, int]) -> list[tuple[str, int]]:
@@ -191,11 +250,9 @@ class MemoryStore:
                 if old is not None:
                     key = keys.board(city, keys.team_scope(old), label)
                     board = self._live(key)
-                    if board is not None:
-                        board.pop(user_id, None)
-                        if not board:
-                            del self._boards[key]
-                            self._expiry.pop(key, None)
+                    if board is not None and user_id in board:
+                        self._add_team(city, old, label,
+                                       self._add(key, user_id, -board[user_id], 0), 0)
             if team_id is None:
                 return
             teams[user_id] = str(team_id)
@@ -206,16 +263,68 @@ class MemoryStore:
                     self._boards.setdefault(key, {})[user_id] = city_board[user_id]
                     if expire:
                         self._expiry[key] = expire
+                    self._add_team(city, str(team_id), label, city_board[user_id], expire)
 
     def remove_user(self, city: str, user_id: str) -> None:
         with self._lock:
-            for key in [k for k in self._boards if k.startswith(keys.prefix(city))]:
+            team = self._teams.get(city, {}).get(user_id)
+            if team is not None:  # the team's totals lose what the user added to them
+                mine = keys.board(city, keys.team_scope(team), "")
+                for key in [k for k in self._boards if k.startswith(mine)]:
+                    board = self._live(key)
+                    if board is not None and user_id in board:
+                        self._add_team(city, team, key[len(mine):], -board[user_id], 0)
+            teams_boards = keys.board(city, keys.teams_scope(), "")
+            for key in [k for k in self._boards if k.startswith(keys.prefix(city))
+                        and not k.startswith(teams_boards)]:
                 board = self._live(key)
                 if board is not None and board.pop(user_id, None) is not None and not board:
                     del self._boards[key]
                     self._expiry.pop(key, None)
             self._hidden.get(city, set()).discard(user_id)
             self._teams.get(city, {}).pop(user_id, None)
+
+    def team_standing(self, city: str, label: str, n: int, user_id: str | None,
+                      k: int) -> TeamStanding:
+        with self._lock:
+            totals = self._live(keys.board(city, keys.teams_scope(), label)) or {}
+            mine = self._teams.get(city, {}).get(user_id) if user_id else None
+            top: list[TeamRow] = []
+            me: TeamRow | None = None
+            rank = 0
+            for team, ug in self._ordered(totals):
+                members = len(self._live(keys.board(city, keys.team_scope(team), label))
+                              or {})
+                if members >= k:
+                    rank += 1
+                    row = TeamRow(team, ug, rank, members)
+                    if rank <= n:
+                        top.append(row)
+                    if team == mine:
+                        me = row
+            return TeamStanding(top, mine, me, rank)
+
+    def ranks(self, city: str, user_id: str, labels: Sequence[str]) -> Ranks:
+        with self._lock:
+            head = keys.prefix(city) + keys.district_scope("")
+            found = [(-score, key[len(head):-len(":all")]) for key in list(self._boards)
+                     if key.startswith(head) and key.endswith(":all")
+                     and (score := (self._live(key) or {}).get(user_id)) is not None]
+            district = min(found)[1] if found else None  # most µg; ties: the first name
+
+            def place(key: str) -> Place:
+                board = self._live(key) or {}
+                if user_id not in board:
+                    return None
+                ordered = [u for u, _ in self._ordered(board)]
+                return ordered.index(user_id) + 1, board[user_id], len(board)
+
+            return Ranks(
+                {label: place(keys.board(city, keys.city_scope(), label))
+                 for label in labels}, district,
+                {} if district is None else {
+                    label: place(keys.board(city, keys.district_scope(district), label))
+                    for label in labels})
 
     def replace(self, city: str, boards: Mapping[str, Mapping[str, int]],
                 expiries: Mapping[str, int], hidden: Iterable[str],
@@ -250,7 +359,27 @@ class MemoryStore:
 
 # ---------------------------------------------------------------- Redis
 
-_CREDIT = """
+_TEAMS_ADD = """
+-- The team-vs-team board follows what a team's board gained or lost (as a board: a
+-- decrease never creates it, and a team at or below zero leaves it).
+local function teams_add(registry, prefix, team, label, change, expire)
+  if change == 0 then return end
+  local key = prefix .. "teams:" .. label
+  -- %.17g: every integer score (a double) exactly, where Lua's own tostring keeps 14 digits
+  local amount = string.format("%.17g", change)
+  if change > 0 then
+    redis.call("ZINCRBY", key, amount, team)
+    if expire ~= "0" then redis.call("EXPIREAT", key, expire) end
+    redis.call("SADD", registry, key)
+  elseif redis.call("EXISTS", key) == 1 then
+    if tonumber(redis.call("ZINCRBY", key, amount, team)) <= 0 then
+      redis.call("ZREM", key, team)
+    end
+  end
+end
+"""
+
+_CREDIT = _TEAMS_ADD + """
 local registry, teammap, hidden, prefix = KEYS[1], KEYS[2], KEYS[3], ARGV[1]
 local i = 2
 while i <= #ARGV do
@@ -259,22 +388,34 @@ while i <= #ARGV do
   if ARGV[i + 4] == "1" then redis.call("SADD", hidden, user) end
   i = i + 5
   local scopes = {"city"}
-  if district ~= "" then scopes[#scopes + 1] = "district:" .. district end
+  if district ~= "" then
+    scopes[#scopes + 1] = "district:" .. district
+    if delta > 0 then redis.call("SADD", KEYS[4], district) end
+  end
   local team = redis.call("HGET", teammap, user)
   if team then scopes[#scopes + 1] = "team:" .. team end
   for p = 0, np - 1 do
     local label, expire = ARGV[i + 2 * p], ARGV[i + 2 * p + 1]
-    for _, scope in ipairs(scopes) do
+    for s, scope in ipairs(scopes) do
       local key = prefix .. scope .. ":" .. label
+      local change = 0
       if delta > 0 then
         redis.call("ZINCRBY", key, delta, user)
         if expire ~= "0" then redis.call("EXPIREAT", key, expire) end
         redis.call("SADD", registry, key)
+        change = delta
       elseif redis.call("EXISTS", key) == 1 then
         -- a reversal never creates a board: one already dropped stays dropped
+        local old = tonumber(redis.call("ZSCORE", key, user) or "0")
         if tonumber(redis.call("ZINCRBY", key, delta, user)) <= 0 then
           redis.call("ZREM", key, user)
+          change = -old
+        else
+          change = delta
         end
+      end
+      if team and s == #scopes then
+        teams_add(registry, prefix, team, label, change, expire)
       end
     end
   end
@@ -322,12 +463,19 @@ end
 return {out, rank, score, mine, redis.call("ZCARD", board)}
 """
 
-_SET_TEAM = """
+_SET_TEAM = _TEAMS_ADD + """
 local registry, teammap, prefix = KEYS[1], KEYS[2], ARGV[1]
 local user, team = ARGV[2], ARGV[3]
 local old = redis.call("HGET", teammap, user)
 for i = 4, #ARGV, 2 do
-  if old then redis.call("ZREM", prefix .. "team:" .. old .. ":" .. ARGV[i], user) end
+  if old then
+    local key = prefix .. "team:" .. old .. ":" .. ARGV[i]
+    local score = redis.call("ZSCORE", key, user)
+    if score then
+      redis.call("ZREM", key, user)
+      teams_add(registry, prefix, old, ARGV[i], -tonumber(score), "0")
+    end
+  end
 end
 redis.call("HDEL", teammap, user)
 if team == "" then return 1 end
@@ -340,23 +488,93 @@ for i = 4, #ARGV, 2 do
     redis.call("ZADD", key, score, user)
     if expire ~= "0" then redis.call("EXPIREAT", key, expire) end
     redis.call("SADD", registry, key)
+    teams_add(registry, prefix, team, label, tonumber(score), expire)
   end
 end
 return 1
 """
 
-_REMOVE_USER = """
+_REMOVE_USER = _TEAMS_ADD + """
 local registry, teammap, hidden, user = KEYS[1], KEYS[2], KEYS[3], ARGV[1]
+local prefix = ARGV[2]
+local team = redis.call("HGET", teammap, user)
+local mine = team and (prefix .. "team:" .. team .. ":") or nil
+local totals = prefix .. "teams:"
 for _, key in ipairs(redis.call("SMEMBERS", registry)) do
   if redis.call("EXISTS", key) == 0 then
     redis.call("SREM", registry, key)
-  else
+  elseif string.sub(key, 1, #totals) ~= totals then
+    -- (the team-vs-team boards' members are teams, not users: left alone)
+    if mine and string.sub(key, 1, #mine) == mine then
+      local score = redis.call("ZSCORE", key, user)
+      if score then
+        teams_add(registry, prefix, team, string.sub(key, #mine + 1), -tonumber(score), "0")
+      end
+    end
     redis.call("ZREM", key, user)
   end
 end
 redis.call("HDEL", teammap, user)
 redis.call("SREM", hidden, user)
 return 1
+"""
+
+_TEAM_STANDING = """
+-- KEYS: the team-vs-team board, the team map. Teams with fewer than k members on their
+-- own board of the period are not shown, and ranks count only the teams shown.
+local board, teammap = KEYS[1], KEYS[2]
+local prefix, label = ARGV[1], ARGV[2]
+local n, user, k = tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
+local mine = false
+if user ~= "" then mine = redis.call("HGET", teammap, user) end
+local out, me, rank = {}, {}, 0
+local all = redis.call("ZREVRANGE", board, 0, -1, "WITHSCORES")
+for j = 1, #all, 2 do
+  local team = all[j]
+  local members = redis.call("ZCARD", prefix .. "team:" .. team .. ":" .. label)
+  if members >= k then
+    rank = rank + 1
+    if rank <= n then
+      out[#out + 1] = team
+      out[#out + 1] = all[j + 1]
+      out[#out + 1] = rank
+      out[#out + 1] = members
+    end
+    if team == mine then me = {all[j + 1], rank, members} end
+  end
+end
+return {out, mine or "", me, rank}
+"""
+
+_RANKS = """
+-- KEYS: the city's district names. ARGV: prefix, user, period labels. The user's
+-- district: the one whose all-time board holds most of their score (ties: first name).
+local prefix, user = ARGV[1], ARGV[2]
+local best, best_score = "", -1
+for _, name in ipairs(redis.call("SMEMBERS", KEYS[1])) do
+  local s = redis.call("ZSCORE", prefix .. "district:" .. name .. ":all", user)
+  if s then
+    s = tonumber(s)
+    if s > best_score or (s == best_score and name < best) then
+      best, best_score = name, s
+    end
+  end
+end
+local function place(key)
+  local r = redis.call("ZREVRANK", key, user)
+  if not r then return {-1, "0", 0} end
+  return {r, redis.call("ZSCORE", key, user), redis.call("ZCARD", key)}
+end
+local out = {best}
+for i = 3, #ARGV do
+  out[#out + 1] = place(prefix .. "city:" .. ARGV[i])
+  if best ~= "" then
+    out[#out + 1] = place(prefix .. "district:" .. best .. ":" .. ARGV[i])
+  else
+    out[#out + 1] = {-1, "0", 0}
+  end
+end
+return out
 """
 
 _LOAD = r"""
@@ -376,12 +594,13 @@ return 1
 """
 
 _SWAP = """
--- KEYS: registry, teammap, hidden, new teammap, new hidden; ARGV: new key, final key,
--- expiry, ...: the rebuilt boards replace every board of the city at once.
+-- KEYS: registry, teammap, hidden, new teammap, new hidden, districts; ARGV: new key,
+-- final key, expiry, ..., then the district boards' key prefix: the rebuilt boards
+-- replace every board of the city at once.
 local registry = KEYS[1]
 for _, key in ipairs(redis.call("SMEMBERS", registry)) do redis.call("UNLINK", key) end
 redis.call("DEL", registry)
-for i = 1, #ARGV, 3 do
+for i = 1, #ARGV - 1, 3 do
   redis.call("RENAME", ARGV[i], ARGV[i + 1])
   if ARGV[i + 2] ~= "0" then redis.call("EXPIREAT", ARGV[i + 1], ARGV[i + 2]) end
   redis.call("SADD", registry, ARGV[i + 1])
@@ -389,6 +608,16 @@ end
 redis.call("DEL", KEYS[2], KEYS[3])
 if redis.call("EXISTS", KEYS[4]) == 1 then redis.call("RENAME", KEYS[4], KEYS[2]) end
 if redis.call("EXISTS", KEYS[5]) == 1 then redis.call("RENAME", KEYS[5], KEYS[3]) end
+-- KEYS[6]: the district names, from the new boards' keys (<prefix>district:<name>:<label>)
+redis.call("DEL", KEYS[6])
+local head = ARGV[#ARGV]
+for i = 2, #ARGV - 1, 3 do
+  local key = ARGV[i]
+  if string.sub(key, 1, #head) == head then
+    local name = string.match(string.sub(key, #head + 1), "^(.*):[^:]*$")
+    if name then redis.call("SADD", KEYS[6], name) end
+  end
+end
 return 1
 """
 
@@ -449,7 +678,8 @@ class RedisStore:
             args += [c.user_id, c.ug, c.district or "", len(c.periods), int(c.hidden)]
             for label, expire in c.periods:
                 args += [label, expire]
-        self._run(_CREDIT, [keys.registry(city), keys.teams(city), keys.hidden(city)], args)
+        self._run(_CREDIT, [keys.registry(city), keys.teams(city), keys.hidden(city),
+                            keys.districts(city)], args)
 
     def standing(self, city: str, board: str, n: int, me: str | None,
                  omit_hidden: bool) -> Standing:
@@ -488,7 +718,33 @@ class RedisStore:
 
     def remove_user(self, city: str, user_id: str) -> None:
         self._run(_REMOVE_USER, [keys.registry(city), keys.teams(city), keys.hidden(city)],
-                  [user_id])
+                  [user_id, keys.prefix(city)])
+
+    def team_standing(self, city: str, label: str, n: int, user_id: str | None,
+                      k: int) -> TeamStanding:
+        board = keys.board(city, keys.teams_scope(), label)
+        out, mine, me, size = self._run(_TEAM_STANDING, [board, keys.teams(city)],
+                                        [keys.prefix(city), label, n, user_id or "", k])
+        top = [TeamRow(_text(out[i]), _int(out[i + 1]), int(out[i + 2]), int(out[i + 3]))
+               for i in range(0, len(out), 4)]
+        mine_id = _text(mine) or None
+        me_row = (TeamRow(mine_id, _int(me[0]), int(me[1]), int(me[2]))
+                  if mine_id and me else None)
+        return TeamStanding(top, mine_id, me_row, int(size))
+
+    def ranks(self, city: str, user_id: str, labels: Sequence[str]) -> Ranks:
+        found = self._run(_RANKS, [keys.districts(city)],
+                          [keys.prefix(city), user_id, *labels])
+        district = _text(found[0]) or None
+
+        def place(raw: Any) -> Place:
+            rank, score, size = raw
+            return None if int(rank) < 0 else (int(rank) + 1, _int(score), int(size))
+
+        return Ranks({label: place(found[1 + 2 * i]) for i, label in enumerate(labels)},
+                     district,
+                     {} if district is None else {
+                         label: place(found[2 + 2 * i]) for i, label in enumerate(labels)})
 
     def replace(self, city: str, boards: Mapping[str, Mapping[str, int]],
                 expiries: Mapping[str, int], hidden: Iterable[str],
@@ -529,7 +785,8 @@ class RedisStore:
             pipe.hset(new_teams, mapping={u: str(t) for u, t in teams.items()})
         pipe.execute()
         self._run(_SWAP, [keys.registry(city), keys.teams(city), keys.hidden(city),
-                          new_teams, new_hidden], swaps)
+                          new_teams, new_hidden, keys.districts(city)],
+                  [*swaps, keys.prefix(city) + keys.district_scope("")])
 
     @staticmethod
     def _route(backend: RedisClient, key: str) -> dict[str, Any]:

@@ -149,6 +149,25 @@ def _candidates(cities: Sequence[str], today: date, after: str, batch: int
             .order_by(Account.user_id).limit(batch))
 
 
+def expiring_cities(history: dict[str, list[Policy]]) -> list[str]:
+    """The cities some of whose points may expire (a policy other than ``never``)."""
+    return _expiring_cities(history)
+
+
+def due_by(cities: Sequence[str], until: date, after: str, batch: int) -> Select[str]:
+    """The next ``batch`` accounts after ``after`` (user id order) of ``cities`` that may
+    hold points expiring by ``until``: their stored lots have a date by then, or their
+    ledger moved since they were folded (``webhooks.expiring`` folds them again)."""
+    return _candidates(cities, until, after, batch)
+
+
+def fold_accounts(session: Session, users: Sequence[str], history: dict[str, list[Policy]],
+                  tz: ZoneInfo) -> dict[str, Lots]:
+    """Each user's lots as of their last entry, folded in memory (nothing written, no
+    lock: lots folded up to an entry stay right whatever is written later)."""
+    return dict(_fold(session, users, history, tz))
+
+
 def _fold(session: Session, users: Sequence[str], history: dict[str, list[Policy]],
           tz: ZoneInfo) -> Iterator[tuple[str, Lots]]:
     """Each user's stored lots with the entries written since folded in, in user id order

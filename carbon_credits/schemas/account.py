@@ -62,12 +62,26 @@ class StandingSchema(Schema):
     of = fields.Integer(metadata={"description": "people on the board"})
 
 
+class DistrictRankSchema(Schema):
+    name = fields.String(metadata={
+        "description": "your district: the one whose all-time board holds most of your "
+                       "grams (where the trips that avoided most of your CO2 began; ties: "
+                       "the first name)"})
+    all = fields.Nested(StandingSchema, allow_none=True, metadata={
+        "description": "all time on the district's board"})
+    month = fields.Nested(StandingSchema, allow_none=True, metadata={
+        "description": "this calendar month on the district's board; null when none yet"})
+
+
 class RankSchema(Schema):
     city = fields.String()
     all = fields.Nested(StandingSchema, allow_none=True, metadata={
         "description": "all time; null when not on the board yet"})
     month = fields.Nested(StandingSchema, allow_none=True, metadata={
         "description": "this calendar month in the city's time"})
+    district = fields.Nested(DistrictRankSchema, allow_none=True, metadata={
+        "description": "the same in your district (GET /v1/leaderboards/district); null "
+                       "when you are on no district board (e.g. steps only)"})
 
 
 class StreakSchema(Schema):
@@ -111,5 +125,6 @@ class CarbonAccountSchema(Schema):
         "description": "lifetime grams in everyday terms, each from a cited factor"})
     streak = fields.Nested(StreakSchema)
     rank = fields.Nested(RankSchema, allow_none=True, metadata={
-        "description": "standing on the city's leaderboards (GET /v1/leaderboards/city); "
-                       "null when the boards cannot be read just now"})
+        "description": "standing on the city's and your district's leaderboards (GET "
+                       "/v1/leaderboards/city, /district); null when the boards cannot be "
+                       "read just now"})

@@ -263,3 +263,17 @@ WEBHOOK_EXAMPLE = {
 
 REPLAY_EXAMPLE = {"reason": "the platform lost the notification in an outage"}
 """POST /v1/admin/webhooks/{endpoint_id}/deliveries/{delivery_id}/replay."""
+
+
+TEAM_BOARD_EXAMPLE = {
+    "city": "shenzhen", "scope": "teams", "period": "month", "label": "m2026-12",
+    "min_members": 10, "size": 2,
+    "top": [
+        {"rank": 1, "team_id": 3, "name": "Futian Middle School", "kind": "school",
+         "grams": 1850230, "members": 214, "mine": False},
+        {"rank": 2, "team_id": 7, "name": "Nanshan Tech Co.", "kind": "company",
+         "grams": 904117, "members": 58, "mine": True}],
+    "my_team": {"team_id": 7, "name": "Nanshan Tech Co.", "shown": True, "rank": 2,
+                "grams": 904117, "members": 58},
+}
+"""``GET /v1/leaderboards/teams`` (a response: shown in /docs)."""

@@ -34,6 +34,7 @@ DISTRIBUTED: dict[str, str] = {
     "redemptions": "user_id",
     "reward_redemptions": "user_id",
     "expiry_states": "user_id",
+    "expiry_notices": "user_id",
     "point_claims": "user_id",
     "consents": "user_id",
     "account_days": "user_id",

@@ -437,6 +437,19 @@ class ExpiryState(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class ExpiryNotice(Base):
+    """A ``points.expiring`` webhook announced (``webhooks.expiring``): one per user and
+    expiry date, ever (the primary key), with the points it announced; so running the
+    announcing job again, or two at once, announces nothing twice."""
+
+    __tablename__ = "expiry_notices"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    expires_on: Mapped[date] = mapped_column(Date, primary_key=True)
+    points: Mapped[int] = mapped_column(BigInteger)
+    announced_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class PointClaim(Base):
     """Where a user's credits stop being pending or unclaimed (``ledger.settlement``):
     every earn entry up to ``resolved_seq`` was claimed by the user or has lapsed."""

@@ -5,8 +5,9 @@ tells was committed, and nothing is lost if the job queue (Redis) is down: the r
 ids are handed to the process's sender (``use_sender``: the job queue), never before
 (a job must not run before its row is visible).
 
-Kinds: ``event.credited``, ``challenge.completed``, ``badge.earned`` (account/hooks.py);
-``points.expiring`` is reserved. A feature publishes its own with the same call.
+Kinds: ``event.credited``, ``challenge.completed``, ``badge.earned`` (account/hooks.py),
+``points.expiring`` (``webhooks.expiring``, from the daily expiry job). A feature
+publishes its own with the same call.
 """
 
 from __future__ import annotations
@@ -45,14 +46,27 @@ def publish(session: Session, kind: str, payload: dict[str, Any],
             now: datetime | None = None) -> list[str]:
     """One delivery per enabled endpoint subscribed to ``kind``, in the caller's unit of
     work; their ids (one per endpoint: each endpoint's receiver dedupes by it)."""
+    return publish_many(session, kind, [payload], now)
+
+
+def subscribers(session: Session, kind: str) -> list[str]:
+    """The enabled endpoints subscribed to ``kind``."""
     if kind not in KINDS:
         raise ValueError(f"unknown webhook kind {kind!r}")
-    endpoints = [endpoint_id for endpoint_id, kinds in session.execute(
+    return [endpoint_id for endpoint_id, kinds in session.execute(
         select(WebhookEndpoint.id, WebhookEndpoint.kinds).where(WebhookEndpoint.enabled))
         if kind in kinds]
-    if not endpoints:
+
+
+def publish_many(session: Session, kind: str, payloads: Sequence[dict[str, Any]],
+                 now: datetime | None = None) -> list[str]:
+    """``publish`` for several notifications of one kind: the endpoints read once, the
+    rows written in one statement (a job's batch)."""
+    endpoints = subscribers(session, kind)
+    if not endpoints or not payloads:
         return []
-    rows = _rows(endpoints, kind, payload, now or utcnow())
+    at = now or utcnow()
+    rows = [row for payload in payloads for row in _rows(endpoints, kind, payload, at)]
     session.execute(insert(DELIVERIES), rows)
     session.info.setdefault(_QUEUED, []).extend((r["endpoint_id"], r["id"]) for r in rows)
     return [str(r["id"]) for r in rows]

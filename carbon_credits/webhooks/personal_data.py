@@ -1,17 +1,19 @@
-"""Webhook deliveries that name a user (``event.credited``, ``challenge.completed``): in the
-user's export, and in erasure, where their payloads lose the user's ids
-(``privacy.registry``). The table is keyed by endpoint, not by user, so the holder covers
-no user-keyed table; it is registered so that erasure reaches the payloads."""
+"""Webhook deliveries that name a user (``event.credited``, ``challenge.completed``,
+``badge.earned``, ``points.expiring``): in the user's export, and in erasure, where their
+payloads lose the user's ids (``privacy.registry``). The table is keyed by endpoint, not by
+user, so that holder covers no user-keyed table; it is registered so that erasure reaches
+the payloads. The ``points.expiring`` notices announced (``expiry_notices``, keyed by
+user) have a holder of their own: exported, and deleted by erasure."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import String, cast, select
+from sqlalchemy import String, cast, delete, select
 from sqlalchemy.orm import Session
 
 from carbon_credits.privacy.registry import Holder, Subject, columns, register
-from carbon_credits.storage.models import WebhookDelivery
+from carbon_credits.storage.models import ExpiryNotice, WebhookDelivery
 
 
 def _naming(session: Session, user_id: str) -> list[WebhookDelivery]:
@@ -35,3 +37,19 @@ def _erase(session: Session, subject: Subject, pseudonym: str) -> None:
 
 
 HOLDER = register(Holder("webhook_deliveries", (), _export, _erase, order=200))
+
+
+def _export_notices(session: Session, subject: Subject) -> list[dict[str, Any]]:
+    return [columns(n) for n in session.scalars(
+        select(ExpiryNotice).where(ExpiryNotice.user_id == subject.user_id)
+        .order_by(ExpiryNotice.expires_on))]
+
+
+def _erase_notices(session: Session, subject: Subject, pseudonym: str) -> None:
+    """Deleted: they exist only so the person is not told twice (the deliveries that told
+    them are pseudonymised above). Before the user row goes (their foreign key)."""
+    session.execute(delete(ExpiryNotice).where(ExpiryNotice.user_id == subject.user_id))
+
+
+NOTICES = register(Holder("expiry_notices", ("expiry_notices",), _export_notices,
+                          _erase_notices, order=200))

@@ -67,6 +67,10 @@ def test_totals_trends_and_streak_follow_credited_events(
     assert rank["city"] == "shenzhen"
     assert rank["all"]["grams"] == 4 * 376 + 100 and 1 <= rank["all"]["rank"] <= rank["all"]["of"]
     assert rank["month"]["grams"] >= 376 and rank["month"]["rank"] >= 1
+    # The district's boards too: the trips began at 罗湖 Luohu (steps have no district).
+    assert rank["district"]["name"] == "luohu"
+    assert rank["district"]["all"]["grams"] == 4 * 376
+    assert 1 <= rank["district"]["month"]["rank"] <= rank["district"]["month"]["of"]
 
 
 def test_the_screen_answers_without_rank_when_the_boards_cannot_be_read(
@@ -77,7 +81,7 @@ def test_the_screen_answers_without_rank_when_the_boards_cannot_be_read(
     def down(*_args: Any) -> None:
         raise redis.exceptions.ConnectionError("the boards' Redis is down")
 
-    monkeypatch.setattr(rt.leaderboards, "standing", down)
+    monkeypatch.setattr(rt.leaderboards, "ranks", down)
     r = client.get("/v1/me/carbon-account", headers=auth)
     assert r.status_code == 200 and r.json["rank"] is None
     assert r.json["lifetime"]["modes"]["metro"]["events"] == 1

@@ -33,9 +33,9 @@ from tests.gtfs_feed import sample_feed
 from tests.signing import Key, sign
 
 DOCUMENTED = ("/v1/admin/", "/v1/reports/", "/v1/events", "/v1/me/redemptions",
-              "/v1/merchant/", "/v1/me/bindings", "/v1/provider/")
+              "/v1/merchant/", "/v1/me/bindings", "/v1/provider/", "/v1/leaderboards/teams")
 """Operations whose examples are shown and checked: admin, partner, ingest, redemption,
-merchant, scenario providers and bindings."""
+merchant, scenario providers, bindings and the team-against-team board."""
 METHODS = ("get", "post", "put", "patch", "delete")
 
 
@@ -422,7 +422,10 @@ BODY_RUNS: dict[tuple[str, str], Run] = {
 """How each operation's body examples are sent."""
 
 PARTNER_QUERIES = {"/v1/reports/reduction", "/v1/reports/verification"}
-"""Sent as a partner of the examples' city; every other query example as an admin."""
+"""Sent as a partner of the examples' city; every other query example as an admin (or a
+user, USER_QUERIES)."""
+USER_QUERIES = {"/v1/leaderboards/teams"}
+"""Sent as a user of the examples' city."""
 
 
 def test_every_example_has_a_runner(spec: dict[str, Any]) -> None:
@@ -482,6 +485,7 @@ def test_query_examples_are_accepted(examples_app: Flask, spec: dict[str, Any],
             continue
         if method == "get":
             headers = (caller.headers("doc-partner", "partner") if path in PARTNER_QUERIES
+                       else caller.new_user()[1] if path in USER_QUERIES
                        else caller.admin())
             r = caller.client.get(path, query_string=query, headers=headers)
         else:
@@ -494,4 +498,4 @@ def test_query_examples_are_accepted(examples_app: Flask, spec: dict[str, Any],
         assert 200 <= r.status_code < 300, (path, query, r.status_code, r.json)
         sent.append(path)
     assert {"/v1/reports/reduction", "/v1/reports/verification",
-            "/v1/admin/networks/{city}"} <= set(sent)
+            "/v1/admin/networks/{city}", "/v1/leaderboards/teams"} <= set(sent)

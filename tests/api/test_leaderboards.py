@@ -11,6 +11,8 @@ from carbon_credits.leaderboards import periods as lb_periods
 from carbon_credits.leaderboards import service
 from carbon_credits.runtime import Runtime
 from carbon_credits.schemas import leaderboards as lb_schemas
+from carbon_credits.teams import service as teams
+from carbon_credits.tokens import Principal
 from tests import factories
 from tests.integration.test_rollups import metro, post, seed_city
 
@@ -102,3 +104,30 @@ def test_bad_scope_period_and_missing_district(app: Flask) -> None:
 def test_schema_constants_follow_the_domain() -> None:
     assert lb_schemas.PERIODS == lb_periods.PERIODS
     assert lb_schemas.MAX_TOP == service.MAX_TOP
+
+
+def test_teams_against_teams_through_the_api(make_app: Callable[..., Flask]) -> None:
+    app = make_app(report_min_participants=2)
+    rt, city, riders = riders_in_a_city(app, 3)
+    admin = Principal("lba-admin", "admin", None)
+    team = teams.create_team(rt, admin, city, "Lianhua School", "school", "test")
+    for rider in riders[:2]:
+        teams.join(rt, Principal(rider, "user", city), team["invite_code"])
+    client = app.test_client()
+    answer = client.get("/v1/leaderboards/teams?period=month&limit=5",
+                        headers=bearer(rt, riders[1], city))
+    assert answer.status_code == 200, answer.json
+    body = answer.json
+    assert (body["scope"], body["period"], body["size"], body["min_members"]) == (
+        "teams", "month", 1, 2)
+    [row] = body["top"]
+    assert (row["team_id"], row["name"], row["kind"], row["members"], row["mine"]) == (
+        team["id"], "Lianhua School", "school", 2, True)
+    assert body["my_team"]["rank"] == 1 and body["my_team"]["grams"] == row["grams"] > 0
+    outsider = client.get("/v1/leaderboards/teams", headers=bearer(rt, riders[2], city))
+    assert outsider.status_code == 200 and outsider.json["my_team"] is None
+    assert outsider.json["period"] == "week"
+    bad = client.get("/v1/leaderboards/teams?period=year", headers=bearer(rt, riders[2], city))
+    assert bad.status_code == 422 and "period" in bad.json["error"]["fields"]
+    admin_token = {"Authorization": f"Bearer {rt.codec.encode('ops', 'admin', city, 600)}"}
+    assert client.get("/v1/leaderboards/teams", headers=admin_token).status_code == 403

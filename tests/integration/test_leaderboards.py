@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from carbon_credits.account.screen import carbon_account
 from carbon_credits.leaderboards import keys, rebuild, service
 from carbon_credits.leaderboards.periods import period_of
 from carbon_credits.leaderboards.store import Credit, MemoryStore, RedisStore
@@ -57,6 +58,18 @@ def rebuilt(rt: Runtime, city: str) -> Boards:
     return boards, hidden, {u: str(t) for u, t in members.items()}
 
 
+def team_totals(city: str, boards: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    """The team-against-team boards as the sums of the team boards (what they must be)."""
+    head = keys.prefix(city) + keys.team_scope("")
+    totals: dict[str, dict[str, int]] = {}
+    for key, board in boards.items():
+        if key.startswith(head):
+            team, label = key[len(head):].split(":", 1)
+            total = totals.setdefault(keys.board(city, keys.teams_scope(), label), {})
+            total[team] = total.get(team, 0) + sum(board.values())
+    return totals
+
+
 OPS = st.lists(st.one_of(
     st.tuples(st.just("post"), st.integers(0, 2), st.integers(0, 29),
               st.sampled_from(STATIONS), st.sampled_from(STATIONS)),
@@ -71,7 +84,8 @@ def test_boards_rebuilt_from_the_ledger_equal_the_live_ones(board_rt: Runtime) -
     window (days, weeks and months), reversals, privacy choices and team moves, the live
     boards (and their hidden marks and team map) equal
     those the rebuild computes from the ledger; and after the rebuild swaps them in, they
-    are unchanged."""
+    are unchanged. The team-against-team boards among them: each team's score is the sum
+    of its team board, live and rebuilt."""
     rt = board_rt
     city = seed_city(rt, "lb")
     codes = [teams.create_team(rt, ADMIN, city, f"team {i}", "company", "test")["invite_code"]
@@ -83,6 +97,9 @@ def test_boards_rebuilt_from_the_ledger_equal_the_live_ones(board_rt: Runtime) -
               suppress_health_check=[HealthCheck.function_scoped_fixture,
                                      HealthCheck.too_slow])
     @given(ops=OPS)
+    # Always, besides the random ones: members of a team credited, one of them reversed.
+    @example(ops=[("team", 0, 1), ("team", 1, 1), ("post", 0, 0, "luohu", "fumin"),
+                  ("post", 1, 3, "shaoniangong", "luohu"), ("reverse", 0)])
     def history(ops: list[tuple[Any, ...]]) -> None:
         users = [f"lb-{uuid.uuid4().hex[:8]}" for _ in range(3)]
         credited: list[tuple[str, str]] = []
@@ -110,12 +127,18 @@ def test_boards_rebuilt_from_the_ledger_equal_the_live_ones(board_rt: Runtime) -
                     teams.join(rt, who, codes[op[2] - 1])
         before = live(rt, city)
         assert before == rebuilt(rt, city)
+        assert team_totals(city, before[0]) == {
+            k: b for k, b in before[0].items() if k.startswith(teams_prefix)}
         seen.append(len(before[0]))
+        seen_teams.append(sum(k.startswith(teams_prefix) for k in before[0]))
         rebuild.rebuild(rt, city)
         assert live(rt, city) == before
 
+    teams_prefix = keys.board(city, keys.teams_scope(), "")
+    seen_teams: list[int] = []
     history()
     assert max(seen) > 0  # the examples did put people on boards
+    assert max(seen_teams) > 0  # and teams on the team-against-team boards
 
 
 def test_a_reversal_takes_the_grams_off_and_the_last_one_the_person(board_rt: Runtime
@@ -223,8 +246,123 @@ def _every_operation(store: RedisStore) -> None:
         assert standing.me is not None and standing.size == 2
         assert store.scores(city, keys.board(city, "team:7", "d1"), ["u2", "u1"]) == [
             ("u2", 5, False), ("u1", None, False)]
+        teams_board = store.team_standing(city, "all", 10, "u2", 1)
+        assert [(r.team_id, r.ug, r.rank, r.members) for r in teams_board.top] == [
+            ("7", 5, 1, 1)]
+        assert teams_board.mine == "7" and teams_board.me == teams_board.top[0]
+        store.credit(city, [Credit("u1", 9, "futian", day)])
+        placed = store.ranks(city, "u1", ["all"])
+        assert (placed.district, placed.in_district["all"]) == ("futian", (1, 9, 1))
         before = store.snapshot(city)
         store.replace(city, before, {}, {"u3"}, {"u2": 7})
         assert store.snapshot(city) == before
+        assert store.ranks(city, "u1", ["all"]) == placed
         store.remove_user(city, "u2")
         assert all("u2" not in board for board in store.snapshot(city).values())
+
+
+@pytest.fixture(params=["redis", "memory"])
+def k2_rt(request: pytest.FixtureRequest, make_app: Callable[..., Flask]) -> Runtime:
+    """``board_rt`` with k = 2 (REPORT_MIN_PARTICIPANTS): a team needs two members with
+    grams in a period to be on the team-against-team board."""
+    url = request.getfixturevalue("suite_redis_url") if request.param == "redis" else None
+    runtime: Runtime = make_app(redis_url=url, plausibility=LENIENT,
+                                report_min_participants=2).extensions["carbon_credits"]
+    return runtime
+
+
+def test_teams_rank_by_their_members_totals_and_small_teams_are_not_shown(
+        k2_rt: Runtime) -> None:
+    rt = k2_rt
+    city = seed_city(rt, "lb")
+    big, small = (teams.create_team(rt, ADMIN, city, name, "company", "test")
+                  for name in ("big", "small"))
+    members = [Principal(f"lb-{uuid.uuid4().hex[:8]}", "user", city) for _ in range(4)]
+    for who in members[:3]:
+        teams.join(rt, who, big["invite_code"])
+    teams.join(rt, members[3], small["invite_code"])
+    loner = Principal(f"lb-{uuid.uuid4().hex[:8]}", "user", city)  # in no team
+    grams = {}
+    for i, who in enumerate([*members, loner]):
+        answer = post(rt, city, who.sub, metro(TODAY, 7 + i))
+        grams[who.sub] = answer["grams"]
+        if who == members[3]:  # the small team's one member rides the most
+            post(rt, city, who.sub, metro(TODAY, 20))
+
+    board = service.read_teams(rt, members[0], "week", 10)
+    assert (board["size"], board["min_members"]) == (2 - 1, 2)
+    [row] = board["top"]
+    assert (row["team_id"], row["name"], row["rank"], row["members"], row["mine"]) == (
+        big["id"], "big", 1, 3, True)
+    total = sum(grams[m.sub] for m in members[:3])
+    assert total <= row["grams"] <= total + 2  # whole grams of the summed micrograms
+    assert board["my_team"]["shown"] and board["my_team"]["rank"] == 1
+    hidden = service.read_teams(rt, members[3], "week", 10)["my_team"]
+    assert hidden == {"team_id": small["id"], "name": "small", "shown": False, "rank": None,
+                      "grams": None, "members": None}
+    assert service.read_teams(rt, loner, "all", 10)["my_team"] is None
+
+    # A reversal takes the grams off the team's total; below k members it leaves the board.
+    first = post(rt, city, members[1].sub, metro(TODAY - timedelta(days=1), 9))
+    reversals.reverse_event(rt, ADMIN, members[1].sub, first["event_id"], "fraud")
+    assert service.read_teams(rt, members[0], "all", 10)["top"][0]["grams"] == row["grams"]
+    assert live(rt, city) == rebuilt(rt, city)
+    # Erasure takes a member off: the team's total loses what they added.
+    service.remove_user(rt, members[2].sub, [city])
+    after = service.read_teams(rt, members[0], "all", 10)["top"][0]
+    assert after["members"] == 2
+    assert after["grams"] < row["grams"]
+    service.remove_user(rt, members[1].sub, [city])
+    assert service.read_teams(rt, members[0], "all", 10)["top"] == []
+    board_key = keys.board(city, keys.teams_scope(), "all")
+    assert rt.leaderboards.snapshot(city)[board_key][str(big["id"])] // 10**6 in range(
+        grams[members[0].sub] - 1, grams[members[0].sub] + 1)
+    # Leaving takes the member's score off the team's total too.
+    teams.leave(rt, members[0], city)
+    assert str(big["id"]) not in rt.leaderboards.snapshot(city).get(board_key, {})
+
+
+def test_the_carbon_account_ranks_in_the_city_and_the_district_in_one_round_trip(
+        board_rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The user's district: the one where the trips that avoided most of their grams
+    began (luohu is in Luohu, shaoniangong and fumin in Futian)."""
+    rt = board_rt
+    city = seed_city(rt, "lb")
+    rider, rival = (Principal(f"lb-{uuid.uuid4().hex[:8]}", "user", city) for _ in range(2))
+    short = post(rt, city, rider.sub, metro(TODAY, 7, entry_station_id="luohu",
+                                            exit_station_id="guomao"))
+    long = post(rt, city, rider.sub, metro(TODAY, 9, entry_station_id="shaoniangong",
+                                           exit_station_id="luohu"))
+    assert long["grams"] > short["grams"] > 0
+    post(rt, city, rival.sub, metro(TODAY, 8, entry_station_id="fumin",
+                                    exit_station_id="chegongmiao"))
+    post(rt, city, rival.sub, metro(TODAY, 18, entry_station_id="shaoniangong",
+                                    exit_station_id="luohu"))
+
+    calls: list[str] = []
+    if isinstance(rt.leaderboards, RedisStore):
+        run = rt.leaderboards._run
+        monkeypatch.setattr(rt.leaderboards, "_run",
+                            lambda *a: calls.append("script") or run(*a))
+    else:
+        for name in ("standing", "scores", "ranks", "team_standing"):
+            original = getattr(rt.leaderboards, name)
+            monkeypatch.setattr(rt.leaderboards, name, lambda *a, _o=original, _n=name: (
+                calls.append(_n) or _o(*a)))
+    view = carbon_account(rt, rider)
+    assert len(calls) == 1  # the whole rank: one script call, one round trip
+    rank = view["rank"]
+    assert rank["city"] == city and rank["all"]["of"] == 2
+    district = rank["district"]
+    assert district["name"] == "futian"  # more grams from Futian than from Luohu
+    assert district["all"]["rank"] == 2 and district["all"]["of"] == 2  # the rival: more
+    assert district["month"] == district["all"]
+    assert district["all"]["grams"] in range(long["grams"], long["grams"] + 2)
+    # Steps only: on no district board.
+    walker = Principal(f"lb-{uuid.uuid4().hex[:8]}", "user", city)
+    post(rt, city, walker.sub, factories.steps(6000, date=TODAY.isoformat()))
+    walking = service.ranks_of(rt, walker.sub, city)
+    assert walking["district"] is None and walking["all"] is not None
+    # The same after a rebuild (the district names come back with the boards).
+    rebuild.rebuild(rt, city)
+    assert service.ranks_of(rt, rider.sub, city)["district"] == rank["district"]
