@@ -35,6 +35,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from carbon_credits.privacy import audit_refs
 from carbon_credits.privacy.registry import HOLDERS, Subject
 from carbon_credits.storage.db import Database
 from carbon_credits.storage.models import Account, AuditRecord, Erasure, User, utcnow
@@ -109,9 +110,12 @@ def erase(db: Database, subject: str, keys: Keys, actor: str, reason: str,
         name, key = keys[0]
         session.add(Erasure(subject_mac=subject_mac(key, subject), key_name=name,
                             pseudonym=pseudonym, erased_at=now, actor=actor, reason=reason))
+        # Under the user's audit reference (moved to the pseudonym by now: audit_refs),
+        # so the log reads "subject X frozen ... then erased", naming nobody.
         session.add(AuditRecord(actor=actor, action="user.erase", target=pseudonym,
                                 reason=reason, before=None,
-                                after={"pseudonym": pseudonym, "holders": sorted(HOLDERS)}))
+                                after={"pseudonym": pseudonym, "holders": sorted(HOLDERS)},
+                                subject_ref=audit_refs.subject_ref(session, pseudonym)))
     if erased is not None:
         erased.add(subject_mac(key, subject))
     return Erased(pseudonym, now, actor, already=False)

@@ -36,6 +36,7 @@ DISTRIBUTED: dict[str, str] = {
     "expiry_states": "user_id",
     "point_claims": "user_id",
     "consents": "user_id",
+    "audit_subjects": "user_id",
     "account_days": "user_id",
     "account_months": "user_id",
     "badge_awards": "user_id",
