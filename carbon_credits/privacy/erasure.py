@@ -12,6 +12,9 @@ What happens (each feature's eraser, ``registry``; README "Erasure" lists what i
 - the ledger entries are re-chained under the chain key for the pseudonym (the chain
   covers the user id), after their old chain was checked, so verify-ledger passes and an
   account tampered with before is not laundered by its erasure;
+- the audit log (append-only) names users by a reference only (``audit_refs``), which
+  moves to the pseudonym; providers' record-file errors of the user's references lose
+  their reason (``providers.personal_data``);
 - report rollups are not touched: partner reports and the MRV export keep their totals;
 - an ``erasures`` row keeps the pseudonym and ``subject_mac``, a keyed hash of the
   subject under the chain key: the subject itself is stored nowhere, yet its tokens are
