@@ -138,7 +138,9 @@ def set_frozen(rt: Runtime, admin: Principal, user_id: str, frozen: bool, reason
                ) -> dict[str, Any]:
     """Freeze (hold every new event) or unfreeze a user; audited."""
     with rt.db.transaction() as session:
-        user = session.get(User, user_id)
+        # Locked: an erasure (which locks it too) is either all before this, or all after,
+        # never leaving the user's audit reference made here under their id.
+        user = session.get(User, user_id, with_for_update=True)
         if user is None:
             raise NotFound(f"no user {user_id!r}")
         before = user.frozen

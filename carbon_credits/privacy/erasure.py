@@ -93,7 +93,9 @@ def erase(db: Database, subject: str, keys: Keys, actor: str, reason: str,
         session.execute(select(Account.user_id).where(Account.user_id == subject)
                         .with_for_update())
         pseudonym, now = new_pseudonym(), utcnow()
-        user = session.get(User, subject)
+        # The user row too: an admin's freeze (which locks it) either committed before,
+        # its audit reference then moved with the rest, or finds no user after.
+        user = session.get(User, subject, with_for_update=True)
         if user is not None:
             # The pseudonym's own rows first: what moves to it points at them.
             session.add(User(id=pseudonym, city=user.city, frozen=True, created_at=now))

@@ -9,6 +9,8 @@ import csv
 import io
 import json
 import logging
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -202,6 +204,42 @@ def test_what_admins_did_to_an_erased_user_stays_in_the_audit_log_naming_nobody(
         ("event.reverse", pseudonym)]
     assert about[1]["reason"] == "farm confirmed" and about[0]["actor"] == "self"
     assert "OK" in verify(own)
+
+
+def test_an_erasure_waits_for_a_freeze_in_flight_and_moves_its_reference(
+        client: FlaskClient, own: Flask, populated: dict[str, Any], is_postgres: bool) -> None:
+    """A freeze committed while the erasure runs must not leave the user's audit
+    reference under their id: the erasure waits for the user row the freeze locks."""
+    if not is_postgres:
+        pytest.skip("SQLite runs one writer at a time")
+    sub = populated["sub"]
+    url = make_url(own.extensions["carbon_credits"].config.database_url).set(
+        drivername="postgresql").render_as_string(hide_password=False)
+    answered: dict[str, Any] = {}
+    with psycopg.connect(url) as freeze, psycopg.connect(url, autocommit=True) as watch:
+        # A freeze in flight: the user row locked, the user's first audit reference made.
+        freeze.execute("SELECT 1 FROM users WHERE id = %s FOR UPDATE", [sub])
+        freeze.execute("INSERT INTO audit_subjects (user_id, ref, created_at) "
+                       "VALUES (%s, 'subj-in-flight', now())", [sub])
+        eraser = threading.Thread(target=lambda: answered.update(
+            erased=client.delete("/v1/me", headers=populated["mine"])))
+        eraser.start()
+        deadline = time.monotonic() + 60  # a bound on a condition, not a timing assertion
+        while not watch.execute(
+                "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                "WHERE NOT l.granted AND a.datname = current_database()").fetchone()[0]:
+            assert time.monotonic() < deadline and eraser.is_alive()
+            time.sleep(0.01)
+        freeze.commit()
+    eraser.join()
+    erased = answered["erased"]
+    assert erased.status_code == 200, erased.json
+    assert sub not in every_value(own)
+    rt = own.extensions["carbon_credits"]
+    with rt.db.transaction() as session:
+        moved = session.scalar(select(AuditSubject.user_id).where(
+            AuditSubject.ref == "subj-in-flight"))
+    assert moved == erased.json["pseudonym"]
 
 
 def test_a_providers_file_errors_for_an_erased_user_are_scrubbed(
