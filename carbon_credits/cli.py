@@ -105,6 +105,12 @@ def verify_ledger_command(checkpoint: Path | None) -> None:
     for problem in found:
         problems += 1
         click.echo(f"FAIL {problem}", err=True)
+    # Months of events out of the table (partitions detach): what was and was not checked.
+    for month in report.detached:
+        click.echo(f"detached month {month}")
+    if report.unchecked:
+        click.echo(f"NOT CROSS-CHECKED {report.unchecked} entries whose events are in "
+                   "detached and dropped months (attach them from their export to check)")
     click.echo(f"checked {report.accounts} accounts, {report.entries} entries: "
                + ("OK" if not problems else f"{problems} problem(s)"))
     if problems:

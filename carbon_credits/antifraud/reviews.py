@@ -69,11 +69,14 @@ def _decide(rt: Runtime, session: Any, admin: Principal, user_id: str, event_id:
     event.reviewed_at = utcnow()
     event.reviewed_by = admin.sub
     event.review_reason = reason
+    # The event by its surrogate id and the user by their audit reference: the log is
+    # append-only, so it must hold neither the user's id nor their own event id.
     audit.record(session, actor=admin.sub,
                  action="review.approve" if approve else "review.reject",
-                 target=f"event:{user_id}/{event_id}", reason=reason, before=before,
+                 target=f"event:{event.id}", reason=reason, before=before,
                  after={"status": event.status, "grams": event.credited_ug // 10**6,
-                        "points": event.points})
+                        "points": event.points},
+                 subject_ref=audit.subject_ref(session, user_id))
     credited = ([(leaderboards.facts_of(event), event.credited_ug)]
                 if approve and event.credited_ug > 0 else [])
     return explain.stored_view(rt.catalog, session, event), credited
@@ -135,12 +138,15 @@ def set_frozen(rt: Runtime, admin: Principal, user_id: str, frozen: bool, reason
                ) -> dict[str, Any]:
     """Freeze (hold every new event) or unfreeze a user; audited."""
     with rt.db.transaction() as session:
-        user = session.get(User, user_id)
+        # Locked: an erasure (which locks it too) is either all before this, or all after,
+        # never leaving the user's audit reference made here under their id.
+        user = session.get(User, user_id, with_for_update=True)
         if user is None:
             raise NotFound(f"no user {user_id!r}")
         before = user.frozen
         user.frozen = frozen
+        ref = audit.subject_ref(session, user_id)
         audit.record(session, actor=admin.sub, action="user.freeze" if frozen else
-                     "user.unfreeze", target=f"user:{user_id}", reason=reason,
-                     before={"frozen": before}, after={"frozen": frozen})
+                     "user.unfreeze", target=f"user:{ref}", reason=reason,
+                     before={"frozen": before}, after={"frozen": frozen}, subject_ref=ref)
         return {"user_id": user_id, "frozen": frozen}

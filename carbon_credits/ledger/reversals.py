@@ -55,7 +55,10 @@ def _reverse(rt: Runtime, session: Any, admin: Principal, user_id: str, event_id
     event.reversed_at = utcnow()
     event.reversed_by = admin.sub
     event.reversal_reason = reason
+    # By surrogate id and audit reference: the append-only log never holds the user's id
+    # nor their own event id (an erasure could not remove them).
     audit.record(session, actor=admin.sub, action="event.reverse",
-                 target=f"event:{user_id}/{event_id}", reason=reason, before=before,
-                 after={"status": event.status, "balance": account.balance_points})
+                 target=f"event:{event.id}", reason=reason, before=before,
+                 after={"status": event.status, "balance": account.balance_points},
+                 subject_ref=audit.subject_ref(session, user_id))
     return explain.stored_view(rt.catalog, session, event), taken

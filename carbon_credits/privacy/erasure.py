@@ -12,6 +12,9 @@ What happens (each feature's eraser, ``registry``; README "Erasure" lists what i
 - the ledger entries are re-chained under the chain key for the pseudonym (the chain
   covers the user id), after their old chain was checked, so verify-ledger passes and an
   account tampered with before is not laundered by its erasure;
+- the audit log (append-only) names users by a reference only (``audit_refs``), which
+  moves to the pseudonym; providers' record-file errors of the user's references lose
+  their reason (``providers.personal_data``);
 - report rollups are not touched: partner reports and the MRV export keep their totals;
 - an ``erasures`` row keeps the pseudonym and ``subject_mac``, a keyed hash of the
   subject under the chain key: the subject itself is stored nowhere, yet its tokens are
@@ -35,6 +38,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from carbon_credits.privacy import audit_refs
 from carbon_credits.privacy.registry import HOLDERS, Subject
 from carbon_credits.storage.db import Database
 from carbon_credits.storage.models import Account, AuditRecord, Erasure, User, utcnow
@@ -89,7 +93,9 @@ def erase(db: Database, subject: str, keys: Keys, actor: str, reason: str,
         session.execute(select(Account.user_id).where(Account.user_id == subject)
                         .with_for_update())
         pseudonym, now = new_pseudonym(), utcnow()
-        user = session.get(User, subject)
+        # The user row too: an admin's freeze (which locks it) either committed before,
+        # its audit reference then moved with the rest, or finds no user after.
+        user = session.get(User, subject, with_for_update=True)
         if user is not None:
             # The pseudonym's own rows first: what moves to it points at them.
             session.add(User(id=pseudonym, city=user.city, frozen=True, created_at=now))
@@ -109,9 +115,12 @@ def erase(db: Database, subject: str, keys: Keys, actor: str, reason: str,
         name, key = keys[0]
         session.add(Erasure(subject_mac=subject_mac(key, subject), key_name=name,
                             pseudonym=pseudonym, erased_at=now, actor=actor, reason=reason))
+        # Under the user's audit reference (moved to the pseudonym by now: audit_refs),
+        # so the log reads "subject X frozen ... then erased", naming nobody.
         session.add(AuditRecord(actor=actor, action="user.erase", target=pseudonym,
                                 reason=reason, before=None,
-                                after={"pseudonym": pseudonym, "holders": sorted(HOLDERS)}))
+                                after={"pseudonym": pseudonym, "holders": sorted(HOLDERS)},
+                                subject_ref=audit_refs.subject_ref(session, pseudonym)))
     if erased is not None:
         erased.add(subject_mac(key, subject))
     return Erased(pseudonym, now, actor, already=False)

@@ -1,4 +1,5 @@
-"""The consents a user gave and withdrew: their part of the export and of erasure."""
+"""The consents a user gave and withdrew, and the audit log's reference of the user: their
+part of the export and of erasure."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from carbon_credits.privacy import consents
+from carbon_credits.privacy import audit_refs, consents
 from carbon_credits.privacy.registry import Holder, Subject, register
 from carbon_credits.storage.models import Consent
 
@@ -23,3 +24,5 @@ def _erase(session: Session, subject: Subject, pseudonym: str) -> None:
 
 
 HOLDER = register(Holder("consents", ("consents",), _export, _erase))
+AUDIT = register(audit_refs.HOLDER)
+"""The audit log's references of users (the log itself names nobody: ``audit_refs``)."""

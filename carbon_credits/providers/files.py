@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import codecs
 import csv
+import dataclasses
 import gzip
+import hashlib
 import json
 import re
 from collections.abc import Iterator, Mapping
@@ -66,6 +68,16 @@ class RowError:
     field: str
     code: str
     reason: str
+    user_ref: str | None = dataclasses.field(default=None, compare=False)
+    """The row's ``user_ref`` when it could be read (a row that parsed but did not
+    validate): only to file the error under the user (``ref_digest``), never shown."""
+
+
+def ref_digest(provider_id: str, user_ref: str) -> bytes:
+    """What a refused row of a user's is filed under in ``record_file_errors``: erasure
+    finds the rows of the user's bindings by it, and the reference itself is not kept
+    there. (A digest, not the reference: the error report needs no more.)"""
+    return hashlib.sha256(f"{provider_id}\x1f{user_ref}".encode()).digest()[:16]
 
 
 Row = tuple[int, Record | RowError]
@@ -176,7 +188,10 @@ def _load(body: Any, default_city: str) -> Record | RowError:
     try:
         return load_record(body, default_city)
     except ValidationError as exc:
-        return validation_error(exc)
+        error = validation_error(exc)
+        ref = body.get("user_ref") if isinstance(body, dict) else None
+        return (RowError(error.field, error.code, error.reason, ref)
+                if isinstance(ref, str) else error)
 
 
 class RecordReader:

@@ -42,7 +42,13 @@ from sqlalchemy.orm import Session
 
 from carbon_credits.config import Config
 from carbon_credits.errors import RETRY_AFTER_S, NotFound, TooLarge, Unavailable
-from carbon_credits.providers.files import Format, RecordReader, RowError, declared_format
+from carbon_credits.providers.files import (
+    Format,
+    RecordReader,
+    RowError,
+    declared_format,
+    ref_digest,
+)
 from carbon_credits.providers.records import Record
 from carbon_credits.runtime import Runtime
 from carbon_credits.storage import redis_nodes
@@ -303,8 +309,11 @@ def _apply(rt: Runtime, job: RecordFile, chunk: _Chunk, apply_chunk: ApplyChunk,
     if sorted(o.line for o in outcomes) != [line for line, _ in valid]:
         raise RuntimeError("apply_chunk must answer each given line exactly once")
     counts = {"credited": 0, "held": 0, "replayed": 0, "refused": 0}
+    # Each error filed under its row's user reference (a digest): erasure finds a user's.
+    refs = {line: item.user_ref for line, item in valid}
     errors = [{"file_id": job.id, "line": line, "field": item.field[:64],
-               "code": item.code[:64], "reason": item.reason[:MAX_REASON]}
+               "code": item.code[:64], "reason": item.reason[:MAX_REASON],
+               "ref_digest": _digest(job.provider_id, item.user_ref)}
               for line, item in chunk.rows if isinstance(item, RowError)]
     counts["refused"] += len(errors)
     for o in outcomes:
@@ -312,7 +321,8 @@ def _apply(rt: Runtime, job: RecordFile, chunk: _Chunk, apply_chunk: ApplyChunk,
         if o.status == "refused":
             errors.append({"file_id": job.id, "line": o.line, "field": (o.field or "_row")[:64],
                            "code": (o.code or "refused")[:64],
-                           "reason": (o.reason or "")[:MAX_REASON]})
+                           "reason": (o.reason or "")[:MAX_REASON],
+                           "ref_digest": _digest(job.provider_id, refs.get(o.line))})
     end_line, end_offset = chunk.end
     with rt.db.transaction() as session:
         moved = session.execute(
@@ -329,6 +339,10 @@ def _apply(rt: Runtime, job: RecordFile, chunk: _Chunk, apply_chunk: ApplyChunk,
         if errors:
             session.execute(insert(RecordFileError), errors)
     return end_line
+
+
+def _digest(provider_id: str, user_ref: str | None) -> bytes | None:
+    return None if user_ref is None else ref_digest(provider_id, user_ref)
 
 
 def _finish(rt: Runtime, job: RecordFile, outcome: str, failure: str | None) -> RecordFile:

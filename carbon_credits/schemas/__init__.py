@@ -214,6 +214,12 @@ class AuditRecordSchema(Schema):
     after = fields.Dict(allow_none=True)
     reason = fields.String()
     created_at = fields.DateTime()
+    subject_ref = fields.String(allow_none=True, metadata={
+        "description": "the user the record is about, by their opaque audit reference"})
+    user_id = fields.String(allow_none=True, metadata={
+        "description": "whom subject_ref leads to now: the user, or after an erasure "
+                       "their pseudonym (erased-...); null for a reference leading to "
+                       "nobody (a user erased before audit references existed)"})
 
 
 class AuditPageSchema(Schema):

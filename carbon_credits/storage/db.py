@@ -146,11 +146,15 @@ class Database:
 
 
 def make_engine(url: str, lock_timeout_ms: int) -> Engine:
+    # hide_parameters: a database error's text (logged with the traceback of a 500, a
+    # stopped record file...) shows the statement, not its values: user ids, device ids
+    # and stations are not written to the logs, which erasure cannot reach.
     if url.startswith("sqlite"):
         # The lock timeout is SQLite's busy timeout there: how long a writer waits for the
         # database lock.
         engine = create_engine(url, connect_args={"timeout": lock_timeout_ms / 1000,
-                                                  "check_same_thread": False})
+                                                  "check_same_thread": False},
+                               hide_parameters=True)
         _sqlite_serializable(engine, lock_timeout_ms)
         return engine
     # No pool_pre_ping: it costs a round trip on every checkout, i.e. on every request. A
@@ -173,6 +177,7 @@ def make_engine(url: str, lock_timeout_ms: int) -> Engine:
     threads = int(os.environ.get("GUNICORN_THREADS", "1"))
     return create_engine(
         url, pool_size=5, max_overflow=max(10, threads), pool_recycle=1800,
+        hide_parameters=True,
         connect_args={"options": f"-c lock_timeout={lock_timeout_ms} -c timezone=UTC",
                       "keepalives": 1,
                       "keepalives_idle": 30, "keepalives_interval": 10,

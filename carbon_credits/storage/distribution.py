@@ -37,6 +37,7 @@ DISTRIBUTED: dict[str, str] = {
     "expiry_notices": "user_id",
     "point_claims": "user_id",
     "consents": "user_id",
+    "audit_subjects": "user_id",
     "account_days": "user_id",
     "account_months": "user_id",
     "badge_awards": "user_id",

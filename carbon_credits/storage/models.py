@@ -474,6 +474,23 @@ class AuditRecord(Base):
     after: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
     reason: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    subject_ref: Mapped[str | None] = mapped_column(String(32), index=True)
+    """The user the record is about, by their opaque reference (``AuditSubject``), never
+    by id: an erasure re-points the reference, and the append-only rows name nobody."""
+
+
+class AuditSubject(Base):
+    """The random reference audit records name a user by (``audit.subject_ref``).
+
+    The only link from the audit log to a person: erasure moves it to the user's pseudonym
+    (``privacy/personal_data.py``), so the log, append-only, keeps what was done to
+    "subject X" (frozen, reversed, erased) without naming the subject."""
+
+    __tablename__ = "audit_subjects"
+
+    user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    ref: Mapped[str] = mapped_column(String(32), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class DailyUsage(Base):
@@ -601,6 +618,10 @@ class RecordFileError(Base):
     field: Mapped[str] = mapped_column(String(64))
     code: Mapped[str] = mapped_column(String(64))
     reason: Mapped[str] = mapped_column(String(300))
+    ref_digest: Mapped[bytes | None] = mapped_column(LargeBinary(16), index=True)
+    """SHA-256 (16 bytes) of the file's provider and the row's ``user_ref``, when the row
+    had one (``providers.files.ref_digest``): what erasure finds the rows of a user's
+    bindings by, to scrub them, without the reference itself being kept here."""
 
 
 class Reward(Base):

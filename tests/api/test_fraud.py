@@ -181,9 +181,13 @@ def test_a_frozen_users_events_are_held_until_unfrozen(
                 headers=admin)
     assert _post(client, auth, factories.metro(start=factories.today_at(12)))["status"] == \
         "credited"
-    actions = [a["action"] for a in client.get("/v1/admin/audit", headers=admin).json["items"]
-               if a["target"] == f"user:{user_id}"]
-    assert actions == ["user.unfreeze", "user.freeze"]
+    audit = [a for a in client.get("/v1/admin/audit", headers=admin).json["items"]
+             if a["user_id"] == user_id]
+    assert [a["action"] for a in audit] == ["user.unfreeze", "user.freeze"]
+    # The records name the user by one opaque reference, never by id (erasure: README).
+    ref = audit[0]["subject_ref"]
+    assert ref.startswith("subj-") and all(a["subject_ref"] == ref for a in audit)
+    assert [a["target"] for a in audit] == [f"user:{ref}"] * 2
 
 
 def _in_review_queue(client: FlaskClient, admin: dict[str, str], user_id: str,

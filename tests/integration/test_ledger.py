@@ -79,8 +79,9 @@ def test_reversal_takes_back_the_credit_and_is_audited(
                         json={"reason": "twice"}, headers=_admin(token))
     assert again.status_code == 409
     audit = client.get("/v1/admin/audit", headers=_admin(token)).json["items"]
-    mine = [a for a in audit if a["target"] == f"event:{user_id}/{event['event_id']}"]
+    mine = [a for a in audit if a["action"] == "event.reverse" and a["user_id"] == user_id]
     assert len(mine) == 1 and mine[0]["actor"] == "ops-admin"
+    assert user_id not in mine[0]["target"] and mine[0]["target"].startswith("event:")
     assert mine[0]["before"]["points"] == event["points"] and mine[0]["after"]["balance"] == 0
 
 

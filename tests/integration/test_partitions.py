@@ -143,7 +143,7 @@ def test_caps_reports_and_the_ledger_are_unchanged_after_detach_export_and_reatt
     before = snapshot(months_app, users)
     cli(months_app, "partitions", "detach", month, "--reason", "archive")
     # While detached: its ids stay taken (a replay is refused, never credited twice), and
-    # verify-ledger names the entries whose events are out.
+    # verify-ledger checks the entries against the detached table, and says so.
     token = rt_token(months_app, users[0])
     assert months_app.test_client().get(f"/v1/events/{archived['event_id']}",
                                         headers=token).status_code == 404
@@ -155,11 +155,13 @@ def test_caps_reports_and_the_ledger_are_unchanged_after_detach_export_and_reatt
         MONTH_START + timedelta(hours=5)).isoformat(), ended_at=(
         MONTH_START + timedelta(hours=5, minutes=30)).isoformat()))
     assert reuse.status_code == 503 and reuse.json["error"]["code"] == "write_conflict"
-    verdict = months_app.test_cli_runner().invoke(args=["verify-ledger"])
-    assert verdict.exit_code == 1 and "without its event" in verdict.output
+    verdict = cli(months_app, "verify-ledger")
+    name = partitions.partition_name(last_month)
+    assert f"detached month {month} (table {name} kept, detached: its events were " \
+        "checked from it)" in verdict
+    assert verdict.splitlines()[-1].endswith("OK") and "NOT CROSS-CHECKED" not in verdict
     out = cli(months_app, "partitions", "export", month, "--out", str(tmp_path / "x"))
     assert "exported 5 events" in out
-    name = partitions.partition_name(last_month)
     manifest = json.loads((tmp_path / "x" / f"{name}.manifest.json").read_text())
     rt: Runtime = months_app.extensions["carbon_credits"]
     with rt.db.engine.connect() as conn:
@@ -176,11 +178,41 @@ def test_caps_reports_and_the_ledger_are_unchanged_after_detach_export_and_reatt
     cli(months_app, "partitions", "detach", month, "--reason", "archive")
     with rt.db.engine.begin() as conn:
         conn.execute(text(f"DROP TABLE {name}"))
+    # Dropped: its events cannot be read; verify-ledger says which month, and how many
+    # entries were not cross-checked, instead of failing each.
+    verdict = cli(months_app, "verify-ledger")
+    assert f"detached month {month} (detached and dropped: its events were not " \
+        "cross-checked; its export holds them)" in verdict
+    assert "NOT CROSS-CHECKED 5 entries" in verdict, verdict
+    assert verdict.splitlines()[-1].endswith("OK")
     cli(months_app, "partitions", "attach", month, "--from-csv",
         str(tmp_path / "x" / f"{name}.csv"), "--reason", "restore")
     assert snapshot(months_app, users) == before
     listed = cli(months_app, "partitions", "list")
     assert f"{month} {name} attached 5 events" in listed
+
+
+def test_an_event_deleted_from_an_attached_month_fails_verify_while_a_month_is_dropped(
+        months_app: Flask, tmp_path: Path) -> None:
+    """A dropped month excuses only the entries of users with events in it: an event of
+    another user deleted by a superuser is still named."""
+    last_month = partitions.add_months(MONTH_START.date(), -1)
+    month, name = f"{last_month:%Y-%m}", partitions.partition_name(last_month)
+    assert post(months_app, "u-old", factories.metro(
+        start=MONTH_START - timedelta(days=2, hours=-8))).status_code == 201
+    victim = factories.metro(start=MONTH_START + timedelta(hours=9))
+    assert post(months_app, "u-now", victim).status_code == 201
+    cli(months_app, "partitions", "detach", month, "--reason", "archive")
+    cli(months_app, "partitions", "export", month, "--out", str(tmp_path / "x"))
+    rt: Runtime = months_app.extensions["carbon_credits"]
+    with rt.db.engine.begin() as conn:
+        conn.execute(text(f"DROP TABLE {name}"))
+        conn.execute(text("DELETE FROM events WHERE event_id = :e"),
+                     {"e": victim["event_id"]})
+    verdict = months_app.test_cli_runner().invoke(args=["verify-ledger"])
+    assert verdict.exit_code == 1, verdict.output
+    assert "user u-now, seq 1): earn entry without its event" in verdict.output
+    assert "NOT CROSS-CHECKED 1 entries" in verdict.output  # u-old's, in the dropped month
 
 
 def test_maintain_creates_the_months_ahead_again(months_app: Flask) -> None:

@@ -5,7 +5,12 @@ checkpoint taken before); the user's tokens stop working; erasing again changes 
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import logging
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,11 +25,20 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from carbon_credits.config import Config
+from carbon_credits.providers.personal_data import ERASED_REASON
 from carbon_credits.storage import roles
-from carbon_credits.storage.models import AuditRecord, Base, Erasure, LedgerEntry
+from carbon_credits.storage.models import (
+    AuditRecord,
+    AuditSubject,
+    Base,
+    Erasure,
+    LedgerEntry,
+    RecordFileError,
+)
 from tests import factories
-from tests.api.test_provider_records import bound, metro, post
+from tests.api.test_provider_records import bound, metro, post, upload, wait_done
 from tests.conftest import app_on_own_database
+from tests.signing import sign
 
 DEVICE = "dev-erase-me-7f3a"
 
@@ -89,7 +103,8 @@ def populated(client: FlaskClient, token: Callable[..., str], own: Flask
     spent = client.post("/v1/me/redemptions", json={"redemption_id": "coffee-1",
                                                     "points": 10}, headers=mine)
     assert spent.status_code == 201, spent.json
-    return {"sub": sub, "other": other, "mine": mine, "admin": admin, "provider": provider}
+    return {"sub": sub, "other": other, "mine": mine, "admin": admin, "provider": provider,
+            "key": key}
 
 
 def test_after_erasure_nothing_names_the_user_and_the_totals_stand(
@@ -134,6 +149,140 @@ def test_after_erasure_nothing_names_the_user_and_the_totals_stand(
             AuditRecord.action == "user.erase")).one()
     assert len(entries) == 5  # three trips and steps, the provider's record... and coffee
     assert (audit.actor, audit.target) == ("self", pseudonym)
+
+
+def test_what_admins_did_to_an_erased_user_stays_in_the_audit_log_naming_nobody(
+        client: FlaskClient, own: Flask, populated: dict[str, Any]) -> None:
+    """An admin reverses a trip of the user, freezes them, reads the review queue with
+    their held trip and rejects it; then the user erases their data. The append-only audit
+    log never held their id nor their event ids: it names them by one opaque reference,
+    which now leads to their pseudonym, beside the record of the erasure."""
+    sub, mine, admin = populated["sub"], populated["mine"], populated["admin"]
+    trip = factories.metro(start=factories.today_at(7))
+    assert client.post("/v1/events", json=trip, headers=mine).status_code == 201
+    reversed_ = client.post(f"/v1/admin/users/{sub}/events/{trip['event_id']}/reversal",
+                            json={"reason": "duplicate card tap"}, headers=admin)
+    assert reversed_.status_code == 201, reversed_.json
+    frozen = client.post(f"/v1/admin/users/{sub}/freeze", json={"reason": "farm suspected"},
+                         headers=admin)
+    assert frozen.status_code == 200, frozen.json
+    held = factories.metro(start=factories.today_at(16))
+    posted = client.post("/v1/events", json=held, headers=mine)
+    assert posted.json["status"] == "held", posted.json
+    queue = client.get("/v1/admin/reviews?limit=200", headers=admin)
+    assert any(q["event_id"] == held["event_id"] for q in queue.json["items"])
+    rejected = client.post(f"/v1/admin/reviews/{sub}/{held['event_id']}/reject",
+                           json={"reason": "farm confirmed"}, headers=admin)
+    assert rejected.status_code == 200, rejected.json
+
+    def audit_log() -> str:
+        rt = own.extensions["carbon_credits"]
+        with rt.db.transaction() as session:
+            return "\n".join(str(row) for row in session.execute(
+                text("SELECT * FROM audit_log")))
+
+    for identifier in (sub, trip["event_id"], held["event_id"]):
+        assert identifier not in audit_log(), identifier  # never written there
+    page = client.get("/v1/admin/audit?limit=200", headers=admin).json["items"]
+    about = [a for a in page if a["user_id"] == sub]
+    assert [a["action"] for a in about] == ["review.reject", "user.freeze", "event.reverse"]
+    ref = about[0]["subject_ref"]
+    assert all(a["subject_ref"] == ref for a in about)
+    read = next(a for a in page if a["action"] == "personal_data.read")
+    assert sub not in str(read)
+
+    erased = client.delete("/v1/me", headers=mine)
+    assert erased.status_code == 200, erased.json
+    pseudonym = erased.json["pseudonym"]
+    after = every_value(own)
+    for identifier in (sub, DEVICE, trip["event_id"], held["event_id"]):
+        assert identifier not in after, identifier
+    page = client.get("/v1/admin/audit?limit=200", headers=admin).json["items"]
+    about = [a for a in page if a["subject_ref"] == ref]
+    assert [(a["action"], a["user_id"]) for a in about] == [
+        ("user.erase", pseudonym), ("review.reject", pseudonym), ("user.freeze", pseudonym),
+        ("event.reverse", pseudonym)]
+    assert about[1]["reason"] == "farm confirmed" and about[0]["actor"] == "self"
+    assert "OK" in verify(own)
+
+
+def test_an_erasure_waits_for_a_freeze_in_flight_and_moves_its_reference(
+        client: FlaskClient, own: Flask, populated: dict[str, Any], is_postgres: bool) -> None:
+    """A freeze committed while the erasure runs must not leave the user's audit
+    reference under their id: the erasure waits for the user row the freeze locks."""
+    if not is_postgres:
+        pytest.skip("SQLite runs one writer at a time")
+    sub = populated["sub"]
+    url = make_url(own.extensions["carbon_credits"].config.database_url).set(
+        drivername="postgresql").render_as_string(hide_password=False)
+    answered: dict[str, Any] = {}
+    with psycopg.connect(url) as freeze, psycopg.connect(url, autocommit=True) as watch:
+        # A freeze in flight: the user row locked, the user's first audit reference made.
+        freeze.execute("SELECT 1 FROM users WHERE id = %s FOR UPDATE", [sub])
+        freeze.execute("INSERT INTO audit_subjects (user_id, ref, created_at) "
+                       "VALUES (%s, 'subj-in-flight', now())", [sub])
+        eraser = threading.Thread(target=lambda: answered.update(
+            erased=client.delete("/v1/me", headers=populated["mine"])))
+        eraser.start()
+        deadline = time.monotonic() + 60  # a bound on a condition, not a timing assertion
+        while not watch.execute(
+                "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                "WHERE NOT l.granted AND a.datname = current_database()").fetchone()[0]:
+            assert time.monotonic() < deadline and eraser.is_alive()
+            time.sleep(0.01)
+        freeze.commit()
+    eraser.join()
+    erased = answered["erased"]
+    assert erased.status_code == 200, erased.json
+    assert sub not in every_value(own)
+    rt = own.extensions["carbon_credits"]
+    with rt.db.transaction() as session:
+        moved = session.scalar(select(AuditSubject.user_id).where(
+            AuditSubject.ref == "subj-in-flight"))
+    assert moved == erased.json["pseudonym"]
+
+
+def test_a_providers_file_errors_for_an_erased_user_are_scrubbed(
+        client: FlaskClient, own: Flask, populated: dict[str, Any]) -> None:
+    """Rows of a provider's record file refused for the user's reference (card-0) lose
+    their reason and field at erasure (the line and code stay in the provider's report);
+    the other user's (card-1) and an unbound reference's stay as they were."""
+    key, mine = populated["key"], populated["mine"]
+    rows = [{**metro("f-1", hour=7), "tapped_in_at": "yesterday"},  # card-0, invalid
+            metro("f-2", hour=8, entry_station_id="atlantis"),  # card-0, refused when credited
+            {**metro("f-3", ref="card-1", hour=9), "tapped_in_at": "yesterday"},
+            metro("f-4", ref="card-7", hour=10)]  # bound to nobody
+    data = "".join(json.dumps(r) + "\n" for r in rows).encode()
+    r = upload(client, key, data, "application/x-ndjson")
+    assert r.status_code == 202, r.json
+    file_id = r.json["file_id"]
+    assert wait_done(client, key, file_id)["counts"]["refused"] == 4
+    rt = own.extensions["carbon_credits"]
+    with rt.db.transaction() as session:  # a row of an older release, quoting the ref
+        session.add(RecordFileError(file_id=file_id, line=99, field="user_ref",
+                                    code="not_bound", reason="no user bound as card-0",
+                                    ref_digest=None))
+
+    def errors() -> dict[int, tuple[str, str, str]]:
+        path = f"/v1/provider/files/{file_id}/errors"
+        report = client.get(path, headers=sign(key, "GET", path))
+        assert report.status_code == 200
+        lines = list(csv.reader(io.StringIO(report.get_data(as_text=True))))[1:]
+        return {int(line): (field, code, reason) for line, field, code, reason in lines}
+
+    before = errors()
+    exported = client.get("/v1/me/export", headers=mine).json["data"]["bindings"]
+    assert sorted(e["line"] for e in exported["record_file_errors"]) == [1, 2]
+    assert client.delete("/v1/me", headers=mine).status_code == 200
+    after = errors()
+    assert sorted(after) == [1, 2, 3, 4, 99]
+    for line in (1, 2, 99):
+        assert after[line] == ("_row", before[line][1], ERASED_REASON), line
+    assert (after[3], after[4]) == (before[3], before[4])
+    assert "card-0" not in every_value(own)
+    with rt.db.transaction() as session:
+        assert session.scalar(select(AuditSubject).where(
+            AuditSubject.user_id == populated["sub"])) is None
 
 
 def test_an_admin_erases_with_a_reason_and_again_changes_nothing(

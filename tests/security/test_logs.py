@@ -18,8 +18,11 @@ import jwt
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import text
 
 from carbon_credits.ledger import statements
+from carbon_credits.runtime import Runtime
+from carbon_credits.tokens import Principal
 from tests import factories
 from tests.conftest import JWT_SECRET
 
@@ -83,6 +86,30 @@ def test_an_internal_error_is_logged_with_its_traceback_but_no_secret(
     logged = everything_logged(caplog)
     assert "simulated bug in the account view" in logged and "Traceback" in logged
     assert bearer not in logged and JWT_SECRET not in logged
+
+
+def test_a_failed_statement_is_logged_without_its_values(
+        client: FlaskClient, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+        token: Callable[..., str], user_id: str) -> None:
+    """A database error's text names the statement, not the user id or device id bound to
+    it: the logs are the operator's, out of erasure's reach (README, Personal data)."""
+    device = f"dev-{user_id}"
+
+    def failing(rt: Runtime, principal: Principal, *_: object) -> None:
+        with rt.db.transaction() as session:
+            session.execute(text("SELECT :u, :d FROM no_such_table"),
+                            {"u": principal.sub, "d": device})
+
+    monkeypatch.setattr(statements, "account_view", failing)
+    caplog.set_level(logging.DEBUG)
+    r = client.get("/v1/me/account", headers={"Authorization": f"Bearer {token(user_id)}"})
+    # PostgreSQL's ProgrammingError is a bug: a 500, its traceback logged with the
+    # statement; SQLite calls it an OperationalError: a 503, only its type logged.
+    assert r.status_code in (500, 503)
+    logged = everything_logged(caplog)
+    if r.status_code == 500:
+        assert "no_such_table" in logged and "Traceback" in logged
+    assert user_id not in logged and device not in logged
 
 
 def test_database_and_redis_outages_are_logged_without_their_passwords(
