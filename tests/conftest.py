@@ -35,6 +35,7 @@ from carbon_credits.config import Config
 from carbon_credits.factory import create_app
 from carbon_credits.runtime import Runtime
 from carbon_credits.setup import init_db
+from carbon_credits.webhooks import outbox
 from tests import factories, prerequisites, redis_servers
 
 settings.register_profile("suite", deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -171,6 +172,10 @@ def make_app(make_config: Callable[..., Config], app: Flask
     Depends on ``app`` so the shared database is migrated and seeded whatever runs first.
     """
     made: list[Flask] = []
+    # create_app points the process's webhook sender at the app it makes; the made apps
+    # are disposed after the test, so the sender goes back to the shared app's then.
+    sender = outbox.use_sender(None)
+    outbox.use_sender(sender)
 
     def make(**overrides: Any) -> Flask:
         application = create_app(make_config(**overrides))
@@ -179,6 +184,7 @@ def make_app(make_config: Callable[..., Config], app: Flask
         return application
 
     yield make
+    outbox.use_sender(sender)
     for application in made:
         application.extensions["carbon_credits"].db.dispose()
 
