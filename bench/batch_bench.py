@@ -58,6 +58,7 @@ from benchlib import (  # noqa: E402
     db_counters,
     drop_database,
     libpq,
+    service_env,
     update_section,
     write_tokens,
 )
@@ -177,7 +178,8 @@ def export(dsn: str) -> dict[str, bytes]:
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         for table in COPY_TABLES:
             buf = bytearray()
-            with cur.copy(f"COPY {table} TO STDOUT (FORMAT binary)") as copy:  # type: ignore[arg-type]
+            # A query, not the table: COPY TO refuses a partitioned table (events).
+            with cur.copy(f"COPY (SELECT * FROM {table}) TO STDOUT (FORMAT binary)") as copy:  # type: ignore[arg-type]
                 for chunk in copy:
                     buf += chunk
             rows[table] = bytes(buf)
@@ -237,8 +239,8 @@ def main() -> None:
     write_tokens(tokens, [f"batch-{now:%H%M%S}-{i}" for i in range(args.users)], now)
     dsn = fresh_database(args.pg, SERVICE_DB)
     template = fresh_database(args.pg, TEMPLATE_DB)
-    env = {**os.environ, "REDIS_URL": args.redis, "JWT_SECRET": SECRET, "AUTO_INIT_DB": "0",
-           "RATE_LIMITS": UNLIMITED}
+    env = service_env(REDIS_URL=args.redis, JWT_SECRET=SECRET, AUTO_INIT_DB="0",
+                      RATE_LIMITS=UNLIMITED)
     if args.workers:
         env["WEB_CONCURRENCY"] = str(args.workers)
     for target in (dsn, template):

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -40,13 +39,10 @@ def main() -> None:
     fresh_database(ADMIN_DSN, DATABASE)
     os.environ["DATABASE_URL"] = URL
     os.environ["RATE_LIMITS"] = "events:user=1000000/60"
-    from benchlib import in_process_app
+    from benchlib import alternating_rounds, in_process_app
     app = in_process_app()
     from carbon_credits.campaigns import service
-    from carbon_credits.ingest import events
-    from carbon_credits.ingest.decide import Posted
     from carbon_credits.ledger import hooks
-    from carbon_credits.schemas import load_event
     from carbon_credits.tokens import Principal
     from carbon_credits.webhooks import endpoints, outbox
     from tests import factories
@@ -64,36 +60,15 @@ def main() -> None:
     outbox.use_sender(None)  # the rows are written; nothing is sent
     installed = hooks.install(())
     hooks.install(installed)
-    users = 400
-    principals = [Principal(sub=f"u{i}", role="user", city="shenzhen") for i in range(users)]
-    trips = [0] * users
-    turn = 0
-
-    def posted(user: int) -> Posted:
-        start = factories.today_at(0) - timedelta(days=1) + timedelta(minutes=40 * trips[user])
-        trips[user] += 1
-        return events.prepare(rt, principals[user], load_event(factories.metro(start=start)),
-                              f"dev{user}")
-
     try:
-        for user in range(users):  # accounts exist, progress rows too (with hooks)
-            events.apply_chunk(rt, [posted(user)])
-        wall = {"hooks": 0.0, "none": 0.0}
-        cpu = {"hooks": 0.0, "none": 0.0}
-        for r in range(2 * args.rounds):
-            mode = "hooks" if r % 2 == 0 else "none"
-            hooks.install(installed if mode == "hooks" else ())
-            chunks = []
-            for _ in range(args.posts):
-                chunks.append([posted(turn % users)])
-                turn += 1
-            t0, c0 = time.perf_counter(), time.process_time()
-            for chunk in chunks:
-                assert all(getattr(x, "created", False) for x in events.apply_chunk(rt, chunk))
-            wall[mode] += time.perf_counter() - t0
-            cpu[mode] += time.process_time() - c0
+        # The users' first posts (before the rounds) run with the hooks: accounts exist,
+        # progress rows too.
+        m = alternating_rounds(
+            rt, ("hooks", "none"),
+            lambda mode: hooks.install(installed if mode == "hooks" else ()),
+            args.posts, args.rounds)
         hooks.install(installed)
-        n = args.posts * args.rounds
+        wall, cpu, n = m.wall, m.cpu, m.posts
         with rt.db.transaction() as session:
             from sqlalchemy import func, select
 

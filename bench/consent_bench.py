@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
-from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,48 +31,23 @@ def bench(posts: int, rounds: int) -> None:
     fresh_database(ADMIN_DSN, DATABASE)
     os.environ["DATABASE_URL"] = URL
     os.environ["RATE_LIMITS"] = "events:user=1000000/60"
-    from benchlib import in_process_app
+    from benchlib import alternating_rounds, in_process_app
 
     app = in_process_app()
-    from carbon_credits.ingest import events
-    from carbon_credits.ingest.decide import Posted
     from carbon_credits.privacy import consents
-    from carbon_credits.schemas import load_event
-    from carbon_credits.tokens import Principal
-    from tests import factories
 
     rt = app.extensions["carbon_credits"]
     users = 400
-    principals = [Principal(sub=f"u{i}", role="user", city="shenzhen") for i in range(users)]
-    trips = [0] * users
-    turn = 0
 
-    def posted(user: int) -> Posted:
-        start = factories.today_at(0) - timedelta(days=1) + timedelta(minutes=40 * trips[user])
-        trips[user] += 1
-        return events.prepare(rt, principals[user], load_event(factories.metro(start=start)),
-                              f"dev{user}")
+    def gate(mode: str) -> None:
+        rt.config.consent_required = "all" if mode == "on" else "none"
 
     try:
-        for user in range(users):
+        for user in range(users):  # every user of the rounds consents first
             consents.accept(rt.db, f"u{user}", rt.config.privacy_notice_version,
                             rt.config.privacy_notice_version)
-            events.apply_chunk(rt, [posted(user)])
-        cpu = {"on": 0.0, "off": 0.0}
-        wall = {"on": 0.0, "off": 0.0}
-        for r in range(2 * rounds):
-            mode = "on" if r % 2 == 0 else "off"
-            rt.config.consent_required = "all" if mode == "on" else "none"
-            chunks = []
-            for _ in range(posts):
-                chunks.append([posted(turn % users)])
-                turn += 1
-            c0, w0 = time.process_time(), time.perf_counter()
-            for chunk in chunks:
-                assert all(getattr(x, "created", False) for x in events.apply_chunk(rt, chunk))
-            cpu[mode] += time.process_time() - c0
-            wall[mode] += time.perf_counter() - w0
-        n = posts * rounds
+        m = alternating_rounds(rt, ("on", "off"), gate, posts, rounds, users)
+        wall, cpu, n = m.wall, m.cpu, m.posts
         print(f"single posts, {n} each: gate on {1000 * wall['on'] / n:.3f} ms wall, "
               f"{1000 * cpu['on'] / n:.3f} ms CPU a post; gate off {1000 * wall['off'] / n:.3f} "
               f"ms wall, {1000 * cpu['off'] / n:.3f} ms CPU; throughput on/off: wall "

@@ -56,9 +56,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import psycopg  # noqa: E402
 from benchlib import (  # noqa: E402
+    bench_config,
     database_size,
     db_counters,
     drop_database,
+    service_env,
     update_section,
     write_tokens,
 )
@@ -77,7 +79,6 @@ from ingest_bench import (  # noqa: E402
 from report_bench import machine  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
-from carbon_credits.config import Config  # noqa: E402
 from carbon_credits.factory import create_app  # noqa: E402
 from carbon_credits.reports import rollups  # noqa: E402
 from carbon_credits.runtime import Runtime
@@ -130,9 +131,8 @@ EXPLAINED = {
 def build_history(sa_url: str, events: int, first_day: dt.date, with_rollups: bool
                   ) -> dict[str, float]:
     """Generate the history in the full database; seconds per step."""
-    app = create_app(Config(instance_path=Path("/tmp"), database_url=sa_url,
-                            jwt_secret=SECRET,
-                            consent_required="none"))
+    app = create_app(bench_config(instance_path=Path("/tmp"), database_url=sa_url,
+                                  jwt_secret=SECRET))
     rt: Runtime = app.extensions["carbon_credits"]
     timings: dict[str, float] = {}
     print(f"generating {events:,} events from {first_day}", flush=True)
@@ -203,8 +203,8 @@ def main() -> None:
     first_day = (today - timedelta(days=DAYS + 8)).date()  # history ends 8 days ago
     dsn = {name: fresh_database(args.pg, name) for name in (EMPTY, FULL)}
     sa = {k: v.replace("postgresql://", "postgresql+psycopg://", 1) for k, v in dsn.items()}
-    env = {**os.environ, "REDIS_URL": args.redis, "JWT_SECRET": SECRET, "AUTO_INIT_DB": "0",
-           "RATE_LIMITS": UNLIMITED}
+    env = service_env(REDIS_URL=args.redis, JWT_SECRET=SECRET, AUTO_INIT_DB="0",
+                      RATE_LIMITS=UNLIMITED)
     if args.workers:
         env["WEB_CONCURRENCY"] = str(args.workers)
     for name in (EMPTY, FULL):

@@ -140,12 +140,13 @@ def interleaved(port: int, args: argparse.Namespace, wrk_env: dict[str, str]
 
 def write_tokens(path: Path, users: int, base: datetime) -> None:
     sys.path.insert(0, str(ROOT))
-    from carbon_credits.config import Config
+    # Imported here: benchlib imports this module (SECRET).
+    from benchlib import bench_config
+
     from carbon_credits.tokens import TokenCodec
 
-    codec = TokenCodec(Config(instance_path=ROOT / "instance", database_url="sqlite://",
-                              jwt_secret=SECRET,
-                              consent_required="none"))
+    codec = TokenCodec(bench_config(instance_path=ROOT / "instance", database_url="sqlite://",
+                                    jwt_secret=SECRET))
     tokens = [codec.encode(f"bench-{i}", "user", "shenzhen", 6 * 3600) for i in range(users)]
     path.write_text("TOKENS = {\n" + ",\n".join(f'"{t}"' for t in tokens)
                     + f"\n}}\nBASE = {int(base.timestamp())}\n")
@@ -179,14 +180,16 @@ def start_service(database: str, env: dict[str, str],
                   ) -> tuple[str, dict[str, str], int, subprocess.Popen[bytes]]:
     """The service under gunicorn (``config``) on a fresh database ``database`` of the
     server of ``admin_dsn``, migrated and seeded (``flask init-db``), with Redis, the bench
-    secret, no limit in reach (``UNLIMITED``) and ``env`` over the process's environment.
+    secret, no limit in reach (``UNLIMITED``), the consent gate off (``benchlib.service_env``)
+    and ``env`` over the process's environment.
     The database's libpq DSN, the service's environment, its port and its process."""
+    from benchlib import service_env  # here: benchlib imports this module (SECRET)
+
     dsn = fresh_database(admin_dsn, database)
-    # CONSENT_REQUIRED=none: the bench's users never accepted the privacy notice, and a
-    # refused post is not what is measured (the gate's own cost: bench/consent_bench.py).
-    env = {**os.environ, "REDIS_URL": redis_url, "JWT_SECRET": SECRET, "AUTO_INIT_DB": "0",
-           "RATE_LIMITS": UNLIMITED, "CONSENT_REQUIRED": "none", **env,
-           "DATABASE_URL": dsn.replace("postgresql://", "postgresql+psycopg://", 1)}
+    env = service_env(**{
+        "REDIS_URL": redis_url, "JWT_SECRET": SECRET, "AUTO_INIT_DB": "0",
+        "RATE_LIMITS": UNLIMITED, **env,
+        "DATABASE_URL": dsn.replace("postgresql://", "postgresql+psycopg://", 1)})
     subprocess.run([str(VENV_BIN / "flask"), "--app", "app", "init-db"], cwd=ROOT, env=env,
                    check=True, capture_output=True)
     port = free_port()

@@ -49,10 +49,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import psycopg  # noqa: E402
 import redis  # noqa: E402
+from benchlib import bench_config  # noqa: E402
 from flask import Flask, jsonify  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from carbon_credits.config import Config  # noqa: E402
 from carbon_credits.factory import create_app  # noqa: E402
 from carbon_credits.leaderboards import keys, rebuild  # noqa: E402
 
@@ -111,9 +111,9 @@ def read_figures(args: argparse.Namespace, url: str, workdir: Path) -> dict[str,
     print(f"board of {args.users:,} members in {time.perf_counter() - started:.1f} s; "
           f"redis used_memory {client.info('memory')['used_memory'] / 2**20:.0f} MiB",
           flush=True)
-    config = Config(instance_path=workdir, database_url=f"sqlite:///{workdir / 'db.sqlite3'}",
-                    redis_url=url, jwt_secret=SECRET, default_locale="en",
-                    consent_required="none")
+    config = bench_config(instance_path=workdir,
+                          database_url=f"sqlite:///{workdir / 'db.sqlite3'}",
+                          redis_url=url, jwt_secret=SECRET, default_locale="en")
     config.auto_init_db = False
     app = create_app(config)
     rt = app.extensions["carbon_credits"]
@@ -183,10 +183,10 @@ def rebuild_figures(args: argparse.Namespace, url: str, workdir: Path) -> dict[s
     fresh_database(admin, name)
     dsn = libpq(admin, name)
     try:
-        config = Config(instance_path=workdir,
-                        database_url=make_url(server).set(database=name).render_as_string(
-                            hide_password=False), redis_url=url, jwt_secret=SECRET,
-                        consent_required="none")
+        config = bench_config(instance_path=workdir,
+                              database_url=make_url(server).set(database=name)
+                              .render_as_string(hide_password=False),
+                              redis_url=url, jwt_secret=SECRET)
         app = create_app(config)
         rt = app.extensions["carbon_credits"]
         init_db(rt.db, HISTORY_CITY)

@@ -52,11 +52,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 from alembic import command  # noqa: E402
 from alembic.config import Config as AlembicConfig  # noqa: E402
 from alembic.script import ScriptDirectory  # noqa: E402
-from benchlib import drop_database, fresh_database, libpq  # noqa: E402
+from benchlib import bench_config, drop_database, fresh_database, libpq  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
 from carbon_credits.antifraud.plausibility import RULES, Policy  # noqa: E402
-from carbon_credits.config import Config  # noqa: E402
 from carbon_credits.factory import create_app  # noqa: E402
 from carbon_credits.ingest import events  # noqa: E402
 from carbon_credits.runtime import Runtime  # noqa: E402
@@ -76,9 +75,8 @@ def url(name: str) -> str:
 
 
 def runtime(database_url: str) -> Runtime:
-    config = Config(instance_path=Path(tempfile.gettempdir()) / "cc-partition-bench",
-                    database_url=database_url, jwt_secret="bench", plausibility=LENIENT,
-                    consent_required="none")
+    config = bench_config(instance_path=Path(tempfile.gettempdir()) / "cc-partition-bench",
+                          database_url=database_url, jwt_secret="bench", plausibility=LENIENT)
     app = create_app(config)
     rt: Runtime = app.extensions["carbon_credits"]
     rt.clock = lambda: factories.NOW

@@ -182,17 +182,16 @@ def drop(name: str) -> None:
 
 def service(url: str, uploads: Path) -> Any:
     """The app on ``url``, migrated and seeded, no Redis, no rate limits, real clock."""
+    from benchlib import bench_config
     from ingest_bench import UNLIMITED
 
     from carbon_credits.antifraud.ratelimit.rates import parse_rate_limits
-    from carbon_credits.config import Config
     from carbon_credits.factory import create_app
     from carbon_credits.setup import init_db
 
-    config = Config(instance_path=uploads, database_url=url, jwt_secret="x" * 32,
-                    upload_dir=uploads, redis_url=None,
-                    rate_limits=parse_rate_limits(UNLIMITED),
-                    consent_required="none")
+    config = bench_config(instance_path=uploads, database_url=url, jwt_secret="x" * 32,
+                          upload_dir=uploads, redis_url=None,
+                          rate_limits=parse_rate_limits(UNLIMITED))
     app = create_app(config)
     init_db(app.extensions["carbon_credits"].db, "shenzhen")
     return app
@@ -239,7 +238,8 @@ def export(dsn: str) -> dict[str, bytes]:
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         for table in COPY_TABLES:
             buf = bytearray()
-            with cur.copy(f"COPY {table} TO STDOUT (FORMAT binary)") as copy:
+            # A query, not the table: COPY TO refuses a partitioned table (events).
+            with cur.copy(f"COPY (SELECT * FROM {table}) TO STDOUT (FORMAT binary)") as copy:
                 for chunk in copy:
                     buf += chunk
             rows[table] = bytes(buf)

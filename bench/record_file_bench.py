@@ -99,8 +99,8 @@ def process(path: str, chunk: int) -> tuple[dict[str, int], float]:
     import io
 
     import psycopg
+    from benchlib import bench_config
 
-    from carbon_credits.config import Config
     from carbon_credits.factory import create_app
     from carbon_credits.providers import jobs
     from carbon_credits.setup import upgrade_schema
@@ -110,11 +110,10 @@ def process(path: str, chunk: int) -> tuple[dict[str, int], float]:
         conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
     try:
         with tempfile.TemporaryDirectory() as uploads:
-            config = Config(instance_path=Path(uploads),
-                            database_url=f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}",
-                            jwt_secret="x" * 32, upload_dir=Path(uploads),
-                            record_chunk_rows=chunk,
-                            consent_required="none")
+            config = bench_config(
+                instance_path=Path(uploads),
+                database_url=f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}",
+                jwt_secret="x" * 32, upload_dir=Path(uploads), record_chunk_rows=chunk)
             app = create_app(config)
             rt = app.extensions["carbon_credits"]
             upgrade_schema(rt.db)

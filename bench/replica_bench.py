@@ -40,11 +40,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from benchlib import bench_config  # noqa: E402
 from history_data import CITY, DAYS, FIRST_DAY, generate  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
 from carbon_credits.antifraud.plausibility import RULES, Policy  # noqa: E402
-from carbon_credits.config import Config  # noqa: E402
 from carbon_credits.factory import create_app  # noqa: E402
 from carbon_credits.ingest import events  # noqa: E402
 from carbon_credits.reports import partner, rollups  # noqa: E402
@@ -60,10 +60,9 @@ LENIENT = Policy(outcomes={rule: "credit" for rule in RULES})
 
 
 def runtime(database_url: str, reports_url: str | None = None) -> Runtime:
-    config = Config(instance_path=Path(tempfile.gettempdir()) / "cc-replica-bench",
-                    database_url=database_url, jwt_secret="bench",
-                    reports_database_url=reports_url, plausibility=LENIENT,
-                    consent_required="none")
+    config = bench_config(instance_path=Path(tempfile.gettempdir()) / "cc-replica-bench",
+                          database_url=database_url, jwt_secret="bench",
+                          reports_database_url=reports_url, plausibility=LENIENT)
     app = create_app(config)
     rt: Runtime = app.extensions["carbon_credits"]
     rt.clock = lambda: factories.NOW

@@ -40,12 +40,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import psycopg  # noqa: E402
-from benchlib import update_section  # noqa: E402
+from benchlib import bench_config, update_section  # noqa: E402
 from history_data import CITY, DAYS, FIRST_DAY, generate  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from carbon_credits.config import Config  # noqa: E402
 from carbon_credits.factory import create_app  # noqa: E402
 from carbon_credits.reports import (
     partner,  # noqa: E402
@@ -171,9 +170,8 @@ def main() -> None:
     print(f"bench database {name}")
     results: list[dict[str, Any]] = []
     try:
-        app = create_app(Config(instance_path=Path("/tmp"), database_url=url,
-                                jwt_secret="bench-" + "x" * 32,
-                                consent_required="none"))
+        app = create_app(bench_config(instance_path=Path("/tmp"), database_url=url,
+                                      jwt_secret="bench-" + "x" * 32))
         rt: Runtime = app.extensions["carbon_credits"]
         init_db(rt.db, CITY)
         done_events = 0

@@ -27,7 +27,7 @@ import resource
 import subprocess
 import sys
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,7 +63,9 @@ def build(entries: int, per_account: int) -> None:
     rt.db.dispose()
     accounts = -(-entries // per_account)
     t0 = time.perf_counter()
-    base = datetime(2026, 1, 1, tzinfo=UTC)
+    # This month's first day: events are partitioned by month (migration 0009_partition),
+    # and the migration makes the months from about three before today on.
+    base = datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     with psycopg.connect(libpq(ADMIN_DSN, DATABASE)) as conn:
         with conn.cursor() as cur:
             with cur.copy("COPY users (id, city, frozen, created_at) FROM STDIN") as cp:
@@ -80,7 +82,7 @@ def build(entries: int, per_account: int) -> None:
                 ug = 2_000_000
                 at = base + timedelta(minutes=seq)
                 events.write(f"{event_id}\t{user}\te{event_id}\tmetro\tshenzhen\t"
-                             f"{at.isoformat()}\t{date(2026, 1, 1)}\t\\\\x{'00' * 32}\t"
+                             f"{at.isoformat()}\t{base.date()}\t\\\\x{'00' * 32}\t"
                              f"credited\t{ug}\t{ug}\t2\t{factor_id}\tbench\t1000\t"
                              f"{at.isoformat()}\n")
                 balance += 2
@@ -166,42 +168,19 @@ def verify_bench(entries: int, per_account: int) -> None:
 def ingest_bench(posts: int, rounds: int) -> None:
     fresh_database(ADMIN_DSN, DATABASE)
     app = _app()
-    from carbon_credits.ingest import events
-    from carbon_credits.ingest.decide import Posted
+    from benchlib import alternating_rounds
+
     from carbon_credits.ledger import chain
-    from carbon_credits.schemas import load_event
-    from carbon_credits.tokens import Principal
-    from tests import factories
 
     rt = app.extensions["carbon_credits"]
-    users = 400
-    principals = [Principal(sub=f"u{i}", role="user", city="shenzhen") for i in range(users)]
-    trips = [0] * users
-    turn = 0
-
-    def posted(user: int) -> Posted:
-        start = factories.today_at(0) - timedelta(days=1) + timedelta(minutes=40 * trips[user])
-        trips[user] += 1
-        return events.prepare(rt, principals[user], load_event(factories.metro(start=start)),
-                              f"dev{user}")
-
     keyed = chain.next_hash
+
+    def hashing(mode: str) -> None:
+        chain.next_hash = keyed if mode == "keyed" else chain.legacy_hash  # type: ignore[assignment]
+
     try:
-        for user in range(users):
-            events.apply_chunk(rt, [posted(user)])
-        cpu: dict[str, float] = {"keyed": 0.0, "unkeyed": 0.0}
-        for r in range(2 * rounds):
-            mode = "keyed" if r % 2 == 0 else "unkeyed"
-            chain.next_hash = keyed if mode == "keyed" else chain.legacy_hash  # type: ignore[assignment]
-            chunks = []
-            for _ in range(posts):
-                chunks.append([posted(turn % users)])
-                turn += 1
-            t0 = time.process_time()
-            for chunk in chunks:
-                assert all(getattr(x, "created", False) for x in events.apply_chunk(rt, chunk))
-            cpu[mode] += time.process_time() - t0
-        n = posts * rounds
+        m = alternating_rounds(rt, ("keyed", "unkeyed"), hashing, posts, rounds)
+        cpu, n = m.cpu, m.posts
         print(f"single posts, {n} each: keyed {1000 * cpu['keyed'] / n:.3f} ms CPU/post, "
               f"unkeyed {1000 * cpu['unkeyed'] / n:.3f} ms CPU/post; keyed/unkeyed "
               f"throughput {cpu['unkeyed'] / cpu['keyed']:.3f}")

@@ -37,7 +37,10 @@ def grant(rt: Runtime, who: Principal, points: int) -> None:
         now = utcnow()
         ug = points * entries.UG_PER_POINT  # whole points: the carried remainder is unchanged
         event = Event(user_id=who.sub, event_id=f"grant-{uuid.uuid4().hex}", mode="metro",
-                      city=city, occurred_at=now, local_date=now.date(),
+                      city=city, occurred_at=now,
+                      # The city's day, as ingest stores it (not the UTC date: a day behind
+                      # from 16:00 UTC on).
+                      local_date=now.astimezone(rt.config.tz).date(),
                       payload_hash=bytes(32), status="credited", avoided_ug=ug,
                       credited_ug=ug, points=points, factor_version_id=factors.id,
                       methodology_version="test-grant", activity=0)

@@ -65,7 +65,10 @@ def earn(rt: Runtime, who: Principal, points: int) -> str:
         now = utcnow()
         ug = points * entries.UG_PER_POINT
         event = Event(user_id=who.sub, event_id=event_id, mode="steps", city="shenzhen",
-                      occurred_at=now, local_date=now.date(), payload_hash=bytes(32),
+                      occurred_at=now,
+                      # The city's day, as ingest stores it (not the UTC date: a day behind
+                      # from 16:00 UTC on).
+                      local_date=now.astimezone(rt.config.tz).date(), payload_hash=bytes(32),
                       status="credited", avoided_ug=ug, credited_ug=ug, points=points,
                       factor_version_id=factors.id, methodology_version=factors.version,
                       activity=points * 50, steps=points * 50, previous_quantity=0)

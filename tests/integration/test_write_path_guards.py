@@ -17,7 +17,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from flask.testing import FlaskClient
+from flask import Flask
 
 from carbon_credits.ledger import caps
 from carbon_credits.runtime import Runtime
@@ -38,7 +38,7 @@ def _until(condition: Callable[[], bool], what: str) -> None:
 
 
 def test_a_post_that_meets_a_real_deadlock_is_tried_again_and_applied(
-        rt: Runtime, client: FlaskClient, auth: dict[str, str], user_id: str,
+        make_app: Callable[..., Flask], auth: dict[str, str], user_id: str,
         is_postgres: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """The post holds its account lock and is about to write its daily usage row; another
     transaction (the test's) holds that row and waits for the account. The post's write
@@ -47,6 +47,14 @@ def test_a_post_that_meets_a_real_deadlock_is_tried_again_and_applied(
     retry, once the other transaction has ended, applies the post: a 201, credited once."""
     if not is_postgres:
         pytest.skip("SQLite has one writer at a time: no deadlock")
+    # The service's lock_timeout (5 s by default) would race both waits of the post: its
+    # write's wait, which only the deadlock check (deadlock_timeout, 1 s) is to end, and
+    # its retry's wait for the account while the test's thread has yet to roll back. On a
+    # loaded machine either could end first by timeout, a 503. With the bound raised,
+    # each wait ends only by what the test does or checks.
+    app = make_app(db_lock_timeout_ms=BOUND_S * 1000)
+    rt: Runtime = app.extensions["carbon_credits"]
+    client = app.test_client()
     first = factories.metro(start=factories.today_at(6))
     r = client.post("/v1/events", json=first, headers=auth)
     assert r.status_code == 201, r.json  # the account and the day's metro usage row exist
