@@ -14,7 +14,9 @@ What each user needs of a cluster:
   on one node (and its replica), which the cluster client routes the script to. The queue
   is not spread over the nodes (one message a file: it has no load to spread); it fails
   over with its slot. On one Redis the namespace stays ``carbon-credits``, so an upgrade
-  finds the messages already queued.
+  finds the messages already queued;
+- the **webhook queue** (webhooks/delivery.py): the same broker, the same rule, under its
+  own hash tag ``{carbon-credits-webhooks}``.
 """
 
 from __future__ import annotations

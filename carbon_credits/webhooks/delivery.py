@@ -8,7 +8,8 @@ Signatures (RFC 9421) by the ``http-message-signatures`` library, as providers s
 ``("@method" "@target-uri" "content-digest" "webhook-delivery-id");created;keyid;nonce;
 alg="hmac-sha256"`` under the endpoint's secret. The README shows a receiver's check.
 
-Queue: Dramatiq on the service's Redis (the ``webhooks`` queue; ``flask webhook-worker``),
+Queue: Dramatiq on the service's Redis, one node or a Redis Cluster (the ``webhooks``
+queue, its keys in one slot; ``flask webhook-worker``),
 its ``Retries`` middleware doubling the delay from WEBHOOK_MIN_BACKOFF_MS (with jitter) up
 to WEBHOOK_MAX_BACKOFF_MS, for WEBHOOK_MAX_ATTEMPTS attempts in all, then the delivery is
 ``failed`` (an admin may replay it). Without REDIS_URL (the one-process default) a thread
@@ -40,11 +41,13 @@ from http_message_signatures import (
     MappingKeyResolver,
     algorithms,
 )
+from redis.cluster import RedisCluster
 from sqlalchemy import select, update
 
 from carbon_credits.config import Config
 from carbon_credits.providers.registry import unseal
 from carbon_credits.runtime import Runtime
+from carbon_credits.storage import redis_nodes
 from carbon_credits.storage.models import WebhookDelivery, WebhookEndpoint, utcnow
 
 log = logging.getLogger(__name__)
@@ -149,17 +152,32 @@ Hypothesis's checks of it) and sending threads must not draw from it."""
 # -- queue -----------------------------------------------------------------------------
 
 
+QUEUE_NAMESPACE = "carbon-credits-webhooks"
+CLUSTER_QUEUE_NAMESPACE = "{carbon-credits-webhooks}"
+"""On a Redis Cluster every key of the queue shares this hash tag: one slot, one node, as
+the record-file queue's (storage/redis_nodes.py says why Dramatiq needs it)."""
+CONNECT_TIMEOUT_S = 1
+"""Deliveries are queued right after a credit's commit, in its request: an unreachable
+Redis must cost it a second at most (they wait in the outbox for the sweep)."""
+
+
 class WebhookQueue:
-    """The Dramatiq broker and actor of deliveries on one Redis."""
+    """The Dramatiq broker and actor of deliveries on one Redis, or on a Redis Cluster
+    (``REDIS_URL`` naming any node; all the queue's keys in one slot)."""
 
     def __init__(self, config: Config) -> None:
         assert config.redis_url is not None
+        # Asks the node whether it is in a cluster: a RedisError here is the caller's
+        # (``dispatch`` leaves the deliveries pending; the worker's start fails).
+        backend = redis_nodes.resolve(redis.Redis.from_url(
+            config.redis_url, socket_connect_timeout=CONNECT_TIMEOUT_S))
+        on_cluster = isinstance(backend, RedisCluster)
         self.broker = RedisBroker(  # type: ignore[no-untyped-call]
-            url=config.redis_url, namespace="carbon-credits-webhooks",
+            client=backend if on_cluster else None,
+            url=None if on_cluster else config.redis_url,
+            namespace=CLUSTER_QUEUE_NAMESPACE if on_cluster else QUEUE_NAMESPACE,
             heartbeat_timeout=config.worker_heartbeat_timeout_ms,
-            # Deliveries are queued right after a credit's commit, in its request: an
-            # unreachable Redis must cost it a second at most (they wait in the outbox).
-            socket_connect_timeout=1,
+            socket_connect_timeout=CONNECT_TIMEOUT_S,
             middleware=[Retries(max_retries=config.webhook_max_attempts,
                                 min_backoff=config.webhook_min_backoff_ms,
                                 max_backoff=config.webhook_max_backoff_ms)])
@@ -201,13 +219,13 @@ def queue(config: Config) -> WebhookQueue | None:
 def dispatch(rt: Runtime, pairs: Sequence[tuple[str, str]]) -> None:
     """Queue deliveries (after their commit). Redis down: they stay pending in the outbox
     for ``sweep``; never an error for the request that made them."""
-    q = queue(rt.config)
-    if q is None:
-        for endpoint_id, delivery_id in pairs:
-            threading.Thread(target=_send_here, args=(rt, endpoint_id, delivery_id),
-                             daemon=True, name=f"webhook-{delivery_id}").start()
-        return
     try:
+        q = queue(rt.config)  # (its first use asks Redis whether it is a cluster)
+        if q is None:
+            for endpoint_id, delivery_id in pairs:
+                threading.Thread(target=_send_here, args=(rt, endpoint_id, delivery_id),
+                                 daemon=True, name=f"webhook-{delivery_id}").start()
+            return
         for endpoint_id, delivery_id in pairs:
             q.enqueue(endpoint_id, delivery_id)
     except redis.RedisError:

@@ -1,6 +1,7 @@
-"""The record-file queue and the signature nonces on a real 3-node Redis Cluster, with
-REDIS_URL naming one node as in production (storage/redis_nodes.py): a SIGKILLed worker's
-file is finished by another exactly once (the single-Redis test, run again here), the
+"""The record-file queue, the webhook queue and the signature nonces on a real 3-node Redis
+Cluster, with REDIS_URL naming one node as in production (storage/redis_nodes.py): a
+SIGKILLed worker's file is finished by another exactly once, and a receiver failing twice
+gets one webhook delivery id three times (the single-Redis tests, run again here); each
 queue's keys all live in one slot, and nonces spread over the nodes, each claimed once.
 If redis-server or redis-cli is missing these tests fail; they are never skipped."""
 
@@ -11,12 +12,14 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from flask import Flask
 from redis.cluster import RedisCluster
 
 from carbon_credits.providers import jobs
 from carbon_credits.providers.nonces import RedisNonces
 from carbon_credits.runtime import Runtime
 from carbon_credits.storage import redis_nodes
+from carbon_credits.webhooks import delivery
 from tests import redis_servers
 from tests.factories import NOW
 from tests.integration.test_record_file_worker import (  # noqa: F401 (fixtures, a test)
@@ -24,6 +27,11 @@ from tests.integration.test_record_file_worker import (  # noqa: F401 (fixtures,
     test_a_killed_workers_file_is_finished_by_another_exactly_once,
     worker_env,
     workers,
+)
+from tests.integration.test_webhooks import (  # noqa: F401 (fixtures, a test)
+    queued,
+    receiver,
+    test_a_receiver_failing_twice_gets_one_delivery_id_three_times,
 )
 
 
@@ -54,6 +62,23 @@ def test_the_queue_on_a_cluster_keeps_all_its_keys_in_one_slot(
     holders = {redis_cluster.node_holding(k).port for k in queue_keys}
     assert len(holders) == 1
     queue.broker.flush_all()
+
+
+def test_the_webhook_queue_on_a_cluster_keeps_all_its_keys_in_one_slot(
+        queued: Flask, redis_cluster: redis_servers.Cluster) -> None:  # noqa: F811
+    rt: Runtime = queued.extensions["carbon_credits"]
+    queue = delivery.queue(rt.config)
+    assert queue is not None
+    assert isinstance(queue.broker.client, RedisCluster)
+    assert queue.broker.namespace == delivery.CLUSTER_QUEUE_NAMESPACE
+    for n in range(5):  # delayed: the fixture's worker leaves them queued
+        queue.actor.send_with_options(args=(f"endpoint-{n}", f"delivery-{n}"),
+                                      delay=600_000)
+    keys = [k.decode() for node in redis_cluster.nodes for k in node.client().keys("*")]
+    queue_keys = [k for k in keys if k.startswith(delivery.CLUSTER_QUEUE_NAMESPACE)]
+    assert f"{delivery.CLUSTER_QUEUE_NAMESPACE}:{delivery.QUEUE_NAME}.DQ.msgs" in queue_keys
+    holders = {redis_cluster.node_holding(k).port for k in queue_keys}
+    assert len(holders) == 1
 
 
 def test_nonces_on_a_cluster_are_spread_over_the_nodes_and_claimed_once(
