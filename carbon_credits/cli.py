@@ -520,19 +520,28 @@ def partitions_detach_command(month: str, reason: str) -> None:
         click.echo(f"detached {name}")
 
 
+EXPORT_ROWS_PER_S = 10_000
+"""The export's default pace (policy, no source gives one: an archive is not urgent, ingest
+is). Unthrottled, a month's export took ingest down to 0.63 of its rate on the 2-core
+bench host; at this pace ingest kept its rate (BENCHMARKS.md figure 17b''); a 10 M-event
+month takes about 17 minutes, Shenzhen's ~450 M about 12.5 hours (``--rows-per-second``
+raises it, 0 lifts it)."""
+
+
 @partitions_group.command("export")
 @click.argument("month")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="directory for <table>.csv and <table>.manifest.json")
-@click.option("--rows-per-second", "rows_per_s", type=click.IntRange(min=1), default=None,
-              help="throttle: at most this many rows a second (default: as fast as it goes)")
+@click.option("--rows-per-second", "rows_per_s", type=click.IntRange(min=0),
+              default=EXPORT_ROWS_PER_S, show_default=True,
+              help="throttle: at most this many rows a second (0: as fast as it goes)")
 @with_appcontext
-def partitions_export_command(month: str, out: Path, rows_per_s: int | None) -> None:
+def partitions_export_command(month: str, out: Path, rows_per_s: int) -> None:
     """Write a month's events as CSV, with a manifest of its MRV totals and checksum."""
     when = _month(month)
     with _months_session() as session:
         try:
-            done = partitions.export(session.connection(), when, out, rows_per_s)
+            done = partitions.export(session.connection(), when, out, rows_per_s or None)
         except LookupError as exc:
             raise click.ClickException(str(exc)) from None
         click.echo(f"exported {done.manifest['rows']} events to {done.csv_path}; "

@@ -281,3 +281,24 @@ def test_the_migration_moves_a_databases_events_into_their_months(months_app: Fl
     assert cli(months_app, "verify-ledger").splitlines()[-1].endswith("OK")
     # A replay after the migration is a replay.
     assert post(months_app, "u-migrated-0", posted[0]).status_code == 200
+
+
+def test_the_export_goes_at_its_default_pace_unless_told(
+        months_app: Flask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An archive is not urgent, ingest is: the CLI's export is throttled by default
+    (cli.EXPORT_ROWS_PER_S), and ``--rows-per-second 0`` lifts the throttle."""
+    paces: list[int | None] = []
+    real = partitions.export
+
+    def spy(conn: Any, when: Any, out: Path, rows_per_s: int | None = None) -> Any:
+        paces.append(rows_per_s)
+        return real(conn, when, out, rows_per_s)
+
+    monkeypatch.setattr(partitions, "export", spy)
+    month = f"{MONTH_START:%Y-%m}"
+    cli(months_app, "partitions", "export", month, "--out", str(tmp_path / "a"))
+    cli(months_app, "partitions", "export", month, "--out", str(tmp_path / "b"),
+        "--rows-per-second", "0")
+    cli(months_app, "partitions", "export", month, "--out", str(tmp_path / "c"),
+        "--rows-per-second", "500")
+    assert paces == [10_000, None, 500]
