@@ -22,12 +22,18 @@ on the primary / from the primary", target >= 1.0).
 takes the same cores the primary's does, so the figure measures what moves off the
 primary's backends and buffers, not the CPU a separate replica host would take away; the
 reports' own Python (sketch merging) runs in the reporter processes either way.
+
+``--pin`` emulates two hosts on two cores with CPU affinity: the primary's PostgreSQL
+(its postmaster, so every backend it forks) and the ingesters on CPU 0, the replica's
+PostgreSQL and the reporters on CPU 1. Reports on the primary then take CPU 0 from ingest,
+as they would on one database host; on the replica they take nothing from it.
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import statistics
 import sys
 import tempfile
@@ -69,7 +75,32 @@ def runtime(database_url: str, reports_url: str | None = None) -> Runtime:
     return rt
 
 
-def ingester(url: str, until: float, out: Any) -> None:
+PRIMARY_CPU, REPLICA_CPU = 0, 1
+
+
+def pin_server(data_dir: Path, cpu: int) -> None:
+    """Pin a PostgreSQL server (its postmaster and children; later backends inherit) to
+    ``cpu``."""
+    postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
+    pids = [postmaster] + [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
+                           and _parent(int(p.name)) == postmaster]
+    for pid in pids:
+        try:
+            os.sched_setaffinity(pid, {cpu})
+        except ProcessLookupError:
+            pass
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def ingester(url: str, until: float, out: Any, cpu: int | None = None) -> None:
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
     rt = runtime(url)
     tag = uuid.uuid4().hex[:8]
     posts = 0
@@ -81,7 +112,10 @@ def ingester(url: str, until: float, out: Any) -> None:
     out.put(("ingest", posts, []))
 
 
-def reporter(url: str, reports_url: str | None, until: float, out: Any) -> None:
+def reporter(url: str, reports_url: str | None, until: float, out: Any,
+             cpu: int | None = None) -> None:
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
     rt = runtime(url, reports_url)
     scope = partner.Scope(CITY, suppress=True, k=10)
     query = partner.ReductionQuery(FIRST_DAY, FIRST_DAY + __import__("datetime").timedelta(
@@ -100,9 +134,11 @@ def round_(primary: PostgresCluster, standby: Standby, mode: str, args: argparse
     out = ctx.Queue()
     until = time.time() + 3 + args.duration  # 3 s for the processes to start
     reports_url = standby.url if mode == "replica" else None
-    procs = [ctx.Process(target=ingester, args=(primary.url, until, out))
+    ingest_cpu, report_cpu = (PRIMARY_CPU, REPLICA_CPU) if args.pin else (None, None)
+    procs = [ctx.Process(target=ingester, args=(primary.url, until, out, ingest_cpu))
              for _ in range(args.ingesters)]
-    procs += [ctx.Process(target=reporter, args=(primary.url, reports_url, until, out))
+    procs += [ctx.Process(target=reporter, args=(primary.url, reports_url, until, out,
+                                                 report_cpu))
               for _ in range(args.reporters)]
     for p in procs:
         p.start()
@@ -124,6 +160,9 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=20)
     parser.add_argument("--ingesters", type=int, default=2)
     parser.add_argument("--reporters", type=int, default=1)
+    parser.add_argument("--pin", action="store_true",
+                        help="two hosts on two cores: primary + ingesters on CPU 0, "
+                             "replica + reporters on CPU 1")
     args = parser.parse_args()
     primary = PostgresCluster()
     standby = Standby(primary)
@@ -146,6 +185,9 @@ def main() -> None:
         print(f"generated {args.events} events in {seconds:.0f} s", flush=True)
         standby.create()
         standby.catch_up()
+        if args.pin:
+            pin_server(primary.data, PRIMARY_CPU)
+            pin_server(standby.data, REPLICA_CPU)
         rows = []
         for _ in range(args.rounds):
             for mode in ("primary", "replica"):
