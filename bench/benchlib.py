@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from flask import Flask
 
     from carbon_credits.config import Config
+    from carbon_credits.ingest.decide import Posted
     from carbon_credits.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,6 +96,30 @@ class Rounds:
     """Posts measured in each mode (posts a round times rounds)."""
 
 
+def metro_posts(rt: Runtime, users: int) -> Callable[[int], Posted]:
+    """``posted(user)``: the next single post of user ``u<user>`` (of ``users``), prepared
+    for ``ingest.events.apply_chunk`` in the service ``rt``: a metro trip 40 minutes after
+    that user's previous one, from yesterday's local midnight (the pinned clock). Each user
+    posts once first, applied here (their accounts, devices and first trips exist)."""
+    from carbon_credits.ingest import events
+    from carbon_credits.schemas import load_event
+    from carbon_credits.tokens import Principal
+    from tests import factories
+
+    principals = [Principal(sub=f"u{i}", role="user", city="shenzhen") for i in range(users)]
+    trips = [0] * users
+
+    def posted(user: int) -> Posted:
+        start = factories.today_at(0) - timedelta(days=1) + timedelta(minutes=40 * trips[user])
+        trips[user] += 1
+        return events.prepare(rt, principals[user], load_event(factories.metro(start=start)),
+                              f"dev{user}")
+
+    for user in range(users):
+        events.apply_chunk(rt, [posted(user)])
+    return posted
+
+
 def alternating_rounds(rt: Runtime, modes: tuple[str, str], switch: Callable[[str], None],
                        posts: int, rounds: int, users: int = 400) -> Rounds:
     """Single posts (chunks of one) applied by ``ingest.events.apply_chunk`` in the service
@@ -109,23 +134,9 @@ def alternating_rounds(rt: Runtime, modes: tuple[str, str], switch: Callable[[st
     a mode creates on a user's first post); a round's posts are prepared before its clock
     starts, and each must be stored."""
     from carbon_credits.ingest import events
-    from carbon_credits.ingest.decide import Posted
-    from carbon_credits.schemas import load_event
-    from carbon_credits.tokens import Principal
-    from tests import factories
 
-    principals = [Principal(sub=f"u{i}", role="user", city="shenzhen") for i in range(users)]
-    trips = [0] * users
+    posted = metro_posts(rt, users)
     turn = 0
-
-    def posted(user: int) -> Posted:
-        start = factories.today_at(0) - timedelta(days=1) + timedelta(minutes=40 * trips[user])
-        trips[user] += 1
-        return events.prepare(rt, principals[user], load_event(factories.metro(start=start)),
-                              f"dev{user}")
-
-    for user in range(users):
-        events.apply_chunk(rt, [posted(user)])
     wall = dict.fromkeys(modes, 0.0)
     cpu = dict.fromkeys(modes, 0.0)
     for r in range(2 * rounds):

@@ -17,7 +17,6 @@ import argparse
 import os
 import sys
 import time
-from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,26 +38,12 @@ def main() -> None:
     os.environ["DATABASE_URL"] = f"postgresql+psycopg://postgres@127.0.0.1:5432/{DATABASE}"
     os.environ["RATE_LIMITS"] = "events:user=1000000/60"
 
-    from benchlib import in_process_app
+    from benchlib import in_process_app, metro_posts
 
     from carbon_credits.ingest import events
-    from carbon_credits.ingest.decide import Posted
-    from carbon_credits.schemas import load_event
-    from carbon_credits.tokens import Principal
-    from tests import factories
 
     rt = in_process_app().extensions["carbon_credits"]
-    principals = [Principal(sub=f"u{i}", role="user", city="shenzhen") for i in range(USERS)]
-    trips = [0] * USERS
-
-    def posted(user: int) -> Posted:
-        start = factories.today_at(0) - timedelta(days=1) + timedelta(minutes=40 * trips[user])
-        trips[user] += 1
-        return events.prepare(rt, principals[user], load_event(factories.metro(start=start)),
-                              f"dev{user}")
-
-    for user in range(USERS):
-        events.apply_chunk(rt, [posted(user)])
+    posted = metro_posts(rt, USERS)
     turn = 0
     try:
         for size in (int(s) for s in args.sizes.split(",")):
