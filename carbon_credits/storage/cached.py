@@ -20,10 +20,11 @@ figure 9).
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Table, select
+from sqlalchemy import Engine, Table, select
 from sqlalchemy.orm import Session
 
 from carbon_credits.storage.models import TableVersion
@@ -39,8 +40,17 @@ _lock = threading.Lock()
 _ALL: list[Cached[Any]] = []
 
 
+_names: weakref.WeakKeyDictionary[Engine, str] = weakref.WeakKeyDictionary()
+
+
 def _database(session: Session) -> str:
-    return session.get_bind().engine.url.render_as_string(hide_password=True)
+    """The session's database, named by its URL: rendered once per engine (a post asks
+    several times; rendering a URL costs more than the lookup)."""
+    engine = session.get_bind().engine
+    name = _names.get(engine)
+    if name is None:
+        name = _names[engine] = engine.url.render_as_string(hide_password=True)
+    return name
 
 
 class Cached(Generic[T]):

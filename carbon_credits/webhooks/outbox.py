@@ -49,13 +49,17 @@ def publish(session: Session, kind: str, payload: dict[str, Any],
     return publish_many(session, kind, [payload], now)
 
 
+def _enabled(session: Session) -> list[tuple[str, list[str]]]:
+    return [(endpoint_id, list(kinds)) for endpoint_id, kinds in session.execute(
+        select(WebhookEndpoint.id, WebhookEndpoint.kinds)
+        .where(WebhookEndpoint.enabled).order_by(WebhookEndpoint.id))]
+
+
 def subscribers(session: Session, kind: str) -> list[str]:
     """The enabled endpoints subscribed to ``kind``."""
     if kind not in KINDS:
         raise ValueError(f"unknown webhook kind {kind!r}")
-    return [endpoint_id for endpoint_id, kinds in session.execute(
-        select(WebhookEndpoint.id, WebhookEndpoint.kinds).where(WebhookEndpoint.enabled))
-        if kind in kinds]
+    return [endpoint_id for endpoint_id, kinds in _enabled(session) if kind in kinds]
 
 
 def publish_many(session: Session, kind: str, payloads: Sequence[dict[str, Any]],
@@ -82,12 +86,6 @@ def _after_commit(session: Session) -> None:
 @event.listens_for(Session, "after_rollback")
 def _after_rollback(session: Session) -> None:
     session.info.pop(_QUEUED, None)
-
-
-def _enabled(session: Session) -> list[tuple[str, list[str]]]:
-    return [(endpoint_id, list(kinds)) for endpoint_id, kinds in session.execute(
-        select(WebhookEndpoint.id, WebhookEndpoint.kinds)
-        .where(WebhookEndpoint.enabled).order_by(WebhookEndpoint.id))]
 
 
 ENDPOINTS = Cached("webhook_endpoints", _enabled)
