@@ -10,10 +10,11 @@ routes pay the same framework cost, and the figure is their ratio):
   today; on 1,500 of them 1 to 3 trips of metro or bus, plus the day's steps on one day in
   four; the last 400 days all green, so the streak is read back beyond the screen's
   84-day window, the costlier case). The events are not posted one by one (the backfill
-  window refuses events older than 30 days); their aggregate rows are written by the
+  window refuses events older than 30 days); their month rows are written by the
   incremental path's own code (``account.aggregates.deltas`` and ``add``) from the same
-  values a credit adds. ``--others`` other users get the same kind of history, so the
-  tables hold ~``others`` x 2,600 day rows around the user's.
+  values a credit adds, their day rows as the daily usage rows the caps count
+  (``day_rows``: every credit uncapped). ``--others`` other users get the same kind of
+  history, so the tables hold ~``others`` x 2,600 day rows around the user's.
 * Then one metro trip today is posted through ``POST /v1/events``, so that both screens
   show today's credits.
 * ``--requests`` rounds, each one ``GET /v1/me/carbon-account`` and one
@@ -35,6 +36,7 @@ import time
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -75,6 +77,24 @@ def history(user_id: str, today: date, rng: random.Random) -> list[Credit]:
     return out
 
 
+def day_rows(credits: list[Credit]) -> list[dict[str, Any]]:
+    """The daily usage rows (``DailyUsage``) ``credits`` leave: caps' and live counters
+    alike, as uncapped credits with no reversal count them."""
+    days: dict[tuple[str, date, str], dict[str, Any]] = {}
+    for c in credits:
+        row = days.setdefault((c.user_id, c.local_date, c.mode), {
+            "user_id": c.user_id, "local_date": c.local_date, "mode": c.mode, "events": 0,
+            "credited_ug": 0, "points": 0, "max_quantity": 0, "live_events": 0,
+            "live_ug": 0, "live_points": 0, "activity": 0})
+        for caps, live, value in (("events", "live_events", 1),
+                                  ("credited_ug", "live_ug", c.credited_ug),
+                                  ("points", "live_points", c.points)):
+            row[caps] += value
+            row[live] += value
+        row["activity"] += c.activity
+    return list(days.values())
+
+
 def loadavg() -> str:
     return Path("/proc/loadavg").read_text().split(" ")[0]
 
@@ -95,9 +115,11 @@ def main() -> None:
     os.environ["DATABASE_URL"] = URL
     os.environ["RATE_LIMITS"] = "events:user=1000000/60"
     from benchlib import in_process_app
+    from sqlalchemy import insert
 
     from carbon_credits.account import aggregates
     from carbon_credits.ledger import entries
+    from carbon_credits.storage.models import DailyUsage
     from carbon_credits.tokens import TokenCodec
     from tests import factories
 
@@ -113,8 +135,8 @@ def main() -> None:
             events = len(credits)
         with rt.db.transaction() as session:
             entries.lock_account(session, user_id, "shenzhen")
-            days, months = aggregates.deltas(credits)
-            aggregates.add(session, days, months)
+            session.execute(insert(DailyUsage), day_rows(credits))
+            aggregates.add(session, aggregates.deltas(credits))
     with rt.db.transaction() as session:
         session.connection().exec_driver_sql("ANALYZE")
     codec = TokenCodec(rt.config)

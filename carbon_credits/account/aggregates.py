@@ -1,18 +1,26 @@
-"""The per-user aggregates of credited events (``account_days``, ``account_months``): kept
-in the crediting transaction, taken back by a reversal, read by the account screen and
-the badge rules.
+"""The per-user aggregates of credited events: the day rows (the live counters of the
+ledger's ``daily_usage``: one row per user, day and mode for the caps and the account
+alike) and the month rows (``account_months``), kept in the crediting transaction, taken
+back by a reversal, read by the account screen and the badge rules.
 
-**Writes add.** A credit adds its deltas with one upsert per (user, day, mode) and per
-(user, month, mode) row (``INSERT ... ON CONFLICT DO UPDATE SET events = events +
-excluded.events, ...``), merged per row and sent in key order with the ingest's COMMIT.
-The caller holds the user's account lock, so a user's rows are written by one transaction
-at a time anyway; the additive form keeps them exact even without it.
+**Day rows** are counted by the caps' own ``ledger.caps.count_usage`` with the rest of the
+usage row (ingest writes the whole row back, under the account lock); a row whose
+``live_events`` is 0 (capped to nothing, or every credit reversed) is not a green day,
+and every read here leaves it out.
 
-**Reversal subtracts** exactly what the event added, and deletes a row left with no
-credited event, so "a day with a row" stays "a green day".
+**Month rows add.** A credit adds its deltas with one upsert per (user, month, mode) row
+(``INSERT ... ON CONFLICT DO UPDATE SET events = events + excluded.events, ...``), merged
+per row and sent in key order with the ingest's COMMIT. The caller holds the user's
+account lock, so a user's rows are written by one transaction at a time anyway; the
+additive form keeps them exact even without it.
 
-**Rebuild** (``flask --app app rebuild-account``) recomputes both tables from the events
-with an earn entry and no reversal, the same rows the incremental path keeps.
+**Reversal subtracts** exactly what the event added: from the day's live counters (the
+caps' stay: a reversed credit still used its day's cap) and from the month row, deleting
+a month row left with no credited event.
+
+**Rebuild** (``flask --app app rebuild-account``) recomputes the live counters and the
+month rows from the events with an earn entry and no reversal, the same rows the
+incremental path keeps.
 """
 
 from __future__ import annotations
@@ -37,12 +45,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from carbon_credits.account.history import Row, Sums, month_of
-from carbon_credits.storage.models import AccountDay, AccountMonth, Event
+from carbon_credits.storage.models import AccountMonth, DailyUsage, Event
 from carbon_credits.storage.sql import Prebuilt, Read
 
-DAYS = cast(Table, AccountDay.__table__)
+DAYS = cast(Table, DailyUsage.__table__)
 MONTHS = cast(Table, AccountMonth.__table__)
 SUMMED = ("events", "ug", "points", "activity")
+"""A month row's sums; a day row's are ``LIVE``, in the same order."""
+LIVE = ("live_events", "live_ug", "live_points", "activity")
 LIVE_STATUSES = ("credited", "capped")
 
 
@@ -64,58 +74,58 @@ class Credited(Protocol):
     def activity(self) -> int: ...
 
 
-def deltas(events: Sequence[Credited]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The day rows and month rows ``events`` add, merged per row, in key order."""
-    days: dict[tuple[str, date, str], dict[str, Any]] = {}
+def deltas(events: Sequence[Credited]) -> list[dict[str, Any]]:
+    """The month rows ``events`` add, merged per row, in key order (their day rows were
+    counted with the usage: ``ledger.caps.count_usage``)."""
     months: dict[tuple[str, date, str], dict[str, Any]] = {}
     for e in events:
-        for into, key, name in ((days, (e.user_id, e.local_date, e.mode), "local_date"),
-                                (months, (e.user_id, month_of(e.local_date), e.mode),
-                                 "month")):
-            row = into.get(key)
-            if row is None:
-                row = into[key] = {"user_id": key[0], name: key[1], "mode": key[2],
-                                   "events": 0, "ug": 0, "points": 0, "activity": 0}
-            row["events"] += 1
-            row["ug"] += e.credited_ug
-            row["points"] += e.points
-            row["activity"] += e.activity
-    return [days[k] for k in sorted(days)], [months[k] for k in sorted(months)]
+        key = (e.user_id, month_of(e.local_date), e.mode)
+        row = months.get(key)
+        if row is None:
+            row = months[key] = {"user_id": key[0], "month": key[1], "mode": key[2],
+                                 "events": 0, "ug": 0, "points": 0, "activity": 0}
+        row["events"] += 1
+        row["ug"] += e.credited_ug
+        row["points"] += e.points
+        row["activity"] += e.activity
+    return [months[k] for k in sorted(months)]
 
 
-def _upsert(table: Table, key: str, dialect: str) -> Prebuilt:
+def _upsert(dialect: str) -> Prebuilt:
     ins = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    row = ins(table).values({name: bindparam(name)
-                             for name in ("user_id", key, "mode", *SUMMED)})
+    row = ins(MONTHS).values({name: bindparam(name)
+                              for name in ("user_id", "month", "mode", *SUMMED)})
     statement = row.on_conflict_do_update(
-        index_elements=["user_id", key, "mode"],
-        set_={name: table.c[name] + row.excluded[name] for name in SUMMED})
+        index_elements=["user_id", "month", "mode"],
+        set_={name: MONTHS.c[name] + row.excluded[name] for name in SUMMED})
     return Prebuilt(lambda _: statement)
 
 
-_UPSERTS = {dialect: (_upsert(DAYS, "local_date", dialect), _upsert(MONTHS, "month", dialect))
-            for dialect in ("postgresql", "sqlite")}
+_UPSERTS = {dialect: _upsert(dialect) for dialect in ("postgresql", "sqlite")}
 
 
-def add(session: Session, days: list[dict[str, Any]], months: list[dict[str, Any]]) -> None:
+def add(session: Session, months: list[dict[str, Any]]) -> None:
     """Add ``deltas``' rows (driver statements only: may be sent with the COMMIT)."""
-    add_days, add_months = _UPSERTS[session.get_bind().dialect.name]
-    add_days.run(session, days)
-    add_months.run(session, months)
+    _UPSERTS[session.get_bind().dialect.name].run(session, months)
 
 
 def reverse(session: Session, event: Event) -> None:
-    """Take a reversed event back out of its day and month rows. Caller holds the lock on
-    the event's account and calls this before changing the event."""
-    for table, key, value in ((DAYS, "local_date", event.local_date),
-                              (MONTHS, "month", month_of(event.local_date))):
-        where = (table.c.user_id == event.user_id, table.c[key] == value,
-                 table.c.mode == event.mode)
-        session.execute(update(table).where(*where).values(
-            events=table.c.events - 1, ug=table.c.ug - event.credited_ug,
-            points=table.c.points - event.points,
-            activity=table.c.activity - event.activity))
-        session.execute(delete(table).where(*where, table.c.events <= 0))
+    """Take a reversed event back out of its day's live counters and its month row.
+    Caller holds the lock on the event's account and calls this before changing the
+    event."""
+    live = (DAYS.c.user_id == event.user_id, DAYS.c.local_date == event.local_date,
+            DAYS.c.mode == event.mode)
+    session.execute(update(DAYS).where(*live).values(
+        live_events=DAYS.c.live_events - 1, live_ug=DAYS.c.live_ug - event.credited_ug,
+        live_points=DAYS.c.live_points - event.points,
+        activity=DAYS.c.activity - event.activity))
+    month = (MONTHS.c.user_id == event.user_id, MONTHS.c.month == month_of(event.local_date),
+             MONTHS.c.mode == event.mode)
+    session.execute(update(MONTHS).where(*month).values(
+        events=MONTHS.c.events - 1, ug=MONTHS.c.ug - event.credited_ug,
+        points=MONTHS.c.points - event.points,
+        activity=MONTHS.c.activity - event.activity))
+    session.execute(delete(MONTHS).where(*month, MONTHS.c.events <= 0))
 
 
 # ---------------------------------------------------------------- reads
@@ -124,12 +134,13 @@ MONTHS_READ = Prebuilt(lambda _: select(
     MONTHS.c.month, MONTHS.c.mode, *(MONTHS.c[n] for n in SUMMED))
     .where(MONTHS.c.user_id == bindparam("user")))
 DAYS_READ = Prebuilt(lambda _: select(
-    DAYS.c.local_date, DAYS.c.mode, *(DAYS.c[n] for n in SUMMED))
-    .where(DAYS.c.user_id == bindparam("user"),
+    DAYS.c.local_date, DAYS.c.mode, *(DAYS.c[n] for n in LIVE))
+    .where(DAYS.c.user_id == bindparam("user"), DAYS.c.live_events > 0,
            DAYS.c.local_date >= bindparam("since", type_=DAYS.c.local_date.type),
            DAYS.c.local_date <= bindparam("until", type_=DAYS.c.local_date.type)))
 GREEN_BEFORE = Prebuilt(lambda _: select(DAYS.c.local_date).distinct()
                         .where(DAYS.c.user_id == bindparam("user"),
+                               DAYS.c.live_events > 0,
                                DAYS.c.local_date < bindparam("before",
                                                              type_=DAYS.c.local_date.type))
                         .order_by(DAYS.c.local_date.desc()).limit(bindparam("n")))
@@ -161,13 +172,15 @@ def _day(value: Any) -> date:
 # ---------------------------------------------------------------- rebuild
 
 def rebuild(session: Session) -> tuple[int, int]:
-    """Replace both tables with a recomputation from the events with an earn entry and no
-    reversal (in one transaction; the caller commits). The (day, month) rows written.
-    On PostgreSQL both tables are locked against writers first (ingests wait), so no
-    credit lands between the delete and the insert."""
+    """Recompute the day rows' live counters and the month rows from the events with an
+    earn entry and no reversal (in one transaction; the caller commits). The (day, month)
+    rows written. The caps' counters are left as they are. On PostgreSQL both tables are
+    locked against writers first (ingests wait), so no credit lands between the reset and
+    the writes."""
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("LOCK TABLE account_days, account_months IN EXCLUSIVE MODE"))
-    session.execute(delete(DAYS))
+        session.execute(text("LOCK TABLE daily_usage, account_months IN EXCLUSIVE MODE"))
+    session.execute(update(DAYS).where(DAYS.c.live_events != 0).values(
+        {name: 0 for name in LIVE}))
     session.execute(delete(MONTHS))
     # Live credited = an earn entry and no reversal: exactly these statuses with grams
     # (an earn entry is written then, and a reversal changes the status; reports.rollups).
@@ -182,22 +195,34 @@ def rebuild(session: Session) -> tuple[int, int]:
         day = _day(day)
         values = {"events": int(n), "ug": int(ug), "points": int(points),
                   "activity": int(activity)}
-        days.append({"user_id": user_id, "local_date": day, "mode": mode, **values})
+        days.append({"user_id": user_id, "local_date": day, "mode": mode,
+                     **{live: values[name] for live, name in zip(LIVE, SUMMED, strict=True)}})
         month = months.setdefault((user_id, month_of(day), mode), {
             "user_id": user_id, "month": month_of(day), "mode": mode,
             "events": 0, "ug": 0, "points": 0, "activity": 0})
         for name, value in values.items():
             month[name] += value
-    for table, rows in ((DAYS, days), (MONTHS, list(months.values()))):
-        for i in range(0, len(rows), 5000):
-            session.execute(insert(table), rows[i:i + 5000])
+    # A day every credit of which the caps counted has its usage row; the upsert also
+    # makes one (caps' counters 0) should a row be missing.
+    ins = postgresql.insert if session.get_bind().dialect.name == "postgresql" \
+        else sqlite.insert
+    row = ins(DAYS)
+    put_days = row.on_conflict_do_update(
+        index_elements=["user_id", "local_date", "mode"],
+        set_={name: row.excluded[name] for name in LIVE})
+    for i in range(0, len(days), 5000):
+        session.execute(put_days, [{"events": 0, "credited_ug": 0, "points": 0,
+                                    "max_quantity": 0, **d} for d in days[i:i + 5000]])
+    rows = list(months.values())
+    for i in range(0, len(rows), 5000):
+        session.execute(insert(MONTHS), rows[i:i + 5000])
     return len(days), len(months)
 
 
 _HISTORY_OF = Prebuilt(lambda one_of: union_all(
-    select(DAYS.c.user_id, literal("day"), DAYS.c.local_date, DAYS.c.mode, DAYS.c.events,
-           DAYS.c.activity)
-    .where(one_of(DAYS.c.user_id, "users"),
+    select(DAYS.c.user_id, literal("day"), DAYS.c.local_date, DAYS.c.mode,
+           DAYS.c.live_events, DAYS.c.activity)
+    .where(one_of(DAYS.c.user_id, "users"), DAYS.c.live_events > 0,
            DAYS.c.local_date >= bindparam("since", type_=DAYS.c.local_date.type),
            DAYS.c.local_date <= bindparam("until", type_=DAYS.c.local_date.type)),
     select(MONTHS.c.user_id, literal("month"), MONTHS.c.month, MONTHS.c.mode, MONTHS.c.events,

@@ -72,8 +72,8 @@ def total_view(per_mode: Mapping[str, Sums]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Row:
-    """One aggregate row: a day (``AccountDay``) or a month (``AccountMonth``, ``day``
-    being the month's first day) of one mode."""
+    """One aggregate row: a day (``DailyUsage``'s live counters) or a month
+    (``AccountMonth``, ``day`` being the month's first day) of one mode."""
 
     day: date
     mode: str

@@ -64,17 +64,18 @@ def credited(session: Session, events: Sequence[Credited],
              prefetched: Prefetch | None = None) -> Callable[[], None]:
     """Events just credited (each with an earn entry, written in this transaction): the
     badges they earn are decided now (from ``prefetched``'s rows, else read here); the
-    writes (aggregate rows, awards) are returned, to be run with the other writes (on
-    PostgreSQL, sent with the COMMIT: ``sql.committing``)."""
+    writes (month rows, awards; the day rows are the usage rows the caps count) are
+    returned, to be run with the other writes (on PostgreSQL, sent with the COMMIT:
+    ``sql.committing``)."""
     if not events:
         return _nothing
-    days, months = aggregates.deltas(events)
+    months = aggregates.deltas(events)
     won = _badges(session, events, prefetched)
     if won:
         _announce(session, won)
 
     def write() -> None:
-        aggregates.add(session, days, months)
+        aggregates.add(session, months)
         awards.award(session, won)
 
     return write

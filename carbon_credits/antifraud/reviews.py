@@ -127,10 +127,14 @@ def _credit_now(rt: Runtime, session: Any, account: Account, event: Event,
     event.points = credit.points
     event.status = credit.status
     event.reason = credit.reason
+    # The hooks read the user's history as it stands before this credit (the usage row
+    # caps.apply counts it in is also the account's day row): read now, used if credited.
+    hooked = hooks.read(session, [event])
     caps.apply(session, account, event, credit, usage, method, result.quantity, now)
     if event.credited_ug > 0:  # credited now: what other features do with a credit
         session.flush()  # the earn entry before what the hooks append after it
-        for writes in hooks.credited(session, [event], {account.user_id: account}, utcnow()):
+        for writes in hooks.credited(session, [event], {account.user_id: account}, utcnow(),
+                                     hooked):
             writes()
 
 

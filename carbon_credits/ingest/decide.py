@@ -180,6 +180,10 @@ class DayUsage:
     points: int = 0
     max_quantity: int = 0
     last_post_at: datetime | None = None
+    live_events: int = 0
+    live_ug: int = 0
+    live_points: int = 0
+    activity: int = 0
     stored: bool = False
     """Whether the row exists (else ``_write`` inserts it)."""
     counted: bool = False
@@ -387,7 +391,7 @@ def decide(config: Config, lookups: Lookups, book: Book, p: Posted) -> Applied:
         if row is None:  # added to ``usage``: the next event of the day sees it
             row = usage[mode] = DayUsage(user_id, p.local_date, mode)
         row.counted = True
-        caps.count_usage(row, method, credit, result.quantity, p.now)
+        caps.count_usage(row, method, credit, result.quantity, p.now, event.activity)
         year = member.years[p.local_date.year]
         year.counted = True
         caps.count_year(year, credit)

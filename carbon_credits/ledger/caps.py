@@ -46,6 +46,10 @@ class Usage(Protocol):
     points: int
     max_quantity: int
     last_post_at: datetime | None
+    live_events: int
+    live_ug: int
+    live_points: int
+    activity: int
 
 
 @dataclass(frozen=True)
@@ -125,9 +129,10 @@ def apply(session: Session, account: Account, event: Event, credit: Credit,
     if row is None:  # added to ``usage``: the next event of the day sees it
         row = usage[method.mode] = DailyUsage(
             user_id=account.user_id, local_date=event.local_date, mode=method.mode, events=0,
-            credited_ug=0, points=0, max_quantity=0)
+            credited_ug=0, points=0, max_quantity=0, live_events=0, live_ug=0,
+            live_points=0, activity=0)
         session.add(row)
-    count_usage(row, method, credit, quantity, posted_at)
+    count_usage(row, method, credit, quantity, posted_at, event.activity)
     year = year_usage(session, account.user_id, event.local_date.year)
     if year is None:
         year = AnnualUsage(user_id=account.user_id, year=event.local_date.year,
@@ -137,11 +142,18 @@ def apply(session: Session, account: Account, event: Event, credit: Credit,
 
 
 def count_usage(row: Usage, method: Methodology, credit: Credit, quantity: int,
-                posted_at: datetime) -> None:
-    """Add a credited event to its day's usage row of its mode."""
+                posted_at: datetime, activity: int) -> None:
+    """Add a credited event to its day's usage row of its mode: to the caps' counters
+    always, to the live ones (the carbon account's day) if it credited grams, the events
+    an earn entry is written for (``DailyUsage``)."""
     row.events += 1
     row.credited_ug += credit.credited_ug
     row.points += credit.points
+    if credit.credited_ug > 0:
+        row.live_events += 1
+        row.live_ug += credit.credited_ug
+        row.live_points += credit.points
+        row.activity += activity
     if method.cumulative:
         row.max_quantity = max(row.max_quantity, quantity)
         row.last_post_at = posted_at

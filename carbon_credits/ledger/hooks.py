@@ -118,18 +118,33 @@ def reads(session: Session, scope: Scope) -> list[Sequence[Read]]:
     return [[cached.versions_read()], *(hook.read(session, scope) for hook in _hooks)]
 
 
-def credited(session: Session, events: Sequence[CreditedEvent],
-             accounts: Mapping[str, Balance], now: datetime,
-             rows: Sequence[Rows] | None = None) -> list[Writes]:
-    """Run the hooks on credited events; ``rows``: what ``reads`` read (as ingest sent
-    them), or None to read here. The writes to run with the COMMIT."""
+def read(session: Session, events: Sequence[CreditedEvent]) -> list[Rows]:
+    """What ``reads`` plans for ``events``, read now: ``credited``'s ``rows``. Called
+    before any part of their credit is written (the approval path; ingest sends these
+    reads with its own): the hooks read the history as it stood before the credit (the
+    usage rows the caps count are also the account's day rows)."""
     if not events or not _hooks:
         return []
-    if rows is None or cached.refresh(session, rows[0][0]):
-        # Read here (the approval and reversal paths), or again: a cached table moved, so
-        # what the hooks planned from their old copies may miss a read.
-        if rows is None:
-            cached.refresh(session)
+    cached.refresh(session)  # plan from fresh copies: ``credited`` then reads no more
+    planned = reads(session, Scope.of(events))
+    found = iter(read_together(session, [r for hook_reads in planned for r in hook_reads]))
+    return [[next(found) for _ in hook_reads] for hook_reads in planned]
+
+
+def credited(session: Session, events: Sequence[CreditedEvent],
+             accounts: Mapping[str, Balance], now: datetime,
+             rows: Sequence[Rows]) -> list[Writes]:
+    """Run the hooks on credited events; ``rows``: what ``reads`` read (as ingest sent
+    them, or ``read``), before the credit was written. The writes to run with the
+    COMMIT."""
+    if not events or not _hooks:
+        return []
+    if cached.refresh(session, rows[0][0]):
+        # Read again: a cached table moved, so what the hooks planned from their old
+        # copies may miss a read. Ingest sends the credit's writes with the COMMIT, so
+        # this still reads the history before them. The approval path has flushed its
+        # usage row by now, but ``read`` refreshed the copies just before its own reads:
+        # only an admin's change committed between those two statements brings it here.
         scope = Scope.of(events)
         planned = [hook.read(session, scope) for hook in _hooks]
         found = iter(read_together(session, [r for hook_reads in planned for r in hook_reads])

@@ -38,7 +38,6 @@ DISTRIBUTED: dict[str, str] = {
     "point_claims": "user_id",
     "consents": "user_id",
     "audit_subjects": "user_id",
-    "account_days": "user_id",
     "account_months": "user_id",
     "badge_awards": "user_id",
     "leaderboard_privacy": "user_id",

@@ -494,7 +494,16 @@ class AuditSubject(Base):
 
 
 class DailyUsage(Base):
-    """What a user was credited per local day and mode: the state daily caps read."""
+    """What a user was credited per local day and mode: the state daily caps read, and the
+    carbon account's day rows (``live_*``, ``activity``: carbon_credits/account).
+
+    The two sets of counters differ on purpose. The caps' (``events``, ``credited_ug``,
+    ``points``) count every credit the day gave, a capped one of zero grams included, and a
+    reversal leaves them alone: what a day credited stays used against its cap. The live
+    ones count the credited events with grams that still stand: a reversal takes its event
+    back out, and only earn entries count (bonus points, another entry kind, never do).
+    One row for both (migration ``0009_usage_days``; they were two tables with the same
+    key, ~95 bytes an event more: BENCHMARKS.md, figure 8)."""
 
     __tablename__ = "daily_usage"
 
@@ -508,6 +517,14 @@ class DailyUsage(Base):
     """For cumulative modes: the highest count posted that day (steps)."""
     last_post_at: Mapped[datetime | None] = mapped_column()
     """When the mode was last posted that day (server time): steps velocity."""
+    live_events: Mapped[int] = mapped_column(Integer, default=0)
+    """Credited events with grams, not reversed (trips, or a steps day's credited posts):
+    a row with none is not a green day."""
+    live_ug: Mapped[int] = mapped_column(BigInteger, default=0)
+    live_points: Mapped[int] = mapped_column(BigInteger, default=0)
+    activity: Mapped[int] = mapped_column(BigInteger, default=0)
+    """What the factors multiplied for the live events (``Event.activity``): metres, or
+    steps credited."""
 
 
 class AnnualUsage(Base):
@@ -843,28 +860,11 @@ class Erasure(Base):
     actor: Mapped[str] = mapped_column(String(128))
     """'self' (DELETE /v1/me), or the admin who erased the user."""
     reason: Mapped[str] = mapped_column(Text)
-class AccountDay(Base):
-    """A user's credited events of one local day and mode (carbon_credits/account): what
-    the carbon account screen and badge rules read instead of the events. Kept in the
-    crediting transaction (ingest, approvals) and taken back by a reversal; earn entries
-    only, so bonus points (another entry kind) never count here."""
-
-    __tablename__ = "account_days"
-
-    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), primary_key=True)
-    local_date: Mapped[date] = mapped_column(Date, primary_key=True)
-    mode: Mapped[str] = mapped_column(String(32), primary_key=True)
-    events: Mapped[int] = mapped_column(Integer, default=0)
-    """Credited events (trips, or a steps day's credited posts)."""
-    ug: Mapped[int] = mapped_column(BigInteger, default=0)
-    points: Mapped[int] = mapped_column(BigInteger, default=0)
-    activity: Mapped[int] = mapped_column(BigInteger, default=0)
-    """What the factors multiplied (``Event.activity``): metres, or steps credited."""
-
-
 class AccountMonth(Base):
-    """``AccountDay`` summed per local calendar month (``month``: its first day): lifetime
-    totals and monthly trends read a few dozen rows, not a row per day."""
+    """``DailyUsage``'s live counters summed per local calendar month (``month``: its
+    first day): lifetime totals and monthly trends read a few dozen rows, not a row per
+    day. Kept in the crediting transaction (ingest, approvals) by the account's crediting
+    hook, and taken back by a reversal."""
 
     __tablename__ = "account_months"
 

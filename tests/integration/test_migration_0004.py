@@ -45,10 +45,14 @@ def _alembic(db: Any, how: Callable[[AlembicConfig, str], None], revision: str) 
 BEFORE = "0004_annual_usage"
 """The revision before 0004_lean: rows of the 0003 shape, written by today's code (which
 needs 0004_trust's ``events.source`` and 0004_rollup_source's rollup key)."""
-LATER_TABLES = ("account_days", "account_months", "badges", "badge_awards", "audit_subjects")
+LATER_TABLES = ("account_months", "badges", "badge_awards", "audit_subjects")
 """Tables of later revisions (0009_account, 0009_audit_refs) today's write path and init-db
 write: made from the models beside the ``BEFORE`` schema, which the migrations under test
-ignore (with 0009_audit_refs' column of the audit log, which a reversal writes)."""
+ignore (with 0009_audit_refs' column of the audit log, which a reversal writes, and
+0009_usage_days' columns of the daily usage, which every credit writes)."""
+LATER_COLUMNS = (("audit_log", "subject_ref VARCHAR(32)"),
+                 *(("daily_usage", f"{name} BIGINT NOT NULL DEFAULT 0")
+                   for name in ("live_events", "live_ug", "live_points", "activity")))
 
 
 @contextmanager
@@ -70,7 +74,8 @@ def _at_0003(rt: Any, make_config: Callable[..., Config], tmp_path: Path) -> Ite
         with db.engine.begin() as conn:
             Base.metadata.create_all(conn, tables=[Base.metadata.tables[t]
                                                    for t in LATER_TABLES])
-            conn.execute(text("ALTER TABLE audit_log ADD COLUMN subject_ref VARCHAR(32)"))
+            for table, column in LATER_COLUMNS:
+                conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column}"))
         yield app
     finally:
         hooks.install(previous)

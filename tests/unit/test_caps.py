@@ -46,6 +46,10 @@ class Row:
     points: int = 0
     max_quantity: int = 0
     last_post_at: datetime | None = None
+    live_events: int = 0
+    live_ug: int = 0
+    live_points: int = 0
+    activity: int = 0
 
 
 @dataclass
@@ -127,18 +131,35 @@ def test_the_explanation_gets_the_credit_and_the_points_rule() -> None:
 def test_each_event_adds_to_its_days_usage_row() -> None:
     row = Row(events=2, credited_ug=5 * G, points=5)
     caps.count_usage(row, cast(Methodology, Method()), caps.Credit(3 * G, 3, "credited", None,
-                                                                   None), 0, datetime.now(UTC))
+                                                                   None), 0, datetime.now(UTC),
+                     2400)
     assert (row.events, row.credited_ug, row.points) == (3, 8 * G, 8)
     assert (row.max_quantity, row.last_post_at) == (0, None)  # not a cumulative mode
+    assert (row.live_events, row.live_ug, row.live_points, row.activity) == (1, 3 * G, 3, 2400)
+
+
+def test_a_credit_capped_to_nothing_uses_the_cap_but_is_no_green_day() -> None:
+    """The caps' counters count every credit; the account's (live) only those with grams,
+    the events an earn entry is written for."""
+    row = Row()
+    method = cast(Methodology, Method())
+    caps.count_usage(row, method, caps.Credit(0, 0, "capped", "daily_cap", None), 0,
+                     datetime.now(UTC), 1800)
+    assert (row.events, row.credited_ug) == (1, 0)
+    assert (row.live_events, row.live_ug, row.live_points, row.activity) == (0, 0, 0, 0)
+    caps.count_usage(row, method, caps.Credit(G // 2, 0, "capped", "daily_cap", None), 0,
+                     datetime.now(UTC), 900)
+    assert (row.events, row.live_events, row.live_ug, row.activity) == (2, 1, G // 2, 900)
 
 
 def test_a_cumulative_modes_row_keeps_its_highest_count_and_last_post() -> None:
     steps = cast(Methodology, Method(mode="steps", cumulative=True))
     row = Row(events=1, max_quantity=8000)
     first, second = datetime(2026, 12, 6, 9, tzinfo=UTC), datetime(2026, 12, 6, 10, tzinfo=UTC)
-    caps.count_usage(row, steps, caps.Credit(0, 0, "credited", None, None), 6000, first)
+    caps.count_usage(row, steps, caps.Credit(0, 0, "credited", None, None), 6000, first, 0)
     assert (row.max_quantity, row.last_post_at) == (8000, first)
-    caps.count_usage(row, steps, caps.Credit(G, 1, "credited", None, None), 9000, second)
+    caps.count_usage(row, steps, caps.Credit(G, 1, "credited", None, None), 9000, second,
+                     1000)
     assert (row.events, row.max_quantity, row.last_post_at) == (3, 9000, second)
 
 
