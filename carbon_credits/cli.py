@@ -94,7 +94,8 @@ def token_command(sub: str, role: str, city: str | None, ttl: int) -> None:
 @with_appcontext
 def verify_ledger_command(checkpoint: Path | None) -> None:
     """Check the keyed hash chains and every ledger invariant (and, with --checkpoint, that
-    no account lost or rewrote entries since); exit 1 naming each problem."""
+    no account lost or rewrote entries since); exit 1 naming each problem. Run weekly from
+    cron (deploy/crontab)."""
     rt = runtime()
     keyring = chain.Keyring(rt.config.ledger_chain_keyring())
     report = Report()
@@ -201,7 +202,8 @@ def rebuild_leaderboards_command(city: str | None) -> None:
 @click.command("expire-unconfirmed")
 @with_appcontext
 def expire_unconfirmed_command() -> None:
-    """Reject client posts no provider's record confirmed within their policy's days."""
+    """Reject client posts no provider's record confirmed within their policy's days (run
+    daily from cron: deploy/crontab)."""
     click.echo(f"rejected {operator.expire_unconfirmed(runtime())} unconfirmed posts")
 
 
@@ -351,7 +353,8 @@ def webhook_worker_command(threads: int) -> None:
               show_default=True, help="seconds a delivery has been pending")
 @with_appcontext
 def webhook_sweep_command(older_than_s: int) -> None:
-    """Queue again the webhook deliveries still pending (their queueing failed)."""
+    """Queue again the webhook deliveries still pending (their queueing failed, e.g. Redis
+    was down); run from cron every few minutes (deploy/crontab)."""
     click.echo(f"{delivery.sweep(runtime(), older_than_s)} deliveries queued again")
 
 
