@@ -172,14 +172,21 @@ def fresh_database(admin_dsn: str, name: str) -> None:
 
 
 def database_size(dsn: str, tables: tuple[str, ...]) -> dict[str, Any]:
-    """Whole database size and, per table, rows (estimate) and size with indexes."""
+    """Whole database size and, per table, rows (estimate) and size with indexes (a
+    partitioned table's: its partitions')."""
     with psycopg.connect(dsn) as conn:
         total = conn.execute("SELECT pg_database_size(current_database())").fetchone()
         out: dict[str, Any] = {"database_bytes": total[0] if total else 0, "tables": {}}
         for t in tables:
+            # Summed over the partitions: a partitioned table (events) has no storage of
+            # its own, and pg_total_relation_size of its parent is 0.
             row = conn.execute(
-                "SELECT c.reltuples::bigint, pg_total_relation_size(c.oid) FROM pg_class c "
-                "WHERE c.oid = %s::regclass", (t,)).fetchone()
+                "SELECT coalesce(p.rows, greatest(c.reltuples, 0)::bigint), "
+                "coalesce(p.bytes, pg_total_relation_size(c.oid)) FROM pg_class c "
+                "LEFT JOIN LATERAL (SELECT sum(greatest(k.reltuples, 0))::bigint AS rows, "
+                "sum(pg_total_relation_size(k.oid))::bigint AS bytes "
+                "FROM pg_partition_tree(c.oid) t JOIN pg_class k ON k.oid = t.relid) p "
+                "ON true WHERE c.oid = %s::regclass", (t,)).fetchone()
             if row:
                 out["tables"][t] = {"rows_estimate": row[0], "bytes": row[1]}
     return out

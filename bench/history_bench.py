@@ -103,10 +103,14 @@ FROM (SELECT user_id, max(seq) AS n, sum(points) AS points, sum(ug) AS ug,
 WHERE a.user_id = l.user_id;
 ---
 INSERT INTO daily_usage (user_id, local_date, mode, events, credited_ug, points,
-                         max_quantity, last_post_at)
+                         max_quantity, last_post_at, live_events, live_ug, live_points,
+                         activity)
 SELECT user_id, local_date, mode, count(*), sum(credited_ug), sum(points),
        CASE WHEN mode = 'steps' THEN max(activity) ELSE 0 END,
-       NULL
+       NULL,
+       count(*) FILTER (WHERE credited_ug > 0), sum(credited_ug),
+       coalesce(sum(points) FILTER (WHERE credited_ug > 0), 0),
+       coalesce(sum(activity) FILTER (WHERE credited_ug > 0), 0)
 FROM events GROUP BY user_id, local_date, mode
 """
 """What the service would have written beside the generated rows, so it can ingest on top
