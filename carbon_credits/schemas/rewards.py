@@ -159,6 +159,7 @@ class MerchantRedemptionSchema(Schema):
     quantity = fields.Integer()
     points = fields.Integer()
     state = fields.String()
+    reserved = fields.Boolean(metadata={"description": "points held until shipped"})
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
     vouchers = fields.List(fields.Nested(VoucherSchema))

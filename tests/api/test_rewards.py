@@ -195,8 +195,12 @@ def test_a_physical_good_ships_and_a_pending_one_cancels_for_points_and_stock_ba
     account = client.get("/v1/me/account", headers=auth).json
     assert account["balance"] == 70
     ledger = client.get("/v1/me/ledger", headers=auth).json["items"]
-    assert {"kind": "adjustment", "points": 30, "redemption_id": "bag-1",
+    # A good's points are held until shipped: bag-1's hold is released (no points move),
+    # bag-2's shipping spent its 30.
+    assert {"kind": "release", "points": 0, "redemption_id": "bag-1",
             "balance_after": 70}.items() <= ledger[0].items()
+    assert [(e["kind"], e["points"]) for e in ledger[1:4]] == [
+        ("redeem", -30), ("hold", 0), ("hold", 0)]
     assert client.get(f"/v1/merchant/rewards/{rid}", headers=merchant).json["stock_left"] == 4
 
 
