@@ -27,6 +27,8 @@ from carbon_credits.storage.models import (
     ExpiryState,
     FactorVersion,
     LedgerEntry,
+    Redemption,
+    RewardRedemption,
     utcnow,
 )
 from carbon_credits.tokens import Principal
@@ -132,6 +134,35 @@ def test_a_refund_brings_points_back_with_their_own_date(rt: Runtime) -> None:
     assert expiring.expire_due(rt, days_later(11)).expired_points == 30
     assert [k for k, _ in kinds(rt, who.sub)] == ["earn", "redeem", "expiry", "adjustment",
                                                   "expiry"]
+    assert list(verification.verify(rt.db, user_ids=[who.sub], tz=rt.config.tz)) == []
+
+
+def test_held_points_never_expire_and_come_back_with_their_own_date(rt: Runtime) -> None:
+    """A physical good's points held past their date are not expired while held; shipped,
+    they are spent; released, they are back in their lot and expire at the next run."""
+    city = new_city()
+    who = Principal(f"u-{uuid.uuid4().hex[:16]}", "user", city)
+    expiry_policies.set_policy(rt, ADMIN, city, {"rule": "days", "amount": 10,
+                                                 "reason": "test"})
+    earn(rt, who, 100)
+    owner = reward_data.merchant()
+    good = reward_data.approved(rt, owner, kind="physical", city=city, price_points=30,
+                                per_user_limit=5)
+    for rid in ("kept", "shipped"):
+        reward_redemptions.redeem(rt, who, {"redemption_id": rid, "reward_id": good,
+                                            "quantity": 1})
+    assert expiring.expire_due(rt, days_later(11)).expired_points == 40  # not the 60 held
+    with rt.db.transaction() as s:
+        made = {r: s.scalars(select(RewardRedemption.id).join(
+            Redemption, Redemption.id == RewardRedemption.redemption_pk).where(
+            Redemption.user_id == who.sub, Redemption.redemption_id == r)).one()
+            for r in ("kept", "shipped")}
+    reward_redemptions.ship(rt, owner, made["shipped"], "shipped")
+    assert expiring.expire_due(rt, days_later(12)).expired_points == 0
+    reward_redemptions.cancel(rt, who, "kept")
+    assert expiring.expire_due(rt, days_later(12)).expired_points == 30
+    assert kinds(rt, who.sub) == [("earn", 100), ("hold", 0), ("hold", 0), ("expiry", -40),
+                                  ("redeem", -30), ("release", 0), ("expiry", -30)]
     assert list(verification.verify(rt.db, user_ids=[who.sub], tz=rt.config.tz)) == []
 
 
