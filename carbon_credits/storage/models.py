@@ -676,7 +676,8 @@ class Reward(Base):
 
 class RewardRedemption(Base):
     """A redemption of a reward: the points side is the ``Redemption`` (and its 'redeem'
-    ledger entry); this row holds the units, the fulfilment state and the certificate."""
+    ledger entry, or while ``hold`` its 'hold' entry until shipped); this row holds the
+    units, the fulfilment state and the certificate."""
 
     __tablename__ = "reward_redemptions"
     __table_args__ = (
