@@ -28,6 +28,7 @@ from carbon_credits.ledger import redemptions as ledger_redemptions
 from carbon_credits.rewards import catalogue, pseudonyms, rules, vouchers
 from carbon_credits.runtime import Runtime
 from carbon_credits.storage.models import (
+    Account,
     Redemption,
     Reward,
     RewardRedemption,
@@ -144,18 +145,24 @@ def cancel(rt: Runtime, principal: Principal, redemption_id: str) -> dict[str, A
                                        now=utcnow(), window=window)
         if refusal is not None:
             raise refusal.conflict()
-        now = utcnow()
-        for code in codes:
-            code.state = "void"
-        made.state, made.updated_at = "cancelled", now
-        session.execute(update(Reward).where(Reward.id == reward.id)
-                        .values(stock_left=Reward.stock_left + made.quantity))
-        if made.hold:
-            entries.release(session, account, redemption_pk=redemption.id)
-        else:
-            entries.adjust(session, account, points=made.points, redemption_pk=redemption.id)
-        session.flush()
+        _undo(session, account, redemption, made, codes)
         return user_view(rt, session, redemption)
+
+
+def _undo(session: Session, account: Account, redemption: Redemption,
+          made: RewardRedemption, codes: list[VoucherCode]) -> None:
+    """Cancel a redemption (account and redemption locked, the rule checked): codes void,
+    units back to stock, held points released or spent ones refunded."""
+    for code in codes:
+        code.state = "void"
+    made.state, made.updated_at = "cancelled", utcnow()
+    session.execute(update(Reward).where(Reward.id == made.reward_id)
+                    .values(stock_left=Reward.stock_left + made.quantity))
+    if made.hold:
+        entries.release(session, account, redemption_pk=redemption.id)
+    else:
+        entries.adjust(session, account, points=made.points, redemption_pk=redemption.id)
+    session.flush()
 
 
 def mine(session: Session, user_id: str, redemption_id: str, lock: bool = False
@@ -227,9 +234,11 @@ def merchant_view(rt: Runtime, made: RewardRedemption, codes: list[VoucherCode]
 
 
 def ship(rt: Runtime, principal: Principal, made_id: int, state: str) -> dict[str, Any]:
-    """A merchant moves a physical good on: pending -> shipped -> delivered. Shipping a
-    held good spends its points (a 'redeem' entry); the user's account is locked first, as
-    a cancellation locks it, so shipping and cancelling one good cannot both succeed."""
+    """A merchant moves a physical good on: pending -> shipped -> delivered, or pending ->
+    cancelled (it cannot send it: at any time, unlike the user's window; again: the same
+    answer). Shipping a held good spends its points (a 'redeem' entry), cancelling releases
+    them; the user's account is locked first, as a user's cancellation locks it, so
+    shipping and cancelling one good cannot both succeed."""
     with rt.db.transaction() as session:
         found = session.scalars(select(RewardRedemption).where(
             RewardRedemption.id == made_id)).one_or_none()
@@ -244,6 +253,15 @@ def ship(rt: Runtime, principal: Principal, made_id: int, state: str) -> dict[st
         made = session.scalars(select(RewardRedemption).where(
             RewardRedemption.user_id == found.user_id, RewardRedemption.id == made_id)
             .with_for_update().execution_options(populate_existing=True)).one()
+        if state == "cancelled":
+            if made.state != "cancelled":
+                refusal = rules.merchant_cancel_refusal(reward.kind, made.state)
+                if refusal is not None:
+                    raise refusal.conflict()
+                redemption = session.get(Redemption, made.redemption_pk)
+                assert redemption is not None
+                _undo(session, account, redemption, made, [])
+            return merchant_view(rt, made, [])
         refusal = rules.fulfil_refusal(reward.kind, made.state, state, hold=made.hold,
                                        points=made.points, balance=account.balance_points)
         if refusal is not None:

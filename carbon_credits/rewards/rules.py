@@ -97,6 +97,17 @@ def next_shipping(kind: str, state: str, wanted: str) -> Refusal | None:
     return None
 
 
+def merchant_cancel_refusal(kind: str, state: str) -> Refusal | None:
+    """Why a merchant may not cancel a redemption in ``state`` (one it cannot send), or
+    None: only a physical good not yet shipped; an already cancelled one is answered as it
+    stands by the caller. No time limit: a good held but never sent must be releasable."""
+    if kind != "physical":
+        return Refusal("not_physical", "only physical goods have a fulfilment state")
+    if state != "pending":
+        return Refusal("already_shipped", f"the redemption is {state}")
+    return None
+
+
 def fulfil_refusal(kind: str, state: str, wanted: str, *, hold: bool, points: int,
                    balance: int) -> Refusal | None:
     """``next_shipping``, and for the step that spends a hold's ``points``: the user's

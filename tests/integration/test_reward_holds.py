@@ -108,6 +108,37 @@ def test_cancelling_a_held_good_releases_its_points_with_a_ledger_entry(rt: Runt
     assert list(verification.verify(rt.db, user_ids=[who.sub], tz=rt.config.tz)) == []
 
 
+def test_a_merchant_that_cannot_send_a_good_releases_its_points_after_the_users_window(
+        rt: Runtime) -> None:
+    """A hold no one ships must not keep the points for ever: past the user's cancel
+    window the merchant may still cancel a good not yet shipped, and only that."""
+    owner = data.merchant()
+    good = data.approved(rt, owner, kind="physical", stock=5, price_points=30)
+    who = data.user()
+    data.grant(rt, who, 60)
+    redeem(rt, who, good, "late")
+    redeem(rt, who, good, "sent")
+    shift = ("created_at - INTERVAL '30 days'" if rt.db.engine.dialect.name == "postgresql"
+             else "datetime(created_at, '-30 days')")
+    with rt.db.transaction() as s:  # past the user's window
+        s.execute(text(f"UPDATE reward_redemptions SET created_at = {shift} "
+                       "WHERE user_id = :u"), {"u": who.sub})
+    assert refused(lambda: redemptions.cancel(rt, who, "late")).code == \
+        "cancel_window_closed"
+    view = redemptions.ship(rt, owner, made_id(rt, who, "late"), "cancelled")
+    assert view["state"] == "cancelled" and view["reserved"] is False
+    assert redemptions.ship(rt, owner, made_id(rt, who, "late"), "cancelled") == view
+    redemptions.ship(rt, owner, made_id(rt, who, "sent"), "shipped")
+    assert refused(lambda: redemptions.ship(rt, owner, made_id(rt, who, "sent"),
+                                            "cancelled")).code == "already_shipped"
+    assert refused(lambda: redemptions.ship(rt, data.merchant(), made_id(rt, who, "sent"),
+                                            "cancelled")).code == "not_your_reward"
+    assert split(rt, who) == {"balance": 30, "available": 30, "pending": 0, "unclaimed": 0,
+                              "reserved": 0}
+    assert kinds(rt, who)[-3:] == [("hold", 0), ("release", 0), ("redeem", -30)]
+    assert list(verification.verify(rt.db, user_ids=[who.sub], tz=rt.config.tz)) == []
+
+
 def test_a_reversal_after_a_hold_stops_the_good_shipping_until_the_points_are_back(
         rt: Runtime) -> None:
     """The reversal policy: the points a fraudster earned go, held or not; the good is not

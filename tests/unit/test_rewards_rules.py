@@ -157,3 +157,15 @@ def test_shipping_a_held_good_needs_the_balance_to_cover_its_points(
     refusal = rules.fulfil_refusal("physical", state, wanted, hold=hold, points=30,
                                    balance=balance)
     assert (refusal.code if refusal else None) == code
+
+
+@pytest.mark.parametrize("kind, state, code", [
+    ("physical", "pending", None),
+    ("physical", "shipped", "already_shipped"),
+    ("physical", "delivered", "already_shipped"),
+    ("voucher", "issued", "not_physical"),
+])
+def test_a_merchant_cancels_only_a_good_not_yet_shipped(kind: str, state: str,
+                                                        code: str | None) -> None:
+    refusal = rules.merchant_cancel_refusal(kind, state)
+    assert (refusal.code if refusal else None) == code
