@@ -148,6 +148,8 @@ ERROR_TEMPLATES: dict[str, str] = {
     "over_user_limit": N_("at most %(limit)s per user; you hold %(held)s"),
     "not_cancellable": N_("a donation is final"),
     "already_shipped": N_("the good was already shipped"),
+    "hold_not_covered": N_("the user's balance %(balance)s no longer covers the "
+                           "%(points)s points held for this good"),
     "cancel_window_closed": N_("the time to cancel is over"),
     "not_physical": N_("only physical goods have a fulfilment state"),
     "invalid_transition": N_("the redemption cannot move to that state"),

@@ -18,21 +18,28 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, select
+from sqlalchemy import Table, bindparam, func, select
 
 from carbon_credits.account import aggregates, history
 from carbon_credits.errors import ServiceError
 from carbon_credits.leaderboards import service as leaderboards
+from carbon_credits.ledger import settlement
 from carbon_credits.runtime import Runtime
-from carbon_credits.storage.models import Account, User
+from carbon_credits.storage.models import Account, RewardRedemption, User
 from carbon_credits.storage.sql import Prebuilt, read_together
 from carbon_credits.tokens import Principal
 from methodology.equivalents import equivalents_of
 
 ACCOUNTS = cast(Table, Account.__table__)
 USERS = cast(Table, User.__table__)
+HOLDS = cast(Table, RewardRedemption.__table__)
+_RESERVED = (select(func.coalesce(func.sum(HOLDS.c.points), 0))
+             .where(HOLDS.c.user_id == ACCOUNTS.c.user_id,
+                    HOLDS.c.state == settlement.HELD_STATE, HOLDS.c.hold.is_(True))
+             .scalar_subquery())
+"""The points of the user's open holds (``ledger.settlement.reserved``), in the same read."""
 _BALANCE = Prebuilt(lambda _: select(ACCOUNTS.c.balance_points, ACCOUNTS.c.lifetime_points,
-                                     USERS.c.city)
+                                     USERS.c.city, _RESERVED)
                     .join(USERS, USERS.c.id == ACCOUNTS.c.user_id)
                     .where(ACCOUNTS.c.user_id == bindparam("user")))
 _STREAK_PAGE = 366
@@ -63,6 +70,9 @@ def carbon_account(rt: Runtime, principal: Principal) -> dict[str, Any]:
     view["user_id"] = user_id
     view["balance"] = balance[0][0] if balance else 0
     view["lifetime_points"] = balance[0][1] if balance else 0
+    # Held for redemptions not yet fulfilled: in the balance, not spendable (the split of
+    # the balance into available, pending, unclaimed and reserved: GET /v1/me/account).
+    view["reserved"] = int(balance[0][3]) if balance else 0
     view["equivalents"] = equivalents_of(view.pop("total_grams"))
     city = balance[0][2] if balance else (principal.city or rt.config.default_city)
     view["rank"] = _rank(rt, user_id, city)

@@ -121,5 +121,8 @@ class Fulfilment(MethodView):
     @blp.arguments(FulfilmentInSchema, example=FULFILMENT_EXAMPLE)
     @blp.response(200, MerchantRedemptionSchema)
     def post(self, data: dict[str, Any], redemption: int) -> dict[str, Any]:
-        """Move a physical good on: pending -> shipped -> delivered."""
+        """Move a physical good on: pending -> shipped -> delivered, or cancel a pending one
+        you cannot send. Shipping spends the points its redemption held (409
+        `hold_not_covered` when a reversal left the user's balance short of them);
+        cancelling releases them."""
         return redemptions.ship(runtime(), current_principal(), redemption, data["state"])

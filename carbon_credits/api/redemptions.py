@@ -32,8 +32,9 @@ class RedemptionCollection(MethodView):
                                        "reward_not_approved, reward_other_city, "
                                        "over_user_limit")
     def post(self, data: dict[str, Any]) -> tuple[dict[str, Any], int]:
-        """Spend points, or redeem a reward, once per redemption_id; never more than the
-        balance (a reward: its stock reserved and the points spent in one transaction)."""
+        """Spend points, or redeem a reward, once per redemption_id; never more than is
+        available (a reward: its stock reserved and the points spent, or held until a
+        physical good ships, in one transaction)."""
         if "reward_id" in data:
             result, created = reward_redemptions.redeem(runtime(), current_principal(), data)
         else:

@@ -64,8 +64,9 @@ class Cancellation(MethodView):
     @blp.alt_response(409, description="used voucher, shipped good, donation, or the "
                                        "cancellation window closed")
     def post(self, redemption_id: str) -> dict[str, Any]:
-        """Cancel an unused voucher or unshipped good within the window: points and stock
-        back (once; cancelling again answers the same)."""
+        """Cancel an unused voucher or unshipped good within the window: a voucher's points
+        refunded, a good's held points released, stock back (once; cancelling again
+        answers the same)."""
         return redemptions.cancel(runtime(), current_principal(), redemption_id)
 
 

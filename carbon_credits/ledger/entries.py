@@ -209,8 +209,23 @@ def earn_entry(account: Balance, *, points: int, ug: int, event_pk: int, mode: s
 
 def redeem(session: Session, account: Account, *, points: int, redemption_pk: int
            ) -> LedgerEntry:
-    """Spend points from a locked account; the caller checked the balance covers them."""
+    """Spend points from a locked account; the caller checked the balance covers them. The
+    fulfilment of a hold spends its points with this entry too, naming the redemption."""
     return _append(session, account, kind="redeem", points=-points, ug=0,
+                   redemption_pk=redemption_pk)
+
+
+def hold(session: Session, account: Account, *, redemption_pk: int) -> LedgerEntry:
+    """Reserve a redemption's points on a locked account: a 'hold' entry of 0 points naming
+    it. The balance does not move (the points are the user's until the hold is fulfilled);
+    what may be spent does (``settlement.available``). Its amount is the redemption's."""
+    return _append(session, account, kind="hold", points=0, ug=0, redemption_pk=redemption_pk)
+
+
+def release(session: Session, account: Account, *, redemption_pk: int) -> LedgerEntry:
+    """Free a held redemption's points again (its cancellation): a 'release' entry of 0
+    points naming it; they are available again, from the lots the hold took them from."""
+    return _append(session, account, kind="release", points=0, ug=0,
                    redemption_pk=redemption_pk)
 
 

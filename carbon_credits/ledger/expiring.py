@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session, aliased
 
 from carbon_credits.ledger import entries
 from carbon_credits.ledger.expiry import (
+    HOLD_KINDS,
     OWN_LOT_FIRST,
     Entry,
     Lots,
@@ -47,6 +48,7 @@ from carbon_credits.storage.models import (
     ExpiryPolicy,
     ExpiryState,
     LedgerEntry,
+    Redemption,
     User,
 )
 
@@ -179,29 +181,33 @@ def _fold(session: Session, users: Sequence[str], history: dict[str, list[Policy
 def _stored_and_new(session: Session, users: Sequence[str]
                     ) -> dict[str, tuple[str, Lots, list[Entry]]]:
     """Each user's city, stored lots and the entries after them, with the time a reversed
-    or lapsed event was earned (its lot). One statement, so one snapshot: the lots and the
-    entries after their seq agree even while another run stores newer lots."""
+    or lapsed event was earned (its lot), and the points a hold or release names (its
+    redemption's). One statement, so one snapshot: the lots and the entries after their
+    seq agree even while another run stores newer lots."""
     earn = aliased(LedgerEntry)
     rows = session.execute(
         select(User.id, User.city, ExpiryState.seq, ExpiryState.lots, LedgerEntry.seq,
                LedgerEntry.kind, LedgerEntry.points, LedgerEntry.created_at,
-               LedgerEntry.event_pk, LedgerEntry.redemption_pk, earn.created_at)
+               LedgerEntry.event_pk, LedgerEntry.redemption_pk, earn.created_at,
+               Redemption.points)
         .select_from(User)
         .outerjoin(ExpiryState, ExpiryState.user_id == User.id)
         .outerjoin(LedgerEntry, and_(LedgerEntry.user_id == User.id, LedgerEntry.seq
                                      > func.coalesce(ExpiryState.seq, literal(0))))
         .outerjoin(earn, and_(LedgerEntry.kind.in_(OWN_LOT_FIRST),
                               earn.event_pk == LedgerEntry.event_pk, earn.kind == "earn"))
+        .outerjoin(Redemption, and_(LedgerEntry.kind.in_(HOLD_KINDS),
+                                    Redemption.id == LedgerEntry.redemption_pk))
         .where(User.id.in_(users))
         .order_by(User.id, LedgerEntry.seq))
     out: dict[str, tuple[str, Lots, list[Entry]]] = {}
     for (user, city, _, stored, seq, kind, points, created_at, event_pk, redemption_pk,
-         earned_at) in rows:
+         earned_at, held) in rows:
         if user not in out:
             out[user] = (city, Lots.from_json(stored), [])
         if seq is not None:
             out[user][2].append(Entry(seq, kind, points, created_at, event_pk,
-                                      redemption_pk, earned_at))
+                                      redemption_pk, earned_at, held or 0))
     return out
 
 

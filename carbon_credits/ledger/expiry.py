@@ -19,6 +19,13 @@ one small row per user whatever the length of the ledger.
 
 - a credit fills the lot of its expiry date, after repaying any debt first;
 - a redemption takes the oldest lots first (FIFO by expiry date) and remembers which;
+- a **hold** (points reserved for a redemption fulfilled later: a physical good) takes
+  them from the oldest lots as a redemption does, into ``reserved``: the balance stays
+  (live + reserved - debt), and reserved points are **never expired** while held (they
+  are in no lot). Its fulfilment (the 'redeem' entry naming it) spends the reserved
+  points and nothing else; its **release** (a cancellation) gives them back to the very
+  lots the hold took them from, with their dates, as a refund does: a lot whose date
+  passed while held is expired at the next run (holding never makes points live longer);
 - a refund (the ``adjustment`` of a cancelled reward redemption) gives the points back to
   the very lots the redemption took them from, with their dates (a lot whose date has
   passed is expired at the next run): cancelling never makes points live longer;
@@ -51,6 +58,8 @@ NOT_CREDITS = frozenset({"adjustment"})
 OWN_LOT_FIRST = ("reversal", "lapse")
 """Debits of one event's points: they take from that event's own lot first."""
 """Positive entries that are not new points (a refund restores what a redemption took)."""
+HOLD_KINDS = ("hold", "release")
+"""0-point entries whose amount is their redemption's points (``Entry.held``)."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +124,8 @@ class Entry:
     redemption_pk: int | None = None
     earned_at: datetime | None = None
     """Reversals: when the reversed event's earn entry was written (its lot's day)."""
+    held: int = 0
+    """Holds and releases (0-point entries): the points of their redemption."""
 
 
 NEVER_KEY = "never"
@@ -137,14 +148,20 @@ class Lots:
     taken: dict[str, list[list[Any]]] = field(default_factory=dict)
     """redemption_pk -> [[lot key, points], ...] (for its refund)."""
     expired_total: int = 0
+    held: dict[str, int] = field(default_factory=dict)
+    """redemption_pk -> points of each open hold (in no lot: never expired)."""
 
     @property
     def live(self) -> int:
         return sum(self.lots.values())
 
     @property
+    def reserved(self) -> int:
+        return sum(self.held.values())
+
+    @property
     def balance(self) -> int:
-        return self.live - self.debt
+        return self.live + self.reserved - self.debt
 
     def next_due(self) -> date | None:
         dated = [k for k, v in self.lots.items() if v > 0 and k != NEVER_KEY]
@@ -163,7 +180,8 @@ class Lots:
 
     def to_json(self) -> dict[str, Any]:
         return {"seq": self.seq, "debt": self.debt, "lots": dict(sorted(self.lots.items())),
-                "taken": self.taken, "expired_total": self.expired_total}
+                "taken": self.taken, "expired_total": self.expired_total,
+                "held": dict(sorted(self.held.items()))}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> Lots:
@@ -173,7 +191,8 @@ class Lots:
                    lots={str(k): int(v) for k, v in data["lots"].items()},
                    taken={str(k): [[str(a), int(b)] for a, b in v]
                           for k, v in data["taken"].items()},
-                   expired_total=int(data.get("expired_total", 0)))
+                   expired_total=int(data.get("expired_total", 0)),
+                   held={str(k): int(v) for k, v in data.get("held", {}).items()})
 
     # -- the rules of each entry ------------------------------------------------------
 
@@ -220,7 +239,36 @@ def fold(state: Lots, entries: Iterable[Entry], history: Sequence[Policy], tz: Z
     for e in entries:
         if e.seq <= state.seq:
             continue
-        if e.kind == "expiry":
+        pk = str(e.redemption_pk)
+        if e.kind == "hold":
+            taken, short = state._take(e.held)
+            state.taken[pk], state.held[pk] = taken, e.held
+            if short:
+                if problems is not None:
+                    problems.append(f"hold of {e.held} points but only {e.held - short} "
+                                    "were live")
+                state.debt += short
+        elif e.kind == "release":
+            if problems is not None and state.held.get(pk) != e.held:
+                problems.append(f"release of {e.held} points of redemption "
+                                f"{e.redemption_pk}, which holds {state.held.get(pk, 0)}")
+            state.held.pop(pk, None)
+            left = e.held
+            for key, n in state.taken.pop(pk, None) or []:
+                give = min(n, left)
+                state._credit(key, give)
+                left -= give
+            if left:
+                state._credit(NEVER_KEY, left)
+        elif e.kind == "redeem" and pk in state.held:
+            # A hold's fulfilment: the reserved points are spent, no lot is touched.
+            reserved = state.held.pop(pk)
+            state.taken.pop(pk, None)
+            if problems is not None and -e.points != reserved:
+                problems.append(f"redeem of {-e.points} points fulfils a hold of {reserved}")
+            _, short = state._take(max(0, -e.points - reserved))
+            state.debt += short
+        elif e.kind == "expiry":
             due = state.due(e.created_at.astimezone(tz).date())
             if problems is not None and (not due or sum(due.values()) != -e.points):
                 problems.append(f"expiry of {-e.points} points but {sum(due.values())} were "

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from carbon_credits.errors import Conflict
 from carbon_credits.ledger import entries, settlement
 from carbon_credits.runtime import Runtime
-from carbon_credits.storage.models import Account, Redemption
+from carbon_credits.storage.models import Account, LedgerEntry, Redemption
 from carbon_credits.tokens import Principal
 
 ATTEMPTS = 3
@@ -44,10 +44,24 @@ def spend(session: Session, account: Account, *, redemption_id: str, points: int
     """Debit ``points`` from a locked account as a redemption and its 'redeem' entry; 409
     if the balance, or what of it is ``available`` (less pending and unclaimed credits,
     ``ledger.settlement``), falls short (the caller's transaction then rolls back)."""
+    _covered(account, points, available)
+    redemption = Redemption(
+        user_id=account.user_id, redemption_id=redemption_id, points=points,
+        description=description, payload_hash=digest,
+        balance_after=account.balance_points - points)
+    session.add(redemption)
+    session.flush()
+    entries.redeem(session, account, points=points, redemption_pk=redemption.id)
+    return redemption
+
+
+def _covered(account: Account, points: int, available: int | None) -> None:
+    """409 unless the locked account covers ``points``: its balance, and what of it is
+    ``available`` (less pending, unclaimed and reserved points, ``ledger.settlement``)."""
     if available is not None and available < points <= account.balance_points:
         raise Conflict(
             f"insufficient points: balance {account.balance_points}, of which {available} "
-            f"may be spent (the rest is pending or unclaimed), requested {points}",
+            f"may be spent (the rest is pending, unclaimed or reserved), requested {points}",
             code="insufficient_points",
             params={"balance": account.balance_points, "requested": points},
             fields={"points": [f"{available} points may be spent"],
@@ -59,14 +73,30 @@ def spend(session: Session, account: Account, *, redemption_id: str, points: int
             params={"balance": account.balance_points, "requested": points},
             fields={"points": [f"balance is {account.balance_points}"],
                     "balance": account.balance_points})
+
+
+def reserve(session: Session, account: Account, *, redemption_id: str, points: int,
+            description: str | None, digest: str, available: int) -> Redemption:
+    """Hold ``points`` of a locked account for a redemption (fulfilled later): the
+    redemption and its 'hold' entry. The balance stays (``balance_after`` is the balance);
+    what may be spent shrinks by ``points``: 409 if ``available`` falls short, as
+    ``spend``. ``fulfil`` spends the held points; ``entries.release`` frees them."""
+    _covered(account, points, available)
     redemption = Redemption(
         user_id=account.user_id, redemption_id=redemption_id, points=points,
-        description=description, payload_hash=digest,
-        balance_after=account.balance_points - points)
+        description=description, payload_hash=digest, balance_after=account.balance_points)
     session.add(redemption)
     session.flush()
-    entries.redeem(session, account, points=points, redemption_pk=redemption.id)
+    entries.hold(session, account, redemption_pk=redemption.id)
     return redemption
+
+
+def fulfil(session: Session, account: Account, redemption: Redemption) -> LedgerEntry:
+    """Spend the points a redemption held (its fulfilment): its 'redeem' entry. The caller
+    checked the balance covers them (a reversal may have taken reserved points since,
+    ``rewards.rules.fulfil_refusal``); the ledger's CHECK refuses an overdraft anyway."""
+    return entries.redeem(session, account, points=redemption.points,
+                          redemption_pk=redemption.id)
 
 
 def redeem(rt: Runtime, principal: Principal, data: dict[str, Any]) -> tuple[dict[str, Any],

@@ -14,9 +14,11 @@ unclaimed is told by the entries themselves, nothing is edited:
   **'lapse'** entry (its points, naming its event: one per event by the ledger's unique
   index) for each left unclaimed past the window, then moves the watermark.
 
-Pending and unclaimed points cannot be spent: a redemption needs
-``balance - pending - unclaimed >= points`` (``available``). A debt (negative balance) is
-never hidden: available is then the balance itself.
+Pending and unclaimed points cannot be spent, nor can **reserved** ones (the points of
+held redemptions, ``ledger.redemptions``: a physical good not yet shipped): a redemption
+needs ``available = balance - pending - unclaimed - reserved >= points``. So
+``available + pending + unclaimed + reserved == balance`` always (``split``), and a debt
+(negative balance) shows as a negative available, never hidden.
 """
 
 from __future__ import annotations
@@ -32,7 +34,13 @@ from carbon_credits.config import Config
 from carbon_credits.errors import Conflict
 from carbon_credits.ledger import entries
 from carbon_credits.runtime import Runtime
-from carbon_credits.storage.models import Account, LedgerEntry, PointClaim, User
+from carbon_credits.storage.models import (
+    Account,
+    LedgerEntry,
+    PointClaim,
+    RewardRedemption,
+    User,
+)
 from carbon_credits.tokens import Principal
 
 LAPSE_GRACE = timedelta(days=2)
@@ -101,21 +109,42 @@ def held(session: Session, user_id: str, rule: Rule | None, now: datetime) -> He
     return out
 
 
+HELD_STATE = "pending"
+"""The state of a held redemption (``RewardRedemption.hold``) whose points are reserved: a
+physical good not yet shipped. Shipping spends them; cancelling releases them."""
+
+
+def reserved(session: Session, user_id: str) -> int:
+    """The points of the user's open holds (read under the account lock by a redemption:
+    holds are made, fulfilled and released only under it)."""
+    return int(session.scalar(
+        select(func.coalesce(func.sum(RewardRedemption.points), 0))
+        .where(RewardRedemption.user_id == user_id, RewardRedemption.state == HELD_STATE,
+               RewardRedemption.hold.is_(True))) or 0)
+
+
+def split(balance: int, pending: int, unclaimed: int, reserved: int) -> dict[str, int]:
+    """An account's balance split: available + pending + unclaimed + reserved == balance.
+    Every part but available is >= 0; available is what may be spent, negative only under
+    a debt or when a reversal took points a hold had reserved."""
+    return {"available": balance - pending - unclaimed - reserved, "pending": pending,
+            "unclaimed": unclaimed, "reserved": reserved}
+
+
 def available(session: Session, account: Account, config: Config, now: datetime) -> int:
-    """What a locked account may spend: its balance less pending and unclaimed credits."""
+    """What a locked account may spend: its balance less pending, unclaimed and reserved
+    points."""
     rule = rule_for(config, account.user.city)
-    if rule is None:
-        return account.balance_points
-    h = held(session, account.user_id, rule, now)
-    return min(account.balance_points, account.balance_points - h.pending - h.unclaimed)
+    h = held(session, account.user_id, rule, now) if rule is not None else Held()
+    return split(account.balance_points, h.pending, h.unclaimed,
+                 reserved(session, account.user_id))["available"]
 
 
 def summary(session: Session, user_id: str, city: str, balance: int, config: Config,
             now: datetime) -> dict[str, Any]:
-    """The account's split: available + pending + unclaimed == balance."""
+    """The account's split (``split``)."""
     h = held(session, user_id, rule_for(config, city), now)
-    return {"available": balance - h.pending - h.unclaimed, "pending": h.pending,
-            "unclaimed": h.unclaimed}
+    return split(balance, h.pending, h.unclaimed, reserved(session, user_id))
 
 
 def claim(rt: Runtime, principal: Principal) -> dict[str, Any]:

@@ -64,7 +64,7 @@ def account_view(rt: Runtime, principal: Principal, day: date | None = None
         user = session.get(User, principal.sub) if account else None
         soon = [] if user is None else expiring.expiring_soon(
             session, principal.sub, user.city, tz, today, rt.config.expiry_notice_days)
-        split = ({"available": 0, "pending": 0, "unclaimed": 0} if user is None or
+        split = (settlement.split(0, 0, 0, 0) if user is None or
                  account is None else settlement.summary(
                      session, principal.sub, user.city, account.balance_points, rt.config,
                      now))

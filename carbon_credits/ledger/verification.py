@@ -5,7 +5,9 @@ or, for an entry written before keying (id up to the sealed ``ledger_chain_start
 plain SHA-256; each entry must be of a kind a code path writes, written the way that path
 writes it: 'earn' for a credited event of its user, 'reversal' for a reversed one, 'redeem'
 for a redemption of its user (points or reward form), 'adjustment' only as the refund of a
-cancelled reward redemption, 'expiry' only for points due by the city's expiry policy,
+cancelled reward redemption that spent at once, 'hold' (0 points) only for a reward
+redemption that holds its points, 'release' (0 points) only for such a one cancelled,
+'expiry' only for points due by the city's expiry policy,
 'lapse' only as an event's points left unclaimed (one per event, by a unique index),
 'bonus' only as a campaign's bonus or its take-back (no grams, no event or redemption on
 the entry; its ``campaign_bonuses`` row of the same points, and per user and campaign the
@@ -14,7 +16,9 @@ what its users hold, never beyond its budget).
 Each account's entries are folded into its lots by expiry date as they stream
 (``ledger.expiry``): an expiry entry must take exactly what was due on its local day
 (never points not yet due, never the same points twice), no redemption may take more than
-was live, the lots less the debt must equal the balance, and the stored lots
+was live, the lots plus the reserved points less the debt must equal the balance (so
+available + pending + unclaimed + reserved == balance, ``settlement.split``), and the
+stored lots
 (``expiry_states``) must equal the fold at their seq. A deleted or rewritten tail is found
 against a checkpoint kept outside the database (checkpoints.py).
 
@@ -48,6 +52,8 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    case,
+    false,
     func,
     inspect,
     null,
@@ -62,7 +68,14 @@ from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 from carbon_credits.ledger import chain
 from carbon_credits.ledger.chain import GENESIS_HASH, Keyring
 from carbon_credits.ledger.entries import UG_PER_POINT
-from carbon_credits.ledger.expiry import OWN_LOT_FIRST, Entry, Lots, Policy, fold
+from carbon_credits.ledger.expiry import (
+    HOLD_KINDS,
+    OWN_LOT_FIRST,
+    Entry,
+    Lots,
+    Policy,
+    fold,
+)
 from carbon_credits.storage import partitions
 from carbon_credits.storage.db import Database
 from carbon_credits.storage.models import (
@@ -84,7 +97,8 @@ from carbon_credits.storage.models import (
     VoucherCode,
 )
 
-KINDS = ("earn", "reversal", "redeem", "adjustment", "expiry", "lapse", "bonus")
+KINDS = ("earn", "reversal", "redeem", "adjustment", "expiry", "lapse", "bonus", "hold",
+         "release")
 """The entry kinds code writes (ledger/entries.py); any other is refused."""
 
 
@@ -232,6 +246,8 @@ def verify(db: Database, report: Report | None = None,
         # A schema from before the rewards catalogue (the migration tests verify one) has
         # no reward redemptions to join.
         rewards = inspect(session.connection()).has_table(RewardRedemption.__tablename__)
+        holds = rewards and "hold" in {c["name"] for c in inspect(
+            session.connection()).get_columns(RewardRedemption.__tablename__)}
         campaigns = inspect(session.connection()).has_table(CampaignBonus.__tablename__)
         # Columns, not ORM entities: hydrating four objects a row was most of the time.
         entry_columns = cast(Table, LedgerEntry.__table__).c
@@ -242,6 +258,7 @@ def verify(db: Database, report: Report | None = None,
                         Event.id.label("ev_id"), Redemption.user_id.label("r_user"),
                         Redemption.points.label("r_points"), Redemption.id.label("r_id"),
                         (RewardRedemption.state if rewards else null()).label("m_state"),
+                        (RewardRedemption.hold if holds else null()).label("m_hold"),
                         earned.created_at.label("earned_at"),
                         (CampaignBonus.points if campaigns else null()).label("b_points"))
                  .outerjoin(Event, Event.id == LedgerEntry.event_pk)
@@ -317,7 +334,7 @@ def verify(db: Database, report: Report | None = None,
             yield Problem(f"event {event.id} ({event.user_id}/{event.event_id})",
                           "credited but has no earn entry")
         if only is None:
-            yield from _rewards(session)
+            yield from _rewards(session, holds)
             if campaigns:
                 yield from _campaigns(session)
 
@@ -389,6 +406,8 @@ class RedemptionFacts:
 @dataclass(frozen=True, slots=True)
 class RefundFacts:
     state: str
+    hold: bool = False
+    """Whether the reward redemption holds its points until fulfilment."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -403,7 +422,7 @@ def _facts(row: Any) -> tuple[EventFacts | None, RedemptionFacts | None, RefundF
                        row.ev_ug) if row.ev_id is not None else None,
             RedemptionFacts(row.r_id, row.r_user, row.r_points)
             if row.r_id is not None else None,
-            RefundFacts(row.m_state) if row.m_state is not None else None,
+            RefundFacts(row.m_state, bool(row.m_hold)) if row.m_state is not None else None,
             BonusFacts(row.b_points) if row.b_points is not None else None)
 
 
@@ -459,17 +478,35 @@ def _kind_problem(entry: EntryFacts, event: EventFacts | None,
             return f"points/ug differ from event {event.event_id}"
         return None
     if redemption is None or redemption.user_id != entry.user_id:
-        what = "redeem entry" if entry.kind == "redeem" else "adjustment"
+        what = {"redeem": "redeem entry", "adjustment": "adjustment"}.get(
+            entry.kind, f"{entry.kind} entry")
         return (f"{what} without a redemption of its user"
-                + (" (no code path writes one: forged)" if entry.kind == "adjustment" else ""))
+                + (" (no code path writes one: forged)" if entry.kind != "redeem" else ""))
     if entry.kind == "redeem":
         if entry.points != -redemption.points:
             return f"redeem entry of {entry.points} for redemption of {redemption.points}"
+        if made is not None and made.hold and made.state in HELD_OR_RELEASED:
+            return (f"redeem entry for a hold that is {made.state}: its points were spent "
+                    "though the good was not shipped")
         return None
-    if made is None or made.state != "cancelled":
-        return ("adjustment that is not the refund of a cancelled reward redemption (no code "
-                "path writes one: forged)")
+    if entry.kind in ("hold", "release"):
+        if entry.points != 0 or entry.ug != 0:
+            return f"{entry.kind} entry that moves points or grams (forged)"
+        if made is None or not made.hold:
+            return (f"{entry.kind} entry for a redemption that holds no points (no code "
+                    "path writes one: forged)")
+        if entry.kind == "release" and made.state != "cancelled":
+            return f"release of a hold that is {made.state}, not cancelled"
+        return None
+    if made is None or made.state != "cancelled" or made.hold:
+        return ("adjustment that is not the refund of a cancelled reward redemption that "
+                "spent its points (no code path writes one: forged)")
     return None
+
+
+HELD_OR_RELEASED = ("pending", "cancelled")
+"""States of a held reward redemption whose points are not spent (the hold is open, or
+released): no 'redeem' entry may name it."""
 
 
 @dataclass
@@ -516,16 +553,20 @@ def _entry(running: _Running, entry: EntryFacts, event: EventFacts | None,
     fold(running.lots, [Entry(entry.seq, entry.kind, entry.points, entry.created_at,
                               getattr(entry, "event_pk", None),
                               getattr(entry, "redemption_pk", None),
-                              getattr(entry, "earned_at", None))],
+                              getattr(entry, "earned_at", None),
+                              (redemption.points if redemption is not None
+                               and entry.kind in HOLD_KINDS else 0))],
          running.history, rules.tz, problems)
     for wrong in problems:
         yield Problem(where, wrong)
     if running.stored is not None and running.stored[0] == entry.seq:
         stored = running.stored[1]
-        if (stored.lots, stored.debt) != (running.lots.lots, running.lots.debt):
+        if (stored.lots, stored.debt, stored.held) != (running.lots.lots, running.lots.debt,
+                                                       running.lots.held):
             yield Problem(f"expiry state of {entry.user_id}",
-                          f"lots {stored.lots} (debt {stored.debt}) at seq {entry.seq} differ "
-                          f"from the ledger's {running.lots.lots} (debt {running.lots.debt})")
+                          f"lots {stored.lots} (debt {stored.debt}, held {stored.held}) at "
+                          f"seq {entry.seq} differ from the ledger's {running.lots.lots} "
+                          f"(debt {running.lots.debt}, held {running.lots.held})")
 
 
 def _finish(running: _Running) -> Iterator[Problem]:
@@ -543,7 +584,7 @@ def _finish(running: _Running) -> Iterator[Problem]:
         yield Problem(where, f"lifetime_ug {account.lifetime_ug} != sum of entries "
                              f"{running.ug_sum}")
     if running.lots.balance != balance:
-        yield Problem(where, f"live points by expiry date less the debt "
+        yield Problem(where, f"live points by expiry date plus reserved less the debt "
                              f"({running.lots.balance}) != balance {balance}")
     if running.stored is not None and running.stored[0] > running.count:
         yield Problem(where, f"expiry state folded to seq {running.stored[0]}, beyond the "
@@ -557,7 +598,7 @@ def _count_empty(session: Session) -> int:
         Account.entry_count == 0)) or 0)
 
 
-def _rewards(session: Session) -> Iterator[Problem]:
+def _rewards(session: Session, holds: bool = True) -> Iterator[Problem]:
     """The rewards catalogue's invariants: no reward sold beyond its stock; every voucher
     code issued once and tied to one redemption of its own reward, one per unit; every
     reward redemption paid by its 'redeem' entry, and every cancelled one refunded once by
@@ -601,10 +642,13 @@ def _rewards(session: Session) -> Iterator[Problem]:
             select(RewardRedemption, paid)
             .outerjoin(paid, and_(paid.redemption_pk == RewardRedemption.redemption_pk,
                                   paid.kind == "redeem"))
-            .where(or_(paid.id.is_(None), paid.points != -RewardRedemption.points))):
+            .where(RewardRedemption.hold.is_(False) if holds else true(),
+                   or_(paid.id.is_(None), paid.points != -RewardRedemption.points))):
         yield Problem(f"reward redemption {made.id}",
                       "no redeem entry" if entry is None
                       else f"redeem entry of {entry.points} for {made.points} points")
+    if holds:  # a schema from before migration 0009_holds has none
+        yield from _holds(session)
     refunds = (select(LedgerEntry.redemption_pk.label("pk"), func.count().label("n"),
                       func.sum(LedgerEntry.points).label("points"))
                .where(LedgerEntry.kind == "adjustment", LedgerEntry.redemption_pk.is_not(None))
@@ -613,9 +657,11 @@ def _rewards(session: Session) -> Iterator[Problem]:
             select(RewardRedemption, func.coalesce(refunds.c.n, 0), refunds.c.points)
             .outerjoin(refunds, refunds.c.pk == RewardRedemption.redemption_pk)
             .where(or_(and_(RewardRedemption.state == "cancelled",
+                            RewardRedemption.hold.is_(False) if holds else true(),
                             or_(func.coalesce(refunds.c.n, 0) != 1,
                                 refunds.c.points != RewardRedemption.points)),
-                       and_(RewardRedemption.state != "cancelled",
+                       and_(or_(RewardRedemption.state != "cancelled",
+                                RewardRedemption.hold.is_(True) if holds else false()),
                             func.coalesce(refunds.c.n, 0) != 0)))):
         yield Problem(f"reward redemption {made.id} ({made.state})",
                       f"{n} refund entries of {points} points for {made.points} points")
@@ -624,6 +670,39 @@ def _rewards(session: Session) -> Iterator[Problem]:
                                            RewardRedemption.redemption_pk == refunds.c.pk)
             .where(RewardRedemption.id.is_(None))):
         yield Problem(f"redemption {pk}", "refunded but not a reward redemption")
+
+
+def _holds(session: Session) -> Iterator[Problem]:
+    """Each reward redemption that holds its points: one 'hold' entry; a 'redeem' entry of
+    its points once shipped (and only then); a 'release' once cancelled (and only then); the
+    points its row and its redemption name agree (the hold entry carries none: a row
+    altered to hold less, or moved on without its entry, shows here)."""
+    per_kind = (select(LedgerEntry.redemption_pk.label("pk"),
+                       func.sum(case((LedgerEntry.kind == "hold", 1), else_=0)).label("holds"),
+                       func.sum(case((LedgerEntry.kind == "redeem", 1), else_=0)).label("paid"),
+                       func.sum(case((LedgerEntry.kind == "redeem", LedgerEntry.points),
+                                     else_=0)).label("spent"),
+                       func.sum(case((LedgerEntry.kind == "release", 1), else_=0))
+                       .label("releases"))
+                .where(LedgerEntry.redemption_pk.is_not(None),
+                       LedgerEntry.kind.in_(("hold", "redeem", "release")))
+                .group_by(LedgerEntry.redemption_pk).subquery())
+    for made, points, holds, paid, spent, releases in session.execute(
+            select(RewardRedemption, Redemption.points, func.coalesce(per_kind.c.holds, 0),
+                   func.coalesce(per_kind.c.paid, 0), func.coalesce(per_kind.c.spent, 0),
+                   func.coalesce(per_kind.c.releases, 0))
+            .join(Redemption, Redemption.id == RewardRedemption.redemption_pk)
+            .outerjoin(per_kind, per_kind.c.pk == RewardRedemption.redemption_pk)
+            .where(RewardRedemption.hold.is_(True))):
+        shipped = made.state not in HELD_OR_RELEASED
+        expected = (1, int(shipped), -made.points if shipped else 0,
+                    int(made.state == "cancelled"))
+        if points != made.points or (holds, paid, spent, releases) != expected:
+            yield Problem(f"reward redemption {made.id} ({made.state}, held)",
+                          f"{holds} hold, {paid} redeem ({spent} points), {releases} release "
+                          f"entries for {made.points} points (redemption of {points}); "
+                          f"expected {expected[0]} hold, {expected[1]} redeem "
+                          f"({expected[2]}), {expected[3]} release")
 
 
 def _campaigns(session: Session) -> Iterator[Problem]:

@@ -2,7 +2,9 @@
 refunded, expired, lapsed and reversed in a city, the points outstanding at the period's
 end, and the points due to expire in it (as of the expiry job's last run: its lots).
 Shenzhen's 《深圳市碳普惠管理办法》 has spent points reported to the city platform and
-cancelled (注销) there; this is that report.
+cancelled (注销) there; this is that report. A physical good's points count as redeemed
+when it ships (its 'redeem' entry), not when they are held: 'hold' and 'release' entries
+move no points (only ``entries`` counts them), and the held points stay outstanding.
 
 Read from the ledger itself (entries of the city's users, by the local day of their
 ``created_at``), on the reports replica when one is configured. The ledger has no index on

@@ -1,6 +1,11 @@
 """Redeeming a reward: points, stock and the voucher code or fulfilment record in one
 transaction, idempotent by the client's redemption id; cancellation by rule.
 
+A physical good's points are **held** (``rules.HELD``): the redemption writes a 'hold'
+entry, the balance stays and what may be spent shrinks; shipping it spends them (a
+'redeem' entry), cancelling it before releases them (a 'release' entry). Other kinds
+spend at once (a 'redeem' entry); a voucher's cancellation refunds (an 'adjustment').
+
 Locks are taken in one order: the user's account, then the redemption, then its codes,
 then the reward (a redemption takes the reward before any code: the codes it takes are
 available ones, which no cancellation holds). Every refusal raises inside the transaction,
@@ -23,6 +28,7 @@ from carbon_credits.ledger import redemptions as ledger_redemptions
 from carbon_credits.rewards import catalogue, pseudonyms, rules, vouchers
 from carbon_credits.runtime import Runtime
 from carbon_credits.storage.models import (
+    Account,
     Redemption,
     Reward,
     RewardRedemption,
@@ -59,7 +65,8 @@ def redeem(rt: Runtime, principal: Principal, data: dict[str, Any]) -> tuple[dic
                 if refusal is not None:
                     raise refusal.conflict()
                 _reserve(session, reward, quantity)
-                redemption = ledger_redemptions.spend(
+                hold = rules.holds(reward.kind)
+                redemption = (ledger_redemptions.reserve if hold else ledger_redemptions.spend)(
                     session, account, redemption_id=data["redemption_id"],
                     points=reward.price_points * quantity,
                     description=f"reward {reward.id} x{quantity}", digest=digest,
@@ -67,8 +74,8 @@ def redeem(rt: Runtime, principal: Principal, data: dict[str, Any]) -> tuple[dic
                 made = RewardRedemption(
                     redemption_pk=redemption.id, reward_id=reward.id, user_id=principal.sub,
                     quantity=quantity, points=redemption.points,
-                    state=rules.FIRST_STATE[reward.kind], created_at=redemption.created_at,
-                    updated_at=redemption.created_at)
+                    state=rules.FIRST_STATE[reward.kind], hold=hold,
+                    created_at=redemption.created_at, updated_at=redemption.created_at)
                 session.add(made)
                 session.flush()
                 if reward.kind == "voucher":
@@ -119,9 +126,10 @@ def certificate_hash(redemption: Redemption, made: RewardRedemption, reward: Rew
 
 
 def cancel(rt: Runtime, principal: Principal, redemption_id: str) -> dict[str, Any]:
-    """Cancel an unused voucher or an unshipped good within the window: the points come
-    back as an 'adjustment' ledger entry naming the redemption, the units back to stock,
-    the codes void (never issued again). Cancelling again answers the cancelled view."""
+    """Cancel an unused voucher or an unshipped good within the window: held points are
+    released (a 'release' entry naming the redemption), spent ones come back (an
+    'adjustment' naming it), the units back to stock, the codes void (never issued again).
+    Cancelling again answers the cancelled view."""
     window = timedelta(days=rt.config.reward_cancel_days)
     with rt.db.transaction() as session:
         account = entries.lock_account(session, principal.sub,
@@ -137,15 +145,24 @@ def cancel(rt: Runtime, principal: Principal, redemption_id: str) -> dict[str, A
                                        now=utcnow(), window=window)
         if refusal is not None:
             raise refusal.conflict()
-        now = utcnow()
-        for code in codes:
-            code.state = "void"
-        made.state, made.updated_at = "cancelled", now
-        session.execute(update(Reward).where(Reward.id == reward.id)
-                        .values(stock_left=Reward.stock_left + made.quantity))
-        entries.adjust(session, account, points=made.points, redemption_pk=redemption.id)
-        session.flush()
+        _undo(session, account, redemption, made, codes)
         return user_view(rt, session, redemption)
+
+
+def _undo(session: Session, account: Account, redemption: Redemption,
+          made: RewardRedemption, codes: list[VoucherCode]) -> None:
+    """Cancel a redemption (account and redemption locked, the rule checked): codes void,
+    units back to stock, held points released or spent ones refunded."""
+    for code in codes:
+        code.state = "void"
+    made.state, made.updated_at = "cancelled", utcnow()
+    session.execute(update(Reward).where(Reward.id == made.reward_id)
+                    .values(stock_left=Reward.stock_left + made.quantity))
+    if made.hold:
+        entries.release(session, account, redemption_pk=redemption.id)
+    else:
+        entries.adjust(session, account, points=made.points, redemption_pk=redemption.id)
+    session.flush()
 
 
 def mine(session: Session, user_id: str, redemption_id: str, lock: bool = False
@@ -184,6 +201,7 @@ def user_view(rt: Runtime, session: Session, redemption: Redemption) -> dict[str
     return result | {
         "reward_id": made.reward_id, "kind": reward.kind, "quantity": made.quantity,
         "state": made.state,
+        "reserved": made.hold and made.state == settlement.HELD_STATE,
         "vouchers": [vouchers.code_view(c) for c in vouchers.of_redemption(session, made.id)],
         "cancellable_until": (made.created_at + timedelta(days=rt.config.reward_cancel_days)
                               if cancellable else None),
@@ -209,23 +227,48 @@ def merchant_view(rt: Runtime, made: RewardRedemption, codes: list[VoucherCode]
                   ) -> dict[str, Any]:
     return {"id": made.id, "reward_id": made.reward_id,
             "user": pseudonyms.pseudonym(rt.config, made.user_id), "quantity": made.quantity,
-            "points": made.points, "state": made.state, "created_at": made.created_at,
+            "points": made.points, "state": made.state,
+            "reserved": made.hold and made.state == settlement.HELD_STATE,
+            "created_at": made.created_at,
             "updated_at": made.updated_at, "vouchers": [vouchers.code_view(c) for c in codes]}
 
 
 def ship(rt: Runtime, principal: Principal, made_id: int, state: str) -> dict[str, Any]:
-    """A merchant moves a physical good on: pending -> shipped -> delivered."""
+    """A merchant moves a physical good on: pending -> shipped -> delivered, or pending ->
+    cancelled (it cannot send it: at any time, unlike the user's window; again: the same
+    answer). Shipping a held good spends its points (a 'redeem' entry), cancelling releases
+    them; the user's account is locked first, as a user's cancellation locks it, so
+    shipping and cancelling one good cannot both succeed."""
     with rt.db.transaction() as session:
-        made = session.scalars(select(RewardRedemption).where(
-            RewardRedemption.id == made_id).with_for_update()).one_or_none()
-        if made is None:
+        found = session.scalars(select(RewardRedemption).where(
+            RewardRedemption.id == made_id)).one_or_none()
+        if found is None:
             raise NotFound("no such redemption", code="redemption_not_found")
-        reward = session.get(Reward, made.reward_id)
+        reward = session.get(Reward, found.reward_id)
         assert reward is not None
         if reward.merchant_id != principal.sub:
             raise Forbidden("another merchant's redemption", code="not_your_reward")
-        refusal = rules.next_shipping(reward.kind, made.state, state)
+        account = entries.lock_account(session, found.user_id, reward.city)
+        # Read again under the locks: a cancellation may have committed meanwhile.
+        made = session.scalars(select(RewardRedemption).where(
+            RewardRedemption.user_id == found.user_id, RewardRedemption.id == made_id)
+            .with_for_update().execution_options(populate_existing=True)).one()
+        if state == "cancelled":
+            if made.state != "cancelled":
+                refusal = rules.merchant_cancel_refusal(reward.kind, made.state)
+                if refusal is not None:
+                    raise refusal.conflict()
+                redemption = session.get(Redemption, made.redemption_pk)
+                assert redemption is not None
+                _undo(session, account, redemption, made, [])
+            return merchant_view(rt, made, [])
+        refusal = rules.fulfil_refusal(reward.kind, made.state, state, hold=made.hold,
+                                       points=made.points, balance=account.balance_points)
         if refusal is not None:
             raise refusal.conflict()
+        if made.hold and (made.state, state) == rules.SPENDS:
+            redemption = session.get(Redemption, made.redemption_pk)
+            assert redemption is not None
+            ledger_redemptions.fulfil(session, account, redemption)
         made.state, made.updated_at = state, utcnow()
         return merchant_view(rt, made, [])

@@ -1,6 +1,6 @@
 """The rewards' decisions as pure functions of the rows they read (tested without a
-database): may this reward be redeemed, may this redemption be cancelled, may its
-fulfilment move on."""
+database): may this reward be redeemed, are its points held or spent at once, may this
+redemption be cancelled, may its fulfilment move on."""
 
 from __future__ import annotations
 
@@ -19,6 +19,19 @@ CANCELLABLE = {"voucher": "issued", "physical": "pending"}
 whose codes was used, a good not yet shipped. A donation is final."""
 SHIPPING = {"pending": "shipped", "shipped": "delivered"}
 """A physical good's fulfilment: the one next state the merchant may set."""
+HELD = frozenset({"physical"})
+"""The kinds whose points a redemption holds (reserves) rather than spends at once: a
+physical good's, until the merchant ships it (``pending`` -> ``shipped`` spends them; a
+cancellation before releases them). A voucher's code and a donation's certificate are
+handed over with the redemption, so their points are spent at once; a voucher's
+cancellation refunds them (an 'adjustment')."""
+SPENDS = ("pending", "shipped")
+"""The fulfilment step that spends a held redemption's points."""
+
+
+def holds(kind: str) -> bool:
+    """Whether a redemption of a reward of ``kind`` holds its points until fulfilment."""
+    return kind in HELD
 
 
 @dataclass(frozen=True)
@@ -82,3 +95,28 @@ def next_shipping(kind: str, state: str, wanted: str) -> Refusal | None:
     if SHIPPING.get(state) != wanted:
         return Refusal("invalid_transition", f"cannot go from {state} to {wanted}")
     return None
+
+
+def merchant_cancel_refusal(kind: str, state: str) -> Refusal | None:
+    """Why a merchant may not cancel a redemption in ``state`` (one it cannot send), or
+    None: only a physical good not yet shipped; an already cancelled one is answered as it
+    stands by the caller. No time limit: a good held but never sent must be releasable."""
+    if kind != "physical":
+        return Refusal("not_physical", "only physical goods have a fulfilment state")
+    if state != "pending":
+        return Refusal("already_shipped", f"the redemption is {state}")
+    return None
+
+
+def fulfil_refusal(kind: str, state: str, wanted: str, *, hold: bool, points: int,
+                   balance: int) -> Refusal | None:
+    """``next_shipping``, and for the step that spends a hold's ``points``: the user's
+    ``balance`` must cover them. It does unless a reversal or lapse took points after they
+    were reserved (a debt: the reversal policy, ``ledger.entries``): the good is then not
+    shipped on points the user no longer has; the user cancels or earns the debt back."""
+    refusal = next_shipping(kind, state, wanted)
+    if refusal is None and hold and (state, wanted) == SPENDS and balance < points:
+        return Refusal("hold_not_covered",
+                       f"the user's balance {balance} no longer covers the {points} points "
+                       "held for this good", {"balance": balance, "points": points})
+    return refusal

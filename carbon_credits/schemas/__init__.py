@@ -191,6 +191,10 @@ class RedemptionSchema(Schema):
     quantity = fields.Integer()
     state = fields.String(metadata={"description": "issued, used, pending, shipped, delivered, "
                                                    "donated or cancelled"})
+    reserved = fields.Boolean(metadata={
+        "description": "whether the points are held, not yet spent: a physical good not yet "
+                       "shipped (counted against `available`, still in `balance`; shipping "
+                       "spends them, cancelling releases them)"})
     vouchers = fields.List(fields.Nested(RedemptionVoucherSchema))
     cancellable_until = fields.DateTime(allow_none=True)
     certificate_hash = fields.String(allow_none=True)
@@ -390,7 +394,11 @@ class AccountSchema(Schema):
     today = fields.Dict(keys=fields.String(), values=fields.Nested(DayUsageSchema))
     day = fields.Nested(AccountDaySchema)
     available = fields.Integer(metadata={
-        "description": "what may be spent now: balance - pending - unclaimed"})
+        "description": "what may be spent now: balance - pending - unclaimed - reserved"})
+    reserved = fields.Integer(metadata={
+        "description": "points held by redemptions not yet fulfilled (a physical good not "
+                       "yet shipped): in the balance, not spendable, never expired while "
+                       "held"})
     pending = fields.Integer(metadata={
         "description": "credits not yet settled (the city's SETTLEMENT_DAYS): shown, not "
                        "spendable"})
@@ -420,9 +428,13 @@ class AccountQuerySchema(Schema):
 
 class LedgerEntrySchema(Schema):
     id = fields.Integer()
-    kind = fields.String(metadata={"description": "earn, redeem, reversal, adjustment, or "
-                                                  "bonus (a campaign's bonus, or its "
-                                                  "take-back when negative: never grams)"})
+    kind = fields.String(metadata={"description": "earn, redeem, reversal, adjustment, "
+                                                  "expiry, lapse, bonus (a campaign's bonus, "
+                                                  "or its take-back when negative: never "
+                                                  "grams), hold (points reserved for a "
+                                                  "redemption: 0 points, the balance stays) "
+                                                  "or release (a hold freed by its "
+                                                  "cancellation: 0 points)"})
     points = fields.Integer()
     grams = fields.Integer()
     ug = fields.Integer(metadata={"description": "exact micrograms CO2 of the entry"})

@@ -117,6 +117,10 @@ class CarbonAccountSchema(Schema):
     user_id = fields.String()
     local_date = fields.Date(metadata={"description": "today, in the city's time zone"})
     balance = fields.Integer()
+    reserved = fields.Integer(metadata={
+        "description": "of the balance, points held for redemptions not yet fulfilled (a "
+                       "physical good not yet shipped): not spendable; GET /v1/me/account "
+                       "splits the balance into available, pending, unclaimed and reserved"})
     lifetime_points = fields.Integer()
     lifetime = fields.Nested(ModeSumsSchema, metadata={
         "description": "credited events since the first, per mode and in total"})

@@ -159,6 +159,7 @@ class MerchantRedemptionSchema(Schema):
     quantity = fields.Integer()
     points = fields.Integer()
     state = fields.String()
+    reserved = fields.Boolean(metadata={"description": "points held until shipped"})
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
     vouchers = fields.List(fields.Nested(VoucherSchema))
@@ -169,4 +170,8 @@ class MerchantRedemptionListSchema(Schema):
 
 
 class FulfilmentInSchema(Schema):
-    state = fields.String(required=True, validate=validate.OneOf(("shipped", "delivered")))
+    state = fields.String(required=True, validate=validate.OneOf(
+        ("shipped", "delivered", "cancelled")), metadata={
+            "description": "shipped (spends the points the redemption held), delivered, or "
+                           "cancelled (a pending good the merchant cannot send: its points "
+                           "released, its units back to stock)"})

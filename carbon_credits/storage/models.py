@@ -25,6 +25,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -306,9 +307,10 @@ class TrustPolicy(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-LEDGER_KINDS_SQL = "'earn', 'redeem', 'reversal', 'adjustment', 'expiry', 'lapse', 'bonus'"
+LEDGER_KINDS_SQL = ("'earn', 'redeem', 'reversal', 'adjustment', 'expiry', 'lapse', 'bonus', "
+                    "'hold', 'release'")
 """The ledger's entry kinds (the kind CHECK; 'expiry' and 'lapse' since migration
-0009_expiry, 'bonus' since 0009_campaigns)."""
+0009_expiry, 'bonus' since 0009_campaigns, 'hold' and 'release' since 0009_holds)."""
 
 OTHER_EVENT_ENTRIES = "event_pk IS NOT NULL AND kind NOT IN ('earn', 'reversal')"
 
@@ -342,6 +344,11 @@ class LedgerEntry(Base):
         CheckConstraint("kind <> 'redeem' OR (balance_after >= 0 AND points < 0)",
                         name="redeem_covered"),
         CheckConstraint("kind <> 'earn' OR (points >= 0 AND ug >= 0)", name="earn_positive"),
+        # A hold reserves and a release frees a redemption's points: neither moves the
+        # balance (ledger.redemptions); the amount is the redemption's.
+        CheckConstraint("kind NOT IN ('hold', 'release') OR (points = 0 AND ug = 0 AND "
+                        "event_pk IS NULL AND redemption_pk IS NOT NULL)",
+                        name="hold_moves_no_points"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -686,7 +693,8 @@ class Reward(Base):
 
 class RewardRedemption(Base):
     """A redemption of a reward: the points side is the ``Redemption`` (and its 'redeem'
-    ledger entry); this row holds the units, the fulfilment state and the certificate."""
+    ledger entry, or while ``hold`` its 'hold' entry until shipped); this row holds the
+    units, the fulfilment state and the certificate."""
 
     __tablename__ = "reward_redemptions"
     __table_args__ = (
@@ -694,6 +702,8 @@ class RewardRedemption(Base):
         CheckConstraint("state IN ('issued', 'used', 'pending', 'shipped', 'delivered', "
                         "'donated', 'cancelled')", name="known_state"),
         Index("ix_reward_redemptions_reward_id_user_id", "reward_id", "user_id"),
+        # A user's open holds, summed under the account lock on every redemption.
+        Index("ix_reward_redemptions_user_id_state", "user_id", "state"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -705,6 +715,9 @@ class RewardRedemption(Base):
     state: Mapped[str] = mapped_column(String(16))
     certificate_hash: Mapped[str | None] = mapped_column(String(64))
     """Donations: SHA-256 of the certificate's facts, printed on it for verification."""
+    hold: Mapped[bool] = mapped_column(default=False, server_default=false())
+    """Whether the points are held ('hold' entry) until fulfilment rather than spent at once
+    (physical goods since migration 0009_holds; earlier rows: spent at once)."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     redemption: Mapped[Redemption] = relationship(lazy="raise")

@@ -1,7 +1,7 @@
 """partition: events partitioned by month of local_date (PostgreSQL), event_keys
 
 Revision ID: 0009_partition
-Revises: 0009_usage_days
+Revises: 0009_holds
 Create Date: 2026-12-07 15:40:00
 
 PostgreSQL: ``events`` becomes a table partitioned by RANGE (local_date), a partition a
@@ -32,7 +32,7 @@ from alembic import op
 from carbon_credits.storage import partitions
 
 revision = '0009_partition'
-down_revision = '0009_usage_days'
+down_revision = '0009_holds'
 branch_labels = None
 depends_on = None
 

@@ -195,9 +195,38 @@ def test_a_physical_good_ships_and_a_pending_one_cancels_for_points_and_stock_ba
     account = client.get("/v1/me/account", headers=auth).json
     assert account["balance"] == 70
     ledger = client.get("/v1/me/ledger", headers=auth).json["items"]
-    assert {"kind": "adjustment", "points": 30, "redemption_id": "bag-1",
+    # A good's points are held until shipped: bag-1's hold is released (no points move),
+    # bag-2's shipping spent its 30.
+    assert {"kind": "release", "points": 0, "redemption_id": "bag-1",
             "balance_after": 70}.items() <= ledger[0].items()
+    assert [(e["kind"], e["points"]) for e in ledger[1:4]] == [
+        ("redeem", -30), ("hold", 0), ("hold", 0)]
     assert client.get(f"/v1/merchant/rewards/{rid}", headers=merchant).json["stock_left"] == 4
+
+
+def test_the_account_shows_held_points_as_reserved_apart_from_available(
+        client: FlaskClient, token: Callable[..., str], rt: Runtime, user_id: str,
+        auth: Auth) -> None:
+    merchant = new_merchant(token)
+    rid = create(client, merchant, kind="physical", price_points=30, stock=5)["id"]
+    approve(client, token, rid)
+    data.grant(rt, Principal(user_id, "user", "shenzhen"), 100)
+    r = client.post("/v1/me/redemptions", headers=auth,
+                    json={"redemption_id": "bag", "reward_id": rid})
+    assert r.status_code == 201 and r.json["reserved"] is True
+    account = client.get("/v1/me/account", headers=auth).json
+    assert {k: account[k] for k in ("balance", "available", "pending", "unclaimed",
+                                    "reserved")} == {
+        "balance": 100, "available": 70, "pending": 0, "unclaimed": 0, "reserved": 30}
+    assert client.get("/v1/me/carbon-account", headers=auth).json["reserved"] == 30
+    [made] = client.get(f"/v1/merchant/rewards/{rid}/redemptions",
+                        headers=merchant).json["items"]
+    assert made["reserved"] is True
+    r = client.post(f"/v1/merchant/redemptions/{made['id']}/fulfilment",
+                    json={"state": "shipped"}, headers=merchant)
+    assert r.status_code == 200 and r.json["reserved"] is False
+    account = client.get("/v1/me/account", headers=auth).json
+    assert (account["balance"], account["available"], account["reserved"]) == (70, 70, 0)
 
 
 def test_a_donation_certificate_is_a_pdf_with_the_project_units_and_hash(

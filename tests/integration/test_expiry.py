@@ -27,6 +27,8 @@ from carbon_credits.storage.models import (
     ExpiryState,
     FactorVersion,
     LedgerEntry,
+    Redemption,
+    RewardRedemption,
     utcnow,
 )
 from carbon_credits.tokens import Principal
@@ -132,6 +134,35 @@ def test_a_refund_brings_points_back_with_their_own_date(rt: Runtime) -> None:
     assert expiring.expire_due(rt, days_later(11)).expired_points == 30
     assert [k for k, _ in kinds(rt, who.sub)] == ["earn", "redeem", "expiry", "adjustment",
                                                   "expiry"]
+    assert list(verification.verify(rt.db, user_ids=[who.sub], tz=rt.config.tz)) == []
+
+
+def test_held_points_never_expire_and_come_back_with_their_own_date(rt: Runtime) -> None:
+    """A physical good's points held past their date are not expired while held; shipped,
+    they are spent; released, they are back in their lot and expire at the next run."""
+    city = new_city()
+    who = Principal(f"u-{uuid.uuid4().hex[:16]}", "user", city)
+    expiry_policies.set_policy(rt, ADMIN, city, {"rule": "days", "amount": 10,
+                                                 "reason": "test"})
+    earn(rt, who, 100)
+    owner = reward_data.merchant()
+    good = reward_data.approved(rt, owner, kind="physical", city=city, price_points=30,
+                                per_user_limit=5)
+    for rid in ("kept", "shipped"):
+        reward_redemptions.redeem(rt, who, {"redemption_id": rid, "reward_id": good,
+                                            "quantity": 1})
+    assert expiring.expire_due(rt, days_later(11)).expired_points == 40  # not the 60 held
+    with rt.db.transaction() as s:
+        made = {r: s.scalars(select(RewardRedemption.id).join(
+            Redemption, Redemption.id == RewardRedemption.redemption_pk).where(
+            Redemption.user_id == who.sub, Redemption.redemption_id == r)).one()
+            for r in ("kept", "shipped")}
+    reward_redemptions.ship(rt, owner, made["shipped"], "shipped")
+    assert expiring.expire_due(rt, days_later(12)).expired_points == 0
+    reward_redemptions.cancel(rt, who, "kept")
+    assert expiring.expire_due(rt, days_later(12)).expired_points == 30
+    assert kinds(rt, who.sub) == [("earn", 100), ("hold", 0), ("hold", 0), ("expiry", -40),
+                                  ("redeem", -30), ("release", 0), ("expiry", -30)]
     assert list(verification.verify(rt.db, user_ids=[who.sub], tz=rt.config.tz)) == []
 
 
@@ -244,6 +275,76 @@ def test_the_job_during_redemptions_and_reversals_keeps_every_invariant(
     assert 0 < expired <= credited
     # Every lot was due: nothing is left but debts.
     assert all(state.lots["lots"] == {} for state in left) and len(left) == n_users
+
+
+def test_the_job_during_holds_shipping_cancelling_and_reversals_keeps_every_invariant(
+        rt: Runtime, is_postgres: bool) -> None:
+    """The job, run again and again with every lot due, while users hold goods' points,
+    merchants ship them, users cancel and admins reverse: held points are never expired,
+    each is spent or released once, and verify-ledger passes."""
+    city = new_city()
+    expiry_policies.set_policy(rt, ADMIN, city, {"rule": "days", "amount": 1,
+                                                 "reason": "test"})
+    owner = reward_data.merchant()
+    good = reward_data.approved(rt, owner, kind="physical", city=city, price_points=15,
+                                stock=1000, per_user_limit=1000)
+    n_users = 20 if is_postgres else 4
+    users = [Principal(f"u-{uuid.uuid4().hex[:16]}", "user", city) for _ in range(n_users)]
+    events = {u.sub: [earn(rt, u, 20 + i) for i in range(4)] for u in users}
+    later = days_later(2)
+    stop = threading.Event()
+
+    def job() -> None:
+        while not stop.is_set():
+            expiring.expire_due(rt, later, batch=5)
+
+    # Each user holds four goods (60 of their 86 points) before the job starts, so what
+    # follows does not depend on how the threads interleave: the first good is cancelled,
+    # the second shipped (its reversal leaves 45 held - 21 of debt, which covers 15).
+    for who in users:
+        for i in range(4):
+            reward_redemptions.redeem(rt, who, {"redemption_id": f"g{i}", "reward_id": good,
+                                                "quantity": 1})
+
+    def user_side(who: Principal) -> list[str]:
+        out = []
+        for i, event_id in enumerate(events[who.sub]):
+            if i % 2:
+                reversals.reverse_event(rt, ADMIN, who.sub, event_id, "test")
+            with rt.db.transaction() as s:
+                made = s.scalars(select(RewardRedemption.id).join(
+                    Redemption, Redemption.id == RewardRedemption.redemption_pk).where(
+                    Redemption.user_id == who.sub, Redemption.redemption_id == f"g{i}")).one()
+            try:
+                if i % 3:
+                    reward_redemptions.ship(rt, owner, made, "shipped")
+                    out.append("shipped")
+                    continue
+            except ServiceError as exc:
+                assert exc.code == "hold_not_covered"
+            reward_redemptions.cancel(rt, who, f"g{i}")
+            out.append("cancelled")
+        return out
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        jobs = [pool.submit(job), pool.submit(job)]
+        outcomes = [o for chunk in pool.map(user_side, users) for o in chunk]
+        stop.set()
+        for j in jobs:
+            j.result()
+    expiring.expire_due(rt, later)
+    assert outcomes[:2] == ["cancelled", "shipped"] and len(outcomes) == 4 * n_users
+    ids = [u.sub for u in users]
+    assert list(verification.verify(rt.db, user_ids=ids, tz=rt.config.tz)) == []
+    with rt.db.transaction() as s:
+        per_kind = dict(s.execute(select(LedgerEntry.kind, func.count()).where(
+            LedgerEntry.user_id.in_(ids)).group_by(LedgerEntry.kind)).all())
+        open_holds = s.scalar(select(func.count()).select_from(RewardRedemption).where(
+            RewardRedemption.user_id.in_(ids), RewardRedemption.state == "pending"))
+    assert open_holds == 0
+    assert per_kind["hold"] == outcomes.count("shipped") + outcomes.count("cancelled")
+    assert per_kind["redeem"] == outcomes.count("shipped")
+    assert per_kind["release"] == outcomes.count("cancelled")
 
 
 def test_verify_ledger_names_an_expiry_the_policy_does_not_explain(isolated_app: Flask) -> None:

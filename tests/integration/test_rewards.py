@@ -15,7 +15,7 @@ from sqlalchemy import func, select, update
 
 from carbon_credits.errors import ServiceError
 from carbon_credits.ledger import redemptions as plain
-from carbon_credits.ledger import verification
+from carbon_credits.ledger import settlement, verification
 from carbon_credits.rewards import catalogue, redemptions, vouchers
 from carbon_credits.runtime import Runtime
 from carbon_credits.storage.models import (
@@ -53,6 +53,16 @@ def balance(rt: Runtime, who: Principal) -> int:
     with rt.db.transaction() as s:
         return int(s.scalar(select(Account.balance_points)
                             .where(Account.user_id == who.sub)) or 0)
+
+
+def split(rt: Runtime, who: Principal) -> dict[str, int]:
+    """The user's balance split (available, pending, unclaimed, reserved), as
+    GET /v1/me/account shows it."""
+    with rt.db.transaction() as s:
+        account = s.get(Account, who.sub)
+        assert account is not None
+        return dict(settlement.summary(s, who.sub, who.city or "shenzhen",
+                                       account.balance_points, rt.config, rt.clock()))
 
 
 def test_200_users_racing_for_the_last_10_units_exactly_10_win_and_no_code_twice(
@@ -195,9 +205,13 @@ def test_cancelling_gives_points_and_stock_back_and_verify_ledger_passes(
     redeem(rt, who, good, "g1")
     redeem(rt, who, good, "g2")
     redeem(rt, who, tree, "t1", quantity=3)
-    assert balance(rt, who) == 200 - 30 - 60 - 15
+    # The goods' points are held, not spent (rules.HELD): in the balance, not available.
+    assert balance(rt, who) == 200 - 30 - 15
+    assert split(rt, who) == {"available": 200 - 30 - 60 - 15, "pending": 0, "unclaimed": 0,
+                              "reserved": 60}
     vouchers.mark_used(rt, owner, code)
     redemptions.ship(rt, owner, _made_id(rt, who, "g2"), "shipped")
+    assert balance(rt, who) == 200 - 30 - 30 - 15  # shipping spent g2's
 
     view = redemptions.cancel(rt, who, "v1")
     assert view["state"] == "cancelled" and {v["state"] for v in view["vouchers"]} == {"void"}
@@ -207,6 +221,7 @@ def test_cancelling_gives_points_and_stock_back_and_verify_ledger_passes(
     assert refused(lambda: redemptions.cancel(rt, who, "g2")).code == "already_shipped"
     assert refused(lambda: redemptions.cancel(rt, who, "t1")).code == "not_cancellable"
     assert balance(rt, who) == 200 - 30 - 60 - 15 + 20 + 30
+    assert split(rt, who)["reserved"] == 0
     assert (stock_left(rt, voucher), stock_left(rt, good), stock_left(rt, tree)) == (9, 9, 7)
     assert list(verification.verify(rt.db)) == []
 

@@ -92,7 +92,7 @@ def test_a_city_without_a_claim_window_needs_no_claim(rt: Runtime) -> None:
     assert (refused.value.code, refused.value.status) == ("no_claim_needed", 409)
     with rt.db.transaction() as s:
         assert settlement.summary(s, who.sub, who.city or "", 5, rt.config, utcnow()) == {
-            "available": 5, "pending": 0, "unclaimed": 0}
+            "available": 5, "pending": 0, "unclaimed": 0, "reserved": 0}
 
 
 def test_a_claim_window_enabled_later_does_not_lapse_past_points(

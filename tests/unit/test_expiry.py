@@ -166,3 +166,66 @@ def test_settlement_and_claim_days_per_city_from_the_environment(tmp_path: Path)
     for bad in ("beijing", "beijing=0", "beijing=x", "beijing=400"):
         with pytest.raises(ConfigError, match="SETTLEMENT_DAYS"):
             from_env({"SETTLEMENT_DAYS": bad})
+
+
+def test_a_hold_takes_the_oldest_points_out_of_the_lots_and_they_never_expire_while_held(
+        ) -> None:
+    lots = fold(Lots(), [Entry(1, "earn", 5, at(0)), Entry(2, "earn", 7, at(1)),
+                         Entry(3, "hold", 0, at(2), redemption_pk=4, held=8)], HISTORY, TZ)
+    assert lots.lots == {"2026-01-21": 4} and lots.held == {"4": 8}
+    assert lots.reserved == 8 and lots.balance == 12  # held points are still the user's
+    # Past both lots' dates: only what is not held is due.
+    assert expiry_amount(lots, date(2026, 2, 1)) == 4
+    problems: list[str] = []
+    fold(lots, [Entry(4, "expiry", -4, datetime(2026, 2, 1, 1, tzinfo=UTC))], HISTORY, TZ,
+         problems)
+    assert problems == [] and lots.lots == {} and lots.reserved == 8 and lots.balance == 8
+
+
+def test_fulfilling_a_hold_spends_the_reserved_points_and_no_lot() -> None:
+    lots = fold(Lots(), [Entry(1, "earn", 5, at(0)), Entry(2, "earn", 7, at(1)),
+                         Entry(3, "hold", 0, at(2), redemption_pk=4, held=8)], HISTORY, TZ)
+    problems: list[str] = []
+    fold(lots, [Entry(4, "redeem", -8, at(3), redemption_pk=4)], HISTORY, TZ, problems)
+    assert problems == [] and lots.lots == {"2026-01-21": 4}
+    assert (lots.held, lots.taken, lots.balance) == ({}, {}, 4)
+    # Spent once: the same redemption's points are not held any more, so a second
+    # 'redeem' naming it takes live points as any redemption would, and a release of it
+    # is named.
+    fold(lots, [Entry(5, "release", 0, at(4), redemption_pk=4, held=8)], HISTORY, TZ,
+         problems)
+    assert problems and "which holds 0" in problems[0]
+
+
+def test_a_release_gives_the_points_back_to_their_lots_and_a_passed_date_expires_next() -> None:
+    """Holding never makes points live longer: released with their own dates."""
+    lots = fold(Lots(), [Entry(1, "earn", 5, at(0)), Entry(2, "earn", 7, at(1)),
+                         Entry(3, "hold", 0, at(2), redemption_pk=4, held=8)], HISTORY, TZ)
+    fold(lots, [Entry(4, "release", 0, at(15), redemption_pk=4, held=8)], HISTORY, TZ)
+    assert lots.lots == {"2026-01-20": 5, "2026-01-21": 7} and lots.held == {}
+    assert lots.taken == {} and lots.balance == 12
+    assert expiry_amount(lots, at(15).astimezone(TZ).date()) == 12
+
+
+def test_a_reversal_after_a_hold_leaves_a_debt_not_touching_the_held_points() -> None:
+    lots = fold(Lots(), [Entry(1, "earn", 10, at(0)),
+                         Entry(2, "hold", 0, at(1), redemption_pk=4, held=8),
+                         Entry(3, "reversal", -10, at(2), event_pk=1, earned_at=at(0))],
+                HISTORY, TZ)
+    assert (lots.lots, lots.reserved, lots.debt, lots.balance) == ({}, 8, 8, 0)
+
+
+def test_a_hold_beyond_the_live_points_is_named() -> None:
+    problems: list[str] = []
+    fold(Lots(), [Entry(1, "earn", 5, at(0)),
+                  Entry(2, "hold", 0, at(1), redemption_pk=4, held=8)], HISTORY, TZ, problems)
+    assert problems == ["hold of 8 points but only 5 were live"]
+
+
+def test_the_state_with_holds_round_trips_as_json_and_old_states_have_none() -> None:
+    lots = fold(Lots(), [Entry(1, "earn", 5, at(0)),
+                         Entry(2, "hold", 0, at(1), redemption_pk=3, held=2)], HISTORY, TZ)
+    assert Lots.from_json(lots.to_json()) == lots
+    old = lots.to_json()
+    del old["held"]
+    assert Lots.from_json(old).held == {}

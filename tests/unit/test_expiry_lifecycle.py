@@ -1,8 +1,10 @@
 """Hypothesis state machine of the points lifecycle: earn, time passing (settling),
-expire, redeem, cancel, reverse and lapse in any order and at any times. Points are never
-spent twice and never expire twice, the oldest go first, and the lots folded step by step
-(as the job does, the state stored as JSON in between) equal the lots folded from the
-first entry (as verify-ledger does) and a plain model of the rules."""
+expire, redeem, cancel, reverse and lapse, and hold (reserve), fulfil and release a
+physical good's points, in any order and at any times. Points are never spent twice and
+never expire twice (held points not at all), the oldest go first, available + pending +
+reserved == balance, and the lots folded step by step (as the job does, the state stored
+as JSON in between) equal the lots folded from the first entry (as verify-ledger does) and
+a plain model of the rules."""
 
 from __future__ import annotations
 
@@ -14,9 +16,13 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from carbon_credits.ledger.expiry import Entry, Lots, Policy, expiry_amount, fold
+from carbon_credits.ledger.settlement import split
+from carbon_credits.rewards import rules
 
 TZ = ZoneInfo("Asia/Shanghai")
 START = datetime(2026, 3, 1, 2, tzinfo=UTC)
+SETTLEMENT = timedelta(days=2)
+"""The city's settlement delay: earned points are pending (not spendable) this long."""
 
 
 class Lifecycle(RuleBasedStateMachine):
@@ -35,6 +41,9 @@ class Lifecycle(RuleBasedStateMachine):
         self.redemptions: dict[int, tuple[int, list[tuple[date, int]]]] = {}
         self.events: dict[int, tuple[int, date]] = {}
         self.expired_per_day: dict[date, int] = {}
+        # Holds: open ones (points, lots taken), and how each resolved one ended.
+        self.holds: dict[int, tuple[int, list[tuple[date, int]]]] = {}
+        self.resolved: dict[int, tuple[int, str]] = {}
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -56,6 +65,16 @@ class Lifecycle(RuleBasedStateMachine):
         due = policy.expires_on(earned_at.astimezone(TZ).date())
         assert due is not None
         return due
+
+    def pending(self) -> int:
+        return sum(points for seq, (points, _) in self.events.items()
+                   if self.entries[seq - 1].created_at > self.now - SETTLEMENT)
+
+    def reserved(self) -> int:
+        return sum(points for points, _ in self.holds.values())
+
+    def available(self) -> int:
+        return split(self.balance, self.pending(), 0, self.reserved())["available"]
 
     def model_credit(self, day: date, points: int) -> None:
         repaid = min(points, self.debt)
@@ -93,7 +112,7 @@ class Lifecycle(RuleBasedStateMachine):
 
     @rule(points=st.integers(1, 80))
     def redeem(self, points: int) -> None:
-        if self.balance < points:
+        if self.available() < points:
             return  # refused (409): no entry
         before = dict(self.model)
         entry = self.write("redeem", -points, redemption_pk=len(self.entries) + 1)
@@ -113,6 +132,51 @@ class Lifecycle(RuleBasedStateMachine):
         self.write("adjustment", points, redemption_pk=pk)
         for day, n in taken:
             self.model_credit(day, n)
+
+    @rule(points=st.integers(1, 80))
+    def hold(self, points: int) -> None:
+        """A physical good redeemed: its points reserved, the balance unchanged."""
+        if self.available() < points:
+            return  # refused (409): no entry
+        entry = self.write("hold", 0, redemption_pk=len(self.entries) + 1, held=points)
+        taken, short = self.model_take(points)
+        assert short == 0
+        self.holds[entry.seq] = (points, taken)
+
+    @precondition(lambda self: self.holds)
+    @rule(data=st.data())
+    def fulfil(self, data: st.DataObject) -> None:
+        """The good shipped: its held points spent, unless a reversal left them uncovered."""
+        pk = data.draw(st.sampled_from(sorted(self.holds)))
+        points, _ = self.holds[pk]
+        refusal = rules.fulfil_refusal("physical", "pending", "shipped", hold=True,
+                                       points=points, balance=self.balance)
+        if refusal is not None:
+            assert refusal.code == "hold_not_covered" and self.balance < points
+            return
+        self.holds.pop(pk)
+        self.write("redeem", -points, redemption_pk=pk)
+        self.resolved[pk] = (points, "shipped")
+
+    @precondition(lambda self: self.holds)
+    @rule(data=st.data())
+    def release(self, data: st.DataObject) -> None:
+        """The good cancelled before shipping: its points back to their own lots."""
+        pk = data.draw(st.sampled_from(sorted(self.holds)))
+        points, taken = self.holds.pop(pk)
+        self.write("release", 0, redemption_pk=pk, held=points)
+        for day, n in taken:
+            self.model_credit(day, n)
+        self.resolved[pk] = (points, "cancelled")
+
+    @precondition(lambda self: self.resolved)
+    @rule(data=st.data())
+    def resolve_again(self, data: st.DataObject) -> None:
+        """A shipped or cancelled good is never shipped (spent) again."""
+        pk = data.draw(st.sampled_from(sorted(self.resolved)))
+        points, state = self.resolved[pk]
+        assert rules.fulfil_refusal("physical", state, "shipped", hold=True, points=points,
+                                    balance=10**9) is not None
 
     @precondition(lambda self: self.events)
     @rule(data=st.data())
@@ -169,6 +233,30 @@ class Lifecycle(RuleBasedStateMachine):
         whole = fold(Lots(), self.entries, self.history, TZ, problems)
         assert problems == []
         assert whole == self.lots()
+
+    @invariant()
+    def available_pending_and_reserved_add_up_to_the_balance(self) -> None:
+        parts = split(self.balance, self.pending(), 0, self.reserved())
+        assert sum(parts.values()) == self.balance
+        assert parts["pending"] >= 0 and parts["reserved"] >= 0
+        lots = self.lots()
+        assert lots.held == {str(pk): points for pk, (points, _) in self.holds.items()}
+        assert lots.reserved == self.reserved()
+
+    @invariant()
+    def never_spent_twice(self) -> None:
+        """Each hold is spent by one 'redeem' entry once shipped, released by one 'release'
+        once cancelled, never both; what the ledger spent (less refunds) is what was
+        redeemed (not cancelled) and shipped."""
+        for pk, (points, state) in self.resolved.items():
+            named = [e for e in self.entries if e.redemption_pk == pk]
+            assert [(e.kind, e.points) for e in named] == [
+                ("hold", 0), ("redeem", -points) if state == "shipped" else ("release", 0)]
+        for pk in self.holds:
+            assert [e.kind for e in self.entries if e.redemption_pk == pk] == ["hold"]
+        spent = -sum(e.points for e in self.entries if e.kind in ("redeem", "adjustment"))
+        assert spent == (sum(p for p, _ in self.redemptions.values())
+                         + sum(p for p, state in self.resolved.values() if state == "shipped"))
 
     @invariant()
     def nothing_expired_twice(self) -> None:

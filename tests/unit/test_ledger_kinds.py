@@ -55,6 +55,29 @@ def test_an_adjustment_is_only_a_cancelled_reward_redemptions_refund(
     assert "forged" in str(_kind_problem(_entry("adjustment", 10), None, None, None))
 
 
+@pytest.mark.parametrize("kind, made, points, problem", [
+    ("hold", RewardRedemption(state="pending", points=10, hold=True), 0, None),
+    ("hold", RewardRedemption(state="shipped", points=10, hold=True), 0, None),
+    ("hold", RewardRedemption(state="pending", points=10, hold=False), 0, "forged"),
+    ("hold", None, 0, "forged"),
+    ("hold", RewardRedemption(state="pending", points=10, hold=True), -10, "moves points"),
+    ("release", RewardRedemption(state="cancelled", points=10, hold=True), 0, None),
+    ("release", RewardRedemption(state="pending", points=10, hold=True), 0, "not cancelled"),
+    ("release", RewardRedemption(state="cancelled", points=10, hold=False), 0, "forged"),
+    ("redeem", RewardRedemption(state="shipped", points=10, hold=True), -10, None),
+    ("redeem", RewardRedemption(state="pending", points=10, hold=True), -10, "not shipped"),
+    ("redeem", RewardRedemption(state="cancelled", points=10, hold=True), -10,
+     "not shipped"),
+    ("adjustment", RewardRedemption(state="cancelled", points=10, hold=True), 10, "forged"),
+])
+def test_holds_and_releases_follow_a_held_reward_redemption(
+        kind: str, made: RewardRedemption | None, points: int, problem: str | None) -> None:
+    found = _kind_problem(_entry(kind, points), None, REDEMPTION, made)
+    assert (found is None) if problem is None else (problem in str(found))
+    assert "without a redemption" in str(_kind_problem(_entry(kind, points), None, None,
+                                                       made))
+
+
 def test_a_kind_no_code_path_writes_is_forged() -> None:
     assert "written by no code path" in str(_kind_problem(_entry("gift", 5), None, None, None))
 

@@ -138,3 +138,34 @@ def test_the_certificate_is_a_pdf_naming_the_donor_project_units_date_and_hash()
     for value in ("u-0123456789abcdef0123", "Alxa desert greening", "3 x 1 tree planted",
                   "2026-12-07", "ab" * 32, "种一棵梭梭树"):
         assert value in text
+
+
+def test_only_a_physical_goods_points_are_held() -> None:
+    assert [kind for kind in rules.KINDS if rules.holds(kind)] == ["physical"]
+
+
+@pytest.mark.parametrize("state, wanted, hold, balance, code", [
+    ("pending", "shipped", True, 30, None),
+    ("pending", "shipped", True, 29, "hold_not_covered"),  # a reversal took reserved points
+    ("pending", "shipped", False, 0, None),  # spent at once before holds: nothing to cover
+    ("shipped", "delivered", True, 0, None),  # spent at shipping: delivery moves no points
+    ("cancelled", "shipped", True, 100, "invalid_transition"),  # a cancellation won
+    ("shipped", "shipped", True, 100, "invalid_transition"),  # shipped once: spent once
+])
+def test_shipping_a_held_good_needs_the_balance_to_cover_its_points(
+        state: str, wanted: str, hold: bool, balance: int, code: str | None) -> None:
+    refusal = rules.fulfil_refusal("physical", state, wanted, hold=hold, points=30,
+                                   balance=balance)
+    assert (refusal.code if refusal else None) == code
+
+
+@pytest.mark.parametrize("kind, state, code", [
+    ("physical", "pending", None),
+    ("physical", "shipped", "already_shipped"),
+    ("physical", "delivered", "already_shipped"),
+    ("voucher", "issued", "not_physical"),
+])
+def test_a_merchant_cancels_only_a_good_not_yet_shipped(kind: str, state: str,
+                                                        code: str | None) -> None:
+    refusal = rules.merchant_cancel_refusal(kind, state)
+    assert (refusal.code if refusal else None) == code
