@@ -370,20 +370,21 @@ def test_the_carbon_account_ranks_in_the_city_and_the_district_in_one_round_trip
 
 def test_the_rebuild_counts_events_posted_out_of_date_order(board_rt: Runtime) -> None:
     """The rebuild reads the entries in local-date order and hands a period's boards over
-    as soon as the read has passed the period's last day: events posted newest first,
-    then back and forth over a month, still all count in their day, week, month and
-    all-time boards, as they do live."""
+    as soon as the read has passed the period's last day: trips posted out of date order
+    (a Monday, two weeks later, the Tuesday after the Monday, ...) still all count in their
+    day, week, month and all-time boards, as they do live."""
     rt = board_rt
     city = seed_city(rt, "lb")
     riders = [f"lb-{uuid.uuid4().hex[:8]}" for _ in range(2)]
-    for i, back in enumerate((0, 20, 9, 27, 1, 13, 6)):
-        post(rt, city, riders[i % 2], metro(TODAY - timedelta(days=back), 7 + i))
+    monday = TODAY - timedelta(days=TODAY.weekday() + 21)
+    for i, offset in enumerate((0, 14, 1, 21, 2, 8, 15, 3)):
+        post(rt, city, riders[i % 2], metro(monday + timedelta(days=offset), 7 + i))
     before = live(rt, city)
     assert before == rebuilt(rt, city)
     rebuild.rebuild(rt, city)
     assert live(rt, city) == before
-    everyone = before[0][keys.board(city, keys.city_scope(), "all")]
-    assert set(everyone) == set(riders)
+    week = before[0][keys.board(city, keys.city_scope(), period_of("week", monday).label)]
+    assert set(week) == set(riders)
 
 
 def test_a_rebuilt_board_keeps_every_member_id_and_score(suite_redis_url: str) -> None:
