@@ -25,6 +25,7 @@ import contextlib
 import hashlib
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -620,8 +621,10 @@ RedisClient = redis.Redis | RedisCluster
 WRITE_CHUNK = 10_000
 """Places per ZADD when a rebuild writes a board (bounded command size)."""
 WRITE_BATCH_BYTES = 4 << 20
-"""Bytes of commands a rebuild sends at a time (one batch in flight while the next is
-made)."""
+"""Bytes of commands a rebuild sends at a time."""
+WRITE_AHEAD = 4
+"""Batches a rebuild may have sent and not yet seen answered (the bytes it holds for
+Redis: at most this many batches and the one being made)."""
 PADDED = 10**16
 """Scores below this are sent zero-padded to 16 digits (every score up to 2^53 µg, the
 largest integer a double holds exactly, is)."""
@@ -645,7 +648,8 @@ def _zadd_commands(temp: str, board: Mapping[str, int],
     head = f"${len(temp.encode())}\r\n{temp}\r\n"
     if (board and "".join(board).isascii() and min(board.values()) > 0
             and max(board.values()) < PADDED):
-        places = [f"$16\r\n{score:016d}\r\n${len(u)}\r\n{u}\r\n" for u, score in board.items()]
+        places = [f"$16\r\n{str(score).zfill(16)}\r\n${len(u)}\r\n{u}\r\n"
+                  for u, score in board.items()]
         places.sort(reverse=True)
         for start in range(0, len(places), WRITE_CHUNK):
             chunk = places[start:start + WRITE_CHUNK]
@@ -660,14 +664,15 @@ def _zadd_commands(temp: str, board: Mapping[str, int],
 
 class _Writer:
     """A rebuild's writes on one connection to the node of the city's keys, sent
-    ``WRITE_BATCH_BYTES`` at a time from a worker thread: Redis executes one batch while
-    the caller makes the next (the socket waits release the GIL)."""
+    ``WRITE_BATCH_BYTES`` at a time from a worker thread: Redis executes the batches sent
+    while the caller makes the next ones (the socket waits release the GIL); the caller
+    waits when ``WRITE_AHEAD`` batches are unanswered."""
 
     def __init__(self, client: redis.Redis) -> None:
         self._pool = client.connection_pool
         self._conn: Any = self._pool.get_connection()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lb-rebuild")
-        self._sent: Future[None] | None = None
+        self._sent: deque[Future[None]] = deque()
         self._batch: list[bytes] = []
         self._commands = 0
         self._size = 0
@@ -684,6 +689,8 @@ class _Writer:
             self._flush()
 
     def _send(self, batch: list[bytes], commands: int) -> None:
+        if self._broken:  # an earlier batch failed: its error is raised by its future
+            return
         try:
             self._conn.send_packed_command(batch, check_health=False)
             for _ in range(commands):
@@ -693,27 +700,27 @@ class _Writer:
             raise
 
     def _flush(self) -> None:
-        if self._sent is not None:
-            self._sent.result()  # the previous batch's failure, raised here
-            self._sent = None
+        while len(self._sent) >= WRITE_AHEAD or (self._sent and self._sent[0].done()):
+            self._sent.popleft().result()  # an earlier batch's failure, raised here
         if self._commands:
-            self._sent = self._executor.submit(self._send, self._batch, self._commands)
+            self._sent.append(self._executor.submit(self._send, self._batch, self._commands))
         self._batch, self._commands, self._size = [], 0, 0
 
     def close(self, wait_only: bool = False) -> None:
         """Send what is left and wait for every reply (``wait_only``: drop what is left,
-        wait for the batch in flight, raise nothing), then give the connection back."""
+        wait for the batches sent, raise nothing), then give the connection back."""
         try:
-            if wait_only:
-                if self._sent is not None:
-                    with contextlib.suppress(Exception):
-                        self._sent.result()
-            else:
+            if not wait_only:
                 self._flush()
-                if self._sent is not None:
-                    self._sent.result()
+            while self._sent:
+                sent = self._sent.popleft()
+                if wait_only:
+                    with contextlib.suppress(Exception):
+                        sent.result()
+                else:
+                    sent.result()
         finally:
-            self._sent = None
+            self._sent.clear()
             self._executor.shutdown(wait=True)
             if self._broken or wait_only:
                 self._conn.disconnect()
