@@ -622,6 +622,8 @@ WRITE_CHUNK = 10_000
 """Places per ZADD when a rebuild writes a board (bounded command size)."""
 WRITE_BATCH_BYTES = 4 << 20
 """Bytes of commands a rebuild sends at a time."""
+WRITE_TIMEOUT_S = 60.0
+"""The socket timeout of a rebuild's writes."""
 WRITE_AHEAD = 4
 """Batches a rebuild may have sent and not yet seen answered (the bytes it holds for
 Redis: at most this many batches and the one being made)."""
@@ -669,8 +671,12 @@ class _Writer:
     waits when ``WRITE_AHEAD`` batches are unanswered."""
 
     def __init__(self, client: redis.Redis) -> None:
-        self._pool = client.connection_pool
-        self._conn: Any = self._pool.get_connection()
+        # A connection of its own, with a batch job's timeout: the pool's connections
+        # carry the ingest path's (0.5 s, factory.REDIS_TIMEOUT_S), which a write queued
+        # behind megabytes of others can exceed on a loaded host.
+        pool = client.connection_pool
+        self._conn: Any = pool.connection_class(
+            **{**pool.connection_kwargs, "socket_timeout": WRITE_TIMEOUT_S})
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lb-rebuild")
         self._sent: deque[Future[None]] = deque()
         self._batch: list[bytes] = []
@@ -696,7 +702,7 @@ class _Writer:
             for _ in range(commands):
                 self._conn.read_response()  # raises an error reply
         except BaseException:
-            self._broken = True  # replies may be left unread: not reused
+            self._broken = True  # replies may be left unread: nothing more is sent
             raise
 
     def _flush(self) -> None:
@@ -708,7 +714,7 @@ class _Writer:
 
     def close(self, wait_only: bool = False) -> None:
         """Send what is left and wait for every reply (``wait_only``: drop what is left,
-        wait for the batches sent, raise nothing), then give the connection back."""
+        wait for the batches sent, raise nothing), then close the connection."""
         try:
             if not wait_only:
                 self._flush()
@@ -722,9 +728,7 @@ class _Writer:
         finally:
             self._sent.clear()
             self._executor.shutdown(wait=True)
-            if self._broken or wait_only:
-                self._conn.disconnect()
-            self._pool.release(self._conn)
+            self._conn.disconnect()
 
 
 class RedisStore:
