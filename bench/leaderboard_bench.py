@@ -17,10 +17,11 @@ rebuild of a city's leaderboards from the ledger.
    earn entries (``history_data.generate``: 200,000 users, 30 local days ending today, both
    demo districts), then alternately: the ``SELECT`` of the same entries (events joined
    with their earn/reversal entries of the city, every row fetched by the client through a
-   server-side cursor) and ``leaderboards.rebuild.rebuild`` (the CLI's code: the grouped
-   read, the boards of every kept period, the write into Redis and the swap). Reports the
-   ratio ``SELECT time / rebuild time`` (target >= 0.3) and the Redis memory the boards
-   take. The database is dropped afterwards.
+   server-side cursor) and ``leaderboards.rebuild.rebuild`` (the CLI's code: the read in
+   local-date order, the boards of every kept period written as each period is passed,
+   the swap). Reports the ratio ``SELECT time / rebuild time`` (target >= 0.3), this
+   process's CPU time in the rebuild and its peak RSS (before the rounds and after), and
+   the Redis memory the boards take. The database is dropped afterwards.
 
     DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test \\
         .venv/bin/python bench/leaderboard_bench.py [--users 1000000] [--samples 3000] \\
@@ -33,6 +34,7 @@ import argparse
 import datetime as dt
 import os
 import random
+import resource
 import shutil
 import socket
 import statistics
@@ -197,6 +199,8 @@ def rebuild_figures(args: argparse.Namespace, url: str, workdir: Path) -> dict[s
         before = client.info("memory")["used_memory"]
         selects: list[float] = []
         rebuilds: list[float] = []
+        cpus: list[float] = []
+        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         done: dict[str, int] = {}
         for _ in range(args.rounds):
             t0 = time.perf_counter()
@@ -207,17 +211,23 @@ def rebuild_figures(args: argparse.Namespace, url: str, workdir: Path) -> dict[s
                 for _row in cur:
                     rows += 1
             selects.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             done = rebuild.rebuild(rt, HISTORY_CITY)
             rebuilds.append(time.perf_counter() - t0)
+            cpus.append(time.process_time() - c0)
             print(f"  select {selects[-1]:.1f} s ({rows:,} rows), rebuild {rebuilds[-1]:.1f} s "
-                  f"({done})", flush=True)
+                  f"(this process's CPU {cpus[-1]:.1f} s; {done}), load {os.getloadavg()}",
+                  flush=True)
         after = client.info("memory")["used_memory"]
         rt.db.dispose()
         return {"entries": args.entries, "generate_s": gen_s,
                 "select_s": statistics.median(selects), "rebuild_s": statistics.median(rebuilds),
                 "ratio": statistics.median(selects) / statistics.median(rebuilds),
                 "rounds": args.rounds, "rebuilt": done,
+                "rebuild_cpu_s": statistics.median(cpus),
+                # ru_maxrss: the peak of this whole process (the SELECT's rows are not kept)
+                "peak_rss_mib_before_rounds": rss_before,
+                "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                 "redis_boards_mib": (after - before) / 2**20}
     finally:
         drop_database(admin, name)

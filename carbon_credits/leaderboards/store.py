@@ -21,11 +21,15 @@ with no credit in between.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, Protocol
 
 import redis
@@ -96,6 +100,10 @@ class TeamStanding:
     """Teams shown: those with at least k members on their board of the period."""
 
 
+Board = tuple[str, Mapping[str, int], int]
+"""A rebuilt board for ``replace``: (key, user -> µg, the Unix time it is dropped, 0:
+never)."""
+
 Place = tuple[int, int, int] | None
 """(1-based rank, µg, board size) of a user on a board, or None when not on it."""
 
@@ -126,8 +134,7 @@ class Store(Protocol):
     def team_standing(self, city: str, label: str, n: int, user_id: str | None,
                       k: int) -> TeamStanding: ...
     def ranks(self, city: str, user_id: str, labels: Sequence[str]) -> Ranks: ...
-    def replace(self, city: str, boards: Mapping[str, Mapping[str, int]],
-                expiries: Mapping[str, int], hidden: Iterable[str],
+    def replace(self, city: str, boards: Iterable[Board], hidden: Iterable[str],
                 teams: Mapping[str, int]) -> None: ...
     def snapshot(self, city: str) -> dict[str, dict[str, int]]: ...
     def marks(self, city: str) -> tuple[set[str], dict[str, str]]: ...
@@ -326,18 +333,17 @@ class MemoryStore:
                     label: place(keys.board(city, keys.district_scope(district), label))
                     for label in labels})
 
-    def replace(self, city: str, boards: Mapping[str, Mapping[str, int]],
-                expiries: Mapping[str, int], hidden: Iterable[str],
+    def replace(self, city: str, boards: Iterable[Board], hidden: Iterable[str],
                 teams: Mapping[str, int]) -> None:
+        staged = [(key, dict(board), expire) for key, board, expire in boards if board]
         with self._lock:
             for key in [k for k in self._boards if k.startswith(keys.prefix(city))]:
                 del self._boards[key]
                 self._expiry.pop(key, None)
-            for key, board in boards.items():
-                if board:
-                    self._boards[key] = dict(board)
-                    if expiries.get(key):
-                        self._expiry[key] = expiries[key]
+            for key, board, expire in staged:
+                self._boards[key] = board
+                if expire:
+                    self._expiry[key] = expire
             self._hidden[city] = set(hidden)
             self._teams[city] = {u: str(t) for u, t in teams.items()}
 
@@ -577,22 +583,6 @@ end
 return out
 """
 
-_LOAD = r"""
--- KEYS[1]: a board being rebuilt; ARGV[1]: "member<TAB>score<LF>" lines. Parsed here, so
--- the client sends one string per chunk instead of encoding two arguments per place.
-local key, batch = KEYS[1], {}
-for member, score in string.gmatch(ARGV[1], "([^\t\n]+)\t(%-?%d+)\n") do
-  batch[#batch + 1] = score
-  batch[#batch + 1] = member
-  if #batch >= 2000 then
-    redis.call("ZADD", key, unpack(batch))
-    batch = {}
-  end
-end
-if #batch > 0 then redis.call("ZADD", key, unpack(batch)) end
-return 1
-"""
-
 _SWAP = """
 -- KEYS: registry, teammap, hidden, new teammap, new hidden, districts; ARGV: new key,
 -- final key, expiry, ..., then the district boards' key prefix: the rebuilt boards
@@ -629,7 +619,116 @@ def _sha1(text: str) -> str:
 RedisClient = redis.Redis | RedisCluster
 
 WRITE_CHUNK = 10_000
-"""Places per command when a rebuild writes a board (bounded command size)."""
+"""Places per ZADD when a rebuild writes a board (bounded command size)."""
+WRITE_BATCH_BYTES = 4 << 20
+"""Bytes of commands a rebuild sends at a time."""
+WRITE_TIMEOUT_S = 60.0
+"""The socket timeout of a rebuild's writes."""
+WRITE_AHEAD = 4
+"""Batches a rebuild may have sent and not yet seen answered (the bytes it holds for
+Redis: at most this many batches and the one being made)."""
+PADDED = 10**16
+"""Scores below this are sent zero-padded to 16 digits (every score up to 2^53 µg, the
+largest integer a double holds exactly, is)."""
+
+
+def _zadd_commands(temp: str, board: Mapping[str, int],
+                   pack: Callable[..., list[bytes]]) -> Iterator[list[bytes]]:
+    """The ZADDs writing ``board`` into the new key ``temp``, ``WRITE_CHUNK`` places a
+    command, in Redis's wire format (RESP).
+
+    The places go from the highest score down: Redis then inserts each one at the head
+    of the sorted set's skip list, with no search (1.48 M places of 114 boards: 1.2 s of
+    Redis CPU so, 2.0 s in no order; BENCHMARKS 19b). A place is written here as one
+    string, ``$16\r\n<score>\r\n$<n>\r\n<member>\r\n``, the score zero-padded to 16
+    digits, so the strings sort as their scores do and a chunk is one join: encoding two
+    arguments a place through the client library cost more than the rest of the rebuild,
+    and a Lua script parsing lines cost Redis ~0.6 us a place more than ZADD's own
+    parsing. A board with a non-ASCII member (whose length in bytes is not its length in
+    characters), or a score out of (0, 10^16), goes through the library's encoder
+    (``pack``)."""
+    head = f"${len(temp.encode())}\r\n{temp}\r\n"
+    if (board and "".join(board).isascii() and min(board.values()) > 0
+            and max(board.values()) < PADDED):
+        places = [f"$16\r\n{str(score).zfill(16)}\r\n${len(u)}\r\n{u}\r\n"
+                  for u, score in board.items()]
+        places.sort(reverse=True)
+        for start in range(0, len(places), WRITE_CHUNK):
+            chunk = places[start:start + WRITE_CHUNK]
+            yield [f"*{2 + 2 * len(chunk)}\r\n$4\r\nZADD\r\n{head}".encode(),
+                   "".join(chunk).encode()]
+        return
+    ordered = sorted(board.items(), key=itemgetter(1), reverse=True)
+    for start in range(0, len(ordered), WRITE_CHUNK):
+        yield pack("ZADD", temp, *[part for u, score in ordered[start:start + WRITE_CHUNK]
+                                   for part in (score, u)])
+
+
+class _Writer:
+    """A rebuild's writes on one connection to the node of the city's keys, sent
+    ``WRITE_BATCH_BYTES`` at a time from a worker thread: Redis executes the batches sent
+    while the caller makes the next ones (the socket waits release the GIL); the caller
+    waits when ``WRITE_AHEAD`` batches are unanswered."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        # A connection of its own, with a batch job's timeout: the pool's connections
+        # carry the ingest path's (0.5 s, factory.REDIS_TIMEOUT_S), which a write queued
+        # behind megabytes of others can exceed on a loaded host.
+        pool = client.connection_pool
+        self._conn: Any = pool.connection_class(
+            **{**pool.connection_kwargs, "socket_timeout": WRITE_TIMEOUT_S})
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lb-rebuild")
+        self._sent: deque[Future[None]] = deque()
+        self._batch: list[bytes] = []
+        self._commands = 0
+        self._size = 0
+        self._broken = False
+
+    def pack(self, *args: Any) -> list[bytes]:
+        return list(self._conn.pack_command(*args))
+
+    def add(self, packed: list[bytes]) -> None:
+        self._batch += packed
+        self._commands += 1
+        self._size += sum(len(part) for part in packed)
+        if self._size >= WRITE_BATCH_BYTES:
+            self._flush()
+
+    def _send(self, batch: list[bytes], commands: int) -> None:
+        if self._broken:  # an earlier batch failed: its error is raised by its future
+            return
+        try:
+            self._conn.send_packed_command(batch, check_health=False)
+            for _ in range(commands):
+                self._conn.read_response()  # raises an error reply
+        except BaseException:
+            self._broken = True  # replies may be left unread: nothing more is sent
+            raise
+
+    def _flush(self) -> None:
+        while len(self._sent) >= WRITE_AHEAD or (self._sent and self._sent[0].done()):
+            self._sent.popleft().result()  # an earlier batch's failure, raised here
+        if self._commands:
+            self._sent.append(self._executor.submit(self._send, self._batch, self._commands))
+        self._batch, self._commands, self._size = [], 0, 0
+
+    def close(self, wait_only: bool = False) -> None:
+        """Send what is left and wait for every reply (``wait_only``: drop what is left,
+        wait for the batches sent, raise nothing), then close the connection."""
+        try:
+            if not wait_only:
+                self._flush()
+            while self._sent:
+                sent = self._sent.popleft()
+                if wait_only:
+                    with contextlib.suppress(Exception):
+                        sent.result()
+                else:
+                    sent.result()
+        finally:
+            self._sent.clear()
+            self._executor.shutdown(wait=True)
+            self._conn.disconnect()
 
 
 class RedisStore:
@@ -746,55 +845,54 @@ class RedisStore:
                      {} if district is None else {
                          label: place(found[2 + 2 * i]) for i, label in enumerate(labels)})
 
-    def replace(self, city: str, boards: Mapping[str, Mapping[str, int]],
-                expiries: Mapping[str, int], hidden: Iterable[str],
+    def replace(self, city: str, boards: Iterable[Board], hidden: Iterable[str],
                 teams: Mapping[str, int]) -> None:
-        """Write the rebuilt boards under new names, then swap them in with one script:
-        readers see the old boards or the new ones, never a half-written one."""
+        """Write the rebuilt boards under staging names as they come (``boards`` may be a
+        stream: each board is written while the next is being computed), then swap them
+        in with one script: readers see the old boards or the new ones, never a
+        half-written one. A failure before the swap removes what was staged."""
         backend = self._backend()
         stamp = f"{time.time_ns():x}"
         staged = keys.prefix(city) + f"rebuild-{stamp}:"
-        pipe = backend.pipeline(transaction=False)
-        queued = 0
         swaps: list[Any] = []
-        for n, (key, board) in enumerate(sorted(boards.items())):
-            if not board:
-                continue
-            temp = f"{staged}{n}"
-            items = list(board.items())
-            plain = not any("\t" in u or "\n" in u for u in board)
-            for start in range(0, len(items), WRITE_CHUNK):
-                chunk = items[start:start + WRITE_CHUNK]
-                if plain:
-                    lines = "".join(f"{u}\t{score}\n" for u, score in chunk)
-                    pipe.execute_command("EVAL", _LOAD, 1, temp, lines,
-                                         **self._route(backend, temp))
-                else:  # an id a line cannot carry: the plain command
-                    pipe.zadd(temp, dict(chunk))
-                queued += 1
-                if queued >= 50:
-                    pipe.execute()
-                    pipe = backend.pipeline(transaction=False)
-                    queued = 0
-            swaps += [temp, key, expiries.get(key, 0)]
-        new_hidden, new_teams = f"{staged}hidden", f"{staged}team"
-        members = list(hidden)
-        if members:
-            pipe.sadd(new_hidden, *members)
-        if teams:
-            pipe.hset(new_teams, mapping={u: str(t) for u, t in teams.items()})
-        pipe.execute()
+        written: list[str] = []
+        writer = _Writer(self._node(backend, staged))
+        try:
+            for n, (key, board, expire) in enumerate(boards):
+                if not board:
+                    continue
+                temp = f"{staged}{n}"
+                written.append(temp)
+                for command in _zadd_commands(temp, board, writer.pack):
+                    writer.add(command)
+                swaps += [temp, key, expire]
+            new_hidden, new_teams = f"{staged}hidden", f"{staged}team"
+            written += [new_hidden, new_teams]
+            members = list(hidden)
+            if members:
+                writer.add(writer.pack("SADD", new_hidden, *members))
+            if teams:
+                writer.add(writer.pack("HSET", new_teams, *[
+                    part for u, t in teams.items() for part in (u, str(t))]))
+            writer.close()
+        except BaseException:
+            writer.close(wait_only=True)
+            for start in range(0, len(written), 1000):
+                with contextlib.suppress(*FAILURES):
+                    backend.unlink(*written[start:start + 1000])
+            raise
         self._run(_SWAP, [keys.registry(city), keys.teams(city), keys.hidden(city),
                           new_teams, new_hidden, keys.districts(city)],
                   [*swaps, keys.prefix(city) + keys.district_scope("")])
 
     @staticmethod
-    def _route(backend: RedisClient, key: str) -> dict[str, Any]:
-        """On a cluster, the node of ``key``, computed here (left to itself, redis-py's
-        cluster pipeline asks the server for a script's keys: a round trip)."""
+    def _node(backend: RedisClient, key: str) -> redis.Redis:
+        """The client of the node holding ``key`` (on a cluster: the city's slot's)."""
         if isinstance(backend, RedisCluster):
-            return {"target_nodes": backend.get_node_from_key(key)}  # type: ignore[no-untyped-call]
-        return {}
+            node = backend.get_node_from_key(key)  # type: ignore[no-untyped-call]
+            client: Any = backend.get_redis_connection(node)
+            return client  # type: ignore[no-any-return]
+        return backend
 
     def marks(self, city: str) -> tuple[set[str], dict[str, str]]:
         backend = self._backend()

@@ -254,7 +254,7 @@ def _every_operation(store: RedisStore) -> None:
         placed = store.ranks(city, "u1", ["all"])
         assert (placed.district, placed.in_district["all"]) == ("futian", (1, 9, 1))
         before = store.snapshot(city)
-        store.replace(city, before, {}, {"u3"}, {"u2": 7})
+        store.replace(city, [(k, b, 0) for k, b in before.items()], {"u3"}, {"u2": 7})
         assert store.snapshot(city) == before
         assert store.ranks(city, "u1", ["all"]) == placed
         store.remove_user(city, "u2")
@@ -366,3 +366,74 @@ def test_the_carbon_account_ranks_in_the_city_and_the_district_in_one_round_trip
     # The same after a rebuild (the district names come back with the boards).
     rebuild.rebuild(rt, city)
     assert service.ranks_of(rt, rider.sub, city)["district"] == rank["district"]
+
+
+def test_the_rebuild_counts_events_posted_out_of_date_order(board_rt: Runtime) -> None:
+    """The rebuild reads the entries in local-date order and hands a period's boards over
+    as soon as the read has passed the period's last day: trips posted out of date order
+    (a Monday, two weeks later, the Tuesday after the Monday, ...) still all count in their
+    day, week, month and all-time boards, as they do live."""
+    rt = board_rt
+    city = seed_city(rt, "lb")
+    riders = [f"lb-{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    monday = TODAY - timedelta(days=TODAY.weekday() + 21)
+    for i, offset in enumerate((0, 14, 1, 21, 2, 8, 15, 3)):
+        post(rt, city, riders[i % 2], metro(monday + timedelta(days=offset), 7 + i))
+    before = live(rt, city)
+    assert before == rebuilt(rt, city)
+    rebuild.rebuild(rt, city)
+    assert live(rt, city) == before
+    week = before[0][keys.board(city, keys.city_scope(), period_of("week", monday).label)]
+    assert set(week) == set(riders)
+
+
+def test_a_rebuilt_board_keeps_every_member_id_and_score(suite_redis_url: str) -> None:
+    """The rebuild writes places in Redis's wire format itself: ids with tabs, newlines
+    or non-ASCII characters, scores of 17 digits or below one, and a board over several
+    commands all come back as given."""
+    import redis
+
+    store = RedisStore(redis.Redis.from_url(suite_redis_url))
+    city = f"lb-{uuid.uuid4().hex[:10]}"
+    given_boards = [
+        (keys.board(city, "city", "all"), {f"u{i}": 3 * i + 1 for i in range(25_000)}, 0),
+        (keys.board(city, "city", "d1"), {"tab\tid": 7, "new\nline": 9, "x": 2**53}, 2**40),
+        (keys.board(city, "district:a", "all"), {"用户一": 5, "b": 2}, 0),
+        (keys.board(city, "district:b", "all"), {"wide": 10**16 + 2, "c": 3}, 0),
+        (keys.board(city, "district:c", "all"), {"low": 0, "d": -4}, 0),
+    ]
+    try:
+        store.replace(city, iter(given_boards), {"用户一"}, {"x": 3})
+        assert store.snapshot(city) == {key: board for key, board, _e in given_boards}
+        assert store.marks(city) == ({"用户一"}, {"x": "3"})
+        client = redis.Redis.from_url(suite_redis_url)
+        assert client.ttl(given_boards[1][0]) > 0  # EXPIREAT 2^40: in 36,000 years
+        assert client.ttl(given_boards[0][0]) == -1
+    finally:
+        store.close()
+
+
+def test_a_rebuild_that_fails_midway_leaves_the_boards_as_they_were(
+        suite_redis_url: str) -> None:
+    """The boards are staged as they come and swapped in at the end: a read that fails
+    after some boards were written swaps nothing in and leaves no staged key behind."""
+    import redis
+
+    store = RedisStore(redis.Redis.from_url(suite_redis_url))
+    city = f"lb-{uuid.uuid4().hex[:10]}"
+
+    def failing() -> Any:
+        yield keys.board(city, "city", "all"), {f"u{i}": i + 1 for i in range(30_000)}, 0
+        yield keys.board(city, "city", "d1"), {"u1": 4}, 0
+        raise RuntimeError("the database went away")
+
+    try:
+        store.credit(city, [Credit("u1", 5, "futian", (("all", 0),))])
+        before = store.snapshot(city)
+        with pytest.raises(RuntimeError):
+            store.replace(city, failing(), set(), {})
+        assert store.snapshot(city) == before
+        client = redis.Redis.from_url(suite_redis_url)
+        assert list(client.scan_iter(match=keys.prefix(city) + "rebuild-*")) == []
+    finally:
+        store.close()
