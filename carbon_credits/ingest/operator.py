@@ -115,8 +115,9 @@ def _prepare(rt: Runtime, provider: Provider, record: Record, bound: dict[str, s
         raise InvalidInput("no user is bound to this provider under this reference",
                            code="not_bound", fields={"user_ref": ["not bound"]})
     data = {**record.event_data, "event_id": event_id_of(provider.id, record.record_id)}
-    posted = events.prepare(rt, Principal(user_id, "user", None), data)
-    return replace(posted, source=provider.id, digest=record.payload_hash)
+    posted = events.prepare(rt, Principal(user_id, "user", None), data,
+                            digest=record.payload_hash)
+    return replace(posted, source=provider.id)
 
 
 EXPIRE_BATCH = 1000

@@ -25,10 +25,14 @@ from sqlalchemy import (
     literal,
     select,
 )
+from sqlalchemy import column as column_of
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.elements import ClauseElement
+from sqlalchemy.sql.dml import Insert, Update
+from sqlalchemy.sql.elements import BindParameter, ClauseElement
+from sqlalchemy.sql.sqltypes import NullType
+from sqlalchemy.sql.visitors import replacement_traverse, traverse
 
 from carbon_credits.storage.models import Base
 
@@ -236,6 +240,7 @@ class Prebuilt:
         self._json = frozenset(json)
         self._arrays = frozenset(arrays)
         self._compiled: dict[tuple[str, tuple[tuple[str, int], ...]], _Compiled] = {}
+        self._sets: dict[tuple[str, tuple[str, ...]], str | None] = {}
 
     def _lengths(self, values: Mapping[str, Any]) -> tuple[tuple[str, int], ...]:
         return tuple(sorted(
@@ -285,7 +290,9 @@ class Prebuilt:
 
     def run(self, session: Session, rows: Sequence[dict[str, Any]]) -> None:
         """Run the statement once per set of values (one pipeline on PostgreSQL); the
-        values hold no lists."""
+        values hold no lists. On PostgreSQL, ``ARRAY_FROM`` rows or more of an INSERT or
+        UPDATE go as one statement over their values as arrays (``_as_set``), when it has
+        such a form."""
         if not rows:
             return
         conn = session.connection()
@@ -293,6 +300,14 @@ class Prebuilt:
         if compiled.text is None:
             conn.execute(compiled.statement, list(rows))
             return
+        if len(rows) >= ARRAY_FROM and not self._json:
+            whole = self._as_set(conn.dialect, compiled, tuple(sorted(rows[0])))
+            if whole is not None:
+                names = tuple(sorted(rows[0]))
+                with driver_errors(session, whole) as driver:
+                    driver.execute(whole, {name: [row[name] for row in rows]
+                                           for name in names}, prepare=False)
+                return
         if self._json:
             rows = [{k: Jsonb(v) if k in self._json and v is not None else v
                      for k, v in row.items()} for row in rows]
@@ -302,6 +317,69 @@ class Prebuilt:
             else:
                 cursor.executemany(compiled.text,
                                    [{**compiled.defaults, **row} for row in rows])
+
+
+    def _as_set(self, dialect: Dialect, compiled: _Compiled, names: tuple[str, ...]
+                ) -> str | None:
+        """The statement's SQL over arrays of its values, one per name (``unnest``): an
+        UPDATE's ``FROM``, an INSERT's ``SELECT`` (its ON CONFLICT kept); None when it has
+        no such form (an ON CONFLICT clause that reads a value: only the row inserted is
+        visible there) or other values than ``names``. Built once per set of names."""
+        key = ("set", names)
+        known = self._sets.get(key, False)
+        if known is not False:
+            return cast(str | None, known)
+        text = None
+        try:
+            text = _set_based(compiled.statement, names, dialect)
+        finally:
+            self._sets[key] = text
+        return text
+
+
+def _set_based(statement: Executable, names: tuple[str, ...], dialect: Dialect
+               ) -> str | None:
+    values = cast(Any, statement)._values if isinstance(statement, (Insert, Update)) else None
+    if not values:
+        return None
+    types: dict[str, Any] = {}
+    table = cast(Any, statement).table
+    for target, value in values.items():
+        if not isinstance(value, BindParameter):
+            return None
+        types[value.key] = table.c[target if isinstance(target, str) else target.key].type
+    binds = {b.key: b for b in _binds(statement)}
+    for name, bind in binds.items():
+        types.setdefault(name, bind.type)
+    if set(binds) != set(names) or any(isinstance(t, NullType) for t in types.values()):
+        return None
+    # Every value an array: unnest makes one row of them per row of values.
+    rows = func.unnest(*(bindparam(name, type_=postgresql.ARRAY(types[name]))
+                         for name in names)).table_valued(
+        *(column_of(name, types[name]) for name in names)).render_derived()
+
+    def replace(element: Any) -> Any:
+        return rows.c[element.key] if isinstance(element, BindParameter) else None
+
+    if isinstance(statement, Update):
+        # (typed for a replace(element, **kw): the plain one is what it calls)
+        changed: Any = cast(Any, replacement_traverse)(statement, {}, replace)
+        return cast(str, changed.compile(dialect=dialect).string)
+    assert isinstance(statement, Insert)
+    conflict = getattr(statement, "_post_values_clause", None)
+    if conflict is not None and list(_binds(conflict)):
+        return None
+    columns = [c if isinstance(c, str) else c.key for c in values]
+    as_set = cast(Any, postgresql.insert(statement.table).from_select(
+        columns, select(*(rows.c[cast(BindParameter[Any], v).key] for v in values.values()))))
+    as_set._post_values_clause = conflict
+    return cast(ClauseElement, as_set).compile(dialect=dialect).string
+
+
+def _binds(element: Any) -> list[BindParameter[Any]]:
+    found: list[BindParameter[Any]] = []
+    traverse(element, {}, {"bindparam": found.append})
+    return found
 
 
 Read = tuple[Prebuilt, dict[str, Any]]
