@@ -343,7 +343,12 @@ def test_a_chunk_of_many_users_is_read_and_decided_as_its_records_one_by_one(
     n = sql.ARRAY_FROM + 7
     users = [f"u-many-{i}-{factories.new_id()}" for i in range(n)]
     bindings = Bindings({f"card-{i}": user for i, user in enumerate(users)})
-    bodies = [factories.metro(start=factories.today_at(8 + i % 10, i % 7)) for i in range(n)]
+    trips = [("luohu", "dajuyuan"), ("guomao", "huaqianglu"), ("laojie", "gangxia"),
+             ("laojie", "huaxin"), ("futiankouan", "shiminzhongxin"), ("luohu", "shaoniangong")]
+    # trips of different lengths: each user's balance its own (a write's rows kept apart)
+    bodies = [factories.metro(start=factories.today_at(8 + i % 10, i % 7),
+                              entry_station_id=trips[i % 6][0], exit_station_id=trips[i % 6][1])
+              for i in range(n)]
     for i in range(5):  # the users' own posts of the same trips, stored first
         posted = events.ingest(rt, Principal(users[i], "user", None), load_event(bodies[i]))
         assert posted.event["status"] == "credited"
@@ -369,4 +374,6 @@ def test_a_chunk_of_many_users_is_read_and_decided_as_its_records_one_by_one(
                                         bindings.resolve, per_transaction=n)[:1]
     assert isinstance(conflict, ServiceError) and conflict.status == 409
     assert [earn_entries(rt, u) for u in users] == [1] * 5 + [1] + [1] * (n - 6)
+    assert [balance(rt, u) for u in users[6:]] == [v["points"] for v in views[6:]]
+    assert len({v["points"] for v in views[6:]}) > 1
     assert list(verification.verify(rt.db, user_ids=users)) == []
