@@ -117,18 +117,20 @@ def records(now: datetime, users: range, per_user: int, prefix: str, seed: int,
     return out
 
 
-def write_file(path: Path, now: datetime, rows: int, users: int, order: str
-               ) -> dict[str, int]:
+def write_file(path: Path, now: datetime, rows: int, users: int, order: str,
+               lane: int = 0, lanes: int = 1) -> dict[str, int]:
     """The CSV of ``rows`` records of ``users`` users, written slot by slot (``slot``: a
     chunk's records are of as many users, as a day's export in time order would be) or user
-    by user (``user``: a chunk of 100 records is of 10 users)."""
+    by user (``user``: a chunk of 100 records is of 10 users); with ``lanes`` > 1, only the
+    records of the users ``u`` with ``u % lanes == lane`` (a file of its own)."""
     per_user = rows // users
     kinds: dict[str, int] = {}
+    mine = range(lane, users, lanes)
     if order == "slot":
-        parts = (records(now, range(users), 1, "r", seed=k, first_slot=k, slots=per_user)
+        parts = (records(now, mine, 1, "r", seed=k, first_slot=k, slots=per_user)
                  for k in range(per_user))
     else:
-        parts = (records(now, range(u, u + 1), per_user, "r", seed=u) for u in range(users))
+        parts = (records(now, range(u, u + 1), per_user, "r", seed=u) for u in mine)
     with path.open("w", encoding="utf-8", newline="") as out:
         writer = csv.DictWriter(out, FIELDS, lineterminator="\n")
         writer.writeheader()
@@ -281,6 +283,14 @@ def bytes_per_event(dsn: str) -> dict[str, Any]:
             "SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c JOIN "
             "pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND "
             "c.relkind = 'r'").fetchall()}
+        # A partitioned table (events) holds no bytes itself: its partitions' sizes, summed
+        # (indexes included), are its size.
+        for parent, size in conn.execute(
+                "SELECT c.relname, sum(pg_total_relation_size(t.relid)) FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace, "
+                "pg_partition_tree(c.oid) t WHERE n.nspname = 'public' AND "
+                "c.relkind = 'p' AND t.isleaf GROUP BY c.relname").fetchall():
+            sizes[parent] = int(size)
     counted = {t: sizes.get(t, 0) for t in COPY_TABLES}
     return {"events": events,
             "bytes_per_event": round(sum(counted.values()) / max(1, events), 1),
@@ -302,7 +312,61 @@ def analyze_every(dsn: str, seconds: float, stop: threading.Event) -> None:
             conn.execute("ANALYZE")
 
 
-def child_file(path: str, users: int, analyze_s: float) -> dict[str, Any]:
+def child_worker(url: str, uploads: str, job_id: str) -> None:
+    """One worker process of a ``--workers`` run: the service on ``url``, then, when told
+    (a line on stdin), ``jobs.process`` of ``job_id``; prints its figures (a JSON line),
+    then waits for a line before it exits (its database backends are read meanwhile)."""
+    from carbon_credits.providers import crediting, jobs
+
+    app = service(url, Path(uploads))
+    rt = app.extensions["carbon_credits"]
+    apply_chunk = crediting.make_apply_chunk(rt)
+    print("ready", flush=True)
+    sys.stdin.readline()
+    own0 = resource.getrusage(resource.RUSAGE_SELF)
+    started = time.time()
+    done = jobs.process(rt, job_id, apply_chunk)
+    ended = time.time()
+    own1 = resource.getrusage(resource.RUSAGE_SELF)
+    assert done is not None and done.status == "done", done
+    print(json.dumps({"started": started, "ended": ended, "rows_read": done.rows_read,
+                      "credited": done.credited, "held": done.held,
+                      "replayed": done.replayed, "refused": done.refused,
+                      "peak_rss_mb": round(own1.ru_maxrss / 1024, 1),
+                      "cpu_s": (own1.ru_utime + own1.ru_stime)
+                      - (own0.ru_utime + own0.ru_stime)}), flush=True)
+    rt.db.dispose()
+    sys.stdin.readline()
+
+
+def run_workers(name: str, url: str, uploads: str, job_ids: list[str]
+                ) -> tuple[float, list[dict[str, Any]], dict[int, float], dict[int, float]]:
+    """Each job in a worker process of its own, all started at once: (seconds from the
+    first start to the last end, the workers' figures, CPU seconds of the database's
+    backends before and after)."""
+    procs = [subprocess.Popen([sys.executable, __file__, "--child", "worker", url, uploads,
+                               job_id], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+             for job_id in job_ids]
+    for proc in procs:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    pg0 = {pid: cpu_of(pid) for pid in backends(name)}
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    results = [json.loads(proc.stdout.readline()) for proc in procs if proc.stdout]
+    pg1 = {pid: cpu_of(pid) for pid in backends(name)}
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("bye\n")
+        proc.stdin.flush()
+        proc.wait()
+    elapsed = max(r["ended"] for r in results) - min(r["started"] for r in results)
+    return elapsed, results, pg0, pg1
+
+
+def child_file(paths: list[str], users: int, analyze_s: float) -> dict[str, Any]:
     from benchlib import db_counters
 
     from carbon_credits.providers import crediting, jobs
@@ -315,8 +379,10 @@ def child_file(path: str, users: int, analyze_s: float) -> dict[str, Any]:
             rt = app.extensions["carbon_credits"]
             provider_with_users(rt, name, users)
             jobs.dispatch = lambda _rt, _id: None  # type: ignore[assignment]  # run below
-            with open(path, "rb") as fh:
-                job, _ = jobs.upload(rt, PROVIDER, fh, "text/csv")
+            job_ids = []
+            for path in paths:
+                with open(path, "rb") as fh:
+                    job_ids.append(jobs.upload(rt, PROVIDER, fh, "text/csv")[0].id)
             apply_chunk = crediting.make_apply_chunk(rt)
             own0 = resource.getrusage(resource.RUSAGE_SELF)
             busy0, total0, load0 = *machine_busy(), loadavg()
@@ -327,23 +393,30 @@ def child_file(path: str, users: int, analyze_s: float) -> dict[str, Any]:
             analyzer = threading.Thread(target=analyze_every, args=(dsn, analyze_s, stop))
             if analyze_s > 0:
                 analyzer.start()
+            workers: list[dict[str, Any]] = []
             try:
-                done = jobs.process(rt, job.id, apply_chunk)
+                if len(job_ids) == 1:
+                    done = jobs.process(rt, job_ids[0], apply_chunk)
+                    assert done is not None and done.status == "done", done
+                    counted = [done]
+                else:
+                    elapsed, workers, pg0, pg1 = run_workers(name, url, tmp, job_ids)
             finally:
                 stop.set()
                 if analyzer.is_alive():
                     analyzer.join()
-            elapsed = time.perf_counter() - started
+            if not workers:
+                elapsed = time.perf_counter() - started
+                pg1 = {pid: cpu_of(pid) for pid in backends(name)}
             busy1, total1, load1 = *machine_busy(), loadavg()
-            pg1 = {pid: cpu_of(pid) for pid in backends(name)}
             db1 = db_counters(dsn)
             own1 = resource.getrusage(resource.RUSAGE_SELF)
-            peak_mb = own1.ru_maxrss / 1024
-            assert done is not None and done.status == "done", done
+            peak_mb = (own1.ru_maxrss / 1024 if not workers
+                       else max(w["peak_rss_mb"] for w in workers))
             rt.db.dispose()
-            job_counts = {"rows_read": done.rows_read, "credited": done.credited,
-                          "held": done.held, "replayed": done.replayed,
-                          "refused": done.refused}
+            keys = ("rows_read", "credited", "held", "replayed", "refused")
+            job_counts = ({k: sum(w[k] for w in workers) for k in keys} if workers
+                          else {k: getattr(counted[0], k) for k in keys})
             import psycopg
 
             with psycopg.connect(dsn) as conn:
@@ -357,11 +430,13 @@ def child_file(path: str, users: int, analyze_s: float) -> dict[str, Any]:
     finally:
         drop(name)
     n = job_counts["rows_read"]
-    process_cpu = (own1.ru_utime + own1.ru_stime) - (own0.ru_utime + own0.ru_stime)
+    process_cpu = (sum(w["cpu_s"] for w in workers) if workers else
+                   (own1.ru_utime + own1.ru_stime) - (own0.ru_utime + own0.ru_stime))
     pg_cpu = sum(pg1.get(p, 0.0) - pg0.get(p, 0.0) for p in pg1)
     rate, copy_rate = n / elapsed, n / copy_s
     return {
-        "mode": "file", "records": n, "users": users, "seconds": round(elapsed, 1),
+        "mode": "file", "records": n, "users": users, "workers": max(1, len(workers)),
+        "seconds": round(elapsed, 1),
         "records_per_s": round(rate, 1), "analyze_every_s": analyze_s, "job": job_counts,
         "event_statuses": statuses,
         "refusals": errors, "peak_rss_mb": round(peak_mb, 1),
@@ -471,12 +546,20 @@ def main() -> None:
     parser.add_argument("--post-users", type=int, default=2000)
     parser.add_argument("--analyze-every", type=float, default=30.0,
                         help="seconds between ANALYZEs of the job's database (0: none)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="file mode: the users split in this many files (u %% workers), "
+                             "each a job processed by a worker process of its own, all at "
+                             "once")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
+        if args.child[0] == "worker":
+            child_worker(*args.child[1:4])
+            return
         if args.child[0] == "file":
-            result = child_file(args.child[1], int(args.child[2]), float(args.child[3]))
+            result = child_file(args.child[1].split(","), int(args.child[2]),
+                                float(args.child[3]))
         else:
             result = child_post(int(args.child[1]), int(args.child[2]))
         print(json.dumps(result))
@@ -491,12 +574,19 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             for spec in args.sizes.split(","):
                 rows, users = (int(v) for v in spec.split(":"))
-                path = Path(tmp) / f"records-{rows}.csv"
-                kinds = write_file(path, datetime.now(UTC), rows, users, args.order)
-                result = run_child(["file", str(path), str(users), str(args.analyze_every)])
+                now, kinds = datetime.now(UTC), dict[str, int]()
+                paths = [Path(tmp) / f"records-{rows}-{lane}.csv"
+                         for lane in range(args.workers)]
+                for lane, path in enumerate(paths):
+                    for kind, count in write_file(path, now, rows, users, args.order, lane,
+                                                  args.workers).items():
+                        kinds[kind] = kinds.get(kind, 0) + count
+                result = run_child(["file", ",".join(map(str, paths)), str(users),
+                                    str(args.analyze_every)])
                 result["kinds"], result["order"] = kinds, args.order
-                result["file_mb"] = round(path.stat().st_size / 1e6, 1)
-                path.unlink()
+                result["file_mb"] = round(sum(p.stat().st_size for p in paths) / 1e6, 1)
+                for path in paths:
+                    path.unlink()
                 print(json.dumps(result), flush=True)
                 results.append(result)
     if args.json:
@@ -504,7 +594,8 @@ def main() -> None:
     print("summary:")
     for r in results:
         if r["mode"] == "file":
-            print(f"  file {r['records']:,} records / {r['users']:,} users: "
+            print(f"  file {r['records']:,} records / {r['users']:,} users, "
+                  f"{r['workers']} worker(s): "
                   f"{r['records_per_s']:,} records/s, COPY {r['copy']['records_per_s']:,}/s, "
                   f"ratio {r['ratio_file_over_copy']}, city-day {r['city_day_hours_extrapolated']}"
                   f" h (extrapolated), peak RSS {r['peak_rss_mb']} MB, CPU ms/record "

@@ -244,13 +244,17 @@ def history_read_of(users: list[str], since: date, until: date) -> Read:
                          "first_month": month_of(since), "last_month": month_of(until)}
 
 
-def history_of(rows: Sequence[tuple[Any, ...]], user_id: str
-               ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """``user_id``'s (lifetime, month, day) rows of ``history_read_of``'s rows, as
-    ``account.earning.Ledger.of`` takes them."""
-    parts: dict[str, list[tuple[Any, ...]]] = {"all": [], "month": [], "day": []}
+History = tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]
+
+
+def histories(rows: Sequence[tuple[Any, ...]]) -> dict[str, History]:
+    """Each user's (lifetime, month, day) rows of ``history_read_of``'s rows, in one pass
+    (a chunk of a record file has thousands of users: a pass per user was quadratic)."""
+    found: dict[str, History] = {}
     for user, part, when, mode, events, activity in rows:
-        if user == user_id:
-            parts[part].append((mode, events, activity) if part == "all"
-                               else (when, mode, events, activity))
-    return parts["all"], parts["month"], parts["day"]
+        lifetime, months, days = found.setdefault(user, ([], [], []))
+        if part == "all":
+            lifetime.append((mode, events, activity))
+        else:
+            (months if part == "month" else days).append((when, mode, events, activity))
+    return found

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol, cast
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from carbon_credits.account import aggregates
@@ -22,7 +21,7 @@ from carbon_credits.account.earning import Ledger, earned
 from carbon_credits.badges import awards, rules
 from carbon_credits.ledger.entries import Balance
 from carbon_credits.ledger.hooks import CreditedEvent, Rows, Scope, Writes
-from carbon_credits.storage.models import Badge, Event, utcnow
+from carbon_credits.storage.models import Event, utcnow
 from carbon_credits.storage.sql import Read, read_together
 from carbon_credits.webhooks import outbox
 
@@ -71,27 +70,29 @@ def credited(session: Session, events: Sequence[Credited],
         return _nothing
     months = aggregates.deltas(events)
     won = _badges(session, events, prefetched)
-    if won:
-        _announce(session, won)
+    announce = _announce(session, won) if won else None
 
     def write() -> None:
         aggregates.add(session, months)
         awards.award(session, won)
+        if announce is not None:
+            announce()
 
     return write
 
 
-def _announce(session: Session, won: Sequence[dict[str, Any]]) -> None:
-    """A ``badge.earned`` webhook per award, in this unit of work (webhooks.outbox): a read
-    and an insert of their own, made only when a badge is won. A concurrent award of the
-    same badge fails this transaction at the award's key, and its deliveries with it."""
-    codes: dict[int, str] = {badge_id: code for badge_id, code in session.execute(
-        select(Badge.id, Badge.code).where(Badge.id.in_({w["badge_id"] for w in won})))}
-    for award in won:
-        outbox.publish(session, "badge.earned", {
-            "user_id": award["user_id"], "badge": codes.get(award["badge_id"]),
-            "event_id": award["event_id"], "earned_at": award["awarded_at"].isoformat()},
-            now=award["awarded_at"])
+def _announce(session: Session, won: Sequence[dict[str, Any]]) -> Writes | None:
+    """A ``badge.earned`` webhook per award, in this unit of work (webhooks.outbox), to be
+    written with the awards: the badges' codes and the endpoints are the process's copies
+    (``storage.cached``, current as of this transaction's read of their versions), so
+    awards add no read, whatever their number (a file's chunk awards thousands). A
+    concurrent award of the same badge fails this transaction at the award's key, and its
+    deliveries with it."""
+    codes = {badge.id: badge.code for badge in awards.ACTIVE.get(session)}
+    return outbox.publish_later(session, "badge.earned", [
+        {"user_id": award["user_id"], "badge": codes.get(award["badge_id"]),
+         "event_id": award["event_id"], "earned_at": award["awarded_at"].isoformat()}
+        for award in won], won[0]["awarded_at"])
 
 
 def _badges(session: Session, events: Sequence[Credited], known: Prefetch | None
@@ -112,9 +113,12 @@ def _badges(session: Session, events: Sequence[Credited], known: Prefetch | None
     have = {(user_id, badge_id) for user_id, badge_id in held}
     now = utcnow()
     won = []
-    for user_id in sorted({e.user_id for e in events}):
-        ledger = Ledger.of(*aggregates.history_of(history, user_id))
-        mine = [e for e in events if e.user_id == user_id]
+    by_user: dict[str, list[Credited]] = {}
+    for e in events:
+        by_user.setdefault(e.user_id, []).append(e)
+    pasts = aggregates.histories(history)
+    for user_id, mine in sorted(by_user.items()):
+        ledger = Ledger.of(*pasts.get(user_id, ([], [], [])))
         for event, badge in earned(ledger, mine, [b for b in badges
                                                   if (user_id, b.id) not in have]):
             won.append(awards.award_row(user_id, badge, event.id, event.event_id, now))

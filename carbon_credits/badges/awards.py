@@ -30,6 +30,8 @@ class ActiveBadge:
     id: int
     version: int
     rule: dict[str, Any]
+    code: str = ""
+    """Its code (the ``badge.earned`` notification names it)."""
 
 
 _HELD = Prebuilt(lambda one_of: select(AWARDS.c.user_id, AWARDS.c.badge_id)
@@ -39,9 +41,9 @@ _HELD = Prebuilt(lambda one_of: select(AWARDS.c.user_id, AWARDS.c.badge_id)
 def _active(session: Session) -> list[ActiveBadge]:
     """The active badges, their rules validated (once per change of the table)."""
     return [ActiveBadge(badge_id, version, rules.validate(rule if isinstance(rule, dict)
-                                                          else {}))
-            for badge_id, version, rule in session.execute(
-                select(Badge.id, Badge.version, Badge.rule)
+                                                          else {}), code)
+            for badge_id, version, rule, code in session.execute(
+                select(Badge.id, Badge.version, Badge.rule, Badge.code)
                 .where(Badge.status == "active").order_by(Badge.id))]
 
 

@@ -168,9 +168,10 @@ def after_commit(rt: Runtime, applied: Sequence[Applied]) -> None:
 
 
 def prepare(rt: Runtime, principal: Principal, data: dict[str, Any],
-            device_id: str | None = None) -> Posted:
+            device_id: str | None = None, digest: bytes | None = None) -> Posted:
     """What the transaction needs, derived before it: time checks (a 422 for an event in
-    the future or past the backfill window), canonical payload."""
+    the future or past the backfill window), canonical payload, and its digest (unless
+    given: a provider's record is compared on the whole record's, ``ingest.operator``)."""
     method = get_methodology(data["mode"])
     tz = rt.config.tz
     now = rt.clock()
@@ -178,7 +179,8 @@ def prepare(rt: Runtime, principal: Principal, data: dict[str, Any],
     local_date = occurred_at.astimezone(tz).date()
     _check_time_window(rt.config, data, occurred_at, local_date, now)
     payload = idempotency.canonical_payload(data)
-    return Posted(principal, method, data, payload, idempotency.payload_hash(payload),
+    return Posted(principal, method, data, payload,
+                  digest if digest is not None else idempotency.payload_hash(payload),
                   occurred_at,
                   local_date, device_id, now, tz)
 

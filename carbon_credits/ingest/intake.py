@@ -56,6 +56,8 @@ from datetime import datetime, time, timedelta
 from typing import Any, cast
 
 from sqlalchemy import (
+    TIMESTAMP,
+    String,
     Table,
     and_,
     bindparam,
@@ -68,6 +70,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from carbon_credits.config import Config
@@ -101,6 +104,7 @@ from carbon_credits.storage.models import (
     utcnow,
 )
 from carbon_credits.storage.sql import (
+    ARRAY_FROM,
     COPY_FROM_ROWS,
     Prebuilt,
     Read,
@@ -175,7 +179,12 @@ def _read(session: Session, catalog: Catalog, chunk: Sequence[Posted],
     for p in chunk:
         cities.setdefault(p.principal.sub, p.principal.city or p.data["city"])
     keys = {(p.principal.sub, p.data["event_id"]) for p in chunk}
+    # A chunk of many users (a record file's): its windows and keys as arrays, joined.
+    many = len(cities) >= ARRAY_FROM and session.get_bind().dialect.name == "postgresql"
+    pairs = sorted(keys)
     reads: list[Read] = [
+        (_STORED_PAIRS, {"users": [user for user, _ in pairs],
+                         "ids": [event_id for _, event_id in pairs]}) if many else
         (_STORED, {"users": sorted({user for user, _ in keys}),
                    "ids": sorted({event_id for _, event_id in keys})}),
         timeline_read({p.data["city"] for p in chunk}, {p.method.mode for p in chunk},
@@ -185,7 +194,7 @@ def _read(session: Session, catalog: Catalog, chunk: Sequence[Posted],
                   "years": sorted({p.local_date.year for p in chunk})}),
         (_POLICIES, {"cities": sorted({p.data["city"] for p in chunk}),
                      "modes": sorted({p.method.mode for p in chunk})})]
-    trips, devices = _trips_read(chunk), _devices_read(chunk)
+    trips, devices = _trips_read(chunk, many), _devices_read(chunk)
     consent: Read | None = None if consent_version is None else (
         consents.LATEST, {"users": sorted(cities)})
     reads += [read for read in (trips, devices, consent) if read is not None]
@@ -247,6 +256,15 @@ POLICIES = cast(Table, TrustPolicy.__table__)
 YEARS = cast(Table, AnnualUsage.__table__)
 _STORED = Prebuilt(lambda one_of: select(EVENTS).where(one_of(EVENTS.c.user_id, "users"),
                                                         one_of(EVENTS.c.event_id, "ids")))
+_KEYS = func.unnest(bindparam("users", type_=ARRAY(String)),
+                    bindparam("ids", type_=ARRAY(String))
+                    ).table_valued("user_id", "event_id").render_derived()
+_STORED_PAIRS = Prebuilt(lambda _: select(EVENTS).select_from(EVENTS.join(_KEYS, and_(
+    EVENTS.c.user_id == _KEYS.c.user_id, EVENTS.c.event_id == _KEYS.c.event_id))),
+    arrays=("users", "ids"))
+"""``_STORED`` for a chunk of many users (PostgreSQL): the (user, event id) pairs joined,
+where the two lists would match every user with every id (an index probe per pair of
+the product: a million for a record file's chunk of a thousand users)."""
 _EVENT_FIELDS = tuple(c.key for c in EVENTS.columns)
 _USAGE_COLUMNS = tuple(f.name for f in fields(DayUsage) if f.name not in ("stored", "counted"))
 """A usage row's columns, in ``DayUsage``'s order (read, and written back, by name)."""
@@ -295,7 +313,7 @@ def _usage(members: dict[str, Member], chunk: Sequence[Posted],
             usage[found.mode] = found
 
 
-def _trips_read(chunk: Sequence[Posted]) -> Read | None:
+def _trips_read(chunk: Sequence[Posted], many: bool = False) -> Read | None:
     """The read of each member's trips from one day before its earliest trip of the chunk
     (or the start of its first local day) to the end of its last trip's local day: an
     index range scan on (user_id, occurred_at) per user, bounded by the chunk's span, not
@@ -316,6 +334,17 @@ def _trips_read(chunk: Sequence[Posted]) -> Read | None:
             min(known[0], since), max(known[1], until))
     if not windows:
         return None
+    if many:
+        users = sorted(windows)
+        tz = chunk[0].tz
+        return _TRIPS_IN_WINDOWS, {
+            "users": users, "since": [windows[u][0] for u in users],
+            "until": [windows[u][1] for u in users],
+            # The windows' local days, a day wider either way: the months to scan.
+            "first_day": min(w[0] for w in windows.values()).astimezone(tz).date()
+            - timedelta(days=1),
+            "last_day": max(w[1] for w in windows.values()).astimezone(tz).date()
+            + timedelta(days=1)}
     values: dict[str, Any] = {}
     for n, (user_id, (since, until)) in enumerate(sorted(windows.items())):
         values.update({f"u{n}": user_id, f"s{n}": since, f"e{n}": until})
@@ -345,6 +374,27 @@ def _trips_statement(users: int) -> Prebuilt:
             .where(spans[0] if users == 1 else or_(*spans))
             .order_by(EVENTS.c.occurred_at)))
     return statement
+
+
+_WINDOWS = func.unnest(bindparam("users", type_=ARRAY(String)),
+                       bindparam("since", type_=ARRAY(TIMESTAMP(timezone=True))),
+                       bindparam("until", type_=ARRAY(TIMESTAMP(timezone=True)))
+                       ).table_valued("user_id", "since", "until").render_derived()
+_TRIPS_IN_WINDOWS = Prebuilt(lambda _: (
+    select(EVENTS.c.user_id, EVENTS.c.event_id, EVENTS.c.local_date, EVENTS.c.occurred_at,
+           EVENTS.c.ends_at, EVENTS.c.mode, EVENTS.c.status, EVENTS.c.origin,
+           EVENTS.c.destination, EVENTS.c.line_id, EVENTS.c.source, EVENTS.c.reason,
+           EVENTS.c.notes)
+    .select_from(EVENTS.join(_WINDOWS, and_(
+        EVENTS.c.user_id == _WINDOWS.c.user_id, EVENTS.c.occurred_at >= _WINDOWS.c.since,
+        EVENTS.c.occurred_at < _WINDOWS.c.until)))
+    .where(EVENTS.c.local_date >= bindparam("first_day", type_=EVENTS.c.local_date.type),
+           EVENTS.c.local_date <= bindparam("last_day", type_=EVENTS.c.local_date.type))
+    .order_by(EVENTS.c.occurred_at)), arrays=("users", "since", "until"))
+"""The trips read of a chunk of many users (PostgreSQL): their windows as arrays, joined
+(one index range scan per user), where an OR of a window per user was a statement of
+three parameters a user, planned again for each number of users; the local days bound
+the months (partitions) scanned."""
 
 
 def _devices_read(chunk: Sequence[Posted]) -> Read | None:

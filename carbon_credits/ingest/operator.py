@@ -75,9 +75,12 @@ def event_id_of(provider_id: str, record_id: str) -> str:
 
 
 def apply_records(rt: Runtime, provider: Provider, records: Sequence[Record],
-                  resolve: Resolve) -> list[ServiceError | events.Ingested]:
+                  resolve: Resolve, per_transaction: int = events.ITEMS_PER_TRANSACTION
+                  ) -> list[ServiceError | events.Ingested]:
     """Credit a provider's records, each exactly once, in order; one result per record:
     what is stored (``Ingested``: ``created`` False for a replay) or why it was refused.
+    ``per_transaction`` records are applied per transaction, as a set (``events.
+    apply_chunk``): a POST's 100, a record file's whole chunk.
 
     The bindings are read first, in a transaction of their own: a binding revoked while
     the records are applied may still see them credited, as a record that arrived a
@@ -91,8 +94,8 @@ def apply_records(rt: Runtime, provider: Provider, records: Sequence[Record],
             ready.append((index, _prepare(rt, provider, record, bound)))
         except ServiceError as exc:
             results[index] = exc
-    for start in range(0, len(ready), events.ITEMS_PER_TRANSACTION):
-        chunk = ready[start:start + events.ITEMS_PER_TRANSACTION]
+    for start in range(0, len(ready), per_transaction):
+        chunk = ready[start:start + per_transaction]
         for (index, _posted), outcome in zip(chunk, events.apply_chunk(
                 rt, [posted for _index, posted in chunk]), strict=True):
             results[index] = outcome
@@ -112,8 +115,9 @@ def _prepare(rt: Runtime, provider: Provider, record: Record, bound: dict[str, s
         raise InvalidInput("no user is bound to this provider under this reference",
                            code="not_bound", fields={"user_ref": ["not bound"]})
     data = {**record.event_data, "event_id": event_id_of(provider.id, record.record_id)}
-    posted = events.prepare(rt, Principal(user_id, "user", None), data)
-    return replace(posted, source=provider.id, digest=record.payload_hash)
+    posted = events.prepare(rt, Principal(user_id, "user", None), data,
+                            digest=record.payload_hash)
+    return replace(posted, source=provider.id)
 
 
 EXPIRE_BATCH = 1000

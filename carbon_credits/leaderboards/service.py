@@ -13,12 +13,14 @@ after a Redis outage). A read route that cannot reach Redis answers 503 with Ret
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Protocol, cast
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
@@ -90,9 +92,15 @@ def facts_of(event: CreditedEvent) -> Facts:
 
 def credit_for(rt: Runtime, district: str, user_id: str, ug: int, day: date,
                hidden: bool = False) -> Credit:
-    tz, keep = rt.config.tz, rt.config.leaderboard_keep_days
     return Credit(user_id, ug, None if district == UNKNOWN else district,
-                  tuple((p.label, p.expire_at(tz, keep)) for p in periods_of(day)), hidden)
+                  _boards_of(day, rt.config.tz, rt.config.leaderboard_keep_days), hidden)
+
+
+@functools.lru_cache(maxsize=64)
+def _boards_of(day: date, tz: ZoneInfo, keep_days: int) -> tuple[tuple[str, int], ...]:
+    """The (label, expiry) of the boards a credit of ``day`` counts in: the same for
+    every credit of the day (a record file's chunk has thousands)."""
+    return tuple((p.label, p.expire_at(tz, keep_days)) for p in periods_of(day))
 
 
 def record(rt: Runtime, credited: Sequence[tuple[CreditedEvent, int]]) -> None:

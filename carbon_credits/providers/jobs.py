@@ -23,13 +23,14 @@ import importlib
 import io
 import logging
 import os
+import queue as queue_
 import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Literal, Protocol
+from typing import IO, Literal, Protocol, cast
 
 import dramatiq
 import redis
@@ -284,11 +285,54 @@ def process(rt: Runtime, job_id: str, apply_chunk: ApplyChunk,
         reader = RecordReader(fh, job.city, resume_at=(job.checkpoint_line,
                                                        job.checkpoint_offset))
         checkpoint = job.checkpoint_line
-        for chunk in _chunks(reader, rt.config.record_chunk_rows):
+        for chunk in _read_ahead(_chunks(reader, rt.config.record_chunk_rows)):
             if stop is not None and stop.is_set():
                 raise Stopping(job_id)
             checkpoint = _apply(rt, job, chunk, apply_chunk, checkpoint)
     return _finish(rt, job, "done", None)
+
+
+_DONE = object()
+
+
+def _read_ahead(chunks: Iterator[_Chunk]) -> Iterator[_Chunk]:
+    """``chunks``, the next one read and parsed by a thread while the current one is
+    credited (the crediting waits on the database for part of each chunk; the reading
+    runs then). One chunk ahead at most, so memory stays that of two chunks. A reading
+    error is raised here, at the chunk it stopped; the thread ends with the generator
+    (stopped early: it is left blocked on a full queue, a daemon, and ends with the
+    process; or drains when the reader closes)."""
+    ahead: queue_.Queue[object] = queue_.Queue(maxsize=1)
+    done = threading.Event()
+
+    def read() -> None:
+        try:
+            for chunk in chunks:
+                while not done.is_set():
+                    try:
+                        ahead.put(chunk, timeout=0.5)
+                        break
+                    except queue_.Full:
+                        continue
+                if done.is_set():
+                    return
+            ahead.put(_DONE)
+        except BaseException as exc:  # handed to the consumer, raised there
+            ahead.put(exc)
+
+    reader = threading.Thread(target=read, daemon=True, name="record-file-reader")
+    reader.start()
+    try:
+        while True:
+            item = ahead.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield cast(_Chunk, item)
+    finally:
+        done.set()
+        reader.join()
 
 
 def _chunks(reader: RecordReader, size: int) -> Iterator[_Chunk]:

@@ -18,16 +18,21 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
+    any_,
     bindparam,
     func,
     insert,
     literal,
     select,
 )
+from sqlalchemy import column as column_of
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.elements import ClauseElement
+from sqlalchemy.sql.dml import Insert, Update
+from sqlalchemy.sql.elements import BindParameter, ClauseElement
+from sqlalchemy.sql.sqltypes import NullType
+from sqlalchemy.sql.visitors import replacement_traverse, traverse
 
 from carbon_credits.storage.models import Base
 
@@ -166,10 +171,22 @@ def _in_list(column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
     return column.in_(bindparam(name, expanding=True))
 
 
+ARRAY_FROM = 33
+"""Values in a list from which a prebuilt statement binds it as one array (``= ANY``),
+planned for its values at each execution, instead of a parameter per value (policy: a
+record file's chunk binds thousands of values; psycopg keeps the parsed form of a
+statement of at most 50 parameters only, so a longer IN list was parsed again on every
+execution, and each length was a statement of its own, compiled and prepared)."""
+WHOLE = -1
+"""The length recorded for a list bound as one array."""
+
+
 def _in_values(lengths: Mapping[str, int]) -> OneOf:
     """``one_of`` for lists of these lengths: one parameter per value (``name_<i>``), and
-    ``=`` for a single value."""
+    ``=`` for a single value; a list bound whole (``WHOLE``) as ``= ANY(array)``."""
     def one_of(column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
+        if lengths[name] == WHOLE:
+            return column == any_(bindparam(name, type_=postgresql.ARRAY(column.type)))
         names = [f"{name}_{i}" for i in range(lengths[name])]
         if len(names) == 1:
             return column == bindparam(names[0])
@@ -184,6 +201,10 @@ class _Compiled:
     """PostgreSQL: the SQL the driver runs (None elsewhere: SQLAlchemy runs it)."""
     defaults: dict[str, Any]
     """Values the statement binds itself (e.g. a literal's)."""
+    prepare: bool | None = None
+    """False: never prepared by the driver (a statement binding arrays: planned for the
+    values of each execution; a plan kept for an array of unknown length guessed ten
+    values)."""
 
 
 class Prebuilt:
@@ -205,44 +226,57 @@ class Prebuilt:
     datetimes come back in UTC as ``UTCDateTime`` would give them). Elsewhere SQLAlchemy
     runs it, a list bound to an expanding IN.
 
+    A list of ``ARRAY_FROM`` values or more is bound as one array (``= ANY``), and so are
+    the values named in ``arrays`` (PostgreSQL only: a statement that ``unnest``s them);
+    such a statement is planned for its values at each execution (never prepared).
+
     ``build`` makes the statement, given how to test a column against a list parameter;
     ``json`` names the values bound to JSON columns (sent as JSONB by the driver).
     """
 
-    def __init__(self, build: Callable[[OneOf], Executable], json: Sequence[str] = ()
-                 ) -> None:
+    def __init__(self, build: Callable[[OneOf], Executable], json: Sequence[str] = (),
+                 arrays: Sequence[str] = ()) -> None:
         self._build = build
         self._json = frozenset(json)
+        self._arrays = frozenset(arrays)
         self._compiled: dict[tuple[str, tuple[tuple[str, int], ...]], _Compiled] = {}
+        self._sets: dict[tuple[str, tuple[str, ...]], str | None] = {}
+
+    def _lengths(self, values: Mapping[str, Any]) -> tuple[tuple[str, int], ...]:
+        return tuple(sorted(
+            (name, WHOLE if name in self._arrays or len(value) >= ARRAY_FROM else len(value))
+            for name, value in values.items() if isinstance(value, list)))
 
     def _for(self, dialect: Dialect, values: Mapping[str, Any]) -> _Compiled:
-        lengths = tuple(sorted((name, len(value)) for name, value in values.items()
-                               if isinstance(value, list))) if dialect.name == "postgresql" else ()
+        lengths = self._lengths(values) if dialect.name == "postgresql" else ()
         compiled = self._compiled.get((dialect.name, lengths))
         if compiled is None:
             if dialect.name == "postgresql":
                 statement = self._build(_in_values(dict(lengths)))
                 text = cast(ClauseElement, statement).compile(dialect=dialect)
                 compiled = _Compiled(statement, text.string,
-                                     {k: v for k, v in text.params.items() if v is not None})
+                                     {k: v for k, v in text.params.items() if v is not None},
+                                     False if any(n == WHOLE for _, n in lengths) else None)
             else:
                 compiled = _Compiled(self._build(_in_list), None, {})
             self._compiled[(dialect.name, lengths)] = compiled
         return compiled
 
     def _driver_call(self, dialect: Dialect, values: Mapping[str, Any]
-                     ) -> tuple[str, dict[str, Any]]:
+                     ) -> tuple[str, dict[str, Any], bool | None]:
         """PostgreSQL: the SQL and the values the driver runs, each list value bound as
-        ``name_<i>``."""
+        ``name_<i>`` (or whole, as an array), and whether the driver may prepare it."""
         compiled = self._for(dialect, values)
         assert compiled.text is not None
         bound = dict(compiled.defaults)
+        whole = compiled.prepare is False
         for name, value in values.items():
-            if isinstance(value, list):
+            if isinstance(value, list) and not (
+                    whole and (name in self._arrays or len(value) >= ARRAY_FROM)):
                 bound.update((f"{name}_{i}", item) for i, item in enumerate(value))
             else:
                 bound[name] = value
-        return compiled.text, bound
+        return compiled.text, bound, compiled.prepare
 
     def rows(self, session: Session, values: dict[str, Any]) -> list[tuple[Any, ...]]:
         """The statement's rows, as tuples in its column order."""
@@ -250,13 +284,15 @@ class Prebuilt:
         if conn.dialect.name != "postgresql":
             statement = self._for(conn.dialect, values).statement
             return [tuple(row) for row in conn.execute(statement, values)]
-        text, bound = self._driver_call(conn.dialect, values)
+        text, bound, prepare = self._driver_call(conn.dialect, values)
         with driver_errors(session, text) as driver:
-            return driver.execute(text, bound).fetchall()
+            return driver.execute(text, bound, prepare=prepare).fetchall()
 
     def run(self, session: Session, rows: Sequence[dict[str, Any]]) -> None:
         """Run the statement once per set of values (one pipeline on PostgreSQL); the
-        values hold no lists."""
+        values hold no lists. On PostgreSQL, ``ARRAY_FROM`` rows or more of an INSERT or
+        UPDATE go as one statement over their values as arrays (``_as_set``), when it has
+        such a form."""
         if not rows:
             return
         conn = session.connection()
@@ -264,6 +300,14 @@ class Prebuilt:
         if compiled.text is None:
             conn.execute(compiled.statement, list(rows))
             return
+        if len(rows) >= ARRAY_FROM and not self._json:
+            whole = self._as_set(conn.dialect, compiled, tuple(sorted(rows[0])))
+            if whole is not None:
+                names = tuple(sorted(rows[0]))
+                with driver_errors(session, whole) as driver:
+                    driver.execute(whole, {name: [row[name] for row in rows]
+                                           for name in names}, prepare=False)
+                return
         if self._json:
             rows = [{k: Jsonb(v) if k in self._json and v is not None else v
                      for k, v in row.items()} for row in rows]
@@ -273,6 +317,69 @@ class Prebuilt:
             else:
                 cursor.executemany(compiled.text,
                                    [{**compiled.defaults, **row} for row in rows])
+
+
+    def _as_set(self, dialect: Dialect, compiled: _Compiled, names: tuple[str, ...]
+                ) -> str | None:
+        """The statement's SQL over arrays of its values, one per name (``unnest``): an
+        UPDATE's ``FROM``, an INSERT's ``SELECT`` (its ON CONFLICT kept); None when it has
+        no such form (an ON CONFLICT clause that reads a value: only the row inserted is
+        visible there) or other values than ``names``. Built once per set of names."""
+        key = ("set", names)
+        known = self._sets.get(key, False)
+        if known is not False:
+            return cast(str | None, known)
+        text = None
+        try:
+            text = _set_based(compiled.statement, names, dialect)
+        finally:
+            self._sets[key] = text
+        return text
+
+
+def _set_based(statement: Executable, names: tuple[str, ...], dialect: Dialect
+               ) -> str | None:
+    values = cast(Any, statement)._values if isinstance(statement, (Insert, Update)) else None
+    if not values:
+        return None
+    types: dict[str, Any] = {}
+    table = cast(Any, statement).table
+    for target, value in values.items():
+        if not isinstance(value, BindParameter):
+            return None
+        types[value.key] = table.c[target if isinstance(target, str) else target.key].type
+    binds = {b.key: b for b in _binds(statement)}
+    for name, bind in binds.items():
+        types.setdefault(name, bind.type)
+    if set(binds) != set(names) or any(isinstance(t, NullType) for t in types.values()):
+        return None
+    # Every value an array: unnest makes one row of them per row of values.
+    rows = func.unnest(*(bindparam(name, type_=postgresql.ARRAY(types[name]))
+                         for name in names)).table_valued(
+        *(column_of(name, types[name]) for name in names)).render_derived()
+
+    def replace(element: Any) -> Any:
+        return rows.c[element.key] if isinstance(element, BindParameter) else None
+
+    if isinstance(statement, Update):
+        # (typed for a replace(element, **kw): the plain one is what it calls)
+        changed: Any = cast(Any, replacement_traverse)(statement, {}, replace)
+        return cast(str, changed.compile(dialect=dialect).string)
+    assert isinstance(statement, Insert)
+    conflict = getattr(statement, "_post_values_clause", None)
+    if conflict is not None and list(_binds(conflict)):
+        return None
+    columns = [c if isinstance(c, str) else c.key for c in values]
+    as_set = cast(Any, postgresql.insert(statement.table).from_select(
+        columns, select(*(rows.c[cast(BindParameter[Any], v).key] for v in values.values()))))
+    as_set._post_values_clause = conflict
+    return cast(ClauseElement, as_set).compile(dialect=dialect).string
+
+
+def _binds(element: Any) -> list[BindParameter[Any]]:
+    found: list[BindParameter[Any]] = []
+    traverse(element, {}, {"bindparam": found.append})
+    return found
 
 
 Read = tuple[Prebuilt, dict[str, Any]]
@@ -292,11 +399,13 @@ def read_together(session: Session, reads: Sequence[Read]) -> list[list[tuple[An
     if conn.dialect.name != "postgresql":
         return [statement.rows(session, values) for statement, values in reads]
     calls = [statement._driver_call(conn.dialect, values) for statement, values in reads]
-    with driver_errors(session, "; ".join(text for text, _ in calls), begins=True) as driver:
+    with driver_errors(session, "; ".join(text for text, _, _ in calls), begins=True
+                       ) as driver:
         with driver.pipeline():
             if driver.info.transaction_status == TransactionStatus.IDLE:
                 driver.execute("BEGIN")  # autocommit: psycopg sent none
-            cursors = [driver.execute(text, bound) for text, bound in calls]
+            cursors = [driver.execute(text, bound, prepare=prepare)
+                       for text, bound, prepare in calls]
         return [cursor.fetchall() for cursor in cursors]
 
 

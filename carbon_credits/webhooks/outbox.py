@@ -76,6 +76,21 @@ def publish_many(session: Session, kind: str, payloads: Sequence[dict[str, Any]]
     return [str(r["id"]) for r in rows]
 
 
+def publish_later(session: Session, kind: str, payloads: Sequence[dict[str, Any]],
+                  now: datetime) -> Writes | None:
+    """``publish_many`` for a crediting hook: the endpoints are the process's copy
+    (``ENDPOINTS``, brought up to date for this transaction by ``ledger.hooks``), and the
+    rows are written by the writes returned (sent with the COMMIT); None: no endpoint
+    subscribed."""
+    endpoints = [endpoint_id for endpoint_id, kinds in ENDPOINTS.get(session)
+                 if kind in kinds]
+    if not endpoints or not payloads:
+        return None
+    rows = [row for payload in payloads for row in _rows(endpoints, kind, payload, now)]
+    session.info.setdefault(_QUEUED, []).extend((r["endpoint_id"], r["id"]) for r in rows)
+    return lambda: _ADD.run(session, rows)
+
+
 @event.listens_for(Session, "after_commit")
 def _after_commit(session: Session) -> None:
     queued = session.info.pop(_QUEUED, None)

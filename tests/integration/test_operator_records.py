@@ -24,6 +24,7 @@ from carbon_credits.ledger import verification
 from carbon_credits.reports import rollups
 from carbon_credits.runtime import Runtime
 from carbon_credits.schemas import EventResultSchema, load_event
+from carbon_credits.storage import sql
 from carbon_credits.storage.models import (
     Account,
     Event,
@@ -32,6 +33,7 @@ from carbon_credits.storage.models import (
     TrustPolicy,
     utcnow,
 )
+from carbon_credits.tokens import Principal
 from tests import factories
 
 
@@ -329,3 +331,49 @@ def test_reports_group_the_reductions_by_source(
     with rt.db.transaction() as session:
         rollups.rebuild(session, "shenzhen")
     assert {k: v for k, v in rollup_sums().items() if k[0] == "metro-co"} == live
+
+
+def test_a_chunk_of_many_users_is_read_and_decided_as_its_records_one_by_one(
+        rt: Runtime) -> None:
+    """A record file's chunk, in one transaction, of more users than a list binds value by
+    value (sql.ARRAY_FROM: the keys and trip windows go as arrays, joined): the client
+    posts of some users' trips are found (one trip, one credit), an earlier trip of
+    another overlaps its record (refused as a rule says), the chunk again is a replay, a
+    changed record a conflict; verify-ledger passes."""
+    n = sql.ARRAY_FROM + 7
+    users = [f"u-many-{i}-{factories.new_id()}" for i in range(n)]
+    bindings = Bindings({f"card-{i}": user for i, user in enumerate(users)})
+    trips = [("luohu", "dajuyuan"), ("guomao", "huaqianglu"), ("laojie", "gangxia"),
+             ("laojie", "huaxin"), ("futiankouan", "shiminzhongxin"), ("luohu", "shaoniangong")]
+    # trips of different lengths: each user's balance its own (a write's rows kept apart)
+    bodies = [factories.metro(start=factories.today_at(8 + i % 10, i % 7),
+                              entry_station_id=trips[i % 6][0], exit_station_id=trips[i % 6][1])
+              for i in range(n)]
+    for i in range(5):  # the users' own posts of the same trips, stored first
+        posted = events.ingest(rt, Principal(users[i], "user", None), load_event(bodies[i]))
+        assert posted.event["status"] == "credited"
+    # another trip of user 5, overlapping its record's
+    overlapping = factories.metro(start=factories.today_at(8 + 5 % 10, 5 % 7 + 5))
+    assert events.ingest(rt, Principal(users[5], "user", None),
+                         load_event(overlapping)).event["status"] == "credited"
+    records = [record(f"card-{i}", bodies[i]) for i in range(n)]
+    first = operator.apply_records(rt, PROVIDER, records, bindings.resolve,
+                                   per_transaction=n)
+    views = [ingested(o) for o in first]
+    assert [(v["status"], v["reason"]) for v in views[:5]] == [
+        ("rejected", trust.SAME_TRIP)] * 5
+    assert views[5]["status"] != "credited"
+    assert {v["status"] for v in views[6:]} == {"credited"}
+    again = operator.apply_records(rt, PROVIDER, records, bindings.resolve,
+                                   per_transaction=n)
+    assert all(isinstance(o, events.Ingested) and not o.created for o in again)
+    assert [o.event for o in again if isinstance(o, events.Ingested)] == views
+    changed = Record(records[9].record_id, "card-9", "metro", "shenzhen",
+                     {**records[9].event_data, "exit_station_id": "laojie"}, b"\x01" * 32)
+    [conflict] = operator.apply_records(rt, PROVIDER, [changed, *records[10:]],
+                                        bindings.resolve, per_transaction=n)[:1]
+    assert isinstance(conflict, ServiceError) and conflict.status == 409
+    assert [earn_entries(rt, u) for u in users] == [1] * 5 + [1] + [1] * (n - 6)
+    assert [balance(rt, u) for u in users[6:]] == [v["points"] for v in views[6:]]
+    assert len({v["points"] for v in views[6:]}) > 1
+    assert list(verification.verify(rt.db, user_ids=users)) == []

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -157,3 +158,24 @@ def test_resuming_at_any_position_reads_exactly_the_rest(
             positions.append(whole.position)
         cut = data.draw(st.integers(min_value=0, max_value=len(seen)))
         assert rows(raw, resume_at=positions[cut] if cut else None) == seen[cut:]
+
+
+def test_chunks_read_ahead_come_in_order_and_a_reading_error_at_its_chunk() -> None:
+    """jobs._read_ahead: a thread reads the next chunk while one is credited; the chunks
+    come as read, and an error of the reading is raised where it stopped the file."""
+    from carbon_credits.providers import jobs
+
+    def chunks(fail_after: int | None) -> Iterator[jobs._Chunk]:
+        for n in range(5):
+            if n == fail_after:
+                raise OSError("the disk went away")
+            yield jobs._Chunk([], (n, n))
+
+    assert [c.end for c in jobs._read_ahead(chunks(None))] == [(n, n) for n in range(5)]
+    seen = []
+    with pytest.raises(OSError, match="went away"):
+        for chunk in jobs._read_ahead(chunks(3)):
+            seen.append(chunk.end)
+    assert seen == [(0, 0), (1, 1), (2, 2)]
+    first = next(iter(jobs._read_ahead(chunks(None))))  # left early: the thread ends
+    assert first.end == (0, 0)
