@@ -167,3 +167,26 @@ def test_an_approved_held_trip_counts_once_toward_a_badge(rt: Runtime, user_id: 
         assert _awards(rt, user_id)[code] == second["event_id"]
     finally:
         catalogue.retire(rt, ADMIN, code, "test over")
+
+
+def test_a_batch_of_many_days_keeps_the_usage_rows_live_counters_exact(
+        lenient_rt: Runtime, user_id: str) -> None:
+    """A batch whose chunk writes more usage rows than a statement binds one by one (the
+    set-based write over arrays, ``storage.sql.ARRAY_FROM``): the day rows' live counters
+    are the ones a rebuild from the events gives, caps' counters beside them."""
+    rt = lenient_rt
+    items = []
+    for day in range(1, 21):
+        start = factories.today_at(7) - timedelta(days=day)
+        items += [factories.metro(start=start), factories.bus(start=start + timedelta(hours=2))]
+    principal = Principal(user_id, "user", "shenzhen")
+    results = events.ingest_batch(rt, principal, [load_event(item) for item in items])
+    assert {(r["status"], r["result"]["status"]) for r in results} == {(201, "credited")}
+    days, months = _rows(rt, [user_id])
+    assert len(days) == 40 and all(d[3] == 1 for d in days)
+    with rt.db.transaction() as s:
+        aggregates.rebuild(s)
+    assert _rows(rt, [user_id]) == (days, months)
+    usage = _usage(rt, user_id)  # nothing capped, nothing reversed: both counters agree
+    assert len(usage) == 40 and all(events == live and used == live_ug > 0
+                                    for _mode, events, used, live, live_ug, _a in usage)
